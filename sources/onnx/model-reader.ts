@@ -98,12 +98,14 @@ export interface OnnxModel {
   outputs: ValueInfo[];
   valueInfo: ValueInfo[];
   initializers: Map<string, TensorInfo>;
+  /** Byte ranges [valueStart, valueEnd) of every top-level `graph` field (usually one). */
+  graphRanges: [number, number][];
   /** The source the model was scanned from; keep it open to read tensor data, close when done. */
   source: ByteSource;
 }
 
 /** Scan fields of a message stored in src[start, end) reading only tag headers. */
-function* scanFields(src: ByteSource, start: number, end: number): Generator<WireField> {
+export function* scanFields(src: ByteSource, start: number, end: number): Generator<WireField> {
   let pos = start;
   while (pos < end) {
     const hdr = src.read(pos, Math.min(22, end - pos));
@@ -302,6 +304,7 @@ export function readOnnxModel(model: string | Uint8Array, opts: { modelDir?: str
     outputs: [],
     valueInfo: [],
     initializers: new Map(),
+    graphRanges: [],
     source: src,
   };
   try {
@@ -319,6 +322,7 @@ export function readOnnxModel(model: string | Uint8Array, opts: { modelDir?: str
         m.opsets.push({ domain: domain === 'ai.onnx' ? '' : domain, version });
       } else if (f.field === 7 && f.wire === WIRE_LEN) {
         // Several `graph` fields merge (protobuf semantics); quantlens appends outputs that way.
+        m.graphRanges.push([f.start, f.end]);
         for (const g of scanFields(src, f.start, f.end)) {
           if (g.wire !== WIRE_LEN) continue;
           if (g.field === 1) m.nodes.push(parseNode(src, g.start, g.end, modelDir));
