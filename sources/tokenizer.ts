@@ -1,0 +1,163 @@
+/**
+ * Text tokenizers from a Hugging Face folder (tokenizer.json + tokenizer_config.json), run with
+ * the pure-JS `@huggingface/tokenizers` (offline, no native code). This file adds what the
+ * library leaves to transformers: the BOS rule of tokenizer_config (`add_bos_token`), the pad id
+ * fallback chain, and truncation that keeps BOS.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { QuantlensError } from './errors.ts';
+import type { ModelFolder } from './model/folder.ts';
+
+export interface TextTokenizer {
+  /** Highest id the tokenizer can produce + 1 (added tokens included, like HF `len(tokenizer)`). */
+  vocabSize: number;
+  bosId: number | null;
+  eosId: number | null;
+  padId: number;
+  /** True when encode() puts BOS first. */
+  addsBos: boolean;
+  /** Token ids; BOS (when addsBos) exactly once at the start, no EOS unless the post-processor adds it. */
+  encode(text: string): Int32Array;
+  /** One token as text, the way HF `decode([id])` shows it (special tokens kept). */
+  decodeToken(id: number): string;
+  decode(ids: ArrayLike<number>): string;
+  idOf(token: string): number | undefined;
+}
+
+function readJson(file: string, required: boolean): Record<string, any> | null {
+  if (!existsSync(file)) {
+    if (required) throw new QuantlensError('TOKENIZER', `tokenizer file not found`, file);
+    return null;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new QuantlensError('TOKENIZER', `malformed JSON: ${(e as Error).message}`, file, { cause: e });
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new QuantlensError('TOKENIZER', `expected a JSON object`, file);
+  }
+  return value as Record<string, any>;
+}
+
+/** tokenizer_config writes special tokens either as a string or as an AddedToken object. */
+function tokenContent(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as any).content === 'string') return (v as any).content;
+  return null;
+}
+
+function firstId(v: unknown): number | null {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v;
+  if (Array.isArray(v) && typeof v[0] === 'number') return v[0]; // eos_token_id may be a list
+  return null;
+}
+
+export async function loadTokenizer(folder: string): Promise<TextTokenizer> {
+  const tokenizerFile = path.join(folder, 'tokenizer.json');
+  const configFile = path.join(folder, 'tokenizer_config.json');
+  const tokenizerJson = readJson(tokenizerFile, true)!;
+  // tokenizer_config.json is optional: some exports only ship tokenizer.json.
+  const tokConfig = readJson(configFile, false) ?? {};
+  // config.json may live beside it (pad/bos/eos ids as numbers); unreadable → ignored here,
+  // openModelFolder reports it as a MODEL error.
+  let modelConfig: Record<string, any> = {};
+  try {
+    modelConfig = readJson(path.join(folder, 'config.json'), false) ?? {};
+  } catch {
+    modelConfig = {};
+  }
+  if (!tokenizerJson.model || typeof tokenizerJson.model !== 'object') {
+    throw new QuantlensError('TOKENIZER', `no "model" section`, tokenizerFile);
+  }
+
+  let tok: Tokenizer;
+  try {
+    tok = new Tokenizer(tokenizerJson, tokConfig);
+  } catch (e) {
+    throw new QuantlensError('TOKENIZER', `cannot build tokenizer: ${(e as Error).message}`, tokenizerFile, { cause: e });
+  }
+
+  const idOf = (token: string): number | undefined => tok.token_to_id(token) ?? undefined;
+  const specialId = (key: string): number | null => {
+    const content = tokenContent(tokConfig[key]);
+    const fromTokenizer = content === null ? undefined : idOf(content);
+    return fromTokenizer ?? firstId(modelConfig[`${key}_id`]);
+  };
+  const bosId = specialId('bos_token');
+  const eosId = specialId('eos_token');
+  const padId = specialId('pad_token') ?? eosId ?? 0;
+
+  let vocabSize = 0;
+  for (const id of tok.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
+
+  // Does the post-processor (e.g. TemplateProcessing "<s> $A") already put BOS in front?
+  const probe = 'a';
+  const plain = tok.encode(probe, { add_special_tokens: false }).ids;
+  const special = tok.encode(probe, { add_special_tokens: true }).ids;
+  const postProcessorAddsBos = bosId !== null && special.length > plain.length && special[0] === bosId && plain[0] !== bosId;
+  // transformers' Llama-style tokenizers obey add_bos_token over the stored template.
+  const addsBos = bosId !== null && (typeof tokConfig.add_bos_token === 'boolean' ? tokConfig.add_bos_token : postProcessorAddsBos);
+
+  const encode = (text: string): Int32Array => {
+    let ids = tok.encode(text, { add_special_tokens: true }).ids;
+    if (postProcessorAddsBos && !addsBos) ids = ids.slice(1);
+    if (addsBos) {
+      // Exactly one BOS: drop any the text itself spelled (e.g. a literal "<s>" after the template's).
+      let start = 0;
+      while (start < ids.length && ids[start] === bosId) start++;
+      return Int32Array.from([bosId!, ...ids.slice(start)]);
+    }
+    return Int32Array.from(ids);
+  };
+
+  const decode = (ids: ArrayLike<number>): string => tok.decode(Array.from(ids), { skip_special_tokens: false });
+
+  return {
+    vocabSize,
+    bosId,
+    eosId,
+    padId,
+    addsBos,
+    encode,
+    decodeToken: (id: number) => decode([id]),
+    decode,
+    idOf,
+  };
+}
+
+/**
+ * Cut ids to maxLen. keep='left' keeps the start, keep='right' keeps the end; with keep='right'
+ * a leading BOS (ids[0] === bosId) stays first, since the model was trained to see it there.
+ */
+export function truncate(
+  ids: Int32Array,
+  maxLen: number,
+  keep: 'left' | 'right',
+  bosId: number | null = null,
+): { ids: Int32Array; truncated: boolean } {
+  if (!Number.isInteger(maxLen) || maxLen < 1) throw new RangeError(`maxLen must be a positive integer, got ${maxLen}`);
+  if (ids.length <= maxLen) return { ids, truncated: false };
+  if (keep === 'left') return { ids: ids.slice(0, maxLen), truncated: true };
+  if (bosId !== null && ids[0] === bosId) {
+    const out = new Int32Array(maxLen);
+    out[0] = bosId;
+    out.set(ids.subarray(ids.length - (maxLen - 1)), 1);
+    return { ids: out, truncated: true };
+  }
+  return { ids: ids.slice(ids.length - maxLen), truncated: true };
+}
+
+/** Refuse a tokenizer that can emit ids the model's embedding table does not have. */
+export function checkTokenizerFitsModel(tok: TextTokenizer, folder: ModelFolder, where?: string): void {
+  if (folder.vocabSize !== null && tok.vocabSize > folder.vocabSize) {
+    throw new QuantlensError(
+      'TOKENIZER',
+      `tokenizer vocabulary (${tok.vocabSize}) exceeds the model's (${folder.vocabSize})`,
+      where ?? folder.tokenizerDir,
+    );
+  }
+}
