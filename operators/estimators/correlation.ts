@@ -1,0 +1,479 @@
+/**
+ * Pearson correlation over tokens between every pair of neurons, per (precision, layer, tensor),
+ * streamed: each batch's column means and centred Gram Xcᵀ·Xc come from a tiny ONNX Runtime graph
+ * (correlation-graph.ts), and are folded into a float64 co-moment accumulator with Chan's parallel
+ * update  C += G_b + δδᵀ·n_a·n_b/(n_a+n_b),  δ = mean_b − mean_a  (upper triangle only).
+ * merge() applies the same update to another shard's accumulator, so shards merge exactly.
+ *
+ * Memory is O(d²) per key, fixed by the model width; the budget is checked before any work.
+ * finish() gives the paper's |r| histogram (10 bins, |r| = 1 in the last), pairs touching a
+ * zero-variance neuron counted apart as undefined, the top-k pairs, and NeuroX-style redundancy
+ * clusters (average linkage on 1 − |r|, cut at a threshold).
+ *
+ * update() is asynchronous (ORT has no synchronous run): await it, or await drain(), before
+ * finish(); keep chunk.values unchanged until its update resolves.
+ */
+import type { ActivationChunk, Estimator } from '../types.ts';
+import { QuantlensError } from '../../sources/errors.ts';
+import { GramRunner, type GramCompute } from './correlation-graph.ts';
+import { compareKeys, type ActivationKey } from './neurons.ts';
+import { decodeF64, encodeF64 } from './state-codec.ts';
+
+export const DEFAULT_CORRELATION_BUDGET = 4 * 1024 ** 3;
+/** Above this many (non-constant) neurons clustering is skipped unless forced: O(d²) time and memory. */
+export const CLUSTER_AUTO_LIMIT = 4096;
+export const HISTOGRAM_BINS = 10;
+
+/** Bytes of co-moment state for `keys` accumulators of `width` neurons (d²·8 per key, conservative). */
+export function correlationMemoryBytes(width: number, keys: number): number {
+  return width * width * 8 * keys;
+}
+
+export function checkCorrelationBudget(width: number, keys: number, budgetBytes = DEFAULT_CORRELATION_BUDGET, where?: string): void {
+  const need = correlationMemoryBytes(width, keys);
+  if (need > budgetBytes) {
+    const gib = (b: number) => (b / 1024 ** 3).toFixed(2);
+    throw new QuantlensError(
+      'BUDGET',
+      `correlation needs ${gib(need)} GiB (${keys} layer×precision × ${width}² × 8 B) but the budget is ${gib(budgetBytes)} GiB; capture fewer layers/precisions or raise the correlation memory budget`,
+      where,
+    );
+  }
+}
+
+export interface CorrelationOptions {
+  /** Default 4 GiB. */
+  budgetBytes?: number;
+  /** Known up front: checks the budget in the constructor, before any batch is read. */
+  plan?: { width: number; keys: number };
+  topK?: number;
+  /** Merge clusters while the average 1 − |r| distance is ≤ this. Default 0.5 (NeuroX). */
+  clusterThreshold?: number;
+  /** 'auto' (default) clusters only up to CLUSTER_AUTO_LIMIT neurons. */
+  cluster?: boolean | 'auto';
+  /** Arithmetic of the ORT Gram graph; default float64 (exact zero for constant neurons). */
+  compute?: GramCompute;
+  runner?: GramRunner;
+}
+
+export interface CorrelationRow {
+  layer: number;
+  tensor: string;
+  precision: string;
+  /** null on the row counting undefined pairs (a zero-variance neuron). */
+  bin_lo: number | null;
+  bin_hi: number | null;
+  pairs: number;
+}
+
+export interface CorrelatedPair {
+  i: number;
+  j: number;
+  r: number;
+}
+
+export interface CorrelationSummary {
+  layer: number;
+  tensor: string;
+  precision: string;
+  tokens: number;
+  neurons: number;
+  constant_neurons: number;
+  undefined_pairs: number;
+  top_pairs: CorrelatedPair[];
+  /** null when clustering was skipped. Constant neurons are left out of clustering. */
+  clusters: number | null;
+  independent_neurons: number | null;
+  cluster_threshold: number;
+}
+
+export interface CorrelationResult {
+  rows: CorrelationRow[];
+  summaries: CorrelationSummary[];
+}
+
+export interface CoMomentState {
+  precision: string;
+  layer: number;
+  tensor: string;
+  width: number;
+  n: number;
+  /** base64 float64: mean [d], packed upper triangle of C [d(d+1)/2] row by row, min [d], max [d]. */
+  mean: string;
+  upper: string;
+  min: string;
+  max: string;
+}
+
+export interface CorrelationState {
+  entries: CoMomentState[];
+}
+
+/** Index of (i, j), i ≤ j, in a row-by-row packed upper triangle of a d×d matrix. */
+export function packedIndex(d: number, i: number, j: number): number {
+  return i * d - (i * (i - 1)) / 2 + (j - i);
+}
+
+/** float64 co-moments of one key: count, means, C = Σ (x−mean)(x−mean)ᵀ (upper), column min/max. */
+export class CoMoments {
+  n = 0;
+  readonly mean: Float64Array;
+  readonly upper: Float64Array;
+  readonly min: Float64Array;
+  readonly max: Float64Array;
+
+  constructor(readonly width: number) {
+    this.mean = new Float64Array(width);
+    this.upper = new Float64Array((width * (width + 1)) / 2);
+    this.min = new Float64Array(width).fill(Infinity);
+    this.max = new Float64Array(width).fill(-Infinity);
+  }
+
+  trackRange(values: Float32Array, rows: number): void {
+    const { min, max, width: d } = this;
+    for (let r = 0, off = 0; r < rows; r++, off += d) {
+      for (let c = 0; c < d; c++) {
+        const x = values[off + c];
+        if (x < min[c]) min[c] = x;
+        if (x > max[c]) max[c] = x;
+      }
+    }
+  }
+
+  /** Chan update with a part of nb rows, means meanB and co-moments given full (gram) or packed. */
+  add(nb: number, meanB: ArrayLike<number>, comoment: ArrayLike<number>, packed: boolean): void {
+    if (nb === 0) return;
+    const d = this.width;
+    const na = this.n;
+    const n = na + nb;
+    const f = na === 0 ? 0 : (na * nb) / n;
+    const { mean, upper } = this;
+    const delta = new Float64Array(d);
+    for (let i = 0; i < d; i++) delta[i] = meanB[i] - mean[i];
+    let k = 0;
+    for (let i = 0; i < d; i++) {
+      const di = delta[i] * f;
+      // comoment[src + j] is element (i, j) in either layout.
+      const src = packed ? k - i : i * d;
+      for (let j = i; j < d; j++, k++) upper[k] += comoment[src + j] + di * delta[j];
+    }
+    const g = nb / n;
+    for (let i = 0; i < d; i++) mean[i] = na === 0 ? meanB[i] : mean[i] + delta[i] * g;
+    this.n = n;
+  }
+
+  mergeRange(min: Float64Array, max: Float64Array): void {
+    for (let c = 0; c < this.width; c++) {
+      if (min[c] < this.min[c]) this.min[c] = min[c];
+      if (max[c] > this.max[c]) this.max[c] = max[c];
+    }
+  }
+
+  /** A neuron with one value on every token has no correlation with anything. */
+  isConstant(c: number): boolean {
+    return !(this.max[c] > this.min[c]) || !(this.upper[packedIndex(this.width, c, c)] > 0);
+  }
+}
+
+/** Histogram bin of |r| in [0, 1]: k with k/10 ≤ |r| < (k+1)/10, and |r| = 1 in the last bin. */
+export function correlationBin(absR: number, bins = HISTOGRAM_BINS): number {
+  let k = Math.floor(absR * bins);
+  if (k >= bins) k = bins - 1;
+  if (k < 0) k = 0;
+  // floor(a·10) can disagree with the edges k/10 by one ulp; the edges decide.
+  if (absR < k / bins && k > 0) k--;
+  else if (k < bins - 1 && absR >= (k + 1) / bins) k++;
+  return k;
+}
+
+/**
+ * Flat clusters of average-linkage agglomerative clustering (UPGMA) on a full symmetric m×m
+ * distance matrix, cut so that merges at distance ≤ threshold are kept (scipy fcluster
+ * criterion='distance'). Nearest-neighbour chain: O(m²) time; `dist` is overwritten.
+ * Returns a cluster label (a representative index) per item.
+ */
+export function averageLinkageLabels(dist: Float64Array, m: number, threshold: number): Int32Array {
+  const parent = Int32Array.from({ length: m }, (_, i) => i);
+  const find = (x: number): number => {
+    while (parent[x] !== x) {
+      parent[x] = parent[parent[x]];
+      x = parent[x];
+    }
+    return x;
+  };
+  const active = new Uint8Array(m).fill(1);
+  const size = new Float64Array(m).fill(1);
+  const chain = new Int32Array(m);
+  let top = 0;
+  let remaining = m;
+  let nextStart = 0;
+  while (remaining > 1) {
+    if (top === 0) {
+      while (!active[nextStart]) nextStart++;
+      chain[top++] = nextStart;
+    }
+    const a = chain[top - 1];
+    const prev = top >= 2 ? chain[top - 2] : -1;
+    // Nearest active neighbour of a; ties go to the chain predecessor so the chain terminates.
+    let b = prev;
+    let best = prev >= 0 ? dist[a * m + prev] : Infinity;
+    for (let k = 0; k < m; k++) {
+      if (k === a || !active[k]) continue;
+      const v = dist[a * m + k];
+      if (v < best) {
+        best = v;
+        b = k;
+      }
+    }
+    if (b !== prev) {
+      chain[top++] = b;
+      continue;
+    }
+    top -= 2;
+    // Merge a into b (b keeps representing the union); Lance–Williams update for average linkage.
+    if (best <= threshold) parent[find(a)] = find(b);
+    const sa = size[a], sb = size[b], s = sa + sb;
+    for (let k = 0; k < m; k++) {
+      if (!active[k] || k === a || k === b) continue;
+      const v = (sa * dist[a * m + k] + sb * dist[b * m + k]) / s;
+      dist[b * m + k] = v;
+      dist[k * m + b] = v;
+    }
+    size[b] = s;
+    active[a] = 0;
+    remaining--;
+  }
+  const labels = new Int32Array(m);
+  for (let i = 0; i < m; i++) labels[i] = find(i);
+  return labels;
+}
+
+/** Keeps the k pairs with the largest |r| (ties: smaller (i, j) first). */
+class TopPairs {
+  private readonly items: CorrelatedPair[] = [];
+  constructor(private readonly k: number) {}
+  /** true when x ranks below y (would be evicted first). */
+  private worse(x: CorrelatedPair, y: CorrelatedPair): boolean {
+    const ax = Math.abs(x.r), ay = Math.abs(y.r);
+    if (ax !== ay) return ax < ay;
+    return x.i !== y.i ? x.i > y.i : x.j > y.j;
+  }
+  offer(i: number, j: number, r: number): void {
+    if (this.k <= 0) return;
+    const h = this.items;
+    const p = { i, j, r };
+    if (h.length < this.k) {
+      h.push(p);
+      let c = h.length - 1;
+      while (c > 0) {
+        const par = (c - 1) >> 1;
+        if (!this.worse(h[c], h[par])) break;
+        [h[c], h[par]] = [h[par], h[c]];
+        c = par;
+      }
+      return;
+    }
+    if (!this.worse(h[0], p)) return;
+    h[0] = p;
+    let c = 0;
+    for (;;) {
+      const l = 2 * c + 1, r2 = l + 1;
+      let w = c;
+      if (l < h.length && this.worse(h[l], h[w])) w = l;
+      if (r2 < h.length && this.worse(h[r2], h[w])) w = r2;
+      if (w === c) break;
+      [h[c], h[w]] = [h[w], h[c]];
+      c = w;
+    }
+  }
+  sorted(): CorrelatedPair[] {
+    return [...this.items].sort((x, y) => (this.worse(x, y) ? 1 : this.worse(y, x) ? -1 : 0));
+  }
+}
+
+function keyString(k: ActivationKey): string {
+  return JSON.stringify([k.precision, k.layer, k.tensor]);
+}
+
+export class CorrelationEstimator implements Estimator<ActivationChunk, CorrelationState, CorrelationResult> {
+  readonly name = 'correlation';
+  private readonly acc = new Map<string, { key: ActivationKey; m: CoMoments }>();
+  private readonly budget: number;
+  private readonly topK: number;
+  private readonly threshold: number;
+  private readonly clusterMode: boolean | 'auto';
+  private readonly compute: GramCompute;
+  private readonly runner: GramRunner;
+  private readonly ownsRunner: boolean;
+  private queue: Promise<void> = Promise.resolve();
+  private pending = 0;
+  private failure: unknown = undefined;
+
+  constructor(opts: CorrelationOptions = {}) {
+    this.budget = opts.budgetBytes ?? DEFAULT_CORRELATION_BUDGET;
+    if (opts.plan) checkCorrelationBudget(opts.plan.width, opts.plan.keys, this.budget, 'correlation');
+    this.topK = opts.topK ?? 20;
+    this.threshold = opts.clusterThreshold ?? 0.5;
+    this.clusterMode = opts.cluster ?? 'auto';
+    this.compute = opts.compute ?? 'float64';
+    this.ownsRunner = !opts.runner;
+    this.runner = opts.runner ?? new GramRunner();
+  }
+
+  /** The accumulator for a key; a new key is admitted only if all keys together fit the budget. */
+  private accumulator(key: ActivationKey, width: number): CoMoments {
+    const ks = keyString(key);
+    const e = this.acc.get(ks);
+    if (e) {
+      if (e.m.width !== width) throw new QuantlensError('STATE', `correlation: ${key.precision} layer ${key.layer} ${key.tensor} changed width from ${e.m.width} to ${width}`);
+      return e.m;
+    }
+    let used = 0;
+    for (const { m } of this.acc.values()) used += correlationMemoryBytes(m.width, 1);
+    const need = used + correlationMemoryBytes(width, 1);
+    if (need > this.budget) {
+      throw new QuantlensError(
+        'BUDGET',
+        `correlation of ${key.precision} layer ${key.layer} ${key.tensor} (width ${width}) would bring co-moment memory to ${need} B, over the ${this.budget} B budget; capture fewer layers/precisions or raise the correlation memory budget`,
+      );
+    }
+    const m = new CoMoments(width);
+    this.acc.set(ks, { key: { precision: key.precision, layer: key.layer, tensor: key.tensor }, m });
+    return m;
+  }
+
+  update(chunk: ActivationChunk): Promise<void> {
+    const acc = this.accumulator(chunk, chunk.width);
+    if (chunk.rows === 0) return this.queue;
+    if (chunk.values.length < chunk.rows * chunk.width) throw new QuantlensError('STATE', `correlation: chunk of ${chunk.rows}×${chunk.width} has only ${chunk.values.length} values`);
+    acc.trackRange(chunk.values, chunk.rows);
+    this.pending++;
+    // Batches are folded in arrival order so a run is reproducible to the last bit.
+    const job = this.queue.then(async () => {
+      const g = await this.runner.run(chunk.values, chunk.rows, chunk.width, this.compute);
+      acc.add(g.n, g.mean, g.gram, false);
+    });
+    this.queue = job.then(
+      () => void this.pending--,
+      (e) => {
+        this.pending--;
+        this.failure ??= e;
+      },
+    );
+    return job;
+  }
+
+  /** Resolves when every update so far has been folded in. */
+  async drain(): Promise<void> {
+    await this.queue;
+    if (this.failure) throw this.failure;
+  }
+
+  merge(other: CorrelationState): void {
+    for (const e of other.entries) {
+      const m = this.accumulator(e, e.width);
+      const tri = (e.width * (e.width + 1)) / 2;
+      m.mergeRange(decodeF64(e.min, e.width, 'min'), decodeF64(e.max, e.width, 'max'));
+      m.add(e.n, decodeF64(e.mean, e.width, 'mean'), decodeF64(e.upper, tri, 'upper'), true);
+    }
+  }
+
+  private assertSettled(what: string): void {
+    if (this.pending > 0) throw new QuantlensError('STATE', `correlation: ${what}() called with ${this.pending} update(s) still running; await update() or drain() first`);
+    if (this.failure) throw this.failure;
+  }
+
+  state(): CorrelationState {
+    this.assertSettled('state');
+    return {
+      entries: [...this.acc.values()]
+        .sort((a, b) => compareKeys(a.key, b.key))
+        .map(({ key, m }) => ({ ...key, width: m.width, n: m.n, mean: encodeF64(m.mean), upper: encodeF64(m.upper), min: encodeF64(m.min), max: encodeF64(m.max) })),
+    };
+  }
+
+  finish(): CorrelationResult {
+    this.assertSettled('finish');
+    const rows: CorrelationRow[] = [];
+    const summaries: CorrelationSummary[] = [];
+    for (const { key, m } of [...this.acc.values()].sort((a, b) => compareKeys(a.key, b.key))) {
+      const { rows: r, summary } = this.finishOne(key, m);
+      rows.push(...r);
+      summaries.push(summary);
+    }
+    return { rows, summaries };
+  }
+
+  /** Pearson r of every pair i<j of one accumulator, binned, ranked and clustered. */
+  private finishOne(key: ActivationKey, m: CoMoments): { rows: CorrelationRow[]; summary: CorrelationSummary } {
+    const d = m.width;
+    const constant = new Uint8Array(d);
+    const sd = new Float64Array(d);
+    const defined: number[] = [];
+    for (let i = 0; i < d; i++) {
+      constant[i] = m.isConstant(i) ? 1 : 0;
+      sd[i] = Math.sqrt(m.upper[packedIndex(d, i, i)]);
+      if (!constant[i]) defined.push(i);
+    }
+    const doCluster = this.clusterMode === true || (this.clusterMode === 'auto' && defined.length <= CLUSTER_AUTO_LIMIT);
+    const md = defined.length;
+    const slot = new Int32Array(d).fill(-1);
+    defined.forEach((c, s) => (slot[c] = s));
+    const dist = doCluster ? new Float64Array(md * md) : null;
+    const hist = new Float64Array(HISTOGRAM_BINS);
+    const top = new TopPairs(this.topK);
+    let undefinedPairs = 0;
+    let k = 0;
+    for (let i = 0; i < d; i++) {
+      k++; // skip the diagonal
+      for (let j = i + 1; j < d; j++, k++) {
+        if (constant[i] || constant[j]) {
+          undefinedPairs++;
+          continue;
+        }
+        let r = m.upper[k] / (sd[i] * sd[j]);
+        if (r > 1) r = 1;
+        else if (r < -1) r = -1;
+        const a = Math.abs(r);
+        hist[correlationBin(a)]++;
+        top.offer(i, j, r);
+        if (dist) {
+          const si = slot[i], sj = slot[j];
+          dist[si * md + sj] = 1 - a;
+          dist[sj * md + si] = 1 - a;
+        }
+      }
+    }
+    let clusters: number | null = null;
+    let independent: number | null = null;
+    if (dist) {
+      const labels = averageLinkageLabels(dist, md, this.threshold);
+      const sizes = new Map<number, number>();
+      for (const l of labels) sizes.set(l, (sizes.get(l) ?? 0) + 1);
+      clusters = sizes.size;
+      independent = [...sizes.values()].filter((s) => s === 1).length;
+    }
+    const base = { layer: key.layer, tensor: key.tensor, precision: key.precision };
+    const rows: CorrelationRow[] = [{ ...base, bin_lo: null, bin_hi: null, pairs: undefinedPairs }];
+    for (let b = 0; b < HISTOGRAM_BINS; b++) rows.push({ ...base, bin_lo: b / HISTOGRAM_BINS, bin_hi: (b + 1) / HISTOGRAM_BINS, pairs: hist[b] });
+    return {
+      rows,
+      summary: {
+        ...base,
+        tokens: m.n,
+        neurons: d,
+        constant_neurons: d - md,
+        undefined_pairs: undefinedPairs,
+        top_pairs: top.sorted(),
+        clusters,
+        independent_neurons: independent,
+        cluster_threshold: this.threshold,
+      },
+    };
+  }
+
+  /** Releases the ORT sessions this estimator created. */
+  async release(): Promise<void> {
+    if (this.ownsRunner) await this.runner.release();
+  }
+}

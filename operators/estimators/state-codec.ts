@@ -1,0 +1,78 @@
+/**
+ * Typed array <-> JSON-safe string. Estimator states must survive JSON.stringify exactly (shard
+ * merge and resume compare to 1e-9), so float64 arrays travel as base64 of their raw bytes rather
+ * than as decimal numbers. Byte order is the host's (little-endian on every platform Node ships).
+ */
+import { QuantlensError } from '../../sources/errors.ts';
+
+function bytesOf(a: ArrayBufferView): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** Copies the decoded bytes into a fresh (aligned) buffer so the typed array view is valid. */
+function decodeBytes(s: string, bytesPerElement: number, what: string): ArrayBuffer {
+  if (typeof s !== 'string') throw new QuantlensError('STATE', `state field ${what} is not a base64 string`);
+  const buf = Buffer.from(s, 'base64');
+  if (buf.byteLength % bytesPerElement !== 0) {
+    throw new QuantlensError('STATE', `state field ${what} has ${buf.byteLength} bytes, not a multiple of ${bytesPerElement}`);
+  }
+  const out = new ArrayBuffer(buf.byteLength);
+  new Uint8Array(out).set(buf);
+  return out;
+}
+
+export function encodeF64(a: Float64Array): string {
+  return bytesOf(a).toString('base64');
+}
+
+export function decodeF64(s: string, expectedLength?: number, what = 'float64 array'): Float64Array {
+  const out = new Float64Array(decodeBytes(s, 8, what));
+  if (expectedLength !== undefined && out.length !== expectedLength) {
+    throw new QuantlensError('STATE', `state field ${what} has ${out.length} values, expected ${expectedLength}`);
+  }
+  return out;
+}
+
+export function encodeF32(a: Float32Array): string {
+  return bytesOf(a).toString('base64');
+}
+
+export function decodeF32(s: string, expectedLength?: number, what = 'float32 array'): Float32Array {
+  const out = new Float32Array(decodeBytes(s, 4, what));
+  if (expectedLength !== undefined && out.length !== expectedLength) {
+    throw new QuantlensError('STATE', `state field ${what} has ${out.length} values, expected ${expectedLength}`);
+  }
+  return out;
+}
+
+/** A Float64Array that grows by doubling; used where a measurement must keep one value per example. */
+export class GrowableF64 {
+  private buf: Float64Array;
+  private n = 0;
+  constructor(initialCapacity = 1024) {
+    this.buf = new Float64Array(Math.max(1, initialCapacity));
+  }
+  get length(): number {
+    return this.n;
+  }
+  push(v: number): void {
+    if (this.n === this.buf.length) this.grow(this.n + 1);
+    this.buf[this.n++] = v;
+  }
+  pushAll(a: Float64Array): void {
+    if (this.n + a.length > this.buf.length) this.grow(this.n + a.length);
+    this.buf.set(a, this.n);
+    this.n += a.length;
+  }
+  /** A view of the filled part (shares memory; copy before the next push if you keep it). */
+  view(): Float64Array {
+    return this.buf.subarray(0, this.n);
+  }
+  private grow(min: number): void {
+    let cap = this.buf.length * 2;
+    while (cap < min) cap *= 2;
+    const next = new Float64Array(cap);
+    next.set(this.buf.subarray(0, this.n));
+    this.buf = next;
+  }
+}

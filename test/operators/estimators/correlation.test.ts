@@ -1,0 +1,257 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  CorrelationEstimator,
+  averageLinkageLabels,
+  checkCorrelationBudget,
+  correlationMemoryBytes,
+  type CorrelationResult,
+} from '../../../operators/estimators/correlation.ts';
+import { GramRunner } from '../../../operators/estimators/correlation-graph.ts';
+import { isQuantlensError } from '../../../sources/errors.ts';
+import type { ActivationChunk } from '../../../operators/types.ts';
+import { chunk, gaussian, rng } from './synthetic.ts';
+
+const D = 40;
+const runner = new GramRunner();
+
+/**
+ * Planted structure: n1 = 2·n0 + 3 (r = 1), n2 = −n0 (r = −1), n3 and n4 constant, n5 ≈ n6;
+ * neurons 10–19 and 20–29 share a latent factor each (two redundancy clusters), 30–34 and
+ * 35–39 weakly; the rest are independent.
+ */
+function makeChunks(seed: number): ActivationChunk[] {
+  const r = rng(seed);
+  const out: ActivationChunk[] = [];
+  let b = 0;
+  for (const rowsPerBatch of [17, 64, 1, 33, 90, 50, 12, 70]) {
+    for (const precision of ['fp32', 'q4']) {
+      for (const layer of [0, 2]) {
+        const v = new Float32Array(rowsPerBatch * D);
+        for (let t = 0; t < rowsPerBatch; t++) {
+          const row = v.subarray(t * D, (t + 1) * D);
+          const x = gaussian(r) + 5;
+          row[0] = x;
+          row[1] = 2 * x + 3;
+          row[2] = -x;
+          row[3] = 0.3;
+          row[4] = 7.5;
+          row[5] = gaussian(r);
+          row[6] = row[5] + 0.05 * gaussian(r);
+          const f1 = gaussian(r), f2 = gaussian(r);
+          for (let c = 7; c < D; c++) row[c] = gaussian(r) * (precision === 'q4' ? 1.5 : 1);
+          for (let c = 10; c < 20; c++) row[c] = f1 + 0.4 * gaussian(r) + layer;
+          for (let c = 20; c < 30; c++) row[c] = -f2 + 0.6 * gaussian(r);
+          // Two groups near the 0.5 cut (r = 1/(1+σ²) ≈ 0.55 and 0.45), so the threshold matters.
+          const f3 = gaussian(r), f4 = gaussian(r);
+          for (let c = 30; c < 35; c++) row[c] = f3 + 0.9 * gaussian(r);
+          for (let c = 35; c < 40; c++) row[c] = f4 + 1.1 * gaussian(r);
+        }
+        out.push(chunk(precision, layer, 'act', v, D, b));
+      }
+    }
+    b++;
+  }
+  return out;
+}
+
+/** Exact float64 correlation matrix of one key's rows, two-pass. */
+function bruteCorrelation(chunks: ActivationChunk[], precision: string, layer: number) {
+  const rows: Float64Array[] = [];
+  for (const ch of chunks) if (ch.precision === precision && ch.layer === layer) for (let t = 0; t < ch.rows; t++) rows.push(Float64Array.from(ch.values.subarray(t * D, (t + 1) * D)));
+  const n = rows.length;
+  const mean = new Float64Array(D);
+  for (const x of rows) for (let c = 0; c < D; c++) mean[c] += x[c] / n;
+  const cov = Array.from({ length: D }, () => new Float64Array(D));
+  for (const x of rows) for (let i = 0; i < D; i++) for (let j = 0; j < D; j++) cov[i][j] += (x[i] - mean[i]) * (x[j] - mean[j]);
+  const constant = Array.from({ length: D }, (_, c) => rows.every((x) => x[c] === rows[0][c]));
+  const r = (i: number, j: number) => cov[i][j] / Math.sqrt(cov[i][i] * cov[j][j]);
+  return { n, r, constant };
+}
+
+function bruteClusters(dist: number[][], m: number, threshold: number): { clusters: number; singletons: number } {
+  let groups = Array.from({ length: m }, (_, i) => [i]);
+  for (;;) {
+    let best = Infinity, bi = -1, bj = -1;
+    for (let a = 0; a < groups.length; a++) {
+      for (let b = a + 1; b < groups.length; b++) {
+        let s = 0;
+        for (const i of groups[a]) for (const j of groups[b]) s += dist[i][j];
+        const avg = s / (groups[a].length * groups[b].length);
+        if (avg < best) { best = avg; bi = a; bj = b; }
+      }
+    }
+    if (bi < 0 || best > threshold) break;
+    groups[bi] = groups[bi].concat(groups[bj]);
+    groups = groups.filter((_, k) => k !== bj);
+  }
+  return { clusters: groups.length, singletons: groups.filter((g) => g.length === 1).length };
+}
+
+function checkAgainstBrute(res: CorrelationResult, chunks: ActivationChunk[], rTol = 1e-9) {
+  assert.is(res.summaries.length, 4);
+  let anyAmbiguous = 0;
+  for (const s of res.summaries) {
+    const bf = bruteCorrelation(chunks, s.precision, s.layer);
+    assert.is(s.tokens, bf.n);
+    const expected = new Array(10).fill(0);
+    let ambiguous = 0, undef = 0;
+    const pairs: { i: number; j: number; r: number }[] = [];
+    for (let i = 0; i < D; i++) {
+      for (let j = i + 1; j < D; j++) {
+        if (bf.constant[i] || bf.constant[j]) { undef++; continue; }
+        const r = Math.max(-1, Math.min(1, bf.r(i, j)));
+        const a = Math.abs(r);
+        pairs.push({ i, j, r });
+        let k = 0;
+        while (k < 9 && a >= (k + 1) / 10) k++;
+        expected[k]++;
+        for (let e = 1; e < 10; e++) if (Math.abs(a - e / 10) < 1e-5) ambiguous++;
+      }
+    }
+    anyAmbiguous += ambiguous;
+    const rows = res.rows.filter((r) => r.precision === s.precision && r.layer === s.layer);
+    assert.is(rows.length, 11);
+    assert.equal(rows[0].bin_lo, null);
+    assert.is(rows[0].pairs, undef);
+    assert.is(s.undefined_pairs, undef);
+    assert.is(s.constant_neurons, 2);
+    let diff = 0;
+    for (let k = 0; k < 10; k++) {
+      assert.is(rows[k + 1].bin_lo, k / 10);
+      assert.is(rows[k + 1].bin_hi, (k + 1) / 10);
+      diff += Math.abs(rows[k + 1].pairs - expected[k]);
+    }
+    assert.ok(diff <= 2 * ambiguous, `histogram differs by ${diff} with ${ambiguous} pairs near an edge: ${rows.map((r) => r.pairs)} vs ${expected}`);
+    assert.is(rows.slice(1).reduce((a, r) => a + r.pairs, 0), pairs.length);
+    // The planted |r| = 1 pairs land in the last bin.
+    assert.ok(expected[9] >= 3 && rows[10].pairs >= 3);
+    // Top pairs: same |r| as the brute-force ranking.
+    pairs.sort((x, y) => Math.abs(y.r) - Math.abs(x.r));
+    assert.is(s.top_pairs.length, 20);
+    for (let t = 0; t < 20; t++) {
+      assert.ok(Math.abs(Math.abs(s.top_pairs[t].r) - Math.abs(pairs[t].r)) < rTol, `top ${t}: ${JSON.stringify(s.top_pairs[t])} vs ${JSON.stringify(pairs[t])}`);
+      const p = s.top_pairs[t];
+      assert.ok(Math.abs(p.r - bf.r(p.i, p.j)) < rTol);
+    }
+    assert.ok(s.top_pairs.slice(0, 3).some((p) => p.i === 0 && p.j === 2 && p.r < -0.999999), 'anti-correlated pair at the top');
+    // Clusters: naive average linkage over the defined neurons.
+    const defined = [...Array(D).keys()].filter((c) => !bf.constant[c]);
+    const dist = defined.map((i) => defined.map((j) => (i === j ? 0 : 1 - Math.abs(Math.max(-1, Math.min(1, bf.r(i, j)))))));
+    const bc = bruteClusters(dist, defined.length, 0.5);
+    assert.is(s.clusters, bc.clusters);
+    assert.is(s.independent_neurons, bc.singletons);
+    assert.ok(bc.clusters < defined.length - 15, 'planted clusters were found');
+  }
+  return anyAmbiguous;
+}
+
+test('histogram, undefined pairs, top pairs and clusters match a float64 brute force', async () => {
+  const chunks = makeChunks(11);
+  const est = new CorrelationEstimator({ runner });
+  for (const c of chunks) await est.update(c);
+  const amb = checkAgainstBrute(est.finish(), chunks);
+  console.log(`pairs within 1e-5 of a bin edge: ${amb}`);
+});
+
+test('4 shard states merged through JSON equal one pass', async () => {
+  const chunks = makeChunks(12);
+  const single = new CorrelationEstimator({ runner });
+  // Not awaiting each update: the estimator queues them in order.
+  for (const c of chunks) void single.update(c);
+  await single.drain();
+  const states = [];
+  for (let s = 0; s < 4; s++) {
+    const e = new CorrelationEstimator({ runner });
+    for (const c of chunks) if (c.batchIndex % 4 === s) await e.update(c);
+    states.push(JSON.parse(JSON.stringify(e.state())));
+  }
+  const merged = new CorrelationEstimator({ runner });
+  for (const s of states) merged.merge(s);
+  const a = single.state();
+  const b = merged.state();
+  assert.is(a.entries.length, b.entries.length);
+  const { decodeF64 } = await import('../../../operators/estimators/state-codec.ts');
+  for (let k = 0; k < a.entries.length; k++) {
+    assert.is(b.entries[k].n, a.entries[k].n);
+    assert.is(b.entries[k].min, a.entries[k].min);
+    assert.is(b.entries[k].max, a.entries[k].max);
+    for (const f of ['mean', 'upper'] as const) {
+      const x = decodeF64(a.entries[k][f]), y = decodeF64(b.entries[k][f]);
+      let scale = 0;
+      for (const v of x) scale = Math.max(scale, Math.abs(v));
+      // Relative to the entry or to the matrix scale (entries that cancel to ~0 carry no relative meaning).
+      for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i] - y[i]) <= 1e-9 * Math.max(Math.abs(x[i]), 1e-6 * scale), `${f}[${i}] ${x[i]} vs ${y[i]}`);
+    }
+  }
+  checkAgainstBrute(merged.finish(), chunks);
+});
+
+test('float32 Gram graph gives the same histogram within the edge band', async () => {
+  const chunks = makeChunks(13);
+  const est = new CorrelationEstimator({ runner, compute: 'float32' });
+  for (const c of chunks) await est.update(c);
+  checkAgainstBrute(est.finish(), chunks, 1e-5);
+});
+
+test('budget is refused before any work', async () => {
+  assert.is(correlationMemoryBytes(1024, 3), 1024 * 1024 * 8 * 3);
+  let calls = 0;
+  class CountingRunner extends GramRunner {
+    override run(...args: Parameters<GramRunner['run']>) { calls++; return super.run(...args); }
+  }
+  const err = (fn: () => unknown) => { try { fn(); } catch (e) { return e; } return null; };
+  const e1 = err(() => new CorrelationEstimator({ plan: { width: 16384, keys: 5 } }));
+  assert.ok(isQuantlensError(e1) && e1.code === 'BUDGET', String(e1));
+  assert.ok(isQuantlensError(err(() => checkCorrelationBudget(100, 1, 100 * 100 * 8 - 1))));
+  assert.is(err(() => checkCorrelationBudget(100, 1, 100 * 100 * 8)), null);
+  const est = new CorrelationEstimator({ runner: new CountingRunner(), budgetBytes: D * D * 8 * 2 });
+  const chunks = makeChunks(1);
+  await est.update(chunks[0]);
+  await est.update(chunks[1]);
+  const e2 = err(() => est.update(chunks[2]));
+  assert.ok(isQuantlensError(e2) && e2.code === 'BUDGET', String(e2));
+  assert.is(calls, 2);
+});
+
+test('finish before updates settle is a STATE error; clustering helper on a toy matrix', async () => {
+  const est = new CorrelationEstimator({ runner });
+  const p = est.update(makeChunks(2)[0]);
+  assert.throws(() => est.finish(), /still running/);
+  await p;
+  assert.is(est.finish().summaries.length, 1);
+  // Items 0,1 at distance 0.1, item 2 at 0.5/0.7 from them: average = 0.6 > 0.5, so 2 stays apart.
+  const dist = Float64Array.from([0, 0.1, 0.5, 0.1, 0, 0.7, 0.5, 0.7, 0]);
+  const labels = averageLinkageLabels(dist, 3, 0.5);
+  assert.is(labels[0], labels[1]);
+  assert.ok(labels[2] !== labels[0]);
+});
+
+test('timing: ORT centred Gram vs a JS triple loop at d=512 (printed, not asserted)', async () => {
+  const d = 512, n = 512;
+  const r = rng(5);
+  const x = Float32Array.from({ length: n * d }, () => gaussian(r));
+  await runner.run(x, n, d, 'float64');
+  let t0 = performance.now();
+  const ortRes = await runner.run(x, n, d, 'float64');
+  const ortMs = performance.now() - t0;
+  t0 = performance.now();
+  const mean = new Float64Array(d);
+  for (let t = 0; t < n; t++) for (let c = 0; c < d; c++) mean[c] += x[t * d + c];
+  for (let c = 0; c < d; c++) mean[c] /= n;
+  const xc = new Float64Array(n * d);
+  for (let t = 0; t < n; t++) for (let c = 0; c < d; c++) xc[t * d + c] = x[t * d + c] - mean[c];
+  const g = new Float64Array(d * d);
+  for (let i = 0; i < d; i++) for (let j = i; j < d; j++) {
+    let s = 0;
+    for (let t = 0; t < n; t++) s += xc[t * d + i] * xc[t * d + j];
+    g[i * d + j] = s;
+  }
+  const jsMs = performance.now() - t0;
+  for (const [i, j] of [[0, 0], [3, 400], [511, 511]]) assert.ok(Math.abs(g[i * d + j] - ortRes.gram[i * d + j]) < 1e-9 * Math.max(1, Math.abs(g[i * d + j])));
+  console.log(`gram d=${d} n=${n}: ORT float64 ${ortMs.toFixed(1)} ms, JS triple loop (upper triangle) ${jsMs.toFixed(1)} ms, ratio ${(jsMs / ortMs).toFixed(1)}x`);
+});
+
+test.after(async () => { await runner.release(); });
+
+test.run();
