@@ -242,19 +242,34 @@ export class GraphBuilder {
   }
 }
 
+/** Nodes, initializers and outputs to merge into an existing model's graph. */
+export interface GraphFragment {
+  nodes?: { opType: string; inputs: string[]; outputs: string[]; attrs?: Record<string, AttrInput>; name?: string; domain?: string }[];
+  initializers?: (TensorData & { name: string })[];
+  outputs?: { name: string; type?: DTypeName; dims?: Dim[] }[];
+}
+
 /**
- * Extra graph outputs for an existing model, without decoding and re-encoding it: protobuf
- * merges repeated occurrences of an embedded message field, so a trailing ModelProto fragment
- * `graph { output { name } }` appends outputs to the graph. Bytes are concatenated, never rewritten.
+ * Extend an existing model without decoding and re-encoding it: protobuf merges repeated
+ * occurrences of an embedded message field, so a trailing ModelProto fragment
+ * `graph { node {...} initializer {...} output {...} }` appends to the graph's repeated fields.
+ * The original bytes stay an untouched prefix.
  */
-export function appendGraphOutputs(model: Uint8Array, outputs: { name: string; type?: DTypeName; dims?: Dim[] }[]): Uint8Array {
+export function appendGraphFragment(model: Uint8Array, fragment: GraphFragment): Uint8Array {
   const frag = new ProtoWriter();
   frag.message(7, (g) => {
-    for (const o of outputs) g.message(12, (vw) => encodeValueInfo(vw, o.name, o.type, o.dims));
+    for (const n of fragment.nodes ?? []) g.message(1, (nw) => encodeNode(nw, n));
+    for (const t of fragment.initializers ?? []) g.message(5, (tw) => encodeTensor(tw, t.name, t));
+    for (const o of fragment.outputs ?? []) g.message(12, (vw) => encodeValueInfo(vw, o.name, o.type, o.dims));
   });
   const tail = frag.finish();
   const out = new Uint8Array(model.length + tail.length);
   out.set(model, 0);
   out.set(tail, model.length);
   return out;
+}
+
+/** Extra graph outputs (see appendGraphFragment). */
+export function appendGraphOutputs(model: Uint8Array, outputs: { name: string; type?: DTypeName; dims?: Dim[] }[]): Uint8Array {
+  return appendGraphFragment(model, { outputs });
 }

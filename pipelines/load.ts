@@ -1,0 +1,154 @@
+/**
+ * Reads a pipeline YAML file into a validated PipelineConfig. Every problem is reported on one
+ * line as `<file>:<line>: <key>: <message>`; relative paths resolve from the YAML file's folder.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node as YamlNode, type Document } from 'yaml';
+import { QuantlensError } from '../sources/errors.ts';
+import { SCHEMA, type PipelineConfig } from './schema.ts';
+
+type Field = (typeof SCHEMA)[string];
+
+function closest(word: string, options: string[]): string | null {
+  const dist = (a: string, b: string) => {
+    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
+    for (let j = 1; j <= b.length; j++) d[0][j] = j;
+    for (let i = 1; i <= a.length; i++)
+      for (let j = 1; j <= b.length; j++) d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    return d[a.length][b.length];
+  };
+  let best: string | null = null;
+  let bestD = 3;
+  for (const o of options) {
+    const dd = dist(word, o);
+    if (dd < bestD) (best = o), (bestD = dd);
+  }
+  return best;
+}
+
+class Validator {
+  constructor(
+    private file: string,
+    private lines: LineCounter,
+  ) {}
+
+  fail(node: YamlNode | null | undefined, key: string, msg: string): never {
+    const offset = node?.range?.[0];
+    const line = offset !== undefined ? this.lines.linePos(offset).line : undefined;
+    throw new QuantlensError('CONFIG', `${key}: ${msg}`, line !== undefined ? `${this.file}:${line}` : this.file);
+  }
+
+  value(node: YamlNode | null | undefined, field: Field, key: string): unknown {
+    if (node === undefined || node === null || (isScalar(node) && node.value === null)) {
+      if ('required' in field && field.required) this.fail(node, key, 'is required');
+      if (field.kind === 'object') return field.optional ? undefined : this.object(undefined, field.fields, key);
+      return 'default' in field ? structuredClone(field.default) : undefined;
+    }
+    switch (field.kind) {
+      case 'string': {
+        if (!isScalar(node) || typeof node.value !== 'string') this.fail(node, key, 'must be a string');
+        const v = node.value as string;
+        if (field.oneOf && !field.oneOf.includes(v)) this.fail(node, key, `"${v}" is not one of ${field.oneOf.join(', ')}`);
+        return v;
+      }
+      case 'int':
+      case 'number': {
+        if (!isScalar(node) || typeof node.value !== 'number' || (field.kind === 'int' && !Number.isInteger(node.value)))
+          this.fail(node, key, `must be ${field.kind === 'int' ? 'an integer' : 'a number'}`);
+        const v = node.value as number;
+        if (field.min !== undefined && v < field.min) this.fail(node, key, `must be ≥ ${field.min}`);
+        if (field.max !== undefined && v > field.max) this.fail(node, key, `must be ≤ ${field.max}`);
+        return v;
+      }
+      case 'bool':
+        if (!isScalar(node) || typeof node.value !== 'boolean') this.fail(node, key, 'must be true or false');
+        return node.value;
+      case 'stringList': {
+        const items = isSeq(node) ? node.items : isScalar(node) ? [node] : this.fail(node, key, 'must be a list of strings');
+        const out = (items as YamlNode[]).map((it, i) => {
+          if (!isScalar(it) || typeof it.value !== 'string') this.fail(it, `${key}[${i}]`, 'must be a string');
+          const v = it.value as string;
+          if (field.oneOf && !field.oneOf.includes(v)) this.fail(it, `${key}[${i}]`, `"${v}" is not one of ${field.oneOf.join(', ')}`);
+          return v;
+        });
+        if (field.nonEmpty && out.length === 0) this.fail(node, key, 'must not be empty');
+        if (new Set(out).size !== out.length) this.fail(node, key, 'has a duplicate entry');
+        return out;
+      }
+      case 'layers': {
+        if (!isSeq(node)) this.fail(node, key, 'must be a list of first/middle/last, layer indices or tensor names');
+        if (node.items.length === 0) this.fail(node, key, 'must not be empty');
+        return node.items.map((it, i) => {
+          if (!isScalar(it) || (typeof it.value !== 'string' && !Number.isInteger(it.value)))
+            this.fail(it as YamlNode, `${key}[${i}]`, 'must be first, middle, last, an integer or a tensor name');
+          return it.value;
+        });
+      }
+      case 'object':
+        return this.object(node, field.fields, key);
+    }
+  }
+
+  object(node: YamlNode | undefined, fields: Record<string, Field>, key: string): Record<string, unknown> {
+    if (node !== undefined && !isMap(node)) this.fail(node, key, 'must be a mapping');
+    const out: Record<string, unknown> = {};
+    const given = new Map<string, YamlNode | null>();
+    for (const pair of node && isMap(node) ? node.items : []) {
+      const k = isScalar(pair.key) ? String(pair.key.value) : '';
+      const full = key ? `${key}.${k}` : k;
+      if (!(k in fields)) {
+        const hint = closest(k, Object.keys(fields));
+        this.fail(pair.key as YamlNode, full, `unknown key${hint ? ` (did you mean "${hint}"?)` : ''}`);
+      }
+      given.set(k, pair.value as YamlNode | null);
+    }
+    for (const [k, f] of Object.entries(fields)) {
+      const full = key ? `${key}.${k}` : k;
+      const v = this.value(given.get(k) ?? undefined, f, full);
+      if (v !== undefined) out[k] = v;
+    }
+    return out;
+  }
+}
+
+/** Parse and validate YAML text. `file` is used for messages and to resolve relative paths. */
+export function parsePipeline(text: string, file: string): PipelineConfig {
+  const lines = new LineCounter();
+  const doc: Document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length) {
+    const e = doc.errors[0];
+    const line = e.linePos?.[0]?.line;
+    throw new QuantlensError('CONFIG', `invalid YAML: ${e.message.split('\n')[0]}`, line ? `${file}:${line}` : file);
+  }
+  if (!isMap(doc.contents)) throw new QuantlensError('CONFIG', 'the pipeline file must be a YAML mapping (key: value)', file);
+  const v = new Validator(file, lines);
+  const raw = v.object(doc.contents as YamlNode, SCHEMA, '') as any;
+  const base = path.dirname(path.resolve(file));
+  const resolve = (p: string) => (path.isAbsolute(p) ? p : path.resolve(base, p));
+  const name = raw.name ?? path.basename(file).replace(/\.ya?ml$/i, '');
+  const cfg: PipelineConfig = {
+    ...raw,
+    name,
+    file: path.resolve(file),
+    model: /^demo(:\w+)?$/.test(raw.model) ? raw.model : resolve(raw.model),
+    dataset: { ...raw.dataset, path: raw.dataset.path === 'demo' ? 'demo' : resolve(raw.dataset.path) },
+    output: resolve(raw.output ?? path.join('runs', name)),
+  };
+  const shard = cfg.dataset.shard;
+  if (shard && shard.index >= shard.count) {
+    const node = (doc.getIn(['dataset', 'shard', 'index'], true) as YamlNode) ?? undefined;
+    v.fail(node, 'dataset.shard.index', `must be < shard.count (${shard.count})`);
+  }
+  if (cfg.scoring.mode === 'choices' && !cfg.scoring.choices?.length)
+    v.fail(doc.getIn(['scoring'], true) as YamlNode, 'scoring.choices', 'is required when scoring.mode is choices');
+  const dependsOnRef = cfg.measure.includes('agreement');
+  if (dependsOnRef && cfg.precisions.length < 2)
+    v.fail(doc.getIn(['measure'], true) as YamlNode, 'measure', 'agreement needs at least two precisions');
+  return cfg;
+}
+
+export function loadPipeline(file: string): PipelineConfig {
+  if (!existsSync(file)) throw new QuantlensError('CONFIG', 'pipeline file not found', file);
+  return parsePipeline(readFileSync(file, 'utf8'), file);
+}

@@ -1,0 +1,22 @@
+/**
+ * Prepares a model for a pipeline run by appending (never re-encoding, see builder.ts):
+ *  - the captured activation tensors as graph outputs;
+ *  - `quantlens/last_logits` = logits[:, -1:, :], so only the predicted position's logits are
+ *    copied out of ONNX Runtime (the full [B, T, V] tensor can be hundreds of MB per batch).
+ * With left padding the last column is every row's last real token.
+ */
+import { appendGraphFragment, tensor } from './builder.ts';
+
+export const LAST_LOGITS = 'quantlens/last_logits';
+
+export function augmentForRun(model: Uint8Array, opts: { captures: string[]; logitsName?: string }): Uint8Array {
+  const logits = opts.logitsName ?? 'logits';
+  const i64 = (name: string, v: bigint) => ({ name, ...tensor('int64', [1], BigInt64Array.from([v])) });
+  return appendGraphFragment(model, {
+    initializers: [i64('quantlens/last_start', -1n), i64('quantlens/last_end', 9223372036854775807n), i64('quantlens/last_axis', 1n)],
+    nodes: [
+      { opType: 'Slice', name: 'quantlens/LastLogits', inputs: [logits, 'quantlens/last_start', 'quantlens/last_end', 'quantlens/last_axis'], outputs: [LAST_LOGITS] },
+    ],
+    outputs: [{ name: LAST_LOGITS }, ...opts.captures.map((name) => ({ name }))],
+  });
+}
