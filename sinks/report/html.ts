@@ -1,0 +1,66 @@
+/**
+ * The self-contained report page: inline CSS, inline SVG figures, no scripts, no external URLs,
+ * so it opens offline from disk and can be archived as one file.
+ */
+import type { RunData } from './load-run.ts';
+import type { Figure } from './figures.ts';
+import { buildTables } from './tables.ts';
+import { escapeText } from './format.ts';
+
+export const DEMO_LABEL = 'demo model, random weights';
+
+const CSS = `
+body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#222;margin:24px auto;max-width:1160px;padding:0 16px;line-height:1.4}
+h1{font-size:1.6em;margin:0 0 4px}h2{font-size:1.25em;margin:32px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}h3{font-size:1.05em;margin:20px 0 6px}
+.subtitle{color:#555;margin:0 0 16px}.demo{background:#fff4d6;border:1px solid #e0b84a;padding:6px 10px;border-radius:4px;display:inline-block}
+figure{margin:16px 0 24px;overflow-x:auto}figure svg{display:block;max-width:none}figcaption{color:#444;font-size:.92em;margin-top:6px;max-width:1000px}
+table{border-collapse:collapse;margin:6px 0 16px;font-size:.9em}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+thead th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.missing{color:#999;text-align:center}.nowrap{white-space:nowrap}
+table.meta th{background:#fafafa;font-weight:600;white-space:nowrap}table.meta td{max-width:820px;overflow-wrap:anywhere}
+`;
+
+/** Title used for the page: says "demo model, random weights" whenever a run used the demo model. */
+export function reportTitle(runs: RunData[]): string {
+  const base = runs.length === 1 ? `quantlens report: ${runs[0].name}` : `quantlens comparison: ${runs.length} runs`;
+  const demo = runs.some((r) => r.summary?.model?.demo === true);
+  return demo ? `${base} (${DEMO_LABEL})` : base;
+}
+
+export function renderHtml(runs: RunData[], figures: Figure[]): string {
+  const title = reportTitle(runs);
+  const demo = runs.filter((r) => r.summary?.model?.demo === true);
+  const parts: string[] = [];
+  parts.push(`<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">`);
+  parts.push(`<title>${escapeText(title)}</title><style>${CSS}</style></head><body>`);
+  parts.push(`<header><h1 id="report-title">${escapeText(title)}</h1>`);
+  parts.push(`<p class="subtitle">Effects of quantization on an LLM's predictions, calibration and MLP neurons (after Singh &amp; Sajjad 2025). ` +
+    `Runs: ${runs.map((r) => `<span class="run-name">${escapeText(r.name)}</span> (${escapeText(r.model)} on ${escapeText(r.dataset)})`).join(', ')}.</p>`);
+  if (demo.length) {
+    parts.push(`<p class="demo">${escapeText(demo.length === runs.length ? `This report uses a ${DEMO_LABEL}: the numbers exercise the pipeline and say nothing about a real model.` : `Runs ${demo.map((r) => r.name).join(', ')} use a ${DEMO_LABEL}.`)}</p>`);
+  }
+  parts.push('</header>');
+
+  if (figures.length) {
+    parts.push('<section id="figures"><h2>Figures</h2>');
+    for (const f of figures) {
+      parts.push(`<figure id="${escapeText(f.id)}">${f.svg}<figcaption>${f.caption}</figcaption></figure>`);
+    }
+    parts.push('</section>');
+  }
+
+  const tableParts: string[] = [];
+  for (const run of runs) {
+    const tables = buildTables(run);
+    if (!tables.length) continue;
+    tableParts.push(`<div class="run-tables" data-run="${escapeText(run.name)}">`);
+    if (runs.length > 1) tableParts.push(`<h3 class="run-heading">${escapeText(run.name)} — ${escapeText(run.model)} on ${escapeText(run.dataset)}</h3>`);
+    const tag = runs.length > 1 ? 'h4' : 'h3';
+    for (const t of tables) {
+      tableParts.push(`<div class="table" data-table="${escapeText(t.id)}"><${tag}>${escapeText(t.title)}</${tag}>${t.html}</div>`);
+    }
+    tableParts.push('</div>');
+  }
+  if (tableParts.length) parts.push('<section id="tables"><h2>Tables</h2>', ...tableParts, '</section>');
+  parts.push('</body></html>\n');
+  return parts.join('\n');
+}
