@@ -1,0 +1,69 @@
+/**
+ * Inference: every batch runs on every precision's session, in order, with the same feeds.
+ * Only the predicted position's logits and the captured activations are fetched from ORT.
+ * Emits one BatchResult per batch, so cross-precision measures see aligned data.
+ */
+import ort from 'onnxruntime-node';
+import { concatMap, type OperatorFunction } from 'rxjs';
+import type { ActivationChunk, Batch, PredictionBatch } from './types.ts';
+import { activationChunk } from './chunk.ts';
+import { buildFeeds, type InputPlan } from '../sources/onnx/feeds.ts';
+import { LAST_LOGITS } from '../sources/onnx/augment.ts';
+import { halfToFloat } from '../sources/onnx/dtypes.ts';
+import type { ActivationSite } from '../sources/onnx/capture.ts';
+
+export interface PrecisionRunner {
+  precision: string;
+  session: ort.InferenceSession;
+  plan: InputPlan;
+  sites: ActivationSite[];
+}
+
+export interface PrecisionOutput {
+  precision: string;
+  prediction: PredictionBatch;
+  chunks: ActivationChunk[];
+  seconds: number;
+}
+
+export interface BatchResult {
+  batch: Batch;
+  outputs: PrecisionOutput[];
+}
+
+function asFloat32(t: ort.Tensor): Float32Array {
+  if (t.type === 'float32') return t.data as Float32Array;
+  if (t.type === 'float16') return halfToFloat(t.data as Uint16Array);
+  throw new Error(`expected float logits, got ${t.type}`);
+}
+
+export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: number): Promise<PrecisionOutput> {
+  const feeds = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
+  const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.tensor)];
+  const t0 = performance.now();
+  const out = await runner.session.run(feeds, fetches);
+  const seconds = (performance.now() - t0) / 1000;
+  const logitsT = out[LAST_LOGITS];
+  const vocab = logitsT.dims[logitsT.dims.length - 1];
+  const prediction: PredictionBatch = {
+    batchIndex: batch.index,
+    precision: runner.precision,
+    exampleIds: Int32Array.from(batch.examples, (e) => e.example_id),
+    gold: batch.examples.map((e) => e.gold),
+    logits: asFloat32(logitsT),
+    vocab,
+  };
+  const chunks = runner.sites.map((s) => {
+    const t = out[s.tensor];
+    return activationChunk({ data: t.data as Float32Array | Uint16Array, dims: t.dims, batch, precision: runner.precision, layer: s.layer, tensor: s.tensor });
+  });
+  return { precision: runner.precision, prediction, chunks, seconds };
+}
+
+export function infer(runners: PrecisionRunner[], padId: number): OperatorFunction<Batch, BatchResult> {
+  return concatMap(async (batch) => {
+    const outputs: PrecisionOutput[] = [];
+    for (const r of runners) outputs.push(await runBatch(r, batch, padId));
+    return { batch, outputs };
+  });
+}

@@ -1,0 +1,58 @@
+/**
+ * Calibration is computed at the end from predictions.parquet — the compact columnar spill of
+ * per-example (confidence, correct) records — so ACE is exact for any dataset size.
+ */
+import path from 'node:path';
+import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
+import type { Plan } from './plan.ts';
+import { calibrationSummary } from '../operators/estimators/calibration.ts';
+import { writeParquetTable } from '../sinks/parquet.ts';
+import { CALIBRATION_COLUMNS, toColumns } from './output-schemas.ts';
+
+export async function readPredictionColumns(file: string): Promise<Map<string, { conf: number[]; correct: number[]; ids: number[] }>> {
+  const rows = (await parquetReadObjects({ file: await asyncBufferFromFile(file), columns: ['example_id', 'precision', 'confidence', 'correct'] })) as {
+    example_id: number;
+    precision: string;
+    confidence: number;
+    correct: boolean;
+  }[];
+  const by = new Map<string, { conf: number[]; correct: number[]; ids: number[] }>();
+  for (const r of rows) {
+    let e = by.get(r.precision);
+    if (!e) by.set(r.precision, (e = { conf: [], correct: [], ids: [] }));
+    e.conf.push(r.confidence);
+    e.correct.push(r.correct ? 1 : 0);
+    e.ids.push(r.example_id);
+  }
+  return by;
+}
+
+/** Headline calibration numbers per precision (always), and calibration.parquet when asked. */
+export async function writeCalibration(plan: Plan, outDir: string, writeTable: boolean): Promise<Record<string, Record<string, unknown>>> {
+  const { cfg } = plan;
+  const by = await readPredictionColumns(path.join(outDir, 'predictions.parquet'));
+  const out: Record<string, Record<string, unknown>> = {};
+  const rows: Record<string, unknown>[] = [];
+  for (const precision of cfg.precisions) {
+    const e = by.get(precision);
+    if (!e) continue;
+    const s = calibrationSummary(Float64Array.from(e.conf), Uint8Array.from(e.correct), Int32Array.from(e.ids), {
+      widthBins: cfg.calibration.bins,
+      resamples: cfg.calibration.bootstrap,
+      seed: cfg.calibration.seed,
+    });
+    out[precision] = {
+      accuracy: s.accuracy,
+      mean_confidence: s.mean_confidence,
+      ace: s.ace,
+      ece: s.ece,
+      mce: s.mce,
+      accuracy_ci: s.ci.accuracy,
+      ace_ci: s.ci.ace,
+      ci_method: s.ci.method,
+    };
+    for (const b of s.bins) rows.push({ precision, ...b });
+  }
+  if (writeTable) await writeParquetTable(path.join(outDir, 'calibration.parquet'), CALIBRATION_COLUMNS, plan.metadata, toColumns(rows, CALIBRATION_COLUMNS) as Record<string, ArrayLike<unknown>>);
+  return out;
+}

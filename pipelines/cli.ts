@@ -1,0 +1,108 @@
+/**
+ * The quantlens command line. Errors print one line (the QuantlensError message) and exit
+ * non-zero; --debug prints the stack. In CI (CI=true) or with --quiet, progress is not drawn.
+ */
+import path from 'node:path';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { isQuantlensError, QuantlensError } from '../sources/errors.ts';
+import { removePendingTemporaries } from '../sources/atomic-write.ts';
+import { loadPipeline } from './load.ts';
+import { runPipeline } from './run.ts';
+import { inspectModel, formatInspect } from './inspect.ts';
+
+const repoRoot = path.resolve(import.meta.dirname, '..');
+let debug = process.argv.includes('--debug');
+
+function parseShard(s: string | undefined): { index: number; count: number } | undefined {
+  if (s === undefined) return undefined;
+  const m = /^(\d+)\/(\d+)$/.exec(s);
+  if (!m || Number(m[1]) >= Number(m[2])) throw new QuantlensError('CONFIG', `--shard must look like i/n with 0 ≤ i < n, got "${s}"`, '--shard');
+  return { index: Number(m[1]), count: Number(m[2]) };
+}
+
+const quietDefault = process.env.CI === 'true' || process.env.CI === '1';
+
+async function main(): Promise<void> {
+  await yargs(hideBin(process.argv))
+    .scriptName('quantlens')
+    .usage('$0 <command> [options]\n\nSee what quantization does inside an LLM.')
+    .option('debug', { type: 'boolean', default: false, describe: 'print stack traces on errors' })
+    .option('quiet', { type: 'boolean', default: quietDefault, describe: 'no progress line (default in CI)' })
+    .command(
+      'run <pipeline>',
+      'run a pipeline file and write its results',
+      (y) =>
+        y
+          .positional('pipeline', { type: 'string', demandOption: true, describe: 'pipeline YAML file' })
+          .option('shard', { type: 'string', describe: 'process slice i of n (e.g. 3/16) and write a mergeable shard state' })
+          .option('output', { type: 'string', describe: 'override the output folder' })
+          .option('limit', { type: 'number', describe: 'override dataset.limit' })
+          .option('report', { type: 'boolean', default: true, describe: 'write report.html at the end' }),
+      async (a) => {
+        const cfg = loadPipeline(a.pipeline);
+        if (a.output) cfg.output = path.resolve(a.output);
+        if (a.limit !== undefined) cfg.dataset.limit = a.limit;
+        await runPipeline(cfg, { shard: parseShard(a.shard), quiet: a.quiet, report: a.report });
+      },
+    )
+    .command(
+      'validate <pipeline>',
+      'check a pipeline file, its model, dataset and layers without running it',
+      (y) => y.positional('pipeline', { type: 'string', demandOption: true }),
+      async (a) => {
+        const cfg = loadPipeline(a.pipeline);
+        const { preparePlan, releasePlan } = await import('./plan.ts');
+        const plan = await preparePlan(cfg);
+        await releasePlan(plan);
+        console.log(`${a.pipeline}: ok — ${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => `${s.layer} (${s.tensor})`).join(', ')}`);
+      },
+    )
+    .command(
+      'inspect <model>',
+      'show a model folder: inputs, outputs, layers and candidate activation tensors',
+      (y) => y.positional('model', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
+      async (a) => {
+        const r = await inspectModel(path.resolve(a.model));
+        console.log(a.json ? JSON.stringify(r, null, 2) : formatInspect(r));
+      },
+    )
+    .command(
+      'quickstart',
+      'run the built-in demo pipeline (generated demo model, random weights; no downloads)',
+      (y) => y.option('output', { type: 'string', describe: 'output folder (default runs/quickstart)' }),
+      async (a) => {
+        const cfg = loadPipeline(path.join(repoRoot, 'pipelines', 'examples', 'quickstart.yaml'));
+        if (a.output) cfg.output = path.resolve(a.output);
+        const r = await runPipeline(cfg, { quiet: a.quiet });
+        console.log(`results: ${r.outDir} (open report.html; demo model, random weights)`);
+      },
+    )
+    .command(
+      'report <runs..>',
+      'write report.html and figures/ for one run folder, or a comparison of several',
+      (y) => y.positional('runs', { type: 'string', array: true, demandOption: true }).option('out', { type: 'string' }),
+      async (a) => {
+        const { writeReport } = await import('../sinks/report/index.ts');
+        const r = await writeReport((a.runs as string[]).map((p) => path.resolve(p)), { out: a.out ? path.resolve(a.out) : undefined });
+        console.log(r.html);
+      },
+    )
+    .demandCommand(1, 'name a command; see --help')
+    .strict()
+    .fail((msg, err) => {
+      if (err) throw err;
+      throw new QuantlensError('CONFIG', msg);
+    })
+    .help()
+    .parseAsync();
+}
+
+try {
+  await main();
+} catch (e) {
+  removePendingTemporaries();
+  if (debug || !isQuantlensError(e)) console.error(debug ? e : `quantlens: ${(e as Error).message}`);
+  else console.error(`quantlens: ${e.message}`);
+  process.exitCode = isQuantlensError(e) && e.code === 'INTERRUPTED' ? 130 : 1;
+}

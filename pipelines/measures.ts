@@ -1,0 +1,180 @@
+/**
+ * The measures of a run: which estimators exist for the configured `measure:` list, how each
+ * BatchResult updates them, and how they finish into output files. Per-example records go to
+ * predictions.parquet as they arrive (the compact columnar spill that exact ACE is computed from).
+ */
+import path from 'node:path';
+import type { Plan } from './plan.ts';
+import type { BatchResult } from '../operators/infer.ts';
+import { NeuronsEstimator, type NeuronsState } from '../operators/estimators/neurons.ts';
+import { deadNeuronsFrom } from '../operators/estimators/dead.ts';
+import { CorrelationEstimator, type CorrelationState, type CorrelationSummary } from '../operators/estimators/correlation.ts';
+import { AgreementEstimator, jaccard, type AgreementState, type AgreementRow } from '../operators/estimators/agreement.ts';
+import { scorePredictions, type Scoring } from '../operators/score.ts';
+import { openParquetSink, writeParquetTable, type ParquetSink } from '../sinks/parquet.ts';
+import {
+  AGREEMENT_COLUMNS,
+  CORRELATION_COLUMNS,
+  DEAD_COLUMNS,
+  NEURONS_COLUMNS,
+  PREDICTIONS_COLUMNS,
+  toColumns,
+} from './output-schemas.ts';
+import { QuantlensError } from '../sources/errors.ts';
+
+export interface MeasureStates {
+  neurons?: NeuronsState;
+  correlation?: CorrelationState;
+  agreement?: AgreementState;
+}
+
+export interface PrecisionTally {
+  examples: number;
+  tokens: number;
+  truncated: number;
+  inference_seconds: number;
+}
+
+export function scoringFor(plan: Plan): Scoring {
+  const { scoring } = plan.cfg;
+  if (scoring.mode === 'choices') {
+    const choices: Record<string, number> = {};
+    for (const c of scoring.choices ?? []) {
+      const ids = Array.from(plan.tokenizer.encode(c)).filter((id) => id !== plan.tokenizer.bosId);
+      const id = plan.tokenizer.idOf(c) ?? ids[0];
+      if (id === undefined) throw new QuantlensError('CONFIG', `scoring.choices: "${c}" does not tokenize`, 'scoring.choices');
+      choices[c] = id;
+    }
+    return { mode: 'choices', choices };
+  }
+  if (scoring.mode === 'loglik') return { mode: 'loglik' };
+  return { mode: 'first-token', decode: (id) => plan.tokenizer.decodeToken(id) };
+}
+
+export class RunMeasures {
+  readonly neurons?: NeuronsEstimator;
+  readonly correlation?: CorrelationEstimator;
+  readonly agreement?: AgreementEstimator;
+  readonly tally = new Map<string, PrecisionTally>();
+  private predictions?: ParquetSink;
+  private readonly scoring: Scoring;
+  private readonly reference: string;
+
+  constructor(
+    private plan: Plan,
+    private outDir: string,
+  ) {
+    const m = new Set(plan.cfg.measure);
+    const { cfg } = plan;
+    this.reference = cfg.agreement.reference ?? cfg.precisions[0];
+    if (m.has('neurons') || m.has('dead') || m.has('agreement'))
+      this.neurons = new NeuronsEstimator({ nearZero: { lo: cfg.dead.lo, hi: cfg.dead.hi } });
+    if (m.has('correlation'))
+      this.correlation = new CorrelationEstimator({
+        budgetBytes: cfg.correlation.memory_budget_gb * 1024 ** 3,
+        topK: cfg.correlation.top_k,
+        clusterThreshold: cfg.correlation.threshold,
+        cluster: cfg.correlation.clusters ? 'auto' : false,
+      });
+    if (m.has('agreement')) this.agreement = new AgreementEstimator(this.reference);
+    this.scoring = scoringFor(plan);
+    for (const p of cfg.precisions) this.tally.set(p, { examples: 0, tokens: 0, truncated: 0, inference_seconds: 0 });
+  }
+
+  async open(): Promise<void> {
+    // Predictions are always recorded: calibration, agreement flips and the report read them.
+    this.predictions = await openParquetSink(path.join(this.outDir, 'predictions.parquet'), PREDICTIONS_COLUMNS, this.plan.metadata);
+  }
+
+  async update(r: BatchResult): Promise<void> {
+    const truncated = r.batch.examples.map((e) => e.truncated);
+    const correctBy = new Map<string, Uint8Array>();
+    for (const o of r.outputs) {
+      const rows = scorePredictions(o.prediction, this.scoring);
+      correctBy.set(o.precision, Uint8Array.from(rows, (x) => (x.correct ? 1 : 0)));
+      const cols = toColumns(rows, PREDICTIONS_COLUMNS);
+      cols.truncated = truncated;
+      await this.predictions!.append(cols);
+      const t = this.tally.get(o.precision)!;
+      t.examples += rows.length;
+      t.tokens += r.batch.realTokens;
+      t.truncated += truncated.filter(Boolean).length;
+      t.inference_seconds += o.seconds;
+      for (const c of o.chunks) {
+        this.neurons?.update(c);
+        if (this.correlation) await this.correlation.update(c);
+      }
+    }
+    if (this.agreement) {
+      const ref = r.outputs.find((o) => o.precision === this.reference)!;
+      for (const o of r.outputs) {
+        if (o === ref) continue;
+        this.agreement.update({ ref: ref.prediction, q: o.prediction, refCorrect: correctBy.get(ref.precision), qCorrect: correctBy.get(o.precision) });
+        ref.chunks.forEach((c, k) => this.agreement!.update({ ref: c, q: o.chunks[k] }));
+      }
+    }
+  }
+
+  states(): MeasureStates {
+    return { neurons: this.neurons?.state(), correlation: this.correlation?.state(), agreement: this.agreement?.state() };
+  }
+
+  merge(s: MeasureStates): void {
+    if (s.neurons) this.neurons?.merge(s.neurons);
+    if (s.correlation) this.correlation?.merge(s.correlation);
+    if (s.agreement) this.agreement?.merge(s.agreement);
+  }
+
+  /** Close the predictions file (rename into place). */
+  async closePredictions(): Promise<void> {
+    await this.predictions?.close();
+    this.predictions = undefined;
+  }
+
+  async abort(): Promise<void> {
+    await this.predictions?.abort();
+    this.predictions = undefined;
+    await this.correlation?.release();
+  }
+
+  /** Write every estimator's table; returns extra summary fields. */
+  async finish(): Promise<{ correlation?: CorrelationSummary[]; dead?: Record<string, Record<string, { dead: number; total: number }>> }> {
+    const meta = this.plan.metadata;
+    const measures = new Set(this.plan.cfg.measure);
+    const extra: { correlation?: CorrelationSummary[]; dead?: Record<string, Record<string, { dead: number; total: number }>> } = {};
+    if (this.neurons && measures.has('neurons')) {
+      const rows = this.neurons.finish();
+      await writeParquetTable(path.join(this.outDir, 'neurons.parquet'), NEURONS_COLUMNS, meta, toColumns(rows, NEURONS_COLUMNS) as Record<string, ArrayLike<unknown>>);
+    }
+    let deadSets: Map<string, Set<number>> | undefined;
+    if (this.neurons && (measures.has('dead') || measures.has('agreement'))) {
+      const dead = deadNeuronsFrom(this.neurons.byKey);
+      deadSets = new Map(dead.rows.map((r) => [`${r.precision}|${r.tensor}`, new Set(r.dead_ids)]));
+      if (measures.has('dead')) {
+        await writeParquetTable(path.join(this.outDir, 'dead.parquet'), DEAD_COLUMNS, meta, toColumns(dead.rows, DEAD_COLUMNS) as Record<string, ArrayLike<unknown>>);
+        extra.dead = {};
+        for (const r of dead.rows) (extra.dead[r.precision] ??= {})[String(r.layer)] = { dead: r.dead_count, total: r.total };
+      }
+    }
+    if (this.correlation) {
+      const res = await this.correlation.finish();
+      await writeParquetTable(path.join(this.outDir, 'correlation.parquet'), CORRELATION_COLUMNS, meta, toColumns(res.rows, CORRELATION_COLUMNS) as Record<string, ArrayLike<unknown>>);
+      extra.correlation = res.summaries;
+    }
+    if (this.agreement) {
+      const rows: AgreementRow[] = this.agreement.finish();
+      if (deadSets) {
+        for (const p of this.plan.cfg.precisions) {
+          if (p === this.reference) continue;
+          for (const s of this.plan.sites) {
+            const a = deadSets.get(`${this.reference}|${s.tensor}`);
+            const b = deadSets.get(`${p}|${s.tensor}`);
+            if (a && b) rows.push({ precision: p, reference: this.reference, layer: s.layer, tensor: s.tensor, metric: 'dead_jaccard', value: a.size + b.size === 0 ? 1 : jaccard(a, b) });
+          }
+        }
+      }
+      await writeParquetTable(path.join(this.outDir, 'agreement.parquet'), AGREEMENT_COLUMNS, meta, toColumns(rows, AGREEMENT_COLUMNS) as Record<string, ArrayLike<unknown>>);
+    }
+    return extra;
+  }
+}

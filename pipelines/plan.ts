@@ -1,0 +1,112 @@
+/**
+ * From a validated PipelineConfig to a Plan: everything a run needs, opened and checked BEFORE
+ * any batch is read — model folder, tokenizer, dataset columns, layers, one ONNX Runtime session
+ * per precision, the correlation memory budget. A bad input fails here, with nothing written.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import ort from 'onnxruntime-node';
+import { QuantlensError } from '../sources/errors.ts';
+import type { PipelineConfig } from './schema.ts';
+import { openModelFolder, type ModelFolder } from '../sources/model/folder.ts';
+import { modelHash } from '../sources/model/hash.ts';
+import { loadTokenizer, checkTokenizerFitsModel, type TextTokenizer } from '../sources/tokenizer.ts';
+import { datasetColumns, type DatasetSpec } from '../sources/dataset/open.ts';
+import { compilePrompt, checkPromptColumns, type PromptTemplate } from '../sources/prompt.ts';
+import { readOnnxModel } from '../sources/onnx/model-reader.ts';
+import { resolveLayers, type ActivationSite } from '../sources/onnx/capture.ts';
+import { augmentForRun } from '../sources/onnx/augment.ts';
+import { createSession, defaultSessionSettings, describeSettings, type SessionSettings } from '../sources/onnx/session.ts';
+import { planInputs } from '../sources/onnx/feeds.ts';
+import { checkCorrelationBudget } from '../operators/estimators/correlation.ts';
+import type { PrecisionRunner } from '../operators/infer.ts';
+import { resolveDemo } from './demo.ts';
+import { resolvePrecisionModel } from './precisions.ts';
+
+export interface PrecisionInfo {
+  precision: string;
+  path: string;
+  source: string;
+  settings: Record<string, unknown>;
+}
+
+export interface Plan {
+  cfg: PipelineConfig;
+  folder: ModelFolder;
+  modelHash: string;
+  /** 'demo model, random weights' for the built-in demo model, else null. */
+  demoLabel: string | null;
+  tokenizer: TextTokenizer;
+  template: PromptTemplate;
+  dataset: DatasetSpec;
+  sites: ActivationSite[];
+  runners: PrecisionRunner[];
+  precisions: PrecisionInfo[];
+  session: SessionSettings;
+  maxContext: number;
+  /** Key-value metadata written into every Parquet file and summary.json. */
+  metadata: Record<string, string>;
+}
+
+export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: number; count: number }; cacheDir?: string } = {}): Promise<Plan> {
+  const where = (key: string) => `${path.basename(cfg.file || 'pipeline')} (${key})`;
+  const demo = await resolveDemo(cfg);
+  const folder = await openModelFolder(demo.modelDir, where('model'));
+  const tokenizer = await loadTokenizer(folder.tokenizerDir);
+  checkTokenizerFitsModel(tokenizer, folder, where('model'));
+
+  const dataset: DatasetSpec = { ...cfg.dataset, path: demo.datasetPath, shard: opts.shard ?? cfg.dataset.shard };
+  const columns = await datasetColumns(dataset);
+  if (!columns.includes(cfg.dataset.gold))
+    throw new QuantlensError('DATASET', `dataset has no gold column "${cfg.dataset.gold}" (columns: ${columns.join(', ')})`, dataset.path);
+  const template = compilePrompt(cfg.dataset.prompt, where('dataset.prompt'));
+  checkPromptColumns(template, columns, where('dataset.prompt'));
+
+  const graph = readOnnxModel(folder.onnxPath);
+  let sites: ActivationSite[];
+  try {
+    sites = resolveLayers(graph, cfg.layers, folder.config, where('layers'));
+  } finally {
+    graph.source.close();
+  }
+
+  const needsActivations = cfg.measure.some((m) => ['neurons', 'dead', 'correlation', 'agreement', 'salience'].includes(m)) || !!cfg.activations;
+  if (cfg.measure.includes('correlation')) {
+    const width = Math.max(...sites.map((s) => s.width ?? 0));
+    checkCorrelationBudget(width, sites.length * cfg.precisions.length, cfg.correlation.memory_budget_gb * 1024 ** 3, where('correlation.memory_budget_gb'));
+  }
+  if (cfg.scoring.mode === 'loglik') throw new QuantlensError('UNSUPPORTED', 'scoring.mode loglik is not implemented yet; use first-token or choices', where('scoring.mode'));
+
+  const session = defaultSessionSettings();
+  if (cfg.session.intra_op_threads > 0) session.intraOpThreads = cfg.session.intra_op_threads;
+  session.graphOptimizationLevel = cfg.session.graph_optimization_level;
+
+  const hash = await modelHash(folder);
+  const precisions: PrecisionInfo[] = [];
+  const runners: PrecisionRunner[] = [];
+  for (const precision of cfg.precisions) {
+    const resolved = await resolvePrecisionModel(folder, precision, cfg, opts.cacheDir);
+    precisions.push({ precision, ...resolved });
+    const settings: SessionSettings = { ...session, extra: { ...session.extra, ...resolved.sessionConfig } };
+    const bytes = augmentForRun(readFileSync(resolved.path), { captures: needsActivations ? sites.map((s) => s.tensor) : [] });
+    const s = await createSession(bytes, settings, { externalDataDir: path.dirname(resolved.path), where: resolved.path });
+    runners.push({ precision, session: s, plan: planInputs(s, resolved.path), sites: needsActivations ? sites : [] });
+  }
+
+  const maxContext = Math.min(folder.maxContext ?? 2048, 1 << 16);
+  const metadata: Record<string, string> = {
+    'quantlens.version': '0.1.0',
+    'quantlens.pipeline': JSON.stringify({ ...cfg, file: undefined }),
+    'quantlens.model': folder.dir,
+    'quantlens.model_hash': hash,
+    'quantlens.precisions': JSON.stringify(precisions),
+    'quantlens.ort_version': ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown',
+    'quantlens.session_settings': JSON.stringify(describeSettings(session)),
+  };
+  if (demo.label) metadata['quantlens.model_label'] = demo.label;
+  return { cfg, folder, modelHash: hash, demoLabel: demo.label, tokenizer, template, dataset, sites, runners, precisions, session, maxContext, metadata };
+}
+
+export async function releasePlan(plan: Plan): Promise<void> {
+  for (const r of plan.runners) await r.session.release();
+}

@@ -1,0 +1,132 @@
+/**
+ * `quantlens run`: plan (validate and open everything) → stream the graph → finish estimators →
+ * write Parquet files, summary.json and the report. Every file is written under a temporary name
+ * and renamed when complete; on error or Ctrl-C the temporaries are removed.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { lastValueFrom, defaultIfEmpty } from 'rxjs';
+import { QuantlensError } from '../sources/errors.ts';
+import { removePendingTemporaries, writeFileAtomically } from '../sources/atomic-write.ts';
+import type { PipelineConfig } from './schema.ts';
+import { preparePlan, releasePlan, type Plan } from './plan.ts';
+import { assemble, batchesOf } from './assemble.ts';
+import { RunMeasures } from './measures.ts';
+import { Progress } from './progress.ts';
+import { writeCalibration } from './calibration-output.ts';
+import type { TokenizeStats } from '../operators/tokenize.ts';
+
+export interface RunOptions {
+  shard?: { index: number; count: number };
+  quiet?: boolean;
+  /** Total examples for the ETA when known (e.g. from dataset.limit). */
+  total?: number | null;
+  /** Write report.html (default true). */
+  report?: boolean;
+  cacheDir?: string;
+  log?: (line: string) => void;
+}
+
+export interface RunResult {
+  outDir: string;
+  summary: Record<string, any>;
+}
+
+export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): Promise<RunResult> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const plan = await preparePlan(cfg, { shard: opts.shard, cacheDir: opts.cacheDir });
+  const outDir = opts.shard ? path.join(cfg.output, `shard-${opts.shard.index}-of-${opts.shard.count}`) : cfg.output;
+  mkdirSync(outDir, { recursive: true });
+  const measures = new RunMeasures(plan, outDir);
+  let stopped = false;
+  const onSignal = () => {
+    stopped = true;
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const stats: TokenizeStats = { examples: 0, truncated: 0, tokens: 0 };
+  const total = opts.total ?? (cfg.dataset.limit && !opts.shard && !cfg.dataset.shard ? cfg.dataset.limit : null);
+  const progress = new Progress(total, { quiet: opts.quiet });
+  log(`quantlens: ${cfg.name}: ${plan.demoLabel ? `${plan.demoLabel}, ` : ''}${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => s.layer).join(', ')} → ${outDir}`);
+  let padded = 0;
+  let real = 0;
+  try {
+    await measures.open();
+    const graph = assemble(
+      plan,
+      batchesOf(plan, stats),
+      async (r) => {
+        await measures.update(r);
+        padded += r.batch.paddedTokens;
+        real += r.batch.realTokens;
+        progress.tick(r.batch.examples.length, r.batch.realTokens);
+      },
+      { stopped: () => stopped },
+    );
+    await lastValueFrom(graph.pipe(defaultIfEmpty(null)));
+    if (stopped) throw new QuantlensError('INTERRUPTED', 'interrupted; no result files were written');
+    if (stats.examples === 0) throw new QuantlensError('DATASET', 'the dataset has no records (after skip/limit/shard)', plan.dataset.path);
+    const timing = progress.done();
+    await measures.closePredictions();
+    const extra = await measures.finish();
+    const calibration = await writeCalibration(plan, outDir, cfg.measure.includes('calibration'));
+    const summary = buildSummary(plan, measures, stats, timing, { padded, real }, calibration, extra, opts.shard);
+    await writeFileAtomically(path.join(outDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+    if (opts.report !== false && !opts.shard) {
+      const { writeReport } = await import('../sinks/report/index.ts');
+      await writeReport([outDir]);
+    }
+    log(`quantlens: ${stats.examples} examples, ${Math.round(timing.tokensPerSecond)} tokens/s, ${timing.seconds.toFixed(1)} s → ${outDir}`);
+    return { outDir, summary };
+  } catch (e) {
+    await measures.abort().catch(() => undefined);
+    removePendingTemporaries();
+    throw e;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await releasePlan(plan);
+  }
+}
+
+function buildSummary(
+  plan: Plan,
+  measures: RunMeasures,
+  stats: TokenizeStats,
+  timing: { seconds: number; tokensPerSecond: number },
+  tokens: { padded: number; real: number },
+  calibration: Record<string, Record<string, unknown>>,
+  extra: Record<string, unknown>,
+  shard?: { index: number; count: number },
+): Record<string, any> {
+  const { cfg } = plan;
+  const precisions: Record<string, unknown> = {};
+  for (const p of plan.precisions) {
+    const t = measures.tally.get(p.precision)!;
+    precisions[p.precision] = {
+      examples: t.examples,
+      tokens: t.tokens,
+      ...(calibration[p.precision] ?? {}),
+      inference_seconds: t.inference_seconds,
+      model_path: p.path,
+      model_source: p.source,
+      quantization: p.settings,
+    };
+  }
+  return {
+    quantlens: plan.metadata['quantlens.version'],
+    name: cfg.name,
+    model: { path: plan.folder.dir, hash: plan.modelHash, demo: !!plan.demoLabel, label: plan.demoLabel ?? undefined },
+    dataset: { path: plan.dataset.path, examples: stats.examples, skip: cfg.dataset.skip ?? 0, limit: cfg.dataset.limit ?? null, shard: shard ?? cfg.dataset.shard ?? null },
+    reference: cfg.agreement.reference ?? cfg.precisions[0],
+    precisions,
+    layers: plan.sites.map((s) => ({ layer: s.layer, tensor: s.tensor, width: s.width })),
+    truncated: stats.truncated,
+    padding_efficiency: tokens.real / Math.max(1, tokens.real + tokens.padded),
+    wall_seconds: timing.seconds,
+    tokens_per_second: timing.tokensPerSecond,
+    ort: { version: plan.metadata['quantlens.ort_version'], settings: JSON.parse(plan.metadata['quantlens.session_settings']) },
+    measures: cfg.measure,
+    ...extra,
+  };
+}
