@@ -1,0 +1,129 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { tableFromIPC } from 'apache-arrow';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
+import type { ActivationChunk } from '../../operators/types.ts';
+import { openActivationDump } from '../../sinks/activation-dump.ts';
+import { QuantlensError } from '../../sources/errors.ts';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'quantlens-dump-test-'));
+let con: DuckDBConnection;
+test.before(async () => {
+  con = await (await DuckDBInstance.create(':memory:')).connect();
+});
+test.after(() => {
+  con.closeSync();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+function randomChunk(r: () => number, width: number, firstExample: number, examples: number, layer: number, precision: string): ActivationChunk {
+  const ex: number[] = [], pos: number[] = [];
+  for (let e = 0; e < examples; e++) {
+    const len = 1 + Math.floor(r() * 5);
+    for (let p = 0; p < len; p++) {
+      ex.push(firstExample + e);
+      pos.push(p);
+    }
+  }
+  return {
+    batchIndex: firstExample, precision, layer, tensor: `mlp.${layer}`, width, rows: ex.length,
+    values: Float32Array.from({ length: ex.length * width }, () => r() * 2 - 1),
+    exampleId: Int32Array.from(ex), position: Int32Array.from(pos), tokenId: Int32Array.from(ex, () => Math.floor(r() * 32000)),
+  };
+}
+
+interface Row { example_id: number; position: number; token_id: number; layer: number; precision: string; values: number[] }
+
+/** Brute force: every row of every chunk in order, filtered by example id, cut at limit. */
+function expectedRows(chunks: ActivationChunk[], every: number, limit: number): Row[] {
+  const all: Row[] = [];
+  for (const c of chunks) {
+    for (let i = 0; i < c.rows; i++) {
+      all.push({ example_id: c.exampleId[i], position: c.position[i], token_id: c.tokenId[i], layer: c.layer, precision: c.precision, values: Array.from(c.values.subarray(i * c.width, (i + 1) * c.width)) });
+    }
+  }
+  return all.filter((row) => row.example_id % every === 0).slice(0, limit);
+}
+
+function makeChunks(seed: number, W: number): ActivationChunk[] {
+  const r = rng(seed);
+  const out: ActivationChunk[] = [];
+  for (let b = 0; b < 5; b++) for (const [layer, prec] of [[0, 'fp32'], [3, 'q4']] as const) out.push(randomChunk(r, W, b * 4, 4, layer, prec));
+  return out;
+}
+
+for (const [every, limit] of [[1, Infinity], [3, Infinity], [2, 25], [1, 7], [5, 0]] as const) {
+  test(`arrow dump every=${every} limit=${limit} reads back as the sampled rows`, async () => {
+    const W = 6;
+    const chunks = makeChunks(every * 100 + (limit === Infinity ? 1 : limit), W);
+    const want = expectedRows(chunks, every, limit);
+    const file = path.join(dir, `dump-${every}-${limit}.arrows`);
+    const dump = await openActivationDump(file, { every, limit, metadata: { model: 'stories260K' } });
+    for (const c of chunks) await dump.write(c);
+    await dump.close();
+    assert.is(dump.rows, want.length);
+    const t = tableFromIPC(readFileSync(file));
+    assert.is(t.numRows, want.length);
+    assert.is(t.schema.metadata.get('model'), 'stories260K');
+    const got = Array.from({ length: t.numRows }, (_, i) => {
+      const row = t.get(i)!;
+      return { example_id: row.example_id, position: row.position, token_id: row.token_id, layer: Number(row.layer), precision: row.precision, values: Array.from(row.values as Iterable<number>) };
+    });
+    assert.equal(got, want);
+  });
+}
+
+test('parquet dump: values as list<float>, read by DuckDB and hyparquet, with sampling and metadata', async () => {
+  const W = 9;
+  const chunks = makeChunks(77, W);
+  const want = expectedRows(chunks, 2, 30);
+  const file = path.join(dir, 'dump.parquet');
+  const dump = await openActivationDump(file, { format: 'parquet', every: 2, limit: 30, metadata: { precision_set: 'fp32,q4' } });
+  for (const c of chunks) await dump.write(c);
+  await dump.close();
+  const types = (await con.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet('${file}')`)).getRowObjectsJS();
+  assert.equal(types.map((t) => `${t.column_name}:${t.column_type}`), ['example_id:INTEGER', 'position:INTEGER', 'token_id:INTEGER', 'layer:INTEGER', 'precision:VARCHAR', 'values:FLOAT[]']);
+  const duck = (await con.runAndReadAll(`SELECT * FROM read_parquet('${file}')`)).getRowObjectsJS();
+  assert.equal(duck, want as unknown as typeof duck);
+  const hyp = await parquetReadObjects({ file: await asyncBufferFromFile(file) });
+  assert.equal(hyp, want as unknown as typeof hyp);
+  const kv = (await con.runAndReadAll(`SELECT decode(value) AS v FROM parquet_kv_metadata('${file}') WHERE decode(key) = 'precision_set'`)).getRowObjectsJS();
+  assert.is(kv[0].v, 'fp32,q4');
+});
+
+test('a chunk of another width is refused; bad options are CONFIG errors; abort leaves nothing', async () => {
+  const sub = mkdtempSync(path.join(dir, 'w-'));
+  const file = path.join(sub, 'd.arrows');
+  const r = rng(3);
+  const dump = await openActivationDump(file);
+  await dump.write(randomChunk(r, 4, 0, 2, 0, 'fp32'));
+  try {
+    await dump.write(randomChunk(r, 5, 0, 2, 0, 'fp32'));
+    assert.unreachable();
+  } catch (e) {
+    assert.instance(e, QuantlensError);
+    assert.is((e as QuantlensError).code, 'STATE');
+  }
+  await dump.abort();
+  assert.equal(readdirSync(sub), []);
+  for (const bad of [{ every: 0 }, { limit: -1 }, { format: 'csv' }]) {
+    try {
+      await openActivationDump(file, bad as never);
+      assert.unreachable();
+    } catch (e) {
+      assert.is((e as QuantlensError).code, 'CONFIG');
+    }
+  }
+  assert.not.ok(existsSync(file));
+});
+
+test.run();
