@@ -15,6 +15,7 @@ import { RunMeasures } from './measures.ts';
 import { Progress } from './progress.ts';
 import { writeCalibration } from './calibration-output.ts';
 import type { TokenizeStats } from '../operators/tokenize.ts';
+import type { BatchResult } from '../operators/infer.ts';
 
 export interface RunOptions {
   shard?: { index: number; count: number };
@@ -25,6 +26,8 @@ export interface RunOptions {
   report?: boolean;
   cacheDir?: string;
   log?: (line: string) => void;
+  /** Called after each batch is fully consumed (tests use it to sample memory or copy chunks). */
+  onBatch?: (r: BatchResult, examplesSoFar: number) => void;
 }
 
 export interface RunResult {
@@ -60,6 +63,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
         padded += r.batch.paddedTokens;
         real += r.batch.realTokens;
         progress.tick(r.batch.examples.length, r.batch.realTokens);
+        opts.onBatch?.(r, progress.examples);
       },
       { stopped: () => stopped },
     );
