@@ -118,7 +118,7 @@ export function parsePipeline(text: string, file: string): PipelineConfig {
   const doc: Document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length) {
     const e = doc.errors[0];
-    const line = e.linePos?.[0]?.line;
+    const line = e.linePos?.[0]?.line ?? (e.pos ? lines.linePos(e.pos[0]).line : undefined);
     throw new QuantlensError('CONFIG', `invalid YAML: ${e.message.split('\n')[0]}`, line ? `${file}:${line}` : file);
   }
   if (!isMap(doc.contents)) throw new QuantlensError('CONFIG', 'the pipeline file must be a YAML mapping (key: value)', file);

@@ -49,7 +49,7 @@ export interface Plan {
 }
 
 export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: number; count: number }; cacheDir?: string } = {}): Promise<Plan> {
-  const where = (key: string) => `${path.basename(cfg.file || 'pipeline')} (${key})`;
+  const where = (key: string) => `${path.basename(cfg.file || 'pipeline')}: ${key}`;
   const demo = await resolveDemo(cfg);
   const folder = await openModelFolder(demo.modelDir, where('model'));
   const tokenizer = await loadTokenizer(folder.tokenizerDir);

@@ -3,7 +3,7 @@
  * write Parquet files, summary.json and the report. Every file is written under a temporary name
  * and renamed when complete; on error or Ctrl-C the temporaries are removed.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { lastValueFrom, defaultIfEmpty } from 'rxjs';
 import { QuantlensError } from '../sources/errors.ts';
@@ -39,6 +39,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const plan = await preparePlan(cfg, { shard: opts.shard, cacheDir: opts.cacheDir });
   const outDir = opts.shard ? path.join(cfg.output, `shard-${opts.shard.index}-of-${opts.shard.count}`) : cfg.output;
+  const created = !existsSync(outDir);
   mkdirSync(outDir, { recursive: true });
   const measures = new RunMeasures(plan, outDir);
   let stopped = false;
@@ -85,6 +86,8 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   } catch (e) {
     await measures.abort().catch(() => undefined);
     removePendingTemporaries();
+    // A failed run leaves no trace: not even the empty output folder it made.
+    if (created && readdirSync(outDir).length === 0) rmdirSync(outDir);
     throw e;
   } finally {
     process.off('SIGINT', onSignal);
