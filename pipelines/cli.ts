@@ -79,6 +79,20 @@ async function main(): Promise<void> {
       },
     )
     .command(
+      'convert <checkpoint>',
+      'convert a llama2.c checkpoint or a Hugging Face safetensors folder (Llama/Mistral/Qwen2) to an ONNX model folder',
+      (y) =>
+        y
+          .positional('checkpoint', { type: 'string', demandOption: true, describe: 'llama2.c .bin file, or a folder with config.json + *.safetensors' })
+          .option('out', { type: 'string', demandOption: true, describe: 'model folder to write' })
+          .option('tokenizer', { type: 'string', describe: 'llama2.c tokenizer .bin (default: tokenizer.bin / tok*.bin beside the checkpoint)' }),
+      async (a) => {
+        const { convertCheckpoint } = await import('../sources/convert/index.ts');
+        const r = await convertCheckpoint(path.resolve(a.checkpoint), path.resolve(a.out), { tokenizer: a.tokenizer ? path.resolve(a.tokenizer) : undefined });
+        console.log(`${r.kind} → ${r.outDir}`);
+      },
+    )
+    .command(
       'report <runs..>',
       'write report.html and figures/ for one run folder, or a comparison of several',
       (y) => y.positional('runs', { type: 'string', array: true, demandOption: true }).option('out', { type: 'string' }),
