@@ -21,6 +21,7 @@ import {
   toColumns,
 } from './output-schemas.ts';
 import { QuantlensError } from '../sources/errors.ts';
+import { openActivationDump, type ActivationDump } from '../sinks/activation-dump.ts';
 
 export interface MeasureStates {
   neurons?: NeuronsState;
@@ -57,6 +58,8 @@ export class RunMeasures {
   readonly agreement?: AgreementEstimator;
   readonly tally = new Map<string, PrecisionTally>();
   private predictions?: ParquetSink;
+  /** Optional raw activation dumps, one file per (precision, layer tensor). */
+  private dumps = new Map<string, ActivationDump>();
   private readonly scoring: Scoring;
   private readonly reference: string;
 
@@ -84,6 +87,14 @@ export class RunMeasures {
   async open(): Promise<void> {
     // Predictions are always recorded: calibration, agreement flips and the report read them.
     this.predictions = await openParquetSink(path.join(this.outDir, 'predictions.parquet'), PREDICTIONS_COLUMNS, this.plan.metadata);
+    const a = this.plan.cfg.activations;
+    if (a) {
+      for (const p of this.plan.cfg.precisions)
+        for (const site of this.plan.sites) {
+          const file = path.join(this.outDir, 'activations', `${p}-layer${site.layer}.${a.format === 'parquet' ? 'parquet' : 'arrow'}`);
+          this.dumps.set(`${p}|${site.tensor}`, await openActivationDump(file, { format: a.format, every: a.every, limit: a.limit, metadata: this.plan.metadata }));
+        }
+    }
   }
 
   async update(r: BatchResult): Promise<void> {
@@ -101,6 +112,7 @@ export class RunMeasures {
       t.truncated += truncated.filter(Boolean).length;
       t.inference_seconds += o.seconds;
       for (const c of o.chunks) {
+        await this.dumps.get(`${c.precision}|${c.tensor}`)?.write(c);
         this.neurons?.update(c);
         if (this.correlation) await this.correlation.update(c);
       }
@@ -129,11 +141,15 @@ export class RunMeasures {
   async closePredictions(): Promise<void> {
     await this.predictions?.close();
     this.predictions = undefined;
+    for (const d of this.dumps.values()) await d.close();
+    this.dumps.clear();
   }
 
   async abort(): Promise<void> {
     await this.predictions?.abort();
     this.predictions = undefined;
+    for (const d of this.dumps.values()) await d.abort();
+    this.dumps.clear();
     await this.correlation?.release();
   }
 
