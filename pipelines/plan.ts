@@ -64,6 +64,9 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
 
   const graph = readOnnxModel(folder.onnxPath);
   let sites: ActivationSite[];
+  // The float type the model was exported in: 'fp32' / 'fp16' name the model as given.
+  const logitsType = graph.outputs.find((o) => o.name === 'logits')?.elemType ?? graph.outputs[0]?.elemType;
+  const nativePrecision = logitsType === 10 ? 'fp16' : 'fp32';
   try {
     sites = resolveLayers(graph, cfg.layers, folder.config, where('layers'));
   } finally {
@@ -85,7 +88,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   const precisions: PrecisionInfo[] = [];
   const runners: PrecisionRunner[] = [];
   for (const precision of cfg.precisions) {
-    const resolved = await resolvePrecisionModel(folder, precision, cfg, opts.cacheDir);
+    const resolved = await resolvePrecisionModel(folder, precision, cfg, nativePrecision, opts.cacheDir);
     precisions.push({ precision, ...resolved });
     const settings: SessionSettings = { ...session, extra: { ...session.extra, ...resolved.sessionConfig } };
     const bytes = augmentForRun(readFileSync(resolved.path), { captures: needsActivations ? sites.map((s) => s.tensor) : [] });

@@ -14,9 +14,15 @@ export async function resolvePrecisionModel(
   folder: ModelFolder,
   precision: string,
   cfg: PipelineConfig,
+  nativePrecision: 'fp32' | 'fp16',
   cacheDir?: string,
 ): Promise<{ path: string; source: string; settings: Record<string, unknown>; sessionConfig: Record<string, string> }> {
-  if (precision === 'fp32') return { path: folder.onnxPath, source: 'original', settings: {}, sessionConfig: {} };
+  if (precision === nativePrecision) return { path: folder.onnxPath, source: 'original', settings: {}, sessionConfig: {} };
+  if (precision === 'fp32' || precision === 'fp16') {
+    const prebuilt = folder.variants[precision];
+    if (prebuilt && prebuilt !== folder.onnxPath) return { path: prebuilt, source: 'prebuilt', settings: {}, sessionConfig: {} };
+    throw new QuantlensError('UNSUPPORTED', `the model is ${nativePrecision} and has no ${precision} variant; list ${nativePrecision} in precisions`, 'precisions');
+  }
   let quantize: typeof import('../sources/quantize/resolve.ts');
   try {
     quantize = await import('../sources/quantize/resolve.ts');
