@@ -79,6 +79,40 @@ async function main(): Promise<void> {
       },
     )
     .command(
+      'quantize <model>',
+      'write quantized variants of an fp32/fp16 ONNX model folder (onnx/model_<variant>.onnx)',
+      (y) =>
+        y
+          .positional('model', { type: 'string', demandOption: true, describe: 'model folder' })
+          .option('to', { type: 'string', demandOption: true, describe: 'comma-separated: nf4, fp4, llm-int8, q4, int8, dynamic-int8' })
+          .option('out', { type: 'string', describe: 'folder for the variants (default: <model>/onnx)' })
+          .option('block-size', { type: 'number', describe: 'nf4/fp4: default 64; q4/int8: default 32' })
+          .option('no-double-quant', { type: 'boolean', describe: 'nf4/fp4: store absmax in float32' })
+          .option('asymmetric', { type: 'boolean', describe: 'q4/int8: zero points' })
+          .option('outlier-threshold', { type: 'number', describe: 'llm-int8: default 6.0' })
+          .option('include-lm-head', { type: 'boolean', default: false, describe: 'quantize lm_head too (bitsandbytes leaves it in float)' }),
+      async (a) => {
+        const { QUANT_VARIANTS, quantizeModel } = await import('../sources/quantize/index.ts');
+        const { openModelFolder } = await import('../sources/model/folder.ts');
+        const folder = await openModelFolder(path.resolve(a.model), a.model);
+        const variants = a.to.split(',').map((v) => v.trim());
+        for (const v of variants)
+          if (!(QUANT_VARIANTS as readonly string[]).includes(v)) throw new QuantlensError('CONFIG', `unknown variant "${v}" (use ${QUANT_VARIANTS.join(', ')})`, '--to');
+        const outDir = path.resolve(a.out ?? path.join(folder.dir, 'onnx'));
+        for (const v of variants) {
+          const out = path.join(outDir, `model_${v}.onnx`);
+          const r = await quantizeModel(folder.onnxPath, v as (typeof QUANT_VARIANTS)[number], out, {
+            blockSize: a.blockSize,
+            doubleQuant: a.doubleQuant === false ? false : undefined,
+            symmetric: a.asymmetric ? false : undefined,
+            outlierThreshold: a.outlierThreshold,
+            includeLmHead: a.includeLmHead,
+          });
+          console.log(`${v}: ${r.quantized.length} MatMuls quantized, ${r.skipped.length} kept in float → ${out}`);
+        }
+      },
+    )
+    .command(
       'convert <checkpoint>',
       'convert a llama2.c checkpoint or a Hugging Face safetensors folder (Llama/Mistral/Qwen2) to an ONNX model folder',
       (y) =>

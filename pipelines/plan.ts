@@ -22,6 +22,7 @@ import { checkCorrelationBudget } from '../operators/estimators/correlation.ts';
 import type { PrecisionRunner } from '../operators/infer.ts';
 import { resolveDemo } from './demo.ts';
 import { resolvePrecisionModel } from './precisions.ts';
+import { quantSessionConfig } from '../sources/quantize/index.ts';
 
 export interface PrecisionInfo {
   precision: string;
@@ -83,6 +84,9 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   const session = defaultSessionSettings();
   if (cfg.session.intra_op_threads > 0) session.intraOpThreads = cfg.session.intra_op_threads;
   session.graphOptimizationLevel = cfg.session.graph_optimization_level;
+  // Identical for every precision (fp32 included): ORT must not re-fuse DequantizeLinear+MatMul
+  // into int8-activation kernels, or its own rounding would be mixed into "quantization effects".
+  Object.assign(session.extra, quantSessionConfig());
 
   const hash = await modelHash(folder);
   const precisions: PrecisionInfo[] = [];
@@ -90,9 +94,8 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   for (const precision of cfg.precisions) {
     const resolved = await resolvePrecisionModel(folder, precision, cfg, nativePrecision, opts.cacheDir);
     precisions.push({ precision, ...resolved });
-    const settings: SessionSettings = { ...session, extra: { ...session.extra, ...resolved.sessionConfig } };
     const bytes = augmentForRun(readFileSync(resolved.path), { captures: needsActivations ? sites.map((s) => s.tensor) : [] });
-    const s = await createSession(bytes, settings, { externalDataDir: path.dirname(resolved.path), where: resolved.path });
+    const s = await createSession(bytes, session, { externalDataDir: path.dirname(resolved.path), where: resolved.path });
     runners.push({ precision, session: s, plan: planInputs(s, resolved.path), sites: needsActivations ? sites : [] });
   }
 

@@ -16,9 +16,12 @@ import { Progress } from './progress.ts';
 import { writeCalibration } from './calibration-output.ts';
 import type { TokenizeStats } from '../operators/tokenize.ts';
 import type { BatchResult } from '../operators/infer.ts';
+import { RunCheckpoints, runTiming, writeShardState } from './checkpoint.ts';
 
 export interface RunOptions {
   shard?: { index: number; count: number };
+  /** Continue from <output>/state/checkpoint.json when it exists (else start fresh). */
+  resume?: boolean;
   quiet?: boolean;
   /** Total examples for the ETA when known (e.g. from dataset.limit). */
   total?: number | null;
@@ -52,17 +55,17 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   const total = opts.total ?? (cfg.dataset.limit && !opts.shard && !cfg.dataset.shard ? cfg.dataset.limit : null);
   const progress = new Progress(total, { quiet: opts.quiet });
   log(`quantlens: ${cfg.name}: ${plan.demoLabel ? `${plan.demoLabel}, ` : ''}${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => s.layer).join(', ')} → ${outDir}`);
-  let padded = 0;
-  let real = 0;
+  let ck: RunCheckpoints | undefined;
   try {
-    await measures.open();
+    ck = RunCheckpoints.open(plan, outDir, measures, { resume: opts.resume, log });
+    const checkpoints = ck;
+    await measures.open(ck.predictionsFile());
     const graph = assemble(
       plan,
-      batchesOf(plan, stats),
+      ck.skipDone(batchesOf(plan, stats)),
       async (r) => {
         await measures.update(r);
-        padded += r.batch.paddedTokens;
-        real += r.batch.realTokens;
+        await checkpoints.afterBatch(r);
         progress.tick(r.batch.examples.length, r.batch.realTokens);
         opts.onBatch?.(r, progress.examples);
       },
@@ -71,21 +74,26 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     await lastValueFrom(graph.pipe(defaultIfEmpty(null)));
     if (stopped) throw new QuantlensError('INTERRUPTED', 'interrupted; no result files were written');
     if (stats.examples === 0) throw new QuantlensError('DATASET', 'the dataset has no records (after skip/limit/shard)', plan.dataset.path);
-    const timing = progress.done();
-    await measures.closePredictions();
-    const extra = await measures.finish();
-    const calibration = await writeCalibration(plan, outDir, cfg.measure.includes('calibration'));
-    const summary = buildSummary(plan, measures, stats, timing, { padded, real }, calibration, extra, opts.shard);
-    await writeFileAtomically(path.join(outDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
-    if (opts.report !== false && !opts.shard) {
-      const { writeReport } = await import('../sinks/report/index.ts');
-      await writeReport([outDir]);
-    }
+    progress.done();
+    const timing = runTiming(ck.ledger);
+    // Captured before finish(), written after every output: state.json marks a complete shard.
+    const shardState = opts.shard ? { states: measures.states(), ledger: ck.ledger.state(measures.tally) } : undefined;
+    const summary = await finishRun(plan, measures, outDir, {
+      stats,
+      timing,
+      tokens: { padded: ck.ledger.padded, real: ck.ledger.real },
+      shard: opts.shard,
+      report: opts.report,
+      assemblePredictions: () => checkpoints.assemblePredictions(),
+    });
+    if (opts.shard && shardState) await writeShardState(outDir, plan, opts.shard, shardState.states, shardState.ledger, stats);
+    ck.complete();
     log(`quantlens: ${stats.examples} examples, ${Math.round(timing.tokensPerSecond)} tokens/s, ${timing.seconds.toFixed(1)} s → ${outDir}`);
     return { outDir, summary };
   } catch (e) {
     await measures.abort().catch(() => undefined);
     removePendingTemporaries();
+    ck?.cleanupAfterError();
     // A failed run leaves no trace: not even the empty output folder it made.
     if (created && readdirSync(outDir).length === 0) rmdirSync(outDir);
     throw e;
@@ -94,6 +102,35 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     process.off('SIGTERM', onSignal);
     await releasePlan(plan);
   }
+}
+
+export interface FinishInput {
+  stats: TokenizeStats;
+  timing: { seconds: number; tokensPerSecond: number };
+  tokens: { padded: number; real: number };
+  shard?: { index: number; count: number };
+  /** Write report.html (default true; never for a shard). */
+  report?: boolean;
+  /** Runs once the predictions sink is closed, before anything reads predictions.parquet (resume parts). */
+  assemblePredictions?: () => Promise<void>;
+}
+
+/**
+ * The end of every run, shared by `run` and `merge`: predictions closed → estimator tables →
+ * calibration from predictions.parquet → summary.json → report. Returns the summary.
+ */
+export async function finishRun(plan: Plan, measures: RunMeasures, outDir: string, input: FinishInput): Promise<Record<string, any>> {
+  await measures.closePredictions();
+  await input.assemblePredictions?.();
+  const extra = await measures.finish();
+  const calibration = await writeCalibration(plan, outDir, plan.cfg.measure.includes('calibration'));
+  const summary = buildSummary(plan, measures, input.stats, input.timing, input.tokens, calibration, extra, input.shard);
+  await writeFileAtomically(path.join(outDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  if (input.report !== false && !input.shard) {
+    const { writeReport } = await import('../sinks/report/index.ts');
+    await writeReport([outDir]);
+  }
+  return summary;
 }
 
 function buildSummary(
@@ -117,7 +154,7 @@ function buildSummary(
       inference_seconds: t.inference_seconds,
       model_path: p.path,
       model_source: p.source,
-      quantization: p.settings,
+      quantization: compactSettings(p.settings),
     };
   }
   return {
@@ -136,4 +173,14 @@ function buildSummary(
     measures: cfg.measure,
     ...extra,
   };
+}
+
+/** Quantization settings for summary.json: node-name lists become counts (the full lists stay in the Parquet metadata). */
+function compactSettings(settings: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(settings)) {
+    if (k === 'sessionConfig') continue; // identical for every precision; recorded under ort.settings
+    out[k] = Array.isArray(v) && v.length > 8 ? `${v.length} entries` : v;
+  }
+  return out;
 }

@@ -238,12 +238,15 @@ export function figure(o: { id: string; title: string; legend?: LegendItem[]; pa
   const parts: string[] = [];
   parts.push(text(pad, 22, o.title, { size: 15, weight: '700', cls: 'figure-title' }));
   let y = 34;
+  let width = Math.min(maxWidth, textWidth(o.title, 15) + 2 * pad);
   if (o.legend?.length) {
     const lg = legend(o.legend, maxWidth - 2 * pad);
     parts.push(`<g class="legend" transform="translate(${pad} ${y})">${lg.svg}</g>`);
     y += lg.height + 8;
+    // A legend wider than the title and panels must widen the figure, or its end is clipped.
+    width = Math.max(width, Math.min(maxWidth, lg.width + 2 * pad));
   }
-  let x = pad, rowH = 0, width = Math.min(maxWidth, textWidth(o.title, 15) + 2 * pad);
+  let x = pad, rowH = 0;
   for (const p of o.panels) {
     if (x > pad && (p.newRow || x + p.width > maxWidth - pad)) { x = pad; y += rowH + 10; rowH = 0; }
     parts.push(`<g class="panel" transform="translate(${r(x)} ${r(y)})">${p.svg}</g>`);
