@@ -1,0 +1,293 @@
+/**
+ * Layer Integrated Gradients, computed as Captum's LayerIntegratedGradients does, on an
+ * attribution graph (sources/backward/graph.ts) run by ONNX Runtime:
+ *   a_in   = the layer's output on the input ids, a_base = on the baseline ids (every real token
+ *            replaced by baselineTokenId, same mask);
+ *   a(α)   = a_base + α·(a_in − a_base) fed as the layer override, the rest of the model on the
+ *            INPUT ids (Captum hooks the layer and runs the forward on the inputs);
+ *   attr   = (a_in − a_base) ⊙ Σ_k w_k ∇F(a(α_k))   (Gauss–Legendre nodes α_k, weights w_k)
+ *   F      = log_softmax(logits at the last position)[target].
+ * Completeness: Σ attr ≈ F(a_in) − F(a_base); its relative error is reported per example.
+ *
+ * All (example, α) rows of a batch are queued, with α=0 and α=1 as extra rows for F_baseline and
+ * F_input, and run in chunks whose size follows the memory budget.
+ */
+import ort from 'onnxruntime-node';
+import { QuantlensError } from '../../sources/errors.ts';
+import { buildFeeds, planInputs, type InputPlan } from '../../sources/onnx/feeds.ts';
+import { readOnnxModel, type OnnxModel } from '../../sources/onnx/model-reader.ts';
+import { createSession, defaultSessionSettings, type SessionSettings } from '../../sources/onnx/session.ts';
+import {
+  buildAttributionGraphWithInfo,
+  externalDataDirOf,
+  gradName,
+  OBJECTIVE_OUTPUT,
+  originalName,
+  overrideName,
+  TARGET_INPUT,
+} from '../../sources/backward/graph.ts';
+import { gaussLegendre } from './gauss-legendre.ts';
+
+export interface AttributionSession {
+  session: ort.InferenceSession;
+  tensor: string;
+  plan: InputPlan;
+  logits: string;
+  padId: number;
+  /** Width of the attributed tensor [batch, sequence, width]. */
+  width: number;
+  /** Last dim of the logits. */
+  vocab: number;
+  /** Backward graph size, for reports. */
+  pathNodes: number;
+  backwardNodes: number;
+}
+
+export async function createAttributionSession(
+  model: string | OnnxModel,
+  tensor: string,
+  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string } = {},
+): Promise<AttributionSession> {
+  const m = typeof model === 'string' ? readOnnxModel(model) : model;
+  try {
+    const { bytes, info } = await buildAttributionGraphWithInfo(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir });
+    const shape = info.tensorMeta.shape;
+    if (shape.length !== 3 || info.tensorMeta.type !== 'float32') {
+      throw new QuantlensError('UNSUPPORTED', `LIG needs a float32 [batch, sequence, width] activation; "${tensor}" is ${info.tensorMeta.type} of rank ${shape.length}`);
+    }
+    const session = await createSession(bytes, opts.settings ?? defaultSessionSettings(), {
+      externalDataDir: externalDataDirOf(m, opts),
+      where: `attribution graph for ${tensor}`,
+    });
+    const ours = new Set([overrideName(tensor), TARGET_INPUT]);
+    const metadata = (session.inputMetadata as readonly { name: string }[]).filter((x) => !ours.has(x.name));
+    const plan = planInputs({ inputMetadata: metadata } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
+    return { session, tensor, plan, logits: info.logits, padId: opts.padId ?? 0, width: shape[2], vocab: info.logitsShape[2], pathNodes: info.pathNodes.length, backwardNodes: info.backwardNodeCount };
+  } finally {
+    if (typeof model === 'string') m.source.close();
+  }
+}
+
+export interface LigOptions {
+  /** Gauss–Legendre nodes (default 50). */
+  steps?: number;
+  baselineTokenId?: number;
+  /** Objective token per example; default the model's own top-1 at the last position. */
+  targets?: (number | undefined)[];
+  /** Budget: rows·seqLen·max(width, vocab) elements per run (default 2^22). */
+  maxBatchElements?: number;
+  /** Warn when the completeness relative error exceeds this (default 0.05). */
+  completenessThreshold?: number;
+  /** Double steps until the error is below adaptiveTolerance (default 0.01), up to maxSteps (1024). */
+  adaptiveSteps?: boolean;
+  adaptiveTolerance?: number;
+  maxSteps?: number;
+  onWarning?: (message: string) => void;
+}
+
+export interface LigResult {
+  /** Row-major [positions, width], positions = the example's real tokens in order. */
+  attributions: Float32Array;
+  positions: number;
+  width: number;
+  /** |Σ attr − (F_input − F_baseline)| / max(|F_input − F_baseline|, 1e-6). */
+  completenessError: number;
+  F_input: number;
+  F_baseline: number;
+  target: number;
+  steps: number;
+  /** completenessError within the threshold (adaptiveTolerance when adaptive). */
+  converged: boolean;
+  /** Every (steps, completenessError) tried for this example, in order (one entry unless adaptive). */
+  history: { steps: number; completenessError: number }[];
+}
+
+interface Prepared {
+  ids: Int32Array;
+  len: number;
+  aIn: Float32Array; // [S, W] of the padded batch row
+  aBase: Float32Array;
+  target: number;
+}
+
+const MIN_DELTA = 1e-6;
+
+function intTensor(values: number[]): ort.Tensor {
+  return new ort.Tensor('int64', BigInt64Array.from(values.map(BigInt)), [values.length]);
+}
+
+/** One example; see attributeBatch. */
+export async function attributeExample(
+  s: AttributionSession,
+  example: { ids: Int32Array },
+  layerTensor: string,
+  opts: LigOptions & { target?: number } = {},
+): Promise<LigResult> {
+  const [r] = await attributeBatch(s, [example], layerTensor, { ...opts, targets: [opts.target ?? opts.targets?.[0]] });
+  return r;
+}
+
+/** LIG for several examples at once (left-padded together; each row's math is independent). */
+export async function attributeBatch(
+  s: AttributionSession,
+  examples: { ids: Int32Array }[],
+  layerTensor: string,
+  opts: LigOptions = {},
+): Promise<LigResult[]> {
+  if (layerTensor !== s.tensor) throw new QuantlensError('CONFIG', `attribution session is for "${s.tensor}", not "${layerTensor}"`);
+  if (examples.length === 0) return [];
+  const E = examples.length;
+  const S = Math.max(...examples.map((e) => e.ids.length));
+  const lengths = Int32Array.from(examples.map((e) => e.ids.length));
+  const baseId = opts.baselineTokenId ?? 0;
+  const baselineIds = examples.map((e) => new Int32Array(e.ids.length).fill(baseId));
+
+  // Layer outputs on inputs and baselines (`__original` does not depend on the override).
+  const act = await runRows(s, [...examples.map((e) => e.ids), ...baselineIds], [...lengths, ...lengths], S, null, new Array(2 * E).fill(0), [originalName(s.tensor)]);
+  const W = s.width;
+  const origData = act[originalName(s.tensor)].data as Float32Array;
+  const aIn = origData.slice(0, E * S * W);
+  const targets = examples.map((_, i) => opts.targets?.[i]);
+  if (targets.some((t) => t === undefined)) {
+    // Top-1 of the unmodified model: logits with the override set to the layer's own output.
+    const out = await runRows(s, examples.map((e) => e.ids), [...lengths], S, aIn, new Array(E).fill(0), [s.logits]);
+    const V = out[s.logits].dims[2] as number;
+    const logits = out[s.logits].data as Float32Array;
+    targets.forEach((t, i) => {
+      if (t !== undefined) return;
+      const off = (i * S + S - 1) * V;
+      let best = 0;
+      for (let v = 1; v < V; v++) if (logits[off + v] > logits[off + best]) best = v;
+      targets[i] = best;
+    });
+  }
+  const V = s.vocab;
+  const prepared: Prepared[] = examples.map((e, i) => ({
+    ids: e.ids,
+    len: e.ids.length,
+    aIn: origData.slice(i * S * W, (i + 1) * S * W),
+    aBase: origData.slice((E + i) * S * W, (E + i + 1) * S * W),
+    target: targets[i]!,
+  }));
+
+  const threshold = opts.completenessThreshold ?? 0.05;
+  const tolerance = opts.adaptiveTolerance ?? 0.01;
+  const maxSteps = opts.maxSteps ?? 1024;
+  let steps = opts.steps ?? 50;
+  const results = await integrate(s, prepared, S, W, V, steps, opts.maxBatchElements ?? 1 << 22);
+  if (opts.adaptiveSteps) {
+    let pending = results.map((r, i) => (r.completenessError > tolerance ? i : -1)).filter((i) => i >= 0);
+    while (pending.length && steps < maxSteps) {
+      steps = Math.min(maxSteps, steps * 2);
+      const again = await integrate(s, pending.map((i) => prepared[i]), S, W, V, steps, opts.maxBatchElements ?? 1 << 22);
+      pending.forEach((i, k) => (results[i] = { ...again[k], history: [...results[i].history, ...again[k].history] }));
+      pending = pending.filter((i) => results[i].completenessError > tolerance);
+    }
+  }
+  const limit = opts.adaptiveSteps ? tolerance : threshold;
+  const warn = opts.onWarning ?? ((m: string) => console.warn(m));
+  return results.map((r, i): LigResult => {
+    const converged = r.completenessError <= limit;
+    if (r.completenessError > threshold) {
+      warn(`LIG completeness error ${(100 * r.completenessError).toFixed(2)}% > ${(100 * threshold).toFixed(0)}% for batch row ${i} at ${r.steps} steps (${s.tensor})`);
+    }
+    return { ...r, converged };
+  });
+}
+
+async function runRows(
+  s: AttributionSession,
+  ids: Int32Array[],
+  lengths: number[],
+  S: number,
+  override: Float32Array | null,
+  targets: number[],
+  fetches: string[],
+): Promise<ort.InferenceSession.OnnxValueMapType> {
+  const R = ids.length;
+  const feeds = buildFeeds(s.plan, { seqLen: S, lengths: Int32Array.from(lengths), ids }, s.padId);
+  // The activation run reads `__original`, which ignores the override: feed zeros of the right shape.
+  const ov = override ?? new Float32Array(R * S * s.width);
+  feeds[overrideName(s.tensor)] = new ort.Tensor('float32', ov, [R, S, s.width]);
+  feeds[TARGET_INPUT] = intTensor(targets);
+  return s.session.run(feeds, fetches);
+}
+
+async function integrate(
+  s: AttributionSession,
+  prepared: Prepared[],
+  S: number,
+  W: number,
+  V: number,
+  steps: number,
+  maxBatchElements: number,
+): Promise<Omit<LigResult, 'converged'>[]> {
+  const { nodes, weights } = gaussLegendre(steps);
+  // Row queue: (example, α, weight); weight < 0 marks the endpoint rows (α = 0 → F_base, 1 → F_in).
+  const rows: { e: number; alpha: number; weight: number }[] = [];
+  prepared.forEach((_, e) => {
+    rows.push({ e, alpha: 0, weight: -1 }, { e, alpha: 1, weight: -1 });
+    for (let k = 0; k < steps; k++) rows.push({ e, alpha: nodes[k], weight: weights[k] });
+  });
+  const perRow = S * Math.max(W, V);
+  const chunk = Math.max(1, Math.floor(maxBatchElements / perRow));
+  const sums = prepared.map(() => new Float64Array(S * W));
+  const fIn = new Float64Array(prepared.length);
+  const fBase = new Float64Array(prepared.length);
+  for (let start = 0; start < rows.length; start += chunk) {
+    const part = rows.slice(start, start + chunk);
+    const R = part.length;
+    const ov = new Float32Array(R * S * W);
+    part.forEach((row, r) => {
+      const p = prepared[row.e];
+      const off = r * S * W;
+      for (let j = 0; j < S * W; j++) ov[off + j] = p.aBase[j] + row.alpha * (p.aIn[j] - p.aBase[j]);
+    });
+    const out = await runRows(
+      s,
+      part.map((row) => prepared[row.e].ids),
+      part.map((row) => prepared[row.e].len),
+      S,
+      ov,
+      part.map((row) => prepared[row.e].target),
+      [OBJECTIVE_OUTPUT, gradName(s.tensor)],
+    );
+    const F = out[OBJECTIVE_OUTPUT].data as Float32Array;
+    const G = out[gradName(s.tensor)].data as Float32Array;
+    part.forEach((row, r) => {
+      if (row.weight < 0) {
+        (row.alpha === 0 ? fBase : fIn)[row.e] = F[r];
+        return;
+      }
+      const acc = sums[row.e];
+      const off = r * S * W;
+      for (let j = 0; j < S * W; j++) acc[j] += row.weight * G[off + j];
+    });
+  }
+  return prepared.map((p, e) => {
+    const first = S - p.len;
+    const attributions = new Float32Array(p.len * W);
+    let total = 0;
+    for (let pos = 0; pos < p.len; pos++) {
+      for (let n = 0; n < W; n++) {
+        const j = (first + pos) * W + n;
+        const v = (p.aIn[j] - p.aBase[j]) * sums[e][j];
+        attributions[pos * W + n] = v;
+        total += v;
+      }
+    }
+    const delta = fIn[e] - fBase[e];
+    const completenessError = Math.abs(total - delta) / Math.max(Math.abs(delta), MIN_DELTA);
+    return {
+      attributions,
+      positions: p.len,
+      width: W,
+      completenessError,
+      history: [{ steps, completenessError }],
+      F_input: fIn[e],
+      F_baseline: fBase[e],
+      target: p.target,
+      steps,
+    };
+  });
+}

@@ -1,0 +1,93 @@
+/** Gradient rules of activations and (log-)softmax. */
+import { normAxis } from './emitter.ts';
+import { attrInt, attrFloat, gradError, onlyGrad, type GradRule, type RuleContext } from './rule.ts';
+
+// σ' = σ(1-σ), from the output.
+const sigmoid: GradRule = (c) => {
+  const g = onlyGrad(c);
+  const y = c.node.outputs[0];
+  const one = c.e.scalar(1, c.e.meta(y).type);
+  return [c.e.op1('Mul', [g, c.e.op1('Mul', [y, c.e.op1('Sub', [one, y])])])];
+};
+
+const tanh: GradRule = (c) => {
+  const g = onlyGrad(c);
+  const y = c.node.outputs[0];
+  const one = c.e.scalar(1, c.e.meta(y).type);
+  return [c.e.op1('Mul', [g, c.e.op1('Sub', [one, c.e.op1('Mul', [y, y])])])];
+};
+
+// erf'(x) = 2/√π · exp(-x²)
+const erf: GradRule = (c) => {
+  const g = onlyGrad(c);
+  const x = c.node.inputs[0];
+  const t = c.e.meta(x).type;
+  const e2 = c.e.op1('Exp', [c.e.op1('Neg', [c.e.op1('Mul', [x, x])])]);
+  return [c.e.op1('Mul', [g, c.e.op1('Mul', [e2, c.e.scalar(2 / Math.sqrt(Math.PI), t)])])];
+};
+
+const relu: GradRule = (c) => {
+  const g = onlyGrad(c);
+  const x = c.node.inputs[0];
+  const zero = c.e.scalar(0, c.e.meta(x).type);
+  return [c.e.op1('Where', [c.e.op1('Greater', [x, zero]), g, zero])];
+};
+
+// Exact GELU x·Φ(x): d/dx = Φ(x) + x·φ(x).
+function geluExact(c: RuleContext): string {
+  const g = onlyGrad(c);
+  const x = c.node.inputs[0];
+  const t = c.e.meta(x).type;
+  const s = (v: number) => c.e.scalar(v, t);
+  const cdf = c.e.op1('Mul', [s(0.5), c.e.op1('Add', [s(1), c.e.op1('Erf', [c.e.op1('Mul', [x, s(Math.SQRT1_2)])])])]);
+  const pdf = c.e.op1('Mul', [s(1 / Math.sqrt(2 * Math.PI)), c.e.op1('Exp', [c.e.op1('Mul', [s(-0.5), c.e.op1('Mul', [x, x])])])]);
+  return c.e.op1('Mul', [g, c.e.op1('Add', [cdf, c.e.op1('Mul', [x, pdf])])]);
+}
+
+const gelu: GradRule = (c) => {
+  const approx = c.node.attributes.approximate;
+  if (approx?.type === 'string' && approx.value !== 'none') throw gradError(c.node, `approximate="${approx.value}" is not supported`);
+  return [geluExact(c)];
+};
+
+// Opset >= 13 semantics: a single axis (the model's opset is checked to be >= 13).
+function softmaxAxis(c: RuleContext): number[] {
+  return [normAxis(attrInt(c.node, 'axis', -1), c.e.rank(c.node.inputs[0]))];
+}
+
+// dx = y ⊙ (g − Σ g⊙y)
+const softmax: GradRule = (c) => {
+  const g = onlyGrad(c);
+  const y = c.node.outputs[0];
+  const dot = c.e.reduceSum(c.e.op1('Mul', [g, y]), softmaxAxis(c), true);
+  return [c.e.op1('Mul', [y, c.e.op1('Sub', [g, dot])])];
+};
+
+// dx = g − softmax ⊙ Σ g, softmax = exp(y)
+const logSoftmax: GradRule = (c) => {
+  const g = onlyGrad(c);
+  const y = c.node.outputs[0];
+  const sum = c.e.reduceSum(g, softmaxAxis(c), true);
+  return [c.e.op1('Sub', [g, c.e.op1('Mul', [c.e.op1('Exp', [y]), sum])])];
+};
+
+// LeakyRelu(alpha): slope alpha below 0.
+const leakyRelu: GradRule = (c) => {
+  const g = onlyGrad(c);
+  const x = c.node.inputs[0];
+  const t = c.e.meta(x).type;
+  const slope = c.e.op1('Where', [c.e.op1('Greater', [x, c.e.scalar(0, t)]), c.e.scalar(1, t), c.e.scalar(attrFloat(c.node, 'alpha', 0.01), t)]);
+  return [c.e.op1('Mul', [g, slope])];
+};
+
+export const ACTIVATION_RULES: Record<string, GradRule> = {
+  Sigmoid: sigmoid,
+  Tanh: tanh,
+  Erf: erf,
+  Relu: relu,
+  LeakyRelu: leakyRelu,
+  Gelu: gelu,
+  'com.microsoft:Gelu': (c) => [geluExact(c)],
+  Softmax: softmax,
+  LogSoftmax: logSoftmax,
+};
