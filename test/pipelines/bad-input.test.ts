@@ -63,4 +63,9 @@ test('a tokenizer whose vocabulary exceeds the model\'s', () => {
   expectCleanFailure(runCli(`model: ${gpt2}\ndataset:\n  path: demo\noutput: out\n`), /tokenizer vocabulary \(\d+\) exceeds the model's \(1000\)/);
 });
 
+test('the correlation memory budget is refused before any work starts', () => {
+  const r = runCli(demoYaml('measure: [correlation]\ncorrelation: {memory_budget_gb: 0.0001}\n'));
+  expectCleanFailure(r, /correlation.*(budget|memory)/i);
+});
+
 test.run();
