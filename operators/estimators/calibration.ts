@@ -11,6 +11,7 @@
  * ECE weights each bin by count/n, MCE is the largest gap over non-empty bins.
  */
 import { QuantlensError } from '../../sources/errors.ts';
+import { mulberry32 } from '../../sources/random.ts';
 
 export interface CalibrationOptions {
   /** Equal-width bins for ECE/MCE. Default 10. */
@@ -45,17 +46,6 @@ export interface CalibrationSummary {
   ci: { accuracy: [number, number]; ace: [number, number]; method: string };
 }
 
-/** mulberry32: a tiny seeded PRNG so bootstrap intervals are reproducible. Returns [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Equal-width bin of a confidence in [0, 1]: the edges k/B decide, 1.0 goes to the last bin. */
 export function widthBin(c: number, bins: number): number {

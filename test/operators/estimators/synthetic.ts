@@ -1,16 +1,9 @@
 /** Seeded synthetic data for the estimator tests (not a test file itself). */
 import type { ActivationChunk, PredictionBatch } from '../../../operators/types.ts';
+import { mulberry32 } from '../../../sources/random.ts';
 
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
+
 
 export function gaussian(r: () => number): number {
   const u = Math.max(r(), 1e-12);

@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
+import { mulberry32 as rng } from '../../../sources/random.ts';
 
 export type Part = 'summary' | 'predictions' | 'calibration' | 'neurons' | 'dead' | 'correlation' | 'agreement' | 'salience';
 export const ALL_PARTS: Part[] = ['summary', 'predictions', 'calibration', 'neurons', 'dead', 'correlation', 'agreement', 'salience'];
@@ -35,17 +36,6 @@ export interface Fixture {
   salience: { layer: number; precision: string; neuron: number; salient_examples: number; mean_abs_attr: number }[];
 }
 
-/** mulberry32: small deterministic PRNG so fixtures are reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Col = { name: string; data: unknown[]; type: string; list?: boolean; nullable?: boolean };
 

@@ -1,0 +1,95 @@
+/**
+ * `measure: salience`: Layer Integrated Gradients at each captured layer and precision, through
+ * the backward graphs quantlens builds (sources/backward/), aggregated by the paper's rule
+ * (operators/attribution/salience.ts). Attribution costs ~2·steps forward+backward passes per
+ * example, so `salience.limit` bounds how many examples are attributed.
+ */
+import path from 'node:path';
+import type { Plan } from './plan.ts';
+import type { BatchResult } from '../operators/infer.ts';
+import { createAttributionSession, attributeBatch, type AttributionSession } from '../operators/attribution/lig.ts';
+import { SalienceEstimator, type SalienceState, type SalienceResult } from '../operators/attribution/salience.ts';
+import type { ActivationSite } from '../sources/onnx/capture.ts';
+
+export interface AttributionRunner {
+  precision: string;
+  site: ActivationSite;
+  session: AttributionSession;
+}
+
+/** One attribution session per (precision, layer); built before the run so errors come first. */
+export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisions' | 'sites' | 'session' | 'tokenizer'>): Promise<AttributionRunner[]> {
+  const out: AttributionRunner[] = [];
+  for (const p of plan.precisions)
+    for (const site of plan.sites) {
+      const session = await createAttributionSession(p.path, site.tensor, { settings: plan.session, padId: plan.tokenizer.padId, externalDataDir: path.dirname(p.path) });
+      out.push({ precision: p.precision, site, session });
+    }
+  return out;
+}
+
+export class SalienceMeasure {
+  readonly estimator: SalienceEstimator;
+  private attributed = 0;
+  warnings = 0;
+
+  constructor(
+    private plan: Plan,
+    public runners: AttributionRunner[],
+    private log: (line: string) => void = () => undefined,
+  ) {
+    this.estimator = new SalienceEstimator({ threshold: plan.cfg.salience.threshold });
+  }
+
+  private goldTarget(gold: string): number | undefined {
+    const tok = this.plan.tokenizer;
+    return tok.idOf(gold) ?? Array.from(tok.encode(gold)).find((id) => id !== tok.bosId);
+  }
+
+  async update(r: BatchResult): Promise<void> {
+    const { salience } = this.plan.cfg;
+    const room = (salience.limit ?? Infinity) - this.attributed;
+    if (room <= 0) return;
+    const examples = r.batch.examples.slice(0, room);
+    this.attributed += examples.length;
+    const targets = salience.target === 'gold' ? examples.map((e) => this.goldTarget(e.gold)) : undefined;
+    for (const a of this.runners) {
+      const results = await attributeBatch(a.session, examples.map((e) => ({ ids: e.ids })), a.site.tensor, {
+        steps: salience.steps,
+        baselineTokenId: salience.baseline_token_id,
+        targets,
+        adaptiveSteps: salience.adaptive,
+        onWarning: () => this.warnings++,
+      });
+      results.forEach((res, k) =>
+        this.estimator.update({
+          precision: a.precision,
+          layer: a.site.layer,
+          exampleId: examples[k].example_id,
+          attributions: res.attributions,
+          positions: res.positions,
+          width: res.width,
+          completenessError: res.completenessError,
+          converged: res.converged,
+        }),
+      );
+    }
+  }
+
+  state(): SalienceState {
+    return this.estimator.state();
+  }
+
+  merge(s: SalienceState): void {
+    this.estimator.merge(s);
+  }
+
+  finish(): SalienceResult {
+    if (this.warnings) this.log(`quantlens: salience: ${this.warnings} example(s) did not reach completeness within ${this.plan.cfg.salience.steps} steps (flagged in summary.json; try salience.adaptive: true)`);
+    return this.estimator.finish();
+  }
+
+  async release(): Promise<void> {
+    for (const a of this.runners) await a.session.session.release();
+  }
+}
