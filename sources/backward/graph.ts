@@ -21,6 +21,7 @@ import { fields, ProtoWriter, str } from '../onnx/wire.ts';
 import { FLOAT_TYPES, GradEmitter, floatTensor, type TensorMeta } from './emitter.ts';
 import { ortTypeOf, probeTensors } from './probe.ts';
 import { ruleFor } from './rules.ts';
+import { collapseQuantizedUnits } from './quantized-patterns.ts';
 
 export const TARGET_INPUT = 'target_ids';
 export const OBJECTIVE_OUTPUT = 'objective';
@@ -162,9 +163,15 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
   }
   if (!active.has(logits)) throw new QuantlensError('GRADIENT', `logits "${logits}" do not depend on "${T}"`, where);
   const useful = new Set([...active].filter((t) => toLogits.has(t)));
-  const pathNodes = coneNodes.filter((n) => n.inputs.some((i) => active.has(i)) && n.outputs.some((o) => useful.has(o)));
+  // Quantized linear layers become one straight-through node each (quantized-patterns.ts).
+  const { nodes: pathNodes, rules: unitRules } = collapseQuantizedUnits(
+    m,
+    coneNodes.filter((n) => n.inputs.some((i) => active.has(i)) && n.outputs.some((o) => useful.has(o))),
+    active,
+    T,
+  );
   for (const n of pathNodes) {
-    if (!ruleFor(n.opType, n.domain)) throw new QuantlensError('GRADIENT', `no gradient rule for ${n.opType} (node ${n.name || n.outputs[0]})`, where);
+    if (!unitRules.has(n) && !ruleFor(n.opType, n.domain)) throw new QuantlensError('GRADIENT', `no gradient rule for ${n.opType} (node ${n.name || n.outputs[0]})`, where);
   }
 
   // Objective and its gradient at the logits.
@@ -198,7 +205,7 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
     const gy = node.outputs.map((o) => (useful.has(o) ? gradOf(o) : null));
     if (gy.every((g) => g === null)) continue;
     const needs = node.inputs.map((i) => i !== '' && active.has(i));
-    const rule = ruleFor(node.opType, node.domain)!;
+    const rule = unitRules.get(node) ?? ruleFor(node.opType, node.domain)!;
     const gx = rule({ node, gy, needs, e, constInts: (name) => constInts(m, name) });
     node.inputs.forEach((inp, i) => {
       if (!needs[i] || !gx[i]) return;
