@@ -38,12 +38,27 @@ async function main(): Promise<void> {
           .option('shard', { type: 'string', describe: 'process slice i of n (e.g. 3/16) and write a mergeable shard state' })
           .option('output', { type: 'string', describe: 'override the output folder' })
           .option('limit', { type: 'number', describe: 'override dataset.limit' })
-          .option('report', { type: 'boolean', default: true, describe: 'write report.html at the end' }),
+          .option('report', { type: 'boolean', default: true, describe: 'write report.html at the end' })
+          .option('resume', { type: 'boolean', default: false, describe: 'continue from <output>/state/checkpoint.json when present, else start fresh' }),
       async (a) => {
         const cfg = loadPipeline(a.pipeline);
         if (a.output) cfg.output = path.resolve(a.output);
         if (a.limit !== undefined) cfg.dataset.limit = a.limit;
-        await runPipeline(cfg, { shard: parseShard(a.shard), quiet: a.quiet, report: a.report });
+        await runPipeline(cfg, { shard: parseShard(a.shard), quiet: a.quiet, report: a.report, resume: a.resume });
+      },
+    )
+    .command(
+      'merge <dirs..>',
+      'merge the shard folders of `run --shard i/n` into the outputs of one run',
+      (y) =>
+        y
+          .positional('dirs', { type: 'string', array: true, demandOption: true, describe: 'shard folders (shard-<i>-of-<n>), all n of them' })
+          .option('output', { type: 'string', describe: "output folder (default: the pipeline's output)" })
+          .option('report', { type: 'boolean', default: true, describe: 'write report.html at the end' }),
+      async (a) => {
+        const { mergeShards } = await import('./merge.ts');
+        const r = await mergeShards(a.dirs as string[], { output: a.output ? path.resolve(a.output) : undefined, report: a.report });
+        console.log(`results: ${r.outDir}`);
       },
     )
     .command(

@@ -18,15 +18,25 @@ import {
   DEAD_COLUMNS,
   NEURONS_COLUMNS,
   PREDICTIONS_COLUMNS,
+  SALIENCE_COLUMNS,
   toColumns,
 } from './output-schemas.ts';
 import { QuantlensError } from '../sources/errors.ts';
+import { SalienceMeasure, createAttributionRunners } from './salience.ts';
+import type { SalienceState } from '../operators/attribution/salience.ts';
 import { openActivationDump, type ActivationDump } from '../sinks/activation-dump.ts';
 
 export interface MeasureStates {
   neurons?: NeuronsState;
   correlation?: CorrelationState;
   agreement?: AgreementState;
+  salience?: SalienceState;
+}
+
+export interface FinishedExtras {
+  correlation?: CorrelationSummary[];
+  dead?: Record<string, Record<string, { dead: number; total: number }>>;
+  salience?: Record<string, Record<string, { union_count: number; width: number; examples: number; completeness: unknown }>>;
 }
 
 export interface PrecisionTally {
@@ -56,6 +66,7 @@ export class RunMeasures {
   readonly neurons?: NeuronsEstimator;
   readonly correlation?: CorrelationEstimator;
   readonly agreement?: AgreementEstimator;
+  salience?: SalienceMeasure;
   readonly tally = new Map<string, PrecisionTally>();
   private predictions?: ParquetSink;
   /** Optional raw activation dumps, one file per (precision, layer tensor). */
@@ -66,6 +77,8 @@ export class RunMeasures {
   constructor(
     private plan: Plan,
     private outDir: string,
+    /** Given by `quantlens merge`, which finishes shards' states without a tokenizer (and never calls update). */
+    scoring?: Scoring,
   ) {
     const m = new Set(plan.cfg.measure);
     const { cfg } = plan;
@@ -80,13 +93,17 @@ export class RunMeasures {
         cluster: cfg.correlation.clusters ? 'auto' : false,
       });
     if (m.has('agreement')) this.agreement = new AgreementEstimator(this.reference);
-    this.scoring = scoringFor(plan);
+    // Attribution sessions are created in open(); a merge only needs the estimator.
+    if (m.has('salience')) this.salience = new SalienceMeasure(plan, [], (l) => process.stderr.write(l + '\n'));
+    this.scoring = scoring ?? scoringFor(plan);
     for (const p of cfg.precisions) this.tally.set(p, { examples: 0, tokens: 0, truncated: 0, inference_seconds: 0 });
   }
 
-  async open(): Promise<void> {
+  /** `predictionsFile` is a part file under <output>/state/ when the run checkpoints (pipelines/checkpoint.ts). */
+  async open(predictionsFile = path.join(this.outDir, 'predictions.parquet')): Promise<void> {
+    if (this.salience) this.salience.runners = await createAttributionRunners(this.plan);
     // Predictions are always recorded: calibration, agreement flips and the report read them.
-    this.predictions = await openParquetSink(path.join(this.outDir, 'predictions.parquet'), PREDICTIONS_COLUMNS, this.plan.metadata);
+    this.predictions = await openParquetSink(predictionsFile, PREDICTIONS_COLUMNS, this.plan.metadata);
     const a = this.plan.cfg.activations;
     if (a) {
       for (const p of this.plan.cfg.precisions)
@@ -117,6 +134,7 @@ export class RunMeasures {
         if (this.correlation) await this.correlation.update(c);
       }
     }
+    await this.salience?.update(r);
     if (this.agreement) {
       const ref = r.outputs.find((o) => o.precision === this.reference)!;
       for (const o of r.outputs) {
@@ -128,13 +146,20 @@ export class RunMeasures {
   }
 
   states(): MeasureStates {
-    return { neurons: this.neurons?.state(), correlation: this.correlation?.state(), agreement: this.agreement?.state() };
+    return { neurons: this.neurons?.state(), correlation: this.correlation?.state(), agreement: this.agreement?.state(), salience: this.salience?.state() };
   }
 
   merge(s: MeasureStates): void {
     if (s.neurons) this.neurons?.merge(s.neurons);
     if (s.correlation) this.correlation?.merge(s.correlation);
     if (s.agreement) this.agreement?.merge(s.agreement);
+    if (s.salience) this.salience?.merge(s.salience);
+  }
+
+  /** Close the current predictions file (rename into place) and continue in `next` (checkpoint part files). */
+  async rotatePredictions(next: string): Promise<void> {
+    await this.predictions?.close();
+    this.predictions = await openParquetSink(next, PREDICTIONS_COLUMNS, this.plan.metadata);
   }
 
   /** Close the predictions file (rename into place). */
@@ -145,19 +170,24 @@ export class RunMeasures {
     this.dumps.clear();
   }
 
+  /** Free ORT sessions owned by estimators (correlation Gram graph, attribution graphs). */
+  async release(): Promise<void> {
+    await this.correlation?.release();
+    await this.salience?.release();
+  }
+
   async abort(): Promise<void> {
     await this.predictions?.abort();
     this.predictions = undefined;
     for (const d of this.dumps.values()) await d.abort();
     this.dumps.clear();
-    await this.correlation?.release();
   }
 
   /** Write every estimator's table; returns extra summary fields. */
-  async finish(): Promise<{ correlation?: CorrelationSummary[]; dead?: Record<string, Record<string, { dead: number; total: number }>> }> {
+  async finish(): Promise<FinishedExtras> {
     const meta = this.plan.metadata;
     const measures = new Set(this.plan.cfg.measure);
-    const extra: { correlation?: CorrelationSummary[]; dead?: Record<string, Record<string, { dead: number; total: number }>> } = {};
+    const extra: FinishedExtras = {};
     if (this.neurons && measures.has('neurons')) {
       const rows = this.neurons.finish();
       await writeParquetTable(path.join(this.outDir, 'neurons.parquet'), NEURONS_COLUMNS, meta, toColumns(rows, NEURONS_COLUMNS) as Record<string, ArrayLike<unknown>>);
@@ -177,6 +207,20 @@ export class RunMeasures {
       await writeParquetTable(path.join(this.outDir, 'correlation.parquet'), CORRELATION_COLUMNS, meta, toColumns(res.rows, CORRELATION_COLUMNS) as Record<string, ArrayLike<unknown>>);
       extra.correlation = res.summaries;
     }
+    let salientSets: Map<string, Set<number>> | undefined;
+    if (this.salience) {
+      const res = this.salience.finish();
+      await writeParquetTable(path.join(this.outDir, 'salience.parquet'), SALIENCE_COLUMNS, meta, toColumns(res.rows, SALIENCE_COLUMNS) as Record<string, ArrayLike<unknown>>);
+      extra.salience = {};
+      for (const l of res.layers) (extra.salience[l.precision] ??= {})[String(l.layer)] = { union_count: l.union_count, width: l.width, examples: l.examples, completeness: l.completeness };
+      salientSets = new Map();
+      for (const r of res.rows) {
+        if (r.salient_examples === 0) continue;
+        const k = `${r.precision}|${r.layer}`;
+        if (!salientSets.has(k)) salientSets.set(k, new Set());
+        salientSets.get(k)!.add(r.neuron);
+      }
+    }
     if (this.agreement) {
       const rows: AgreementRow[] = this.agreement.finish();
       if (deadSets) {
@@ -186,6 +230,16 @@ export class RunMeasures {
             const a = deadSets.get(`${this.reference}|${s.tensor}`);
             const b = deadSets.get(`${p}|${s.tensor}`);
             if (a && b) rows.push({ precision: p, reference: this.reference, layer: s.layer, tensor: s.tensor, metric: 'dead_jaccard', value: a.size + b.size === 0 ? 1 : jaccard(a, b) });
+          }
+        }
+      }
+      if (salientSets) {
+        for (const p of this.plan.cfg.precisions) {
+          if (p === this.reference) continue;
+          for (const s of this.plan.sites) {
+            const a = salientSets.get(`${this.reference}|${s.layer}`) ?? new Set<number>();
+            const b = salientSets.get(`${p}|${s.layer}`) ?? new Set<number>();
+            rows.push({ precision: p, reference: this.reference, layer: s.layer, tensor: s.tensor, metric: 'salient_jaccard', value: a.size + b.size === 0 ? 1 : jaccard(a, b) });
           }
         }
       }

@@ -100,6 +100,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    await measures.release();
     await releasePlan(plan);
   }
 }
@@ -140,7 +141,7 @@ function buildSummary(
   timing: { seconds: number; tokensPerSecond: number },
   tokens: { padded: number; real: number },
   calibration: Record<string, Record<string, unknown>>,
-  extra: Record<string, unknown>,
+  extra: object,
   shard?: { index: number; count: number },
 ): Record<string, any> {
   const { cfg } = plan;

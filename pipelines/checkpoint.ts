@@ -1,0 +1,407 @@
+/**
+ * Resume and shard merge rest on one fact: everything a run has accumulated is a JSON value —
+ * the estimator states (RunMeasures.states()), per-precision tallies, token counts, and the ids
+ * and token lengths of the examples consumed so far (the ledger).
+ *
+ * A checkpoint (<output>/state/checkpoint.json) adds the position: how many batches were folded
+ * in. Batching is deterministic (same data and options → same batch sequence), so resuming reads
+ * and tokenizes the first N batches again but skips their inference. The predictions written so
+ * far live beside it as part files predictions-<k>.parquet; the run keeps appending to the next
+ * part and concatenates them into predictions.parquet at the end.
+ *
+ * A shard's state.json adds the plan facts that `quantlens merge` needs to write the outputs of
+ * one run without opening the model (pipelines/merge.ts).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
+import { QuantlensError } from '../sources/errors.ts';
+import { writeFileAtomically } from '../sources/atomic-write.ts';
+import { openParquetSink } from '../sinks/parquet.ts';
+import type { Batch } from '../operators/types.ts';
+import type { BatchResult } from '../operators/infer.ts';
+import type { TokenizeStats } from '../operators/tokenize.ts';
+import type { ActivationSite } from '../sources/onnx/capture.ts';
+import type { Plan, PrecisionInfo } from './plan.ts';
+import type { MeasureStates, PrecisionTally, RunMeasures } from './measures.ts';
+import { PREDICTIONS_COLUMNS } from './output-schemas.ts';
+
+export const STATE_DIR = 'state';
+export const CHECKPOINT_FILE = 'checkpoint.json';
+export const SHARD_STATE_FILE = 'state.json';
+const CHECKPOINT_FORMAT = 'quantlens-checkpoint/1';
+export const SHARD_STATE_FORMAT = 'quantlens-shard-state/1';
+
+// ---------------------------------------------------------------------------------------------
+// The identity of a run's results: two states merge only when this hash agrees.
+
+/** JSON with sorted keys, so the hash does not depend on how the config object was built. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v && typeof v === 'object')
+    return `{${Object.keys(v)
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(v);
+}
+
+/**
+ * Hash of everything that decides the numbers: the pipeline (less where it is written, which
+ * slice runs, how often it checkpoints, and the model path, which the content hash stands for),
+ * the model's content hash and each precision's quantization settings.
+ */
+export function configHash(plan: Pick<Plan, 'cfg' | 'modelHash' | 'precisions'>): string {
+  const { file: _file, output: _output, checkpoint_every: _every, model: _model, ...rest } = plan.cfg;
+  const pipeline = { ...rest, dataset: { ...rest.dataset, shard: undefined } };
+  const precisions = plan.precisions.map((p) => ({ precision: p.precision, settings: p.settings }));
+  return createHash('sha256').update(canonicalJson({ pipeline, model: plan.modelHash, precisions })).digest('hex');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ledger: counters a run keeps beside its estimators.
+
+export interface LedgerState {
+  tally: Record<string, PrecisionTally>;
+  tokens: { padded: number; real: number };
+  /** base64 int32 arrays: example ids and token lengths, in the order their batches were consumed. */
+  examples: { ids: string; lengths: string };
+  /** Wall seconds spent so far (over every resumed session). */
+  seconds: number;
+}
+
+export function encodeI32(a: Int32Array): string {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
+}
+
+export function decodeI32(s: string, what: string): Int32Array {
+  const buf = typeof s === 'string' ? Buffer.from(s, 'base64') : null;
+  if (!buf || buf.byteLength % 4 !== 0) throw new QuantlensError('STATE', `state field ${what} is not base64 int32`);
+  const out = new Int32Array(buf.byteLength / 4);
+  new Uint8Array(out.buffer).set(buf);
+  return out;
+}
+
+/** An Int32Array that grows by doubling. */
+class GrowableI32 {
+  private buf = new Int32Array(1024);
+  private n = 0;
+  static from(a: Int32Array): GrowableI32 {
+    const g = new GrowableI32();
+    g.buf = Int32Array.from(a);
+    g.n = a.length;
+    return g;
+  }
+  push(v: number): void {
+    if (this.n === this.buf.length) {
+      const next = new Int32Array(Math.max(1024, this.buf.length * 2));
+      next.set(this.buf);
+      this.buf = next;
+    }
+    this.buf[this.n++] = v;
+  }
+  view(): Int32Array {
+    return this.buf.subarray(0, this.n);
+  }
+}
+
+export class RunLedger {
+  padded = 0;
+  real = 0;
+  /** Seconds of earlier sessions of a resumed run. */
+  priorSeconds = 0;
+  private readonly t0 = performance.now();
+  // Two int32 per example (8 bytes): merge needs them to rebuild the single run's batch order.
+  private ids = new GrowableI32();
+  private lengths = new GrowableI32();
+
+  record(batch: Batch): void {
+    this.padded += batch.paddedTokens;
+    this.real += batch.realTokens;
+    for (const e of batch.examples) {
+      this.ids.push(e.example_id);
+      this.lengths.push(e.ids.length);
+    }
+  }
+
+  seconds(): number {
+    return this.priorSeconds + (performance.now() - this.t0) / 1000;
+  }
+
+  state(tally: Map<string, PrecisionTally>): LedgerState {
+    return {
+      tally: Object.fromEntries([...tally].map(([k, t]) => [k, { ...t }])),
+      tokens: { padded: this.padded, real: this.real },
+      examples: { ids: encodeI32(this.ids.view()), lengths: encodeI32(this.lengths.view()) },
+      seconds: this.seconds(),
+    };
+  }
+
+  /** Load a checkpoint's ledger into this (fresh) one and into the measures' tallies. */
+  restore(s: LedgerState, tally: Map<string, PrecisionTally>): void {
+    this.padded = s.tokens.padded;
+    this.real = s.tokens.real;
+    this.priorSeconds = s.seconds;
+    this.ids = GrowableI32.from(decodeI32(s.examples.ids, 'examples.ids'));
+    this.lengths = GrowableI32.from(decodeI32(s.examples.lengths, 'examples.lengths'));
+    for (const [k, t] of Object.entries(s.tally)) {
+      const mine = tally.get(k);
+      if (!mine) throw new QuantlensError('STATE', `checkpoint has precision ${k}, which this run does not`);
+      Object.assign(mine, t);
+    }
+  }
+}
+
+/** Wall time of a run that may have been resumed: earlier sessions count. */
+export function runTiming(ledger: RunLedger): { seconds: number; tokensPerSecond: number } {
+  const seconds = ledger.seconds();
+  return { seconds, tokensPerSecond: ledger.real / Math.max(seconds, 1e-9) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Predictions part files.
+
+/** Rows of one predictions file, in file order (small files: parts and shards). */
+export async function readPredictionRows(file: string): Promise<Record<string, unknown>[]> {
+  const buf = await asyncBufferFromFile(file);
+  const meta = await parquetMetadataAsync(buf);
+  if (Number(meta.num_rows) === 0) return [];
+  return (await parquetReadObjects({ file: buf, metadata: meta })) as Record<string, unknown>[];
+}
+
+/** Write rows (objects) as predictions.parquet, appended in slices so row groups match a single run. */
+export async function writePredictionRows(finalPath: string, metadata: Record<string, string>, rows: Iterable<Record<string, unknown>> | AsyncIterable<Record<string, unknown>>): Promise<number> {
+  const sink = await openParquetSink(finalPath, PREDICTIONS_COLUMNS, metadata);
+  try {
+    let slice: Record<string, unknown>[] = [];
+    const flush = async () => {
+      if (!slice.length) return;
+      const cols: Record<string, unknown[]> = {};
+      for (const c of PREDICTIONS_COLUMNS) cols[c.name] = slice.map((r) => r[c.name]);
+      await sink.append(cols);
+      slice = [];
+    };
+    for await (const r of rows) {
+      slice.push(r);
+      if (slice.length >= 8192) await flush();
+    }
+    await flush();
+    await sink.close();
+    return sink.rows;
+  } catch (e) {
+    await sink.abort();
+    throw e;
+  }
+}
+
+/** Temporaries of sources/atomic-write.ts (".name.tmp-<pid>-<rand>") left by a killed process. */
+const TEMPORARY = /^\..+\.tmp-\d+-[a-z0-9]+$/;
+
+function removeTemporaries(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const name of readdirSync(dir)) if (TEMPORARY.test(name)) rmSync(path.join(dir, name), { force: true, recursive: true });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints of one run.
+
+export interface Checkpoint {
+  format: string;
+  configHash: string;
+  /** Batches folded into `states` (and written to parts 0 … parts-1). */
+  batches: number;
+  parts: number;
+  states: MeasureStates;
+  ledger: LedgerState;
+}
+
+function readCheckpoint(file: string): Checkpoint | null {
+  if (!existsSync(file)) return null;
+  let ck: Checkpoint;
+  try {
+    ck = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new QuantlensError('STATE', `checkpoint is not valid JSON (${(e as Error).message}); run without --resume to start over`, file);
+  }
+  if (ck?.format !== CHECKPOINT_FORMAT) throw new QuantlensError('STATE', `not a quantlens checkpoint (format ${String(ck?.format)}); run without --resume to start over`, file);
+  return ck;
+}
+
+export class RunCheckpoints {
+  /** Batches consumed so far, counting those restored from a checkpoint. */
+  private batches: number;
+
+  private constructor(
+    private readonly plan: Plan,
+    private readonly outDir: string,
+    private readonly measures: RunMeasures,
+    /** Off when raw activations are dumped: those files are streams that cannot be cut into parts. */
+    readonly enabled: boolean,
+    readonly ledger: RunLedger,
+    private readonly hash: string,
+    /** Batches of the checkpoint to skip (0 for a fresh run). */
+    readonly resumeAfter: number,
+    private parts: number,
+  ) {
+    this.batches = resumeAfter;
+  }
+
+  get dir(): string {
+    return path.join(this.outDir, STATE_DIR);
+  }
+
+  private partPath(k: number): string {
+    return path.join(this.dir, `predictions-${k}.parquet`);
+  }
+
+  private get checkpointPath(): string {
+    return path.join(this.dir, CHECKPOINT_FILE);
+  }
+
+  /**
+   * Before measures.open(): with `resume`, restore a checkpoint into the (fresh) measures and
+   * ledger, refusing one from another pipeline or model; otherwise clear any old state folder.
+   */
+  static open(plan: Plan, outDir: string, measures: RunMeasures, opts: { resume?: boolean; log?: (line: string) => void } = {}): RunCheckpoints {
+    const dir = path.join(outDir, STATE_DIR);
+    const file = path.join(dir, CHECKPOINT_FILE);
+    const hash = configHash(plan);
+    const enabled = !plan.cfg.activations;
+    const ledger = new RunLedger();
+    const ck = opts.resume ? readCheckpoint(file) : null;
+    // A shard's state.json is written last; until then this folder is not a finished shard.
+    rmSync(path.join(outDir, SHARD_STATE_FILE), { force: true });
+    if (!ck) {
+      // A fresh start: parts of an older run must not mix with this one's.
+      rmSync(dir, { recursive: true, force: true });
+      return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, 0, 0);
+    }
+    if (ck.configHash !== hash)
+      throw new QuantlensError('STATE', `checkpoint belongs to a different pipeline or model (config hash ${ck.configHash.slice(0, 12)} ≠ ${hash.slice(0, 12)}); run without --resume to start over`, file);
+    const keep = new Set([CHECKPOINT_FILE]);
+    for (let k = 0; k < ck.parts; k++) {
+      const part = `predictions-${k}.parquet`;
+      if (!existsSync(path.join(dir, part))) throw new QuantlensError('STATE', `checkpoint lists ${part}, which is missing; run without --resume to start over`, file);
+      keep.add(part);
+    }
+    // Parts closed after the checkpoint was written, and temporaries of the killed process.
+    for (const name of readdirSync(dir)) if (!keep.has(name)) rmSync(path.join(dir, name), { recursive: true, force: true });
+    removeTemporaries(outDir);
+    measures.merge(ck.states);
+    ledger.restore(ck.ledger, measures.tally);
+    opts.log?.(`quantlens: resuming after batch ${ck.batches} (${ck.ledger.tally[plan.cfg.precisions[0]]?.examples ?? 0} examples done) from ${file}`);
+    return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, ck.batches, ck.parts);
+  }
+
+  /** Where measures.open() should write predictions. */
+  predictionsFile(): string {
+    return this.enabled ? this.partPath(this.parts) : path.join(this.outDir, 'predictions.parquet');
+  }
+
+  /** The batch stream without the batches the checkpoint already holds (read, not inferred). */
+  async *skipDone(batches: AsyncIterable<Batch>): AsyncGenerator<Batch> {
+    let seen = 0;
+    for await (const b of batches) if (seen++ >= this.resumeAfter) yield b;
+  }
+
+  /** After a batch is folded into the measures: book it, and checkpoint every `checkpoint_every`. */
+  async afterBatch(r: BatchResult): Promise<void> {
+    this.ledger.record(r.batch);
+    this.batches++;
+    if (!this.enabled || this.batches % this.plan.cfg.checkpoint_every !== 0) return;
+    // Close the current part first: the checkpoint may only list parts that are complete.
+    await this.measures.rotatePredictions(this.partPath(this.parts + 1));
+    this.parts++;
+    const ck: Checkpoint = {
+      format: CHECKPOINT_FORMAT,
+      configHash: this.hash,
+      batches: this.batches,
+      parts: this.parts,
+      states: this.measures.states(),
+      ledger: this.ledger.state(this.measures.tally),
+    };
+    await writeFileAtomically(this.checkpointPath, JSON.stringify(ck));
+  }
+
+  /** After measures.closePredictions(): predictions.parquet from the parts (one part is renamed). */
+  async assemblePredictions(): Promise<void> {
+    if (!this.enabled) return;
+    const final = path.join(this.outDir, 'predictions.parquet');
+    if (this.parts === 0) {
+      renameSync(this.partPath(0), final);
+      return;
+    }
+    const parts = Array.from({ length: this.parts + 1 }, (_, k) => this.partPath(k));
+    async function* rows() {
+      for (const p of parts) yield* await readPredictionRows(p);
+    }
+    await writePredictionRows(final, this.plan.metadata, rows());
+  }
+
+  /** After every output is written: the checkpoint goes first, so a kill mid-removal starts fresh. */
+  complete(): void {
+    rmSync(this.checkpointPath, { force: true });
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** After a failure: keep a checkpoint to resume from, else leave no state folder behind. */
+  cleanupAfterError(): void {
+    if (!existsSync(this.checkpointPath)) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A finished shard's state.json.
+
+export interface ShardState {
+  format: string;
+  configHash: string;
+  shard: { index: number; count: number };
+  /** The plan's Parquet metadata; 'quantlens.pipeline' holds the pipeline config. */
+  metadata: Record<string, string>;
+  plan: {
+    modelDir: string;
+    modelHash: string;
+    demoLabel: string | null;
+    datasetPath: string;
+    sites: ActivationSite[];
+    precisions: PrecisionInfo[];
+    /** The runners' JSON-able fields (no session): the summary reads some of them. */
+    runners: Record<string, unknown>[];
+  };
+  states: MeasureStates;
+  ledger: LedgerState;
+  stats: TokenizeStats;
+}
+
+/** Written last, so a shard folder with state.json is a complete shard. */
+export async function writeShardState(
+  outDir: string,
+  plan: Plan,
+  shard: { index: number; count: number },
+  states: MeasureStates,
+  ledger: LedgerState,
+  stats: TokenizeStats,
+): Promise<void> {
+  const s: ShardState = {
+    format: SHARD_STATE_FORMAT,
+    configHash: configHash(plan),
+    shard,
+    metadata: plan.metadata,
+    plan: {
+      modelDir: plan.folder.dir,
+      modelHash: plan.modelHash,
+      demoLabel: plan.demoLabel,
+      datasetPath: plan.dataset.path,
+      sites: plan.sites,
+      precisions: plan.precisions,
+      runners: plan.runners.map(({ session: _session, plan: _inputs, ...rest }) => rest),
+    },
+    states,
+    ledger,
+    stats: { ...stats },
+  };
+  await writeFileAtomically(path.join(outDir, SHARD_STATE_FILE), JSON.stringify(s));
+}
