@@ -30,7 +30,6 @@ export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisi
 
 export class SalienceMeasure {
   readonly estimator: SalienceEstimator;
-  private attributed = 0;
   warnings = 0;
 
   constructor(
@@ -47,11 +46,12 @@ export class SalienceMeasure {
   }
 
   async update(r: BatchResult): Promise<void> {
-    const { salience } = this.plan.cfg;
-    const room = (salience.limit ?? Infinity) - this.attributed;
-    if (room <= 0) return;
-    const examples = r.batch.examples.slice(0, room);
-    this.attributed += examples.length;
+    const { salience, dataset } = this.plan.cfg;
+    // `limit` picks the first N examples of the selection by row index, not by arrival order, so
+    // shards, resumes and a single run attribute exactly the same examples.
+    const limit = salience.limit ?? Infinity;
+    const examples = r.batch.examples.filter((e) => e.example_id - (dataset.skip ?? 0) < limit);
+    if (examples.length === 0) return;
     const targets = salience.target === 'gold' ? examples.map((e) => this.goldTarget(e.gold)) : undefined;
     for (const a of this.runners) {
       const results = await attributeBatch(a.session, examples.map((e) => ({ ids: e.ids })), a.site.tensor, {
