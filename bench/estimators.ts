@@ -1,0 +1,186 @@
+/**
+ * What the estimators cost inside a run, measured by the same method wrapping as bench/pipeline.ts
+ * (runInstrumented): streaming updates per estimator, plus the end of the run (estimator finish
+ * and tables, calibration from the predictions spill).
+ *
+ *  1. all measures on the bench demo model (d_ff 1024): predictions, neurons, calibration, dead,
+ *     correlation, and agreement when a second precision (q4) can be built;
+ *  2. correlation's share at d_ff = 4096 on a Llama generated here with sources/models/llama-graph.ts
+ *     (hidden 1024: a Llama-like d_ff/hidden of 4), cached under .cache/bench/;
+ *  3. the Gram product behind correlation, float64 (what runs use) vs float32, on one batch-sized
+ *     matrix: the size of the cheapest fix.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { writeModelFolder } from '../sources/models/llama-graph.ts';
+import type { LlamaConfig } from '../sources/models/llama-config.ts';
+import { demoConfig, demoWeights } from '../sources/demo/demo-model.ts';
+import { demoTokenizerFiles } from '../sources/demo/demo-tokenizer.ts';
+import { GramRunner } from '../operators/estimators/correlation-graph.ts';
+import { benchConfig, runInstrumented, type InstrumentedRun } from './pipeline.ts';
+import { lcg, writeSyntheticJsonl } from './lib.ts';
+
+const REPO = path.resolve(import.meta.dirname, '..');
+const STAMP = 'quantlens-bench-model.json';
+
+export interface EstimatorShare {
+  name: string;
+  seconds: number;
+  /** Of the pipeline time (streaming + end of run; plan and session creation excluded). */
+  share: number;
+}
+
+export interface EstimatorRun {
+  label: string;
+  model: { hiddenSize: number; intermediateSize: number; layers: number };
+  precisions: string[];
+  measures: string[];
+  prompts: number;
+  pipelineSeconds: number;
+  inferenceSeconds: number;
+  estimators: EstimatorShare[];
+  /** Sum over estimators. */
+  estimatorShare: number;
+  run: InstrumentedRun;
+}
+
+export interface GramTiming {
+  rows: number;
+  width: number;
+  float64Seconds: number;
+  float32Seconds: number;
+}
+
+export interface EstimatorsResult {
+  allMeasures: EstimatorRun;
+  wide: EstimatorRun;
+  /** Pipeline seconds of the same d_ff 4096 run without correlation. */
+  wideBaseSeconds: number;
+  /** Correlation's share at d_ff 4096: (with − without) ÷ with, pipeline wall seconds. */
+  correlationShareWide: number;
+  /** The same from the wrapped update + finish times (can over-attribute: see runInstrumented). */
+  correlationShareWrapped: number;
+  goal: number;
+  gram: GramTiming;
+  notes: string[];
+}
+
+/** A Llama folder with the demo's tokenizer and seeded weights, regenerated when its settings change. */
+export async function ensureWideModel(opts: { hiddenSize: number; intermediateSize: number; layers: number; seed?: number }): Promise<string> {
+  const { tokenizerJson, tokenizerConfig, vocabSize } = demoTokenizerFiles(512);
+  const base = demoConfig('bench', vocabSize);
+  const heads = opts.hiddenSize / 64;
+  const cfg: LlamaConfig = { ...base, hiddenSize: opts.hiddenSize, intermediateSize: opts.intermediateSize, numLayers: opts.layers, numHeads: heads, numKvHeads: Math.max(1, heads / 2), headDim: 64 };
+  const seed = opts.seed ?? 0;
+  const hash = createHash('sha256').update(JSON.stringify({ cfg, seed, v: 1 })).digest('hex');
+  const dir = path.join(REPO, '.cache', 'bench', `llama-h${opts.hiddenSize}-f${opts.intermediateSize}-l${opts.layers}`);
+  const stamp = path.join(dir, STAMP);
+  if (existsSync(stamp) && existsSync(path.join(dir, 'model.onnx'))) {
+    try {
+      if (JSON.parse(readFileSync(stamp, 'utf8')).settings_sha256 === hash) return dir;
+    } catch {
+      // regenerate
+    }
+  }
+  await writeModelFolder(dir, cfg, demoWeights(cfg, seed), tokenizerJson, tokenizerConfig, { quantlens_demo: 'bench model, random weights' }, {
+    files: { [STAMP]: JSON.stringify({ settings_sha256: hash }) + '\n' },
+  });
+  return dir;
+}
+
+/** Seconds per estimator from an instrumented run (see runInstrumented's categories). */
+export function estimatorShares(run: InstrumentedRun, measures: string[]): EstimatorShare[] {
+  const ms = (k: string) => run.ms[k] ?? 0;
+  const pipeline = run.streamSeconds + run.afterStreamSeconds;
+  // measures:finish holds every estimator's finish plus writing its table; the tables of neurons
+  // and dead are what is left after the correlation and agreement finishes.
+  const tables = ms('measures:finish') - ms('finish:correlation') - ms('finish:agreement');
+  // After the stream and outside the measures: assembling predictions, calibration, summary.json.
+  const calibration = Math.max(0, run.afterStreamSeconds * 1000 - ms('sink:close') - ms('measures:finish'));
+  const out: EstimatorShare[] = [];
+  const add = (name: string, millis: number) => out.push({ name, seconds: millis / 1000, share: millis / 1000 / pipeline });
+  if (measures.includes('neurons') || measures.includes('dead')) add('neurons+dead (update)', ms('update:neurons'));
+  if (measures.includes('correlation')) {
+    add('correlation (update)', ms('update:correlation'));
+    add('correlation (finish)', ms('finish:correlation'));
+  }
+  if (measures.includes('agreement')) {
+    add('agreement (update)', ms('update:agreement'));
+    add('agreement (finish)', ms('finish:agreement'));
+  }
+  const checkpoints = ms('checkpoint:afterBatch') - ms('sink:rotate');
+  if (checkpoints > 0) add('checkpoint states', checkpoints);
+  add('neurons/dead finish + tables', tables);
+  add(measures.includes('calibration') ? 'calibration (+ summary)' : 'calibration headline (+ summary)', calibration);
+  return out;
+}
+
+async function estimatorRun(label: string, modelDir: string, precisions: string[], measures: string[], prompts: number, tmpDir: string): Promise<EstimatorRun> {
+  const dataset = path.join(tmpDir, `estimators-${prompts}.jsonl`);
+  if (!existsSync(dataset)) await writeSyntheticJsonl(dataset, prompts, { minWords: 3, maxWords: 30, seed: 13 });
+  const output = path.join(tmpDir, `out-estimators-${label.replace(/\W+/g, '-')}`);
+  rmSync(output, { recursive: true, force: true });
+  const cfg = benchConfig({ model: modelDir, dataset, output, measure: measures, precisions }, path.join(tmpDir, 'estimators.yaml'));
+  const run = await runInstrumented(cfg, { cacheDir: path.join(REPO, '.cache', 'bench', 'quantized') });
+  rmSync(output, { recursive: true, force: true });
+  const estimators = estimatorShares(run, measures);
+  const cfgJson = JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8'));
+  return {
+    label,
+    model: { hiddenSize: cfgJson.hidden_size, intermediateSize: cfgJson.intermediate_size, layers: cfgJson.num_hidden_layers },
+    precisions,
+    measures,
+    prompts,
+    pipelineSeconds: run.streamSeconds + run.afterStreamSeconds,
+    inferenceSeconds: run.inferenceSeconds,
+    estimators,
+    estimatorShare: estimators.reduce((s, e) => s + e.share, 0),
+    run,
+  };
+}
+
+/** One centred Gram product [rows, width] → [width, width] in each arithmetic (after a warm-up). */
+export async function timeGram(rows: number, width: number): Promise<GramTiming> {
+  const rnd = lcg(5);
+  const x = Float32Array.from({ length: rows * width }, () => rnd() - 0.5);
+  const runner = new GramRunner();
+  try {
+    const time = async (compute: 'float32' | 'float64') => {
+      await runner.run(x, Math.min(rows, 64), width, compute); // session creation + warm-up
+      const t0 = performance.now();
+      await runner.run(x, rows, width, compute);
+      return (performance.now() - t0) / 1000;
+    };
+    return { rows, width, float64Seconds: await time('float64'), float32Seconds: await time('float32') };
+  } finally {
+    await runner.release();
+  }
+}
+
+export async function benchEstimators(opts: { prompts: number; widePrompts: number; tmpDir: string; log?: (l: string) => void }): Promise<EstimatorsResult> {
+  const log = opts.log ?? (() => undefined);
+  const notes: string[] = [];
+  const { ensureDemoModel } = await import('../sources/demo/demo-model.ts');
+  const benchDir = await ensureDemoModel({ size: 'bench' });
+  const all = ['predictions', 'neurons', 'calibration', 'dead', 'correlation'];
+  let allMeasures: EstimatorRun;
+  try {
+    allMeasures = await estimatorRun('all measures, fp32 + q4', benchDir, ['fp32', 'q4'], [...all, 'agreement'], opts.prompts, opts.tmpDir);
+  } catch (e) {
+    notes.push(`agreement skipped: a second precision (q4) could not be built: ${String((e as Error).message).split('\n')[0]}`);
+    allMeasures = await estimatorRun('all measures, fp32', benchDir, ['fp32'], all, opts.prompts, opts.tmpDir);
+  }
+  log(`estimators: all measures: ${(allMeasures.estimatorShare * 100).toFixed(1)} % of ${allMeasures.pipelineSeconds.toFixed(1)} s`);
+  const t0 = performance.now();
+  const wideDir = await ensureWideModel({ hiddenSize: 1024, intermediateSize: 4096, layers: 4 });
+  log(`estimators: d_ff 4096 model ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const wide = await estimatorRun('d_ff 4096, correlation', wideDir, ['fp32'], ['predictions', 'neurons', 'correlation'], opts.widePrompts, opts.tmpDir);
+  const correlationShareWrapped = wide.estimators.filter((e) => e.name.startsWith('correlation')).reduce((s, e) => s + e.share, 0);
+  // The same run without correlation: the wall-time difference needs no attribution of awaited time.
+  const wideBase = await estimatorRun('d_ff 4096, without correlation', wideDir, ['fp32'], ['predictions', 'neurons'], opts.widePrompts, opts.tmpDir);
+  const correlationShareWide = (wide.pipelineSeconds - wideBase.pipelineSeconds) / wide.pipelineSeconds;
+  log(`estimators: d_ff 4096: correlation ${(correlationShareWide * 100).toFixed(1)} % of ${wide.pipelineSeconds.toFixed(1)} s (wrapped: ${(correlationShareWrapped * 100).toFixed(1)} %)`);
+  const gram = await timeGram(1024, 4096);
+  return { allMeasures, wide, wideBaseSeconds: wideBase.pipelineSeconds, correlationShareWide, correlationShareWrapped, goal: 0.15, gram, notes };
+}

@@ -1,0 +1,86 @@
+/**
+ * Peak memory does not grow with the dataset: the same pipeline (tiny demo model, short prompts,
+ * predictions + neurons, three captured layers) over 10k and 100k synthetic prompts, each in its
+ * own child process through the real CLI (`node pipelines/bin.mjs run <yaml> --quiet`), peak RSS
+ * read from GNU `/usr/bin/time -v`. Without /usr/bin/time the child is bench/child-run.ts, which
+ * calls runPipeline the same way and prints process.resourceUsage().maxRSS.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { ensureDemoModel } from '../sources/demo/demo-model.ts';
+import { parseMaxRssKiB, writeSyntheticJsonl } from './lib.ts';
+import { PROMPT_TEMPLATE } from './pipeline.ts';
+
+const REPO = path.resolve(import.meta.dirname, '..');
+const TIME = '/usr/bin/time';
+
+export interface MemoryRun {
+  prompts: number;
+  peakRssMiB: number;
+  seconds: number;
+  /** 'time -v' or 'resourceUsage'. */
+  source: string;
+  /** Extra CLI flags of this run, e.g. --no-report. */
+  flags: string[];
+}
+
+export interface MemoryResult {
+  runs: MemoryRun[];
+  /** Peak RSS at the largest size ÷ at the smallest (default flags). */
+  ratio: number;
+  goal: number;
+}
+
+function pipelineYaml(dataset: string, output: string): string {
+  return [
+    'name: bench-memory',
+    'model: demo',
+    'dataset:',
+    `  path: ${JSON.stringify(dataset)}`,
+    `  prompt: "${PROMPT_TEMPLATE}"`,
+    'layers: [first, middle, last]',
+    'measure: [predictions, neurons]',
+    `output: ${JSON.stringify(output)}`,
+    '',
+  ].join('\n');
+}
+
+/** One child process over `prompts` records; returns its peak RSS. */
+export async function measurePeakRss(prompts: number, tmpDir: string, flags: string[] = []): Promise<MemoryRun> {
+  const dataset = path.join(tmpDir, `memory-${prompts}.jsonl`);
+  if (!existsSync(dataset)) await writeSyntheticJsonl(dataset, prompts, { minWords: 3, maxWords: 8, seed: 11 });
+  const output = path.join(tmpDir, `out-memory-${prompts}`);
+  const yaml = path.join(tmpDir, `memory-${prompts}.yaml`);
+  writeFileSync(yaml, pipelineYaml(dataset, output));
+  rmSync(output, { recursive: true, force: true });
+  const useTime = existsSync(TIME);
+  const node = process.execPath;
+  const [cmd, args] = useTime
+    ? [TIME, ['-v', node, path.join(REPO, 'pipelines', 'bin.mjs'), 'run', yaml, '--quiet', ...flags]]
+    : [node, ['--import', 'tsx', path.join(REPO, 'bench', 'child-run.ts'), yaml, ...flags]];
+  const t0 = performance.now();
+  const r = spawnSync(cmd, args, { cwd: REPO, encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, CI: 'true' } });
+  const seconds = (performance.now() - t0) / 1000;
+  rmSync(output, { recursive: true, force: true });
+  if (r.status !== 0) throw new Error(`memory run with ${prompts} prompts failed (exit ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`);
+  let kib: number | null;
+  if (useTime) kib = parseMaxRssKiB(r.stderr);
+  else {
+    const m = /maxRSS_KiB=(\d+)/.exec(r.stdout);
+    kib = m ? Number(m[1]) : null;
+  }
+  if (kib === null) throw new Error(`memory run with ${prompts} prompts: no peak RSS in the child's output`);
+  return { prompts, peakRssMiB: kib / 1024, seconds, source: useTime ? 'time -v' : 'resourceUsage', flags };
+}
+
+export async function benchMemory(opts: { sizes: [number, number]; tmpDir: string; log?: (l: string) => void }): Promise<MemoryResult> {
+  await ensureDemoModel({ size: 'tiny' }); // generated here, not inside the measured child
+  const runs: MemoryRun[] = [];
+  for (const n of opts.sizes) {
+    const run = await measurePeakRss(n, opts.tmpDir);
+    opts.log?.(`memory: ${n} prompts → peak RSS ${run.peakRssMiB.toFixed(0)} MiB in ${run.seconds.toFixed(1)} s`);
+    runs.push(run);
+  }
+  return { runs, ratio: runs[1].peakRssMiB / runs[0].peakRssMiB, goal: 1.1 };
+}

@@ -1,0 +1,178 @@
+/**
+ * `npm run bench`: the performance numbers of quantlens, printed as tables with their goals and
+ * written to runs/bench/results.json. Timings are reported, never asserted.
+ *
+ *   npm run bench                     pipeline, memory, estimators, then bench/quantize.ts and
+ *                                     bench/attribution.ts when present (~10 min on 2 cores)
+ *   npm run bench -- --quick          smaller sizes (a few minutes); memory at 2k / 20k prompts
+ *   npm run bench -- --all            also bench/parquet-writers.ts
+ *   npm run bench -- --only pipeline,memory,estimators,quantize,attribution,parquet
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { writeFileAtomically } from '../sources/atomic-write.ts';
+import { benchPipelineThroughput, type ThroughputResult } from './pipeline.ts';
+import { benchMemory, type MemoryResult } from './memory.ts';
+import { benchEstimators, type EstimatorsResult, type EstimatorRun } from './estimators.ts';
+import { duration, fixed, formatTable, median, percent } from './lib.ts';
+
+const REPO = path.resolve(import.meta.dirname, '..');
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const all = args.includes('--all');
+const onlyAt = args.indexOf('--only');
+const only = onlyAt >= 0 ? new Set((args[onlyAt + 1] ?? '').split(',')) : null;
+const wanted = (section: string) => (only ? only.has(section) : section !== 'parquet' || all);
+
+const SIZES = quick
+  ? { throughputPrompts: 400, rounds: 2, memory: [2_000, 20_000] as [number, number], prompts: 100, widePrompts: 24, quantizeArgs: ['1'], attributionArgs: ['4'], parquetArgs: ['200000'] }
+  : { throughputPrompts: 2_000, rounds: 3, memory: [10_000, 100_000] as [number, number], prompts: 300, widePrompts: 64, quantizeArgs: [] as string[], attributionArgs: [] as string[], parquetArgs: [] as string[] };
+
+const log = (line: string) => process.stderr.write(`  · ${line}\n`);
+const verdict = (met: boolean) => (met ? 'goal met' : 'GOAL MISSED');
+
+function heading(title: string): void {
+  console.log(`\n== ${title} ${'='.repeat(Math.max(0, 76 - title.length))}`);
+}
+
+function printThroughput(r: ThroughputResult): void {
+  heading('1. Pipeline throughput vs a bare session.run loop');
+  console.log(
+    `model: bench demo (hidden ${r.model.hiddenSize}, d_ff ${r.model.intermediateSize}, ${r.model.layers} layers), fp32, layers ${r.capturedLayers.join(', ')} captured; ` +
+      `measures [${r.measures.join(', ')}] + predictions Parquet sink; ${r.prompts} synthetic prompts → ${r.batches} batches, ${r.tokens} tokens`,
+  );
+  console.log(
+    formatTable(
+      [{ title: 'round' }, { title: 'order' }, { title: 'pipeline tok/s', align: 'right' }, { title: 'bare tok/s', align: 'right' }, { title: 'bare+capture tok/s', align: 'right' }, { title: 'pipeline ÷ bare', align: 'right' }],
+      r.rounds.map((x, i) => [String(i + 1), x.order.join(' → '), fixed(x.pipelineTokensPerSecond, 0), fixed(x.bareTokensPerSecond, 0), fixed(x.bareCaptureTokensPerSecond, 0), fixed(x.ratio, 3)]),
+    ),
+  );
+  console.log(`median pipeline ÷ bare (logits only): ${fixed(r.medianRatio, 3)}   goal ≥ ${r.goal.toFixed(2)}: ${verdict(r.medianRatio >= r.goal)}`);
+  console.log(`median pipeline ÷ bare+capture (logits + ${r.capturedLayers.length} activations fetched): ${fixed(r.medianRatioToCapture, 3)}`);
+  const b = r.breakdown;
+  const ms = (k: string) => (b.ms[k] ?? 0) / 1000;
+  const stream = b.streamSeconds;
+  // onnxruntime-node runs session.run synchronously inside a setImmediate, so an awaited run also
+  // covers JS work queued ahead of it: take inference from the bare+capture loop on the same batches.
+  const inference = r.tokens / median(r.rounds.map((x) => x.bareCaptureTokensPerSecond));
+  const estimators = ms('update:neurons') + ms('update:correlation') + ms('update:agreement');
+  const sink = ms('sink:append') + ms('sink:rotate');
+  const checkpoints = ms('checkpoint:afterBatch') - ms('sink:rotate');
+  const other = stream - inference - estimators - sink - checkpoints;
+  console.log(`\nwhere the time goes (separate instrumented run: ${fixed(b.tokensPerSecond, 0)} tok/s; padding efficiency ${percent(b.paddingEfficiency)} = real ÷ (real + pad) tokens)`);
+  const rows: string[][] = [
+    ['inference (bare+capture loop, same batches)', fixed(inference, 2), percent(inference / stream)],
+    ['estimators (neurons update)', fixed(estimators, 2), percent(estimators / stream)],
+    ['predictions Parquet sink (append, rotate)', fixed(sink, 2), percent(sink / stream)],
+    ['checkpoints (estimator states)', fixed(checkpoints, 2), percent(checkpoints / stream)],
+    [other >= 0 ? 'everything else (tokenize, batch, score, rxjs, chunking)' : 'everything else (negative: noise between runs)', fixed(other, 2), percent(other / stream)],
+    ['= streaming wall time', fixed(stream, 2), '100.0 %'],
+    ['end of run (close, tables, calibration, summary)', fixed(b.afterStreamSeconds, 2), '(after stream)'],
+  ];
+  console.log(formatTable([{ title: 'part' }, { title: 'seconds', align: 'right' }, { title: 'share of stream', align: 'right' }], rows));
+  console.log(`method: estimator / sink / checkpoint methods wrapped with performance.now() for that run only; Σ awaited session.run from onBatch was ${fixed(b.inferenceSeconds, 2)} s (includes queued JS work).`);
+}
+
+function printMemory(r: MemoryResult): void {
+  heading('2. Peak RSS vs dataset size (separate child processes, CLI `run --quiet`)');
+  console.log('model: tiny demo; measures [predictions, neurons]; layers first, middle, last; prompts of 3–8 words');
+  console.log(
+    formatTable(
+      [{ title: 'prompts', align: 'right' }, { title: 'peak RSS MiB', align: 'right' }, { title: 'seconds', align: 'right' }, { title: 'source' }],
+      r.runs.map((x) => [x.prompts.toLocaleString('en'), fixed(x.peakRssMiB, 1), fixed(x.seconds, 1), x.source]),
+    ),
+  );
+  console.log(`peak RSS ratio ${r.runs[1].prompts.toLocaleString('en')} ÷ ${r.runs[0].prompts.toLocaleString('en')}: ${fixed(r.ratio, 3)}   goal ≤ ${r.goal.toFixed(2)}: ${verdict(r.ratio <= r.goal)}`);
+}
+
+function printEstimatorRun(e: EstimatorRun): void {
+  console.log(
+    `${e.label}: hidden ${e.model.hiddenSize}, d_ff ${e.model.intermediateSize}, ${e.model.layers} layers; precisions [${e.precisions.join(', ')}]; measures [${e.measures.join(', ')}]; ${e.prompts} prompts; ` +
+      `pipeline ${fixed(e.pipelineSeconds, 1)} s (streaming + end of run), inference ${fixed(e.inferenceSeconds, 1)} s`,
+  );
+  console.log(
+    formatTable(
+      [{ title: 'estimator' }, { title: 'seconds', align: 'right' }, { title: 'share of pipeline', align: 'right' }],
+      [...e.estimators.map((x) => [x.name, fixed(x.seconds, 2), percent(x.share)]), ['= all estimators', fixed(e.estimators.reduce((s, x) => s + x.seconds, 0), 2), percent(e.estimatorShare)]],
+    ),
+  );
+}
+
+function printEstimators(r: EstimatorsResult): void {
+  heading('3. Estimator cost');
+  printEstimatorRun(r.allMeasures);
+  console.log('');
+  printEstimatorRun(r.wide);
+  console.log(`same run without correlation: ${fixed(r.wideBaseSeconds, 1)} s`);
+  console.log(
+    `correlation share at d_ff 4096 = (with − without) ÷ with: ${percent(r.correlationShareWide)} (wrapped-method estimate ${percent(r.correlationShareWrapped)})   ` +
+      `goal < ${percent(r.goal, 0)}: ${verdict(r.correlationShareWide < r.goal)}`,
+  );
+  console.log(
+    `centred Gram ${r.gram.rows}×${r.gram.width} (the product behind each correlation update): float64 ${fixed(r.gram.float64Seconds, 2)} s, float32 ${fixed(r.gram.float32Seconds, 2)} s ` +
+      `(${fixed(r.gram.float64Seconds / r.gram.float32Seconds, 2)}×)`,
+  );
+  for (const n of r.notes) console.log(`note: ${n}`);
+}
+
+/** Run a teammate's bench script as a child; its output goes straight to the terminal. */
+function runScript(name: string, file: string, scriptArgs: string[]): { name: string; status: string; seconds: number } {
+  heading(`${name} (${path.relative(REPO, file)}${scriptArgs.length ? ' ' + scriptArgs.join(' ') : ''})`);
+  if (!existsSync(file)) {
+    console.log(`skipped: ${path.relative(REPO, file)} does not exist`);
+    return { name, status: 'absent', seconds: 0 };
+  }
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, ['--import', 'tsx', file, ...scriptArgs], { cwd: REPO, stdio: 'inherit' });
+  const seconds = (performance.now() - t0) / 1000;
+  const status = r.status === 0 ? 'ok' : `failed (exit ${r.status ?? r.signal})`;
+  console.log(`${name}: ${status} in ${duration(seconds)}`);
+  return { name, status, seconds };
+}
+
+async function section<T>(name: string, results: Record<string, unknown>, run: () => Promise<T>, print: (r: T) => void): Promise<void> {
+  const t0 = performance.now();
+  try {
+    const r = await run();
+    print(r);
+    results[name] = r;
+  } catch (e) {
+    heading(name);
+    console.log(`FAILED: ${String((e as Error).stack ?? e).split('\n').slice(0, 4).join('\n  ')}`);
+    results[name] = { error: String((e as Error).message ?? e) };
+  }
+  console.log(`(${name}: ${duration((performance.now() - t0) / 1000)})`);
+}
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  const tmpDir = mkdtempSync(path.join(os.tmpdir(), 'quantlens-bench-'));
+  const results: Record<string, unknown> = {
+    started: new Date().toISOString(),
+    mode: quick ? 'quick' : 'full',
+    machine: { cpus: os.availableParallelism(), node: process.version, platform: `${os.platform()} ${os.arch()}`, loadavg1: os.loadavg()[0] },
+  };
+  console.log(`quantlens bench (${quick ? 'quick' : 'full'}): ${os.availableParallelism()} cores, Node ${process.version}, load average ${os.loadavg()[0].toFixed(2)} at start`);
+  try {
+    if (wanted('pipeline')) await section('pipeline', results, () => benchPipelineThroughput({ prompts: SIZES.throughputPrompts, rounds: SIZES.rounds, tmpDir, log }), printThroughput);
+    if (wanted('memory')) await section('memory', results, () => benchMemory({ sizes: SIZES.memory, tmpDir, log }), printMemory);
+    if (wanted('estimators')) await section('estimators', results, () => benchEstimators({ prompts: SIZES.prompts, widePrompts: SIZES.widePrompts, tmpDir, log }), printEstimators);
+    const scripts: Record<string, unknown>[] = [];
+    if (wanted('quantize')) scripts.push(runScript('quantize', path.join(REPO, 'bench', 'quantize.ts'), SIZES.quantizeArgs));
+    if (wanted('attribution')) scripts.push(runScript('attribution', path.join(REPO, 'bench', 'attribution.ts'), SIZES.attributionArgs));
+    if (wanted('parquet')) scripts.push(runScript('parquet writers', path.join(REPO, 'bench', 'parquet-writers.ts'), SIZES.parquetArgs));
+    else console.log('\n(parquet writer micro-benchmark: run with --all)');
+    results.scripts = scripts;
+  } finally {
+    rmSync(tmpDir, { recursive: true, force: true });
+  }
+  results.seconds = (performance.now() - t0) / 1000;
+  results.loadavg1AtEnd = os.loadavg()[0];
+  const file = path.join(REPO, 'runs', 'bench', 'results.json');
+  await writeFileAtomically(file, JSON.stringify(results, null, 2) + '\n');
+  console.log(`\nbench done in ${duration((performance.now() - t0) / 1000)} (load average ${os.loadavg()[0].toFixed(2)}); results → ${path.relative(REPO, file)}`);
+}
+
+await main();
