@@ -91,6 +91,7 @@ export class RunMeasures {
         topK: cfg.correlation.top_k,
         clusterThreshold: cfg.correlation.threshold,
         cluster: cfg.correlation.clusters ? 'auto' : false,
+        compute: cfg.correlation.compute,
       });
     if (m.has('agreement')) this.agreement = new AgreementEstimator(this.reference);
     // Attribution sessions are created in open(); a merge only needs the estimator.

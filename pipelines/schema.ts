@@ -34,7 +34,7 @@ export interface PipelineConfig {
   output: string;
   session: { intra_op_threads: number; graph_optimization_level: 'disabled' | 'basic' | 'extended' | 'all' };
   dead: { lo: number; hi: number };
-  correlation: { threshold: number; top_k: number; memory_budget_gb: number; clusters: boolean };
+  correlation: { threshold: number; top_k: number; memory_budget_gb: number; clusters: boolean; compute: 'float32' | 'float64' };
   calibration: { bins: number; bootstrap: number; seed: number };
   salience: { steps: number; threshold: number; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean };
   agreement: { reference?: string };
@@ -104,6 +104,7 @@ export const SCHEMA: Record<string, Field> = {
       top_k: { kind: 'int', default: 20, min: 0 },
       memory_budget_gb: { kind: 'number', default: 4, min: 0 },
       clusters: { kind: 'bool', default: true },
+      compute: { kind: 'string', default: 'float32', oneOf: ['float32', 'float64'] },
     },
   },
   calibration: {

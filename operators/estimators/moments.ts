@@ -1,9 +1,9 @@
 /**
  * Per-column running moments of a row-major [rows, width] float32 matrix, accumulated in float64.
  *
- * Every row carries every column, so one row count serves all columns. Each update does a two-pass
- * batch computation (batch mean, then batch M2 around it) and Chan-merges the batch into the
- * running state: faster than per-element Welford and as stable. merge() uses the same formula, so
+ * Every row carries every column, so one row count serves all columns. Each update computes the
+ * batch mean and M2 in one pass (deviations from a shift near the mean) and Chan-merges the batch
+ * into the running state: faster than per-element Welford and as stable. merge() uses the same formula, so
  * any split of the data into shards gives the same result up to float64 rounding.
  */
 import { QuantlensError } from '../../sources/errors.ts';
@@ -46,6 +46,7 @@ export class ColumnMoments {
   // Scratch for the batch pass, reused across updates so update() does not allocate.
   private readonly bMean: Float64Array;
   private readonly bM2: Float64Array;
+  private readonly bShift: Float64Array;
 
   constructor(width: number, bounds: NearZeroBounds = DEFAULT_NEAR_ZERO) {
     if (!Number.isInteger(width) || width <= 0) throw new QuantlensError('STATE', `ColumnMoments: width must be a positive integer, got ${width}`);
@@ -59,6 +60,7 @@ export class ColumnMoments {
     this.nearZero = new Float64Array(width);
     this.bMean = new Float64Array(width);
     this.bM2 = new Float64Array(width);
+    this.bShift = new Float64Array(width);
   }
 
   /** Adds `rows` rows of row-major values (length must be rows * width). */
@@ -69,24 +71,30 @@ export class ColumnMoments {
     }
     if (rows === 0) return;
     const { bMean, bM2, min, max, nearZero } = this;
-    const { lo, hi } = this.bounds;
+    // One pass over the data (it is the hot path of every run): sums of deviations from a shift
+    // close to the mean — the running mean, or the batch's first row at the start — give the
+    // batch mean and M2 without the cancellation of raw Σx² (M2 = Σd² − (Σd)²/n).
+    const shift = this.bShift;
+    if (this.count > 0) shift.set(this.mean);
+    else for (let c = 0; c < w; c++) shift[c] = values[c];
     bMean.fill(0);
     bM2.fill(0);
+    const { lo, hi } = this.bounds;
     for (let r = 0, off = 0; r < rows; r++, off += w) {
       for (let c = 0; c < w; c++) {
         const x = values[off + c];
-        bMean[c] += x;
+        const d = x - shift[c];
+        bMean[c] += d;
+        bM2[c] += d * d;
         if (x < min[c]) min[c] = x;
         if (x > max[c]) max[c] = x;
         if (x > lo && x < hi) nearZero[c]++;
       }
     }
-    for (let c = 0; c < w; c++) bMean[c] /= rows;
-    for (let r = 0, off = 0; r < rows; r++, off += w) {
-      for (let c = 0; c < w; c++) {
-        const d = values[off + c] - bMean[c];
-        bM2[c] += d * d;
-      }
+    for (let c = 0; c < w; c++) {
+      const s1 = bMean[c];
+      bMean[c] = shift[c] + s1 / rows;
+      bM2[c] = Math.max(0, bM2[c] - (s1 * s1) / rows);
     }
     this.chanMerge(rows, bMean, bM2);
   }

@@ -53,14 +53,14 @@ test('correlation, dead and calibration of a stories260K run equal brute force',
         let s = 0;
         for (const x of X) s += (x[a] - mean[a]) * (x[b] - mean[b]);
         const r = Math.abs(s / Math.sqrt(sd[a] * sd[b]));
-        if (Math.abs(r * 10 - Math.round(r * 10)) < 1e-7) nearEdge++;
+        if (Math.abs(r * 10 - Math.round(r * 10)) < 1e-5) nearEdge++; // float32 Gram: |r| good to ~1e-6
         bins[Math.min(9, Math.floor(r * 10))]++;
       }
     const got = corr.filter((r) => r.layer === layer);
     assert.is(Number(got.find((r) => r.bin_lo === null)?.pairs ?? 0), undef, `layer ${layer} undefined pairs`);
     const gotBins = got.filter((r) => r.bin_lo !== null).map((r) => Number(r.pairs));
     const diff = gotBins.reduce((acc, v, i) => acc + Math.abs(v - bins[i]), 0);
-    assert.ok(diff <= 2 * nearEdge, `layer ${layer}: histogram ${gotBins} vs brute force ${bins} (${nearEdge} pairs within 1e-7 of an edge)`);
+    assert.ok(diff <= 2 * nearEdge, `layer ${layer}: histogram ${gotBins} vs brute force ${bins} (${nearEdge} pairs within 1e-5 of an edge)`);
 
     // Dead: a full scan for neurons that never leave (-0.05, 0.05).
     const deadIds: number[] = [];
