@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Plan } from './plan.ts';
 import type { BatchResult } from '../operators/infer.ts';
 import { NeuronsEstimator, type NeuronsState } from '../operators/estimators/neurons.ts';
+import { MomentsRunner } from '../operators/estimators/moments-graph.ts';
 import { deadNeuronsFrom } from '../operators/estimators/dead.ts';
 import { CorrelationEstimator, type CorrelationState, type CorrelationSummary } from '../operators/estimators/correlation.ts';
 import { AgreementEstimator, jaccard, type AgreementState, type AgreementRow } from '../operators/estimators/agreement.ts';
@@ -84,7 +85,7 @@ export class RunMeasures {
     const { cfg } = plan;
     this.reference = cfg.agreement.reference ?? cfg.precisions[0];
     if (m.has('neurons') || m.has('dead') || m.has('agreement'))
-      this.neurons = new NeuronsEstimator({ nearZero: { lo: cfg.dead.lo, hi: cfg.dead.hi } });
+      this.neurons = new NeuronsEstimator({ nearZero: { lo: cfg.dead.lo, hi: cfg.dead.hi }, runner: new MomentsRunner(plan.session) });
     if (m.has('correlation'))
       this.correlation = new CorrelationEstimator({
         budgetBytes: cfg.correlation.memory_budget_gb * 1024 ** 3,
@@ -131,7 +132,7 @@ export class RunMeasures {
       t.inference_seconds += o.seconds;
       for (const c of o.chunks) {
         await this.dumps.get(`${c.precision}|${c.tensor}`)?.write(c);
-        this.neurons?.update(c);
+        await this.neurons?.updateAsync(c);
         if (this.correlation) await this.correlation.update(c);
       }
     }
@@ -173,6 +174,7 @@ export class RunMeasures {
 
   /** Free ORT sessions owned by estimators (correlation Gram graph, attribution graphs). */
   async release(): Promise<void> {
+    await this.neurons?.release();
     await this.correlation?.release();
     await this.salience?.release();
   }

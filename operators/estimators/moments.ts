@@ -70,31 +70,52 @@ export class ColumnMoments {
       throw new QuantlensError('STATE', `ColumnMoments: got ${values.length} values, not rows*width with width ${w}`);
     }
     if (rows === 0) return;
-    const { bMean, bM2, min, max, nearZero } = this;
-    // One pass over the data (it is the hot path of every run): sums of deviations from a shift
-    // close to the mean — the running mean, or the batch's first row at the start — give the
-    // batch mean and M2 without the cancellation of raw Σx² (M2 = Σd² − (Σd)²/n).
-    const shift = this.bShift;
-    if (this.count > 0) shift.set(this.mean);
-    else for (let c = 0; c < w; c++) shift[c] = values[c];
-    bMean.fill(0);
-    bM2.fill(0);
+    const { bMean: s1, bM2: s2, min, max, nearZero } = this;
+    const shift = this.shiftFor(values);
+    s1.fill(0);
+    s2.fill(0);
     const { lo, hi } = this.bounds;
     for (let r = 0, off = 0; r < rows; r++, off += w) {
       for (let c = 0; c < w; c++) {
         const x = values[off + c];
         const d = x - shift[c];
-        bMean[c] += d;
-        bM2[c] += d * d;
+        s1[c] += d;
+        s2[c] += d * d;
         if (x < min[c]) min[c] = x;
         if (x > max[c]) max[c] = x;
         if (x > lo && x < hi) nearZero[c]++;
       }
     }
-    for (let c = 0; c < w; c++) {
-      const s1 = bMean[c];
-      bMean[c] = shift[c] + s1 / rows;
-      bM2[c] = Math.max(0, bM2[c] - (s1 * s1) / rows);
+    this.mergeShiftedSums(rows, shift, s1, s2);
+  }
+
+  /**
+   * The shift for a batch's one-pass sums: a value close to each column's mean (the running
+   * mean, or the batch's first row at the start), so M2 = Σd² − (Σd)²/n does not cancel badly.
+   */
+  shiftFor(values: Float32Array | Float64Array): Float64Array {
+    const shift = this.bShift;
+    if (this.count > 0) shift.set(this.mean);
+    else for (let c = 0; c < this.width; c++) shift[c] = values[c];
+    return shift;
+  }
+
+  /**
+   * Merge a batch given as sums of deviations from `shift` (Σd, Σd²) plus its column min, max and
+   * near-zero counts — the form both the JS loop and the ONNX Runtime graph (moments-graph.ts) produce.
+   */
+  mergeShiftedSums(rows: number, shift: Float64Array, s1: ArrayLike<number>, s2: ArrayLike<number>, extremes?: { min: ArrayLike<number>; max: ArrayLike<number>; nearZero: ArrayLike<number> }): void {
+    const { bMean, bM2, min, max, nearZero } = this;
+    for (let c = 0; c < this.width; c++) {
+      const a = s1[c];
+      const b = s2[c];
+      bMean[c] = shift[c] + a / rows;
+      bM2[c] = Math.max(0, b - (a * a) / rows);
+      if (extremes) {
+        if (extremes.min[c] < min[c]) min[c] = extremes.min[c];
+        if (extremes.max[c] > max[c]) max[c] = extremes.max[c];
+        nearZero[c] += extremes.nearZero[c];
+      }
     }
     this.chanMerge(rows, bMean, bM2);
   }

@@ -6,6 +6,7 @@
 import type { ActivationChunk, Estimator } from '../types.ts';
 import { QuantlensError } from '../../sources/errors.ts';
 import { ColumnMoments, DEFAULT_NEAR_ZERO, type ColumnMomentsState, type NearZeroBounds } from './moments.ts';
+import type { MomentsRunner } from './moments-graph.ts';
 
 export interface NeuronRow {
   layer: number;
@@ -66,6 +67,12 @@ export class MomentsByKey {
     this.get(chunk, chunk.width).update(chunk.values, chunk.rows);
   }
 
+  /** The same update with the batch pass run in ONNX Runtime (see moments-graph.ts). */
+  async updateWith(runner: MomentsRunner, chunk: ActivationChunk): Promise<void> {
+    if (!Number.isInteger(chunk.layer)) throw new QuantlensError('STATE', `activation chunk layer must be an integer, got ${chunk.layer}`);
+    await runner.update(this.get(chunk, chunk.width), chunk.values, chunk.rows);
+  }
+
   /** Entries in stable key order. */
   entries(): { key: ActivationKey; moments: ColumnMoments }[] {
     return [...this.map.values()].sort((a, b) => compareKeys(a.key, b.key));
@@ -91,12 +98,22 @@ export class NeuronsEstimator implements Estimator<ActivationChunk, NeuronsState
   readonly name = 'neurons';
   readonly byKey: MomentsByKey;
 
-  constructor(opts: { nearZero?: NearZeroBounds } = {}) {
+  /** With a runner, updateAsync() runs each batch pass in ONNX Runtime (the pipeline's path). */
+  constructor(private readonly opts: { nearZero?: NearZeroBounds; runner?: MomentsRunner } = {}) {
     this.byKey = new MomentsByKey(opts.nearZero ?? DEFAULT_NEAR_ZERO);
   }
 
   update(chunk: ActivationChunk): void {
     this.byKey.update(chunk);
+  }
+
+  async updateAsync(chunk: ActivationChunk): Promise<void> {
+    if (this.opts.runner) await this.byKey.updateWith(this.opts.runner, chunk);
+    else this.byKey.update(chunk);
+  }
+
+  async release(): Promise<void> {
+    await this.opts.runner?.release();
   }
 
   merge(other: NeuronsState): void {
