@@ -9,6 +9,7 @@ import type { ActivationChunk, Batch, PredictionBatch } from './types.ts';
 import { activationChunk } from './chunk.ts';
 import { buildFeeds, type InputPlan } from '../sources/onnx/feeds.ts';
 import { LAST_LOGITS } from '../sources/onnx/augment.ts';
+import { momentStatsNames, NEAR_HI, NEAR_LO } from '../sources/onnx/moment-stats.ts';
 import { halfToFloat } from '../sources/onnx/dtypes.ts';
 import type { ActivationSite } from '../sources/onnx/capture.ts';
 
@@ -16,13 +17,33 @@ export interface PrecisionRunner {
   precision: string;
   session: ort.InferenceSession;
   plan: InputPlan;
+  /** Sites whose activations are fetched as chunks. */
   sites: ActivationSite[];
+  /** Sites whose batch moments are computed inside the graph (moment-stats.ts), in this order. */
+  momentSites: ActivationSite[];
+  /** Near-zero bounds fed to the in-graph moments. */
+  nearZero?: { lo: number; hi: number };
+  /** The shift for a site's moments: near the running mean (set by the neurons measure). */
+  momentShift?: (site: ActivationSite) => Float64Array;
+}
+
+/** A batch's moments of one captured tensor, reduced in the graph over real tokens. */
+export interface MomentStats {
+  site: ActivationSite;
+  rows: number;
+  shift: Float64Array;
+  s1: Float64Array;
+  s2: Float64Array;
+  min: Float32Array;
+  max: Float32Array;
+  nearZero: Float64Array;
 }
 
 export interface PrecisionOutput {
   precision: string;
   prediction: PredictionBatch;
   chunks: ActivationChunk[];
+  moments: MomentStats[];
   seconds: number;
 }
 
@@ -40,6 +61,16 @@ function asFloat32(t: ort.Tensor): Float32Array {
 export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: number): Promise<PrecisionOutput> {
   const feeds = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
   const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.tensor)];
+  const shifts = runner.momentSites.map((s) => Float64Array.from(runner.momentShift?.(s) ?? new Float64Array(s.width ?? 0)));
+  if (runner.momentSites.length) {
+    feeds[NEAR_LO] = new ort.Tensor('float32', Float32Array.of(runner.nearZero?.lo ?? -0.1), []);
+    feeds[NEAR_HI] = new ort.Tensor('float32', Float32Array.of(runner.nearZero?.hi ?? 0.1), []);
+    runner.momentSites.forEach((s, k) => {
+      const n = momentStatsNames(k);
+      feeds[n.shift] = new ort.Tensor('float64', shifts[k], [shifts[k].length]);
+      fetches.push(n.s1, n.s2, n.min, n.max, n.nearZero);
+    });
+  }
   const t0 = performance.now();
   const out = await runner.session.run(feeds, fetches);
   const seconds = (performance.now() - t0) / 1000;
@@ -57,7 +88,20 @@ export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: num
     const t = out[s.tensor];
     return activationChunk({ data: t.data as Float32Array | Uint16Array, dims: t.dims, batch, precision: runner.precision, layer: s.layer, tensor: s.tensor });
   });
-  return { precision: runner.precision, prediction, chunks, seconds };
+  const moments = runner.momentSites.map((site, k): MomentStats => {
+    const n = momentStatsNames(k);
+    return {
+      site,
+      rows: batch.realTokens,
+      shift: shifts[k],
+      s1: out[n.s1].data as Float64Array,
+      s2: out[n.s2].data as Float64Array,
+      min: out[n.min].data as Float32Array,
+      max: out[n.max].data as Float32Array,
+      nearZero: out[n.nearZero].data as Float64Array,
+    };
+  });
+  return { precision: runner.precision, prediction, chunks, moments, seconds };
 }
 
 export function infer(runners: PrecisionRunner[], padId: number): OperatorFunction<Batch, BatchResult> {

@@ -130,9 +130,13 @@ export class RunMeasures {
       t.tokens += r.batch.realTokens;
       t.truncated += truncated.filter(Boolean).length;
       t.inference_seconds += o.seconds;
+      for (const ms of o.moments) {
+        const key = { precision: o.precision, layer: ms.site.layer, tensor: ms.site.tensor };
+        this.neurons?.byKey.get(key, ms.site.width!).mergeShiftedSums(ms.rows, ms.shift, ms.s1, ms.s2, ms);
+      }
       for (const c of o.chunks) {
         await this.dumps.get(`${c.precision}|${c.tensor}`)?.write(c);
-        await this.neurons?.updateAsync(c);
+        if (o.moments.length === 0) await this.neurons?.updateAsync(c);
         if (this.correlation) await this.correlation.update(c);
       }
     }

@@ -68,13 +68,23 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   // The float type the model was exported in: 'fp32' / 'fp16' name the model as given.
   const logitsType = graph.outputs.find((o) => o.name === 'logits')?.elemType ?? graph.outputs[0]?.elemType;
   const nativePrecision = logitsType === 10 ? 'fp16' : 'fp32';
+  const opset = graph.opsets.find((o) => o.domain === '')?.version ?? 0;
+  const maskInput = graph.inputs.find((i) => i.name === 'attention_mask')?.name;
   try {
     sites = resolveLayers(graph, cfg.layers, folder.config, where('layers'));
   } finally {
     graph.source.close();
   }
 
-  const needsActivations = cfg.measure.some((m) => ['neurons', 'dead', 'correlation', 'agreement', 'salience'].includes(m)) || !!cfg.activations;
+  // Per-neuron moments (neurons, dead, and agreement's dead-set overlap) are reduced inside the
+  // model's own graph when it has an attention mask and known widths (moment-stats.ts); the
+  // activations themselves leave ONNX Runtime only for measures that need every value.
+  const needsMoments = cfg.measure.some((m) => ['neurons', 'dead', 'agreement'].includes(m));
+  // Not for fp16 exports: ORT computes their fp16 ops in float32 with inserted casts, and a Cast
+  // we append can be folded into those, so in-graph statistics would see pre-rounding values
+  // instead of the fp16 tensor the model outputs. Those runs take the chunk path.
+  const momentsInGraph = needsMoments && !!maskInput && opset >= 9 && nativePrecision === 'fp32' && sites.every((s) => s.width !== null);
+  const needsChunks = cfg.measure.some((m) => ['correlation', 'agreement'].includes(m)) || !!cfg.activations || (needsMoments && !momentsInGraph);
   if (cfg.measure.includes('correlation')) {
     const width = Math.max(...sites.map((s) => s.width ?? 0));
     checkCorrelationBudget(width, sites.length * cfg.precisions.length, cfg.correlation.memory_budget_gb * 1024 ** 3, where('correlation.memory_budget_gb'));
@@ -94,9 +104,21 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   for (const precision of cfg.precisions) {
     const resolved = await resolvePrecisionModel(folder, precision, cfg, nativePrecision, opts.cacheDir);
     precisions.push({ precision, ...resolved });
-    const bytes = augmentForRun(readFileSync(resolved.path), { captures: needsActivations ? sites.map((s) => s.tensor) : [] });
+    const bytes = augmentForRun(readFileSync(resolved.path), {
+      captures: needsChunks ? sites.map((s) => s.tensor) : [],
+      moments: momentsInGraph ? { tensors: sites.map((s) => ({ name: s.tensor, width: s.width! })), maskName: maskInput!, opset } : undefined,
+    });
     const s = await createSession(bytes, session, { externalDataDir: path.dirname(resolved.path), where: resolved.path });
-    runners.push({ precision, session: s, plan: planInputs(s, resolved.path), sites: needsActivations ? sites : [] });
+    // Inputs the fragment added (quantlens/…) are fed by operators/infer.ts, not planned as model inputs.
+    const modelInputs = { inputMetadata: s.inputMetadata.filter((i) => !i.name.startsWith('quantlens/')) } as Pick<typeof s, 'inputMetadata'>;
+    runners.push({
+      precision,
+      session: s,
+      plan: planInputs(modelInputs, resolved.path),
+      sites: needsChunks ? sites : [],
+      momentSites: momentsInGraph ? sites : [],
+      nearZero: { lo: cfg.dead.lo, hi: cfg.dead.hi },
+    });
   }
 
   const maxContext = Math.min(folder.maxContext ?? 2048, 1 << 16);

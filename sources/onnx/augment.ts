@@ -5,18 +5,30 @@
  *    copied out of ONNX Runtime (the full [B, T, V] tensor can be hundreds of MB per batch).
  * With left padding the last column is every row's last real token.
  */
-import { appendGraphFragment, tensor } from './builder.ts';
+import { appendGraphFragment, tensor, type GraphFragment } from './builder.ts';
+import { momentStatsFragment } from './moment-stats.ts';
 
 export const LAST_LOGITS = 'quantlens/last_logits';
 
-export function augmentForRun(model: Uint8Array, opts: { captures: string[]; logitsName?: string }): Uint8Array {
+export function augmentForRun(
+  model: Uint8Array,
+  opts: {
+    captures: string[];
+    logitsName?: string;
+    /** In-graph moments of these tensors (see moment-stats.ts), masked by `maskName`. */
+    moments?: { tensors: { name: string; width: number }[]; maskName: string; opset: number };
+  },
+): Uint8Array {
   const logits = opts.logitsName ?? 'logits';
   const i64 = (name: string, v: bigint) => ({ name, ...tensor('int64', [1], BigInt64Array.from([v])) });
+  const m: GraphFragment = opts.moments ? momentStatsFragment(opts.moments.tensors, opts.moments.maskName, opts.moments.opset) : {};
   return appendGraphFragment(model, {
-    initializers: [i64('quantlens/last_start', -1n), i64('quantlens/last_end', 9223372036854775807n), i64('quantlens/last_axis', 1n)],
+    initializers: [i64('quantlens/last_start', -1n), i64('quantlens/last_end', 9223372036854775807n), i64('quantlens/last_axis', 1n), ...(m.initializers ?? [])],
     nodes: [
       { opType: 'Slice', name: 'quantlens/LastLogits', inputs: [logits, 'quantlens/last_start', 'quantlens/last_end', 'quantlens/last_axis'], outputs: [LAST_LOGITS] },
+      ...(m.nodes ?? []),
     ],
-    outputs: [{ name: LAST_LOGITS }, ...opts.captures.map((name) => ({ name }))],
+    inputs: m.inputs,
+    outputs: [{ name: LAST_LOGITS }, ...opts.captures.map((name) => ({ name })), ...(m.outputs ?? [])],
   });
 }

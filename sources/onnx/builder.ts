@@ -246,6 +246,8 @@ export class GraphBuilder {
 export interface GraphFragment {
   nodes?: { opType: string; inputs: string[]; outputs: string[]; attrs?: Record<string, AttrInput>; name?: string; domain?: string }[];
   initializers?: (TensorData & { name: string })[];
+  /** New runtime inputs (fed by the caller). */
+  inputs?: { name: string; type: DTypeName; dims: Dim[] }[];
   outputs?: { name: string; type?: DTypeName; dims?: Dim[] }[];
 }
 
@@ -260,6 +262,7 @@ export function appendGraphFragment(model: Uint8Array, fragment: GraphFragment):
   frag.message(7, (g) => {
     for (const n of fragment.nodes ?? []) g.message(1, (nw) => encodeNode(nw, n));
     for (const t of fragment.initializers ?? []) g.message(5, (tw) => encodeTensor(tw, t.name, t));
+    for (const i of fragment.inputs ?? []) g.message(11, (vw) => encodeValueInfo(vw, i.name, i.type, i.dims));
     for (const o of fragment.outputs ?? []) g.message(12, (vw) => encodeValueInfo(vw, o.name, o.type, o.dims));
   });
   const tail = frag.finish();

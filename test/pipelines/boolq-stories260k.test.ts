@@ -30,6 +30,9 @@ test('BoolQ × stories260K fp32, 500 prompts: predictions, neurons vs brute forc
     'layers: [first, middle, last]',
     'batch: {max_tokens: 4096}',
     'measure: [predictions, neurons]',
+    // The dump makes the run hand every activation to JS as well, for the brute-force twin;
+    // the neurons statistics themselves are reduced inside the ONNX graph.
+    'activations: {format: arrow, every: 1}',
     `output: ${out}`,
   ].join('\n');
   const cfg = parsePipeline(yaml, path.join(out, 'p.yaml'));
@@ -72,6 +75,10 @@ test('BoolQ × stories260K fp32, 500 prompts: predictions, neurons vs brute forc
   }
   // Every token of every prompt was captured exactly once (pads dropped).
   assert.is(captured.get(0)!.length, summary.precisions.fp32.tokens);
+  // The dump on disk holds the same rows.
+  const { tableFromIPC } = await import('apache-arrow');
+  const dumped = tableFromIPC((await import('node:fs')).readFileSync(path.join(out, 'activations', 'fp32-layer0.arrow')));
+  assert.is(dumped.numRows, captured.get(0)!.length);
 
   for (const f of ['predictions', 'neurons']) {
     const kv = await duckdbQuery(`select decode(key)::varchar as k, decode(value)::varchar as v from parquet_kv_metadata('${out}/${f}.parquet')`);

@@ -14,7 +14,7 @@ test('tiny-random-llama-fp16: fp16 activations are captured, widened to float32 
   const data = sharedPath('datasets/piqa.csv', 'fp16 pipeline');
   if (!model || !data) return;
   const out = mkdtempSync(path.join(os.tmpdir(), 'ql-fp16-'));
-  const cfg = parsePipeline(`model: ${model}\nprecisions: [fp16]\ndataset: {path: ${data}, limit: 24}\nmeasure: [predictions, neurons, dead]\noutput: ${out}\n`, path.join(out, 'p.yaml'));
+  const cfg = parsePipeline(`model: ${model}\nprecisions: [fp16]\ndataset: {path: ${data}, limit: 24}\nmeasure: [predictions, neurons, dead]\nactivations: {format: arrow}\noutput: ${out}\n`, path.join(out, 'p.yaml'));
   let tokens = 0;
   const maxAbs = new Map<number, number>();
   await runPipeline(cfg, {

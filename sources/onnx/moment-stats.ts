@@ -1,0 +1,88 @@
+/**
+ * In-graph batch moments. When a run needs only per-neuron statistics of a captured tensor
+ * (neurons, dead), copying the whole [B, T, d_ff] activation out of ONNX Runtime and scanning it
+ * in JS costs more than the statistics: instead, nodes appended to the model (as a fragment, see
+ * builder.ts) reduce it inside the same session.run to five vectors of width d_ff:
+ *
+ *   s1 = Σ mask·(x − shift)      s2 = Σ mask·(x − shift)²          (float64)
+ *   min / max over real tokens   nearZero = Σ mask·[lo < x < hi]   (exact)
+ *
+ * over batch and sequence, with the attention mask excluding pad positions. ColumnMoments merges
+ * them exactly like its own JS pass (mergeShiftedSums). Node forms follow the model's opset
+ * (axes as attribute before opset 13 / 18, as an input after).
+ */
+import type { GraphFragment } from './builder.ts';
+import { tensor } from './builder.ts';
+
+export interface MomentStatsNames {
+  shift: string;
+  s1: string;
+  s2: string;
+  min: string;
+  max: string;
+  nearZero: string;
+}
+
+export const NEAR_LO = 'quantlens/near_lo';
+export const NEAR_HI = 'quantlens/near_hi';
+
+export function momentStatsNames(k: number): MomentStatsNames {
+  const p = `quantlens/moments_${k}`;
+  return { shift: `${p}/shift`, s1: `${p}/s1`, s2: `${p}/s2`, min: `${p}/min`, max: `${p}/max`, nearZero: `${p}/near_zero` };
+}
+
+/** Nodes computing the statistics of each tensor; `opset` is the model's default-domain opset. */
+export function momentStatsFragment(tensors: { name: string; width: number }[], maskName: string, opset: number): GraphFragment {
+  const nodes: NonNullable<GraphFragment['nodes']> = [];
+  const initializers: NonNullable<GraphFragment['initializers']> = [];
+  const inputs: NonNullable<GraphFragment['inputs']> = [
+    { name: NEAR_LO, type: 'float', dims: [] },
+    { name: NEAR_HI, type: 'float', dims: [] },
+  ];
+  const outputs: NonNullable<GraphFragment['outputs']> = [];
+  const q = (s: string) => `quantlens/ms/${s}`;
+  const axes01 = q('axes01');
+  if (opset >= 13) initializers.push({ name: axes01, ...tensor('int64', [2], BigInt64Array.from([0n, 1n])) });
+  initializers.push({ name: q('zero64'), ...tensor('double', [], Float64Array.of(0)) });
+  initializers.push({ name: q('inf'), ...tensor('float', [], Float32Array.of(Infinity)) });
+  initializers.push({ name: q('ninf'), ...tensor('float', [], Float32Array.of(-Infinity)) });
+  const reduce = (op: string, input: string, output: string) => {
+    const axesAsInput = op === 'ReduceSum' ? opset >= 13 : opset >= 18;
+    nodes.push(
+      axesAsInput
+        ? { opType: op, inputs: [input, axes01], outputs: [output], attrs: { keepdims: 0 } }
+        : { opType: op, inputs: [input], outputs: [output], attrs: { axes: [0, 1], keepdims: 0 } },
+    );
+  };
+  // mask [B, T] (int) → bool [B, T, 1]
+  nodes.push({ opType: 'Cast', inputs: [maskName], outputs: [q('mask_b')], attrs: { to: 9 } });
+  if (opset >= 13) {
+    initializers.push({ name: q('axis2'), ...tensor('int64', [1], BigInt64Array.from([2n])) });
+    nodes.push({ opType: 'Unsqueeze', inputs: [q('mask_b'), q('axis2')], outputs: [q('mask3')] });
+  } else nodes.push({ opType: 'Unsqueeze', inputs: [q('mask_b')], outputs: [q('mask3')], attrs: { axes: [2] } });
+
+  tensors.forEach((t, k) => {
+    const n = momentStatsNames(k);
+    const v = (s: string) => `quantlens/moments_${k}/${s}`;
+    inputs.push({ name: n.shift, type: 'double', dims: [t.width] });
+    nodes.push({ opType: 'Cast', inputs: [t.name], outputs: [v('xf')], attrs: { to: 1 } });
+    nodes.push({ opType: 'Cast', inputs: [v('xf')], outputs: [v('x64')], attrs: { to: 11 } });
+    nodes.push({ opType: 'Sub', inputs: [v('x64'), n.shift], outputs: [v('d')] });
+    nodes.push({ opType: 'Where', inputs: [q('mask3'), v('d'), q('zero64')], outputs: [v('dm')] });
+    reduce('ReduceSum', v('dm'), n.s1);
+    nodes.push({ opType: 'Mul', inputs: [v('dm'), v('dm')], outputs: [v('d2')] });
+    reduce('ReduceSum', v('d2'), n.s2);
+    nodes.push({ opType: 'Where', inputs: [q('mask3'), v('xf'), q('inf')], outputs: [v('for_min')] });
+    reduce('ReduceMin', v('for_min'), n.min);
+    nodes.push({ opType: 'Where', inputs: [q('mask3'), v('xf'), q('ninf')], outputs: [v('for_max')] });
+    reduce('ReduceMax', v('for_max'), n.max);
+    nodes.push({ opType: 'Greater', inputs: [v('xf'), NEAR_LO], outputs: [v('above')] });
+    nodes.push({ opType: 'Less', inputs: [v('xf'), NEAR_HI], outputs: [v('below')] });
+    nodes.push({ opType: 'And', inputs: [v('above'), v('below')], outputs: [v('inside')] });
+    nodes.push({ opType: 'And', inputs: [v('inside'), q('mask3')], outputs: [v('inside_real')] });
+    nodes.push({ opType: 'Cast', inputs: [v('inside_real')], outputs: [v('inside64')], attrs: { to: 11 } });
+    reduce('ReduceSum', v('inside64'), n.nearZero);
+    outputs.push({ name: n.s1 }, { name: n.s2 }, { name: n.min }, { name: n.max }, { name: n.nearZero });
+  });
+  return { nodes, initializers, inputs, outputs };
+}
