@@ -201,7 +201,8 @@ export async function benchPipelineThroughput(opts: ThroughputOptions): Promise<
 
   // Bare loops: one session without captures (fetch logits only), one with the same captures as the pipeline.
   const barePlan = await preparePlan({ ...cfg, measure: ['predictions'] });
-  const capturePlan = await preparePlan(cfg);
+  // A session that fetches the captured activations (as any measure needing every value does).
+  const capturePlan = await preparePlan({ ...cfg, measure: ['predictions', 'correlation'] });
   try {
     const stats: TokenizeStats = { examples: 0, truncated: 0, tokens: 0 };
     const batches: Batch[] = [];

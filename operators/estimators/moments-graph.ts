@@ -14,21 +14,29 @@ export function buildMomentsModel(width: number): Uint8Array {
   const g = new GraphBuilder(`column_moments_${width}`);
   g.input('X', 'float', ['n', width]);
   g.input('shift', 'double', [width]);
+  // Rows of ones: column sums as GEMVs (one pass each, no strided reductions).
+  g.input('ones64', 'double', [1, 'n']);
+  g.input('ones32', 'float', [1, 'n']);
   g.input('lo', 'float', []);
   g.input('hi', 'float', []);
-  g.initializer('axis0', tensor('int64', [1], BigInt64Array.from([0n])));
+  g.initializer('flat', tensor('int64', [1], BigInt64Array.from([-1n])));
   g.node('Cast', ['X'], ['X64'], { to: 11 });
   g.node('Sub', ['X64', 'shift'], ['D']);
-  g.node('ReduceSum', ['D', 'axis0'], ['s1'], { keepdims: 0 });
+  g.node('MatMul', ['ones64', 'D'], ['s1_row']);
+  g.node('Reshape', ['s1_row', 'flat'], ['s1']);
   g.node('Mul', ['D', 'D'], ['D2']);
-  g.node('ReduceSum', ['D2', 'axis0'], ['s2'], { keepdims: 0 });
+  g.node('MatMul', ['ones64', 'D2'], ['s2_row']);
+  g.node('Reshape', ['s2_row', 'flat'], ['s2']);
   g.node('ReduceMin', ['X'], ['min'], { axes: ints([0]), keepdims: 0 });
   g.node('ReduceMax', ['X'], ['max'], { axes: ints([0]), keepdims: 0 });
   g.node('Greater', ['X', 'lo'], ['above']);
   g.node('Less', ['X', 'hi'], ['below']);
   g.node('And', ['above', 'below'], ['inside']);
-  g.node('Cast', ['inside'], ['inside64'], { to: 11 });
-  g.node('ReduceSum', ['inside64', 'axis0'], ['nearZero'], { keepdims: 0 });
+  g.node('Cast', ['inside'], ['inside32'], { to: 1 });
+  // 0/1 counts in a float32 GEMV are exact below 2^24 rows per batch.
+  g.node('MatMul', ['ones32', 'inside32'], ['nz_row']);
+  g.node('Cast', ['nz_row'], ['nz_row64'], { to: 11 });
+  g.node('Reshape', ['nz_row64', 'flat'], ['nearZero']);
   g.output('s1', 'double', [width]);
   g.output('s2', 'double', [width]);
   g.output('min', 'float', [width]);
@@ -61,6 +69,8 @@ export class MomentsRunner {
     const out = await session.run({
       X: new ort.Tensor('float32', values.subarray(0, rows * w), [rows, w]),
       shift: new ort.Tensor('float64', shift, [w]),
+      ones64: new ort.Tensor('float64', new Float64Array(rows).fill(1), [1, rows]),
+      ones32: new ort.Tensor('float32', new Float32Array(rows).fill(1), [1, rows]),
       lo: new ort.Tensor('float32', Float32Array.of(m.bounds.lo), []),
       hi: new ort.Tensor('float32', Float32Array.of(m.bounds.hi), []),
     });

@@ -4,7 +4,7 @@
  * in JS costs more than the statistics: instead, nodes appended to the model (as a fragment, see
  * builder.ts) reduce it inside the same session.run to five vectors of width d_ff:
  *
- *   s1 = Σ mask·(x − shift)      s2 = Σ mask·(x − shift)²          (float64)
+ *   s1 = Σ mask·(x − shift)      s2 = Σ mask·(x − shift)²          (float64, as GEMVs)
  *   min / max over real tokens   nearZero = Σ mask·[lo < x < hi]   (exact)
  *
  * over batch and sequence, with the attention mask excluding pad positions. ColumnMoments merges
@@ -42,46 +42,58 @@ export function momentStatsFragment(tensors: { name: string; width: number }[], 
   const outputs: NonNullable<GraphFragment['outputs']> = [];
   const q = (s: string) => `quantlens/ms/${s}`;
   const axes01 = q('axes01');
-  if (opset >= 13) initializers.push({ name: axes01, ...tensor('int64', [2], BigInt64Array.from([0n, 1n])) });
-  initializers.push({ name: q('zero64'), ...tensor('double', [], Float64Array.of(0)) });
+  if (opset >= 18) initializers.push({ name: axes01, ...tensor('int64', [2], BigInt64Array.from([0n, 1n])) });
   initializers.push({ name: q('inf'), ...tensor('float', [], Float32Array.of(Infinity)) });
   initializers.push({ name: q('ninf'), ...tensor('float', [], Float32Array.of(-Infinity)) });
   const reduce = (op: string, input: string, output: string) => {
-    const axesAsInput = op === 'ReduceSum' ? opset >= 13 : opset >= 18;
+    const axesAsInput = opset >= 18;
     nodes.push(
       axesAsInput
         ? { opType: op, inputs: [input, axes01], outputs: [output], attrs: { keepdims: 0 } }
         : { opType: op, inputs: [input], outputs: [output], attrs: { axes: [0, 1], keepdims: 0 } },
     );
   };
-  // mask [B, T] (int) → bool [B, T, 1]
+  // mask [B, T] (int) → bool [B, T, 1] for min/max, and a [1, B·T] row (float64 and float32)
+  // so masked sums are one GEMV each: Σ_rows mask·v = mask_row · V[B·T, d].
   nodes.push({ opType: 'Cast', inputs: [maskName], outputs: [q('mask_b')], attrs: { to: 9 } });
   if (opset >= 13) {
     initializers.push({ name: q('axis2'), ...tensor('int64', [1], BigInt64Array.from([2n])) });
     nodes.push({ opType: 'Unsqueeze', inputs: [q('mask_b'), q('axis2')], outputs: [q('mask3')] });
   } else nodes.push({ opType: 'Unsqueeze', inputs: [q('mask_b')], outputs: [q('mask3')], attrs: { axes: [2] } });
+  initializers.push({ name: q('row_shape'), ...tensor('int64', [2], BigInt64Array.from([1n, -1n])) });
+  nodes.push({ opType: 'Cast', inputs: [maskName], outputs: [q('mask64')], attrs: { to: 11 } });
+  nodes.push({ opType: 'Reshape', inputs: [q('mask64'), q('row_shape')], outputs: [q('row64')] });
+  nodes.push({ opType: 'Cast', inputs: [maskName], outputs: [q('mask32')], attrs: { to: 1 } });
+  nodes.push({ opType: 'Reshape', inputs: [q('mask32'), q('row_shape')], outputs: [q('row32')] });
+  const squeeze = (input: string, output: string) => nodes.push({ opType: 'Reshape', inputs: [input, q('flat')], outputs: [output] });
+  initializers.push({ name: q('flat'), ...tensor('int64', [1], BigInt64Array.from([-1n])) });
 
   tensors.forEach((t, k) => {
     const n = momentStatsNames(k);
     const v = (s: string) => `quantlens/moments_${k}/${s}`;
     inputs.push({ name: n.shift, type: 'double', dims: [t.width] });
+    initializers.push({ name: v('rows_shape'), ...tensor('int64', [2], BigInt64Array.from([-1n, BigInt(t.width)])) });
     nodes.push({ opType: 'Cast', inputs: [t.name], outputs: [v('xf')], attrs: { to: 1 } });
-    nodes.push({ opType: 'Cast', inputs: [v('xf')], outputs: [v('x64')], attrs: { to: 11 } });
+    nodes.push({ opType: 'Reshape', inputs: [v('xf'), v('rows_shape')], outputs: [v('x2d')] });
+    nodes.push({ opType: 'Cast', inputs: [v('x2d')], outputs: [v('x64')], attrs: { to: 11 } });
     nodes.push({ opType: 'Sub', inputs: [v('x64'), n.shift], outputs: [v('d')] });
-    nodes.push({ opType: 'Where', inputs: [q('mask3'), v('d'), q('zero64')], outputs: [v('dm')] });
-    reduce('ReduceSum', v('dm'), n.s1);
-    nodes.push({ opType: 'Mul', inputs: [v('dm'), v('dm')], outputs: [v('d2')] });
-    reduce('ReduceSum', v('d2'), n.s2);
+    nodes.push({ opType: 'MatMul', inputs: [q('row64'), v('d')], outputs: [v('s1_row')] });
+    squeeze(v('s1_row'), n.s1);
+    nodes.push({ opType: 'Mul', inputs: [v('d'), v('d')], outputs: [v('d2')] });
+    nodes.push({ opType: 'MatMul', inputs: [q('row64'), v('d2')], outputs: [v('s2_row')] });
+    squeeze(v('s2_row'), n.s2);
     nodes.push({ opType: 'Where', inputs: [q('mask3'), v('xf'), q('inf')], outputs: [v('for_min')] });
     reduce('ReduceMin', v('for_min'), n.min);
     nodes.push({ opType: 'Where', inputs: [q('mask3'), v('xf'), q('ninf')], outputs: [v('for_max')] });
     reduce('ReduceMax', v('for_max'), n.max);
-    nodes.push({ opType: 'Greater', inputs: [v('xf'), NEAR_LO], outputs: [v('above')] });
-    nodes.push({ opType: 'Less', inputs: [v('xf'), NEAR_HI], outputs: [v('below')] });
+    nodes.push({ opType: 'Greater', inputs: [v('x2d'), NEAR_LO], outputs: [v('above')] });
+    nodes.push({ opType: 'Less', inputs: [v('x2d'), NEAR_HI], outputs: [v('below')] });
     nodes.push({ opType: 'And', inputs: [v('above'), v('below')], outputs: [v('inside')] });
-    nodes.push({ opType: 'And', inputs: [v('inside'), q('mask3')], outputs: [v('inside_real')] });
-    nodes.push({ opType: 'Cast', inputs: [v('inside_real')], outputs: [v('inside64')], attrs: { to: 11 } });
-    reduce('ReduceSum', v('inside64'), n.nearZero);
+    nodes.push({ opType: 'Cast', inputs: [v('inside')], outputs: [v('inside32')], attrs: { to: 1 } });
+    // Counts of 0/1 in a float32 GEMV are exact while below 2^24 real tokens per batch.
+    nodes.push({ opType: 'MatMul', inputs: [q('row32'), v('inside32')], outputs: [v('nz_row')] });
+    nodes.push({ opType: 'Cast', inputs: [v('nz_row')], outputs: [v('nz_row64')], attrs: { to: 11 } });
+    squeeze(v('nz_row64'), n.nearZero);
     outputs.push({ name: n.s1 }, { name: n.s2 }, { name: n.min }, { name: n.max }, { name: n.nearZero });
   });
   return { nodes, initializers, inputs, outputs };
