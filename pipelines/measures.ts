@@ -8,6 +8,7 @@ import type { Plan } from './plan.ts';
 import type { BatchResult } from '../operators/infer.ts';
 import { NeuronsEstimator, type NeuronsState } from '../operators/estimators/neurons.ts';
 import { MomentsRunner } from '../operators/estimators/moments-graph.ts';
+import type { ActivationSite } from '../sources/onnx/capture.ts';
 import { deadNeuronsFrom } from '../operators/estimators/dead.ts';
 import { CorrelationEstimator, type CorrelationState, type CorrelationSummary } from '../operators/estimators/correlation.ts';
 import { AgreementEstimator, jaccard, type AgreementState, type AgreementRow } from '../operators/estimators/agreement.ts';
@@ -190,6 +191,21 @@ export class RunMeasures {
     this.dumps.clear();
   }
 
+  /** Jaccard overlap of a neuron set of each precision with the reference's, per captured layer. */
+  private overlapRows(metric: string, setOf: (precision: string, site: ActivationSite) => Set<number> | undefined): AgreementRow[] {
+    const rows: AgreementRow[] = [];
+    for (const p of this.plan.cfg.precisions) {
+      if (p === this.reference) continue;
+      for (const s of this.plan.sites) {
+        const a = setOf(this.reference, s);
+        const b = setOf(p, s);
+        // Two empty sets agree completely.
+        if (a && b) rows.push({ precision: p, reference: this.reference, layer: s.layer, tensor: s.tensor, metric, value: a.size + b.size === 0 ? 1 : jaccard(a, b) });
+      }
+    }
+    return rows;
+  }
+
   /** Write every estimator's table; returns extra summary fields. */
   async finish(): Promise<FinishedExtras> {
     const meta = this.plan.metadata;
@@ -230,26 +246,8 @@ export class RunMeasures {
     }
     if (this.agreement) {
       const rows: AgreementRow[] = this.agreement.finish();
-      if (deadSets) {
-        for (const p of this.plan.cfg.precisions) {
-          if (p === this.reference) continue;
-          for (const s of this.plan.sites) {
-            const a = deadSets.get(`${this.reference}|${s.tensor}`);
-            const b = deadSets.get(`${p}|${s.tensor}`);
-            if (a && b) rows.push({ precision: p, reference: this.reference, layer: s.layer, tensor: s.tensor, metric: 'dead_jaccard', value: a.size + b.size === 0 ? 1 : jaccard(a, b) });
-          }
-        }
-      }
-      if (salientSets) {
-        for (const p of this.plan.cfg.precisions) {
-          if (p === this.reference) continue;
-          for (const s of this.plan.sites) {
-            const a = salientSets.get(`${this.reference}|${s.layer}`) ?? new Set<number>();
-            const b = salientSets.get(`${p}|${s.layer}`) ?? new Set<number>();
-            rows.push({ precision: p, reference: this.reference, layer: s.layer, tensor: s.tensor, metric: 'salient_jaccard', value: a.size + b.size === 0 ? 1 : jaccard(a, b) });
-          }
-        }
-      }
+      if (deadSets) rows.push(...this.overlapRows('dead_jaccard', (p, s) => deadSets.get(`${p}|${s.tensor}`)));
+      if (salientSets) rows.push(...this.overlapRows('salient_jaccard', (p, s) => salientSets.get(`${p}|${s.layer}`) ?? new Set<number>()));
       await writeParquetTable(path.join(this.outDir, 'agreement.parquet'), AGREEMENT_COLUMNS, meta, toColumns(rows, AGREEMENT_COLUMNS) as Record<string, ArrayLike<unknown>>);
     }
     return extra;
