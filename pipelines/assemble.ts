@@ -8,7 +8,7 @@
  *   → measures.update (estimators, predictions)     awaits its async work before acking
  *   → ack() → next batch is pulled
  */
-import { concatMap, finalize, tap, type Observable } from 'rxjs';
+import { concatMap, takeUntil, tap, NEVER, type Observable } from 'rxjs';
 import type { Plan } from './plan.ts';
 import type { Batch } from '../operators/types.ts';
 import { openDataset } from '../sources/dataset/open.ts';
@@ -30,7 +30,8 @@ export function assemble(
   plan: Plan,
   batches: AsyncIterable<Batch>,
   consume: (r: BatchResult) => Promise<void>,
-  opts: { inFlight?: number; stopped?: () => boolean } = {},
+  /** `stop$` (Ctrl-C) ends the stream at once; the batch in flight is dropped, not half-counted. */
+  opts: { inFlight?: number; stop$?: Observable<unknown> } = {},
 ): Observable<BatchResult> {
   const { demand$, ack } = createDemand(opts.inFlight ?? 2);
   return pull(batches, demand$).pipe(
@@ -39,9 +40,7 @@ export function assemble(
       await consume(r);
       return r;
     }),
-    tap(() => {
-      if (!opts.stopped?.()) ack();
-    }),
-    finalize(() => undefined),
+    tap(() => ack()),
+    takeUntil(opts.stop$ ?? NEVER),
   );
 }

@@ -5,11 +5,12 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
-import { lastValueFrom, defaultIfEmpty } from 'rxjs';
+import { lastValueFrom, defaultIfEmpty, Subject } from 'rxjs';
 import { QuantlensError } from '../sources/errors.ts';
 import { removePendingTemporaries, writeFileAtomically } from '../sources/atomic-write.ts';
 import type { PipelineConfig } from './schema.ts';
 import { preparePlan, releasePlan, type Plan } from './plan.ts';
+import { openDataset } from '../sources/dataset/open.ts';
 import { assemble, batchesOf } from './assemble.ts';
 import { RunMeasures } from './measures.ts';
 import { Progress } from './progress.ts';
@@ -46,13 +47,20 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   mkdirSync(outDir, { recursive: true });
   const measures = new RunMeasures(plan, outDir);
   let stopped = false;
+  const stop$ = new Subject<void>();
   const onSignal = () => {
     stopped = true;
+    stop$.next();
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const stats: TokenizeStats = { examples: 0, truncated: 0, tokens: 0 };
-  const total = opts.total ?? (cfg.dataset.limit && !opts.shard && !cfg.dataset.shard ? cfg.dataset.limit : null);
+  let total = opts.total ?? (cfg.dataset.limit && !opts.shard && !cfg.dataset.shard ? cfg.dataset.limit : null);
+  // An ETA needs the record count: on a terminal, count it with one streaming pass (cheap next to inference).
+  if (total === null && process.stderr.isTTY && !opts.quiet) {
+    total = 0;
+    for await (const _ of openDataset(plan.dataset)) total++;
+  }
   const progress = new Progress(total, { quiet: opts.quiet });
   log(`quantlens: ${cfg.name}: ${plan.demoLabel ? `${plan.demoLabel}, ` : ''}${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => s.layer).join(', ')} → ${outDir}`);
   let ck: RunCheckpoints | undefined;
@@ -69,7 +77,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
         progress.tick(r.batch.examples.length, r.batch.realTokens);
         opts.onBatch?.(r, progress.examples);
       },
-      { stopped: () => stopped },
+      { stop$ },
     );
     await lastValueFrom(graph.pipe(defaultIfEmpty(null)));
     if (stopped) throw new QuantlensError('INTERRUPTED', 'interrupted; no result files were written');
