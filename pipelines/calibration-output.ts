@@ -3,26 +3,38 @@
  * per-example (confidence, correct) records — so ACE is exact for any dataset size.
  */
 import path from 'node:path';
-import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import type { Plan } from './plan.ts';
 import { calibrationSummary } from '../operators/estimators/calibration.ts';
 import { writeParquetTable } from '../sinks/parquet.ts';
 import { CALIBRATION_COLUMNS, toColumns } from './output-schemas.ts';
 
+/**
+ * The (confidence, correct, example_id) columns per precision, read one row group at a time so
+ * only one group's row objects exist at once; the result is three numeric columns (≈ 17 bytes
+ * per example), which is what exact ACE needs.
+ */
 export async function readPredictionColumns(file: string): Promise<Map<string, { conf: number[]; correct: number[]; ids: number[] }>> {
-  const rows = (await parquetReadObjects({ file: await asyncBufferFromFile(file), columns: ['example_id', 'precision', 'confidence', 'correct'] })) as {
-    example_id: number;
-    precision: string;
-    confidence: number;
-    correct: boolean;
-  }[];
+  const buf = await asyncBufferFromFile(file);
+  const metadata = await parquetMetadataAsync(buf);
   const by = new Map<string, { conf: number[]; correct: number[]; ids: number[] }>();
-  for (const r of rows) {
-    let e = by.get(r.precision);
-    if (!e) by.set(r.precision, (e = { conf: [], correct: [], ids: [] }));
-    e.conf.push(r.confidence);
-    e.correct.push(r.correct ? 1 : 0);
-    e.ids.push(r.example_id);
+  let rowStart = 0;
+  for (const group of metadata.row_groups) {
+    const rowEnd = rowStart + Number(group.num_rows);
+    const rows = (await parquetReadObjects({ file: buf, metadata, columns: ['example_id', 'precision', 'confidence', 'correct'], rowStart, rowEnd })) as {
+      example_id: number;
+      precision: string;
+      confidence: number;
+      correct: boolean;
+    }[];
+    for (const r of rows) {
+      let e = by.get(r.precision);
+      if (!e) by.set(r.precision, (e = { conf: [], correct: [], ids: [] }));
+      e.conf.push(r.confidence);
+      e.correct.push(r.correct ? 1 : 0);
+      e.ids.push(r.example_id);
+    }
+    rowStart = rowEnd;
   }
   return by;
 }

@@ -107,9 +107,13 @@ function baseNameWithoutExt(p: string): string {
 
 export async function loadRun(dir: string): Promise<RunData> {
   if (!existsSync(dir)) throw new QuantlensError('IO', 'run folder does not exist', dir);
-  const [summary, predictions, calibration, neurons, dead, correlation, agreement, salience] = await Promise.all([
-    readSummary(path.join(dir, 'summary.json')),
-    readParquet<PredictionRow>(path.join(dir, 'predictions.parquet')),
+  const summary = await readSummary(path.join(dir, 'summary.json'));
+  // Per-example predictions are read only when the summary lacks the headline numbers they give:
+  // a large run's predictions file would otherwise dominate the report's memory.
+  const headlines = Object.values(summary?.precisions ?? {}) as Record<string, unknown>[];
+  const needPredictions = headlines.length === 0 || headlines.some((p) => p.accuracy === undefined || p.mean_confidence === undefined || p.examples === undefined);
+  const [predictions, calibration, neurons, dead, correlation, agreement, salience] = await Promise.all([
+    needPredictions ? readParquet<PredictionRow>(path.join(dir, 'predictions.parquet')) : Promise.resolve(undefined),
     readParquet<CalibrationRow>(path.join(dir, 'calibration.parquet')),
     readParquet<NeuronRow>(path.join(dir, 'neurons.parquet')),
     readParquet<DeadRow>(path.join(dir, 'dead.parquet')),
