@@ -20,6 +20,7 @@ import {
   DEAD_COLUMNS,
   NEURONS_COLUMNS,
   PREDICTIONS_COLUMNS,
+  PREDICTIONS_ROW_GROUP,
   SALIENCE_COLUMNS,
   toColumns,
 } from './output-schemas.ts';
@@ -106,7 +107,7 @@ export class RunMeasures {
   async open(predictionsFile = path.join(this.outDir, 'predictions.parquet')): Promise<void> {
     if (this.salience) this.salience.runners = await createAttributionRunners(this.plan);
     // Predictions are always recorded: calibration, agreement flips and the report read them.
-    this.predictions = await openParquetSink(predictionsFile, PREDICTIONS_COLUMNS, this.plan.metadata);
+    this.predictions = await openParquetSink(predictionsFile, PREDICTIONS_COLUMNS, this.plan.metadata, { rowGroupRows: PREDICTIONS_ROW_GROUP });
     const a = this.plan.cfg.activations;
     if (a) {
       for (const p of this.plan.cfg.precisions)
@@ -166,7 +167,7 @@ export class RunMeasures {
   /** Close the current predictions file (rename into place) and continue in `next` (checkpoint part files). */
   async rotatePredictions(next: string): Promise<void> {
     await this.predictions?.close();
-    this.predictions = await openParquetSink(next, PREDICTIONS_COLUMNS, this.plan.metadata);
+    this.predictions = await openParquetSink(next, PREDICTIONS_COLUMNS, this.plan.metadata, { rowGroupRows: PREDICTIONS_ROW_GROUP });
   }
 
   /** Close the predictions file (rename into place). */

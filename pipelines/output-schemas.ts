@@ -12,6 +12,9 @@ export const PREDICTIONS_COLUMNS: ColumnSpec[] = [
   { name: 'truncated', type: 'bool' },
 ];
 
+/** predictions.parquet is streamed one row group at a time; 16k rows keeps that buffer small. */
+export const PREDICTIONS_ROW_GROUP = 16_384;
+
 export const NEURONS_COLUMNS: ColumnSpec[] = [
   { name: 'layer', type: 'int32' },
   { name: 'tensor', type: 'utf8' },
