@@ -9,7 +9,7 @@
  */
 import { QuantlensError } from '../errors.ts';
 import { floatToHalf } from '../onnx/dtypes.ts';
-import { tensor, type AttrInput, type TensorData } from '../onnx/builder.ts';
+import { tensor, type AttrInput, type BuiltNode, type TensorData } from '../onnx/builder.ts';
 
 /** ORT element type names ('float32', 'int64', ...). */
 export type ElemType = string;
@@ -20,14 +20,7 @@ export interface TensorMeta {
   shape: number[];
 }
 
-export interface EmittedNode {
-  opType: string;
-  inputs: string[];
-  outputs: string[];
-  attrs: Record<string, AttrInput>;
-  name: string;
-  domain: string;
-}
+export type EmittedNode = BuiltNode;
 
 export const FLOAT_TYPES = new Set(['float32', 'float16', 'float64', 'bfloat16']);
 

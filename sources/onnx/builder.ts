@@ -56,7 +56,8 @@ interface ExternalRef {
   length: number;
 }
 
-interface Node {
+/** A node as the builder (and the backward-graph emitter) holds it before encoding. */
+export interface BuiltNode {
   opType: string;
   inputs: string[];
   outputs: string[];
@@ -141,7 +142,7 @@ export interface ModelOptions {
 }
 
 export class GraphBuilder {
-  private nodes: Node[] = [];
+  private nodes: BuiltNode[] = [];
   private inits = new Map<string, TensorData>();
   private inputs: { name: string; type: DTypeName; dims: Dim[] }[] = [];
   private outputs: { name: string; type?: DTypeName; dims?: Dim[] }[] = [];

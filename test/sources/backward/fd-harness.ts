@@ -17,22 +17,14 @@ import ort from 'onnxruntime-node';
 import { GraphBuilder, tensor } from '../../../sources/onnx/builder.ts';
 import { readOnnxModel } from '../../../sources/onnx/model-reader.ts';
 import { buildAttributionGraphWithInfo, gradName, overrideName, TARGET_INPUT, OBJECTIVE_OUTPUT } from '../../../sources/backward/graph.ts';
+import { mulberry32 } from '../../../sources/random.ts';
 
 export const B = 3;
 export const T = 4;
 export const W = 6;
 export const V = 5;
 
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 export interface Body {
   /** Builds the op under test from `act` [B,T,W]; returns a [B,T,k] tensor. */

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { readCsvHeader, readCsvRecords, readCsvRows } from '../../../sources/dataset/csv.ts';
 import { QuantlensError } from '../../../sources/errors.ts';
 import { sharedPath } from '../../helpers/shared.ts';
+import { mulberry32 } from '../../../sources/random.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-csv-'));
 let fileNo = 0;
@@ -62,17 +63,7 @@ function referenceParse(input: string): string[][] {
   return rows;
 }
 
-/** Deterministic PRNG so a failure reproduces. */
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32; // deterministic, so a failure reproduces
 
 const PIECES = ['a', 'b', 'Z', ' ', '1', 'é', '€', '中', '😀', ',', '"', '\n', '\r\n', '""', "'", '\t'];
 

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { readCsvRecords } from '../../../sources/dataset/csv.ts';
 import { readJsonlColumns, readJsonlRecords } from '../../../sources/dataset/jsonl.ts';
 import { QuantlensError } from '../../../sources/errors.ts';
+import { mulberry32 } from '../../../sources/random.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-jsonl-'));
 let fileNo = 0;
@@ -33,16 +34,7 @@ async function expectError(p: Promise<unknown>, messageStart: string, code = 'DA
   assert.unreachable(`expected error: ${messageStart}`);
 }
 
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32; // deterministic, so a failure reproduces
 
 const PIECES = ['a', 'Z', ' ', 'é', '€', '中', '😀', ',', '"', '\n', '\r\n', '\\', '{', '}', '\u2028'];
 
