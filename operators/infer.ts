@@ -58,19 +58,28 @@ function asFloat32(t: ort.Tensor): Float32Array {
   throw new Error(`expected float logits, got ${t.type}`);
 }
 
+/** Feeds for the inputs quantlens appended (in-graph moments): needed on every run of the session. */
+export function extraFeeds(runner: PrecisionRunner, shifts?: Float64Array[]): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  if (!runner.momentSites.length) return feeds;
+  feeds[NEAR_LO] = new ort.Tensor('float32', Float32Array.of(runner.nearZero?.lo ?? -0.1), []);
+  feeds[NEAR_HI] = new ort.Tensor('float32', Float32Array.of(runner.nearZero?.hi ?? 0.1), []);
+  runner.momentSites.forEach((s, k) => {
+    const shift = shifts?.[k] ?? new Float64Array(s.width ?? 0);
+    feeds[momentStatsNames(k).shift] = new ort.Tensor('float64', shift, [shift.length]);
+  });
+  return feeds;
+}
+
 export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: number): Promise<PrecisionOutput> {
   const feeds = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
   const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.tensor)];
   const shifts = runner.momentSites.map((s) => Float64Array.from(runner.momentShift?.(s) ?? new Float64Array(s.width ?? 0)));
-  if (runner.momentSites.length) {
-    feeds[NEAR_LO] = new ort.Tensor('float32', Float32Array.of(runner.nearZero?.lo ?? -0.1), []);
-    feeds[NEAR_HI] = new ort.Tensor('float32', Float32Array.of(runner.nearZero?.hi ?? 0.1), []);
-    runner.momentSites.forEach((s, k) => {
-      const n = momentStatsNames(k);
-      feeds[n.shift] = new ort.Tensor('float64', shifts[k], [shifts[k].length]);
-      fetches.push(n.s1, n.s2, n.min, n.max, n.nearZero);
-    });
-  }
+  Object.assign(feeds, extraFeeds(runner, shifts));
+  runner.momentSites.forEach((_, k) => {
+    const n = momentStatsNames(k);
+    fetches.push(n.s1, n.s2, n.min, n.max, n.nearZero);
+  });
   const t0 = performance.now();
   const out = await runner.session.run(feeds, fetches);
   const seconds = (performance.now() - t0) / 1000;

@@ -43,7 +43,7 @@ export function scorePredictions(batch: PredictionBatch, scoring: Scoring): Scor
   const n = exampleIds.length;
   if (logits.length !== n * V) throw new QuantlensError('STATE', `scoring: batch ${batch.batchIndex} has ${logits.length} logits for ${n} examples × vocab ${V}`);
   if (batch.gold.length !== n) throw new QuantlensError('STATE', `scoring: batch ${batch.batchIndex} has ${batch.gold.length} gold strings for ${n} examples`);
-  if (scoring.mode === 'loglik') throw new QuantlensError('UNSUPPORTED', 'scoring: loglik is not implemented yet');
+  if (scoring.mode === 'loglik') throw new QuantlensError('STATE', 'scoring: loglik needs extra forward passes; use operators/loglik.ts (scoreLoglik)');
 
   const rows: ScoreRow[] = [];
   if (scoring.mode === 'first-token') {

@@ -140,8 +140,8 @@ export function parsePipeline(text: string, file: string): PipelineConfig {
     const node = (doc.getIn(['dataset', 'shard', 'index'], true) as YamlNode) ?? undefined;
     v.fail(node, 'dataset.shard.index', `must be < shard.count (${shard.count})`);
   }
-  if (cfg.scoring.mode === 'choices' && !cfg.scoring.choices?.length)
-    v.fail(doc.getIn(['scoring'], true) as YamlNode, 'scoring.choices', 'is required when scoring.mode is choices');
+  if (cfg.scoring.mode !== 'first-token' && !cfg.scoring.choices?.length)
+    v.fail(doc.getIn(['scoring'], true) as YamlNode, 'scoring.choices', `is required when scoring.mode is ${cfg.scoring.mode}`);
   const dependsOnRef = cfg.measure.includes('agreement');
   if (dependsOnRef && cfg.precisions.length < 2)
     v.fail(doc.getIn(['measure'], true) as YamlNode, 'measure', 'agreement needs at least two precisions');

@@ -12,7 +12,8 @@ import type { ActivationSite } from '../sources/onnx/capture.ts';
 import { deadNeuronsFrom } from '../operators/estimators/dead.ts';
 import { CorrelationEstimator, type CorrelationState, type CorrelationSummary } from '../operators/estimators/correlation.ts';
 import { AgreementEstimator, jaccard, type AgreementState, type AgreementRow } from '../operators/estimators/agreement.ts';
-import { scorePredictions, type Scoring } from '../operators/score.ts';
+import { scorePredictions, type Scoring, type ScoreRow } from '../operators/score.ts';
+import { scoreLoglik } from '../operators/loglik.ts';
 import { openParquetSink, writeParquetTable, type ParquetSink } from '../sinks/parquet.ts';
 import {
   AGREEMENT_COLUMNS,
@@ -122,7 +123,7 @@ export class RunMeasures {
     const truncated = r.batch.examples.map((e) => e.truncated);
     const correctBy = new Map<string, Uint8Array>();
     for (const o of r.outputs) {
-      const rows = scorePredictions(o.prediction, this.scoring);
+      const rows = this.scoring.mode === 'loglik' ? await this.loglikRows(r, o.precision) : scorePredictions(o.prediction, this.scoring);
       correctBy.set(o.precision, Uint8Array.from(rows, (x) => (x.correct ? 1 : 0)));
       const cols = toColumns(rows, PREDICTIONS_COLUMNS);
       cols.truncated = truncated;
@@ -190,6 +191,13 @@ export class RunMeasures {
     this.predictions = undefined;
     for (const d of this.dumps.values()) await d.abort();
     this.dumps.clear();
+  }
+
+  /** `scoring.mode: loglik`: extra forward passes over (prompt + choice) per example. */
+  private loglikRows(r: BatchResult, precision: string): Promise<ScoreRow[]> {
+    const runner = this.plan.runners.find((x) => x.precision === precision)!;
+    const texts = r.batch.examples.map((e) => this.plan.template.render(e.fields));
+    return scoreLoglik(runner, r.batch.examples, texts, this.plan.cfg.scoring.choices ?? [], this.plan.tokenizer, { maxContext: this.plan.maxContext });
   }
 
   /** Jaccard overlap of a neuron set of each precision with the reference's, per captured layer. */

@@ -89,7 +89,6 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     const width = Math.max(...sites.map((s) => s.width ?? 0));
     checkCorrelationBudget(width, sites.length * cfg.precisions.length, cfg.correlation.memory_budget_gb * 1024 ** 3, where('correlation.memory_budget_gb'));
   }
-  if (cfg.scoring.mode === 'loglik') throw new QuantlensError('UNSUPPORTED', 'scoring.mode loglik is not implemented yet; use first-token or choices', where('scoring.mode'));
 
   const session = defaultSessionSettings();
   if (cfg.session.intra_op_threads > 0) session.intraOpThreads = cfg.session.intra_op_threads;

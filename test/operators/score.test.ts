@@ -73,10 +73,10 @@ test('choices: renormalised softmax over the label ids only', () => {
   assert.ok(out.some((r) => r.correct));
 });
 
-test('errors: loglik unsupported, bad choices, shape mismatch', () => {
+test('errors: loglik is not a per-logits scorer, bad choices, shape mismatch', () => {
   const b = batch(makeRows(3, 2), ['a', 'b']);
   const code = (fn: () => unknown) => { try { fn(); } catch (e) { return isQuantlensError(e) ? e.code : 'other'; } return null; };
-  assert.is(code(() => scorePredictions(b, { mode: 'loglik' })), 'UNSUPPORTED');
+  assert.is(code(() => scorePredictions(b, { mode: 'loglik' })), 'STATE');
   assert.is(code(() => scorePredictions(b, { mode: 'choices', choices: { a: 99 } })), 'CONFIG');
   assert.is(code(() => scorePredictions(b, { mode: 'choices', choices: { a: 1, b: 1 } })), 'CONFIG');
   assert.is(code(() => scorePredictions(b, { mode: 'choices', choices: {} })), 'CONFIG');
