@@ -12,6 +12,7 @@
  */
 import * as arrow from 'apache-arrow';
 import { QuantlensError } from '../sources/errors.ts';
+import { halfToFloat } from '../sources/onnx/dtypes.ts';
 import type { ActivationChunk, Batch } from './types.ts';
 
 export interface ActivationChunkArgs {
@@ -21,43 +22,6 @@ export interface ActivationChunkArgs {
   precision: string;
   layer: number;
   tensor: string;
-}
-
-/** Bits of the float32 equal to every half-precision bit pattern (exact: float16 ⊂ float32). */
-let halfToFloatBits: Uint32Array | null = null;
-
-function halfBitsToFloatBits(h: number): number {
-  const sign = (h & 0x8000) << 16;
-  const exp = (h >> 10) & 0x1f;
-  let mant = h & 0x3ff;
-  if (exp === 0) {
-    if (mant === 0) return sign >>> 0; // ±0
-    // Subnormal half = mant·2^-24: normalise the mantissa, lowering the exponent per shift.
-    let e = 113;
-    while ((mant & 0x400) === 0) {
-      mant <<= 1;
-      e--;
-    }
-    return (sign | (e << 23) | ((mant & 0x3ff) << 13)) >>> 0;
-  }
-  if (exp === 31) return (sign | 0x7f800000 | (mant << 13)) >>> 0; // ±Inf, NaN (payload kept)
-  return (sign | ((exp + 112) << 23) | (mant << 13)) >>> 0; // rebias 15 → 127
-}
-
-function halfTable(): Uint32Array {
-  if (!halfToFloatBits) {
-    halfToFloatBits = new Uint32Array(65536);
-    for (let h = 0; h < 65536; h++) halfToFloatBits[h] = halfBitsToFloatBits(h);
-  }
-  return halfToFloatBits;
-}
-
-/** Convert float16 bit patterns to float32 (bit-exact, via a 256 KiB lookup table). */
-export function float16ToFloat32(half: Uint16Array, out = new Float32Array(half.length)): Float32Array {
-  const table = halfTable();
-  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
-  for (let i = 0; i < half.length; i++) bits[i] = table[half[i]];
-  return out;
 }
 
 /** Build the ActivationChunk of non-pad tokens. For float32 input this compacts `data` in place. */
@@ -107,13 +71,11 @@ export function activationChunk(args: ActivationChunkArgs): ActivationChunk {
     values = data.subarray(0, rows * D);
   } else if (data instanceof Uint16Array) {
     values = new Float32Array(rows * D);
-    const table = halfTable();
-    const out = new Uint32Array(values.buffer);
     let dst = 0;
     for (let b = 0; b < B; b++) {
       const len = batch.lengths[b];
       const src = (b * T + (T - len)) * D;
-      for (let i = 0; i < len * D; i++) out[dst + i] = table[data[src + i]];
+      halfToFloat(data.subarray(src, src + len * D), values.subarray(dst, dst + len * D));
       dst += len * D;
     }
   } else {

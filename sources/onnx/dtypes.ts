@@ -23,18 +23,38 @@ export function dtypeName(code: number): string {
   return `dtype(${code})`;
 }
 
-/** IEEE 754 half → float32, exact for every half value (subnormals, inf, NaN included). */
-export function halfToFloat(h: Uint16Array): Float32Array {
-  const out = new Float32Array(h.length);
-  for (let i = 0; i < h.length; i++) {
-    const x = h[i];
-    const sign = x & 0x8000 ? -1 : 1;
-    const exp = (x >> 10) & 0x1f;
-    const frac = x & 0x3ff;
-    if (exp === 0) out[i] = sign * frac * 2 ** -24;
-    else if (exp === 31) out[i] = frac ? NaN : sign * Infinity;
-    else out[i] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
+/** float32 bits of a half-precision bit pattern (exact: float16 ⊂ float32; NaN payloads kept). */
+function halfBitsToFloatBits(h: number): number {
+  const sign = (h & 0x8000) << 16;
+  const exp = (h >> 10) & 0x1f;
+  let mant = h & 0x3ff;
+  if (exp === 0) {
+    if (mant === 0) return sign >>> 0; // ±0
+    // Subnormal half = mant·2^-24: normalise the mantissa, lowering the exponent per shift.
+    let e = 113;
+    while ((mant & 0x400) === 0) {
+      mant <<= 1;
+      e--;
+    }
+    return (sign | (e << 23) | ((mant & 0x3ff) << 13)) >>> 0;
   }
+  if (exp === 31) return (sign | 0x7f800000 | (mant << 13)) >>> 0; // ±Inf, NaN
+  return (sign | ((exp + 112) << 23) | (mant << 13)) >>> 0; // rebias 15 → 127
+}
+
+let halfTable: Uint32Array | null = null;
+
+/**
+ * IEEE 754 half → float32, exact for every half value, through a 256 KiB lookup table (activation
+ * tensors of fp16 models pass through here on the hot path). Writes into `out` when given.
+ */
+export function halfToFloat(h: Uint16Array, out: Float32Array = new Float32Array(h.length)): Float32Array {
+  if (!halfTable) {
+    halfTable = new Uint32Array(65536);
+    for (let x = 0; x < 65536; x++) halfTable[x] = halfBitsToFloatBits(x);
+  }
+  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  for (let i = 0; i < h.length; i++) bits[i] = halfTable[h[i]];
   return out;
 }
 

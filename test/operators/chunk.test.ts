@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { activationChunk, chunkToRecordBatch, float16ToFloat32 } from '../../operators/chunk.ts';
+import { activationChunk, chunkToRecordBatch } from '../../operators/chunk.ts';
+import { halfToFloat } from '../../sources/onnx/dtypes.ts';
 import type { Batch, TokenizedExample } from '../../operators/types.ts';
 import { QuantlensError } from '../../sources/errors.ts';
 
@@ -80,7 +81,7 @@ test('float32 compaction in place matches a brute-force gather (random B, T, D, 
 
 test('float16 conversion matches the textbook half→float formula for all 65536 patterns', () => {
   const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
-  const got = float16ToFloat32(all);
+  const got = halfToFloat(all);
   for (let h = 0; h < 65536; h++) {
     const want = halfToNumber(h);
     if (Number.isNaN(want)) assert.ok(Number.isNaN(got[h]), `half ${h.toString(16)} should be NaN`);
