@@ -42,13 +42,11 @@ export async function* batchByTokens(examples: AsyncIterable<TokenizedExample>, 
   let index = 0;
   for await (const ex of examples) {
     window.push(ex);
-    if (window.length >= opts.window) {
-      for (const b of cutWindow(window, opts, index)) {
-        index++;
-        yield b;
-      }
-      window = [];
-    }
+    if (window.length < opts.window) continue;
+    const batches = cutWindow(window, opts, index);
+    index += batches.length;
+    window = [];
+    yield* batches;
   }
-  if (window.length) for (const b of cutWindow(window, opts, index++)) yield b;
+  if (window.length) yield* cutWindow(window, opts, index);
 }

@@ -18,14 +18,13 @@ import path from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { QuantlensError } from '../sources/errors.ts';
 import { writeFileAtomically } from '../sources/atomic-write.ts';
-import { openParquetSink } from '../sinks/parquet.ts';
 import type { Batch } from '../operators/types.ts';
 import type { BatchResult } from '../operators/infer.ts';
 import type { TokenizeStats } from '../operators/tokenize.ts';
 import type { ActivationSite } from '../sources/onnx/capture.ts';
 import type { Plan, PrecisionInfo } from './plan.ts';
 import type { MeasureStates, PrecisionTally, RunMeasures } from './measures.ts';
-import { PREDICTIONS_COLUMNS, PREDICTIONS_ROW_GROUP } from './output-schemas.ts';
+import { PREDICTIONS_COLUMNS, openPredictionsSink } from './output-schemas.ts';
 
 export const STATE_DIR = 'state';
 export const CHECKPOINT_FILE = 'checkpoint.json';
@@ -173,7 +172,7 @@ export async function readPredictionRows(file: string): Promise<Record<string, u
 
 /** Write rows (objects) as predictions.parquet, appended in slices so row groups match a single run. */
 export async function writePredictionRows(finalPath: string, metadata: Record<string, string>, rows: Iterable<Record<string, unknown>> | AsyncIterable<Record<string, unknown>>): Promise<number> {
-  const sink = await openParquetSink(finalPath, PREDICTIONS_COLUMNS, metadata, { rowGroupRows: PREDICTIONS_ROW_GROUP });
+  const sink = await openPredictionsSink(finalPath, metadata);
   try {
     let slice: Record<string, unknown>[] = [];
     const flush = async () => {

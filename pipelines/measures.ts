@@ -14,18 +14,19 @@ import { CorrelationEstimator, type CorrelationState, type CorrelationSummary } 
 import { AgreementEstimator, jaccard, type AgreementState, type AgreementRow } from '../operators/estimators/agreement.ts';
 import { scorePredictions, type Scoring, type ScoreRow } from '../operators/score.ts';
 import { scoreLoglik } from '../operators/loglik.ts';
-import { openParquetSink, writeParquetTable, type ParquetSink } from '../sinks/parquet.ts';
+import { writeParquetTable, type ParquetSink } from '../sinks/parquet.ts';
 import {
   AGREEMENT_COLUMNS,
   CORRELATION_COLUMNS,
   DEAD_COLUMNS,
   NEURONS_COLUMNS,
   PREDICTIONS_COLUMNS,
-  PREDICTIONS_ROW_GROUP,
+  openPredictionsSink,
   SALIENCE_COLUMNS,
   toColumns,
 } from './output-schemas.ts';
 import { QuantlensError } from '../sources/errors.ts';
+import { labelTokenId } from '../sources/tokenizer.ts';
 import { SalienceMeasure, createAttributionRunners } from './salience.ts';
 import type { SalienceState } from '../operators/attribution/salience.ts';
 import { openActivationDump, type ActivationDump } from '../sinks/activation-dump.ts';
@@ -55,8 +56,7 @@ export function scoringFor(plan: Plan): Scoring {
   if (scoring.mode === 'choices') {
     const choices: Record<string, number> = {};
     for (const c of scoring.choices ?? []) {
-      const ids = Array.from(plan.tokenizer.encode(c)).filter((id) => id !== plan.tokenizer.bosId);
-      const id = plan.tokenizer.idOf(c) ?? ids[0];
+      const id = labelTokenId(plan.tokenizer, c);
       if (id === undefined) throw new QuantlensError('CONFIG', `scoring.choices: "${c}" does not tokenize`, 'scoring.choices');
       choices[c] = id;
     }
@@ -108,7 +108,7 @@ export class RunMeasures {
   async open(predictionsFile = path.join(this.outDir, 'predictions.parquet')): Promise<void> {
     if (this.salience) this.salience.runners = await createAttributionRunners(this.plan);
     // Predictions are always recorded: calibration, agreement flips and the report read them.
-    this.predictions = await openParquetSink(predictionsFile, PREDICTIONS_COLUMNS, this.plan.metadata, { rowGroupRows: PREDICTIONS_ROW_GROUP });
+    this.predictions = await openPredictionsSink(predictionsFile, this.plan.metadata);
     const a = this.plan.cfg.activations;
     if (a) {
       for (const p of this.plan.cfg.precisions)
@@ -168,7 +168,7 @@ export class RunMeasures {
   /** Close the current predictions file (rename into place) and continue in `next` (checkpoint part files). */
   async rotatePredictions(next: string): Promise<void> {
     await this.predictions?.close();
-    this.predictions = await openParquetSink(next, PREDICTIONS_COLUMNS, this.plan.metadata, { rowGroupRows: PREDICTIONS_ROW_GROUP });
+    this.predictions = await openPredictionsSink(next, this.plan.metadata);
   }
 
   /** Close the predictions file (rename into place). */

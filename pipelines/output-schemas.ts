@@ -1,5 +1,5 @@
 /** Column contracts of the output Parquet files (extend, don't rename). */
-import type { ColumnSpec } from '../sinks/parquet.ts';
+import { openParquetSink, type ColumnSpec, type ParquetSink } from '../sinks/parquet.ts';
 
 export const PREDICTIONS_COLUMNS: ColumnSpec[] = [
   { name: 'example_id', type: 'int32' },
@@ -14,6 +14,11 @@ export const PREDICTIONS_COLUMNS: ColumnSpec[] = [
 
 /** predictions.parquet is streamed one row group at a time; 16k rows keeps that buffer small. */
 export const PREDICTIONS_ROW_GROUP = 16_384;
+
+/** A streaming predictions.parquet (or a checkpoint part of it), the same for run, resume and merge. */
+export function openPredictionsSink(file: string, metadata: Record<string, string>): Promise<ParquetSink> {
+  return openParquetSink(file, PREDICTIONS_COLUMNS, metadata, { rowGroupRows: PREDICTIONS_ROW_GROUP });
+}
 
 export const NEURONS_COLUMNS: ColumnSpec[] = [
   { name: 'layer', type: 'int32' },

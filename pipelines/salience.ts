@@ -10,6 +10,7 @@ import type { BatchResult } from '../operators/infer.ts';
 import { createAttributionSession, attributeBatch, type AttributionSession } from '../operators/attribution/lig.ts';
 import { SalienceEstimator, type SalienceState, type SalienceResult } from '../operators/attribution/salience.ts';
 import type { ActivationSite } from '../sources/onnx/capture.ts';
+import { labelTokenId } from '../sources/tokenizer.ts';
 
 export interface AttributionRunner {
   precision: string;
@@ -40,11 +41,6 @@ export class SalienceMeasure {
     this.estimator = new SalienceEstimator({ threshold: plan.cfg.salience.threshold });
   }
 
-  private goldTarget(gold: string): number | undefined {
-    const tok = this.plan.tokenizer;
-    return tok.idOf(gold) ?? Array.from(tok.encode(gold)).find((id) => id !== tok.bosId);
-  }
-
   async update(r: BatchResult): Promise<void> {
     const { salience, dataset } = this.plan.cfg;
     // `limit` picks the first N examples of the selection by row index, not by arrival order, so
@@ -52,7 +48,7 @@ export class SalienceMeasure {
     const limit = salience.limit ?? Infinity;
     const examples = r.batch.examples.filter((e) => e.example_id - (dataset.skip ?? 0) < limit);
     if (examples.length === 0) return;
-    const targets = salience.target === 'gold' ? examples.map((e) => this.goldTarget(e.gold)) : undefined;
+    const targets = salience.target === 'gold' ? examples.map((e) => labelTokenId(this.plan.tokenizer, e.gold)) : undefined;
     for (const a of this.runners) {
       const results = await attributeBatch(a.session, examples.map((e) => ({ ids: e.ids })), a.site.tensor, {
         steps: salience.steps,

@@ -151,6 +151,14 @@ export function truncate(
   return { ids: ids.slice(ids.length - maxLen), truncated: true };
 }
 
+/**
+ * The token id that stands for a label string (a choice such as " True", or a gold answer): the
+ * exact vocabulary entry when there is one, else the first non-BOS token of its encoding.
+ */
+export function labelTokenId(tok: TextTokenizer, label: string): number | undefined {
+  return tok.idOf(label) ?? Array.from(tok.encode(label)).find((id) => id !== tok.bosId);
+}
+
 /** Refuse a tokenizer that can emit ids the model's embedding table does not have. */
 export function checkTokenizerFitsModel(tok: TextTokenizer, folder: ModelFolder, where?: string): void {
   if (folder.vocabSize !== null && tok.vocabSize > folder.vocabSize) {

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadTokenizer, truncate, checkTokenizerFitsModel } from '../../sources/tokenizer.ts';
+import { loadTokenizer, truncate, checkTokenizerFitsModel, labelTokenId } from '../../sources/tokenizer.ts';
 import { openModelFolder } from '../../sources/model/folder.ts';
 import { QuantlensError } from '../../sources/errors.ts';
 import { sharedPath } from '../helpers/shared.ts';
@@ -129,6 +129,18 @@ test('stories260K: special ids, BOS not doubled, decodeToken as HF decode([id])'
   assert.is(tok.decodeToken(first), expected);
   assert.is(tok.decode(ref.greedy_token_ids), ref.text);
   assert.is(tok.decodeToken(13), '\n'); // byte-fallback <0x0A>
+});
+
+test('stories260K: labelTokenId is the vocabulary entry, else the first non-BOS token of the encoding', async () => {
+  const dir = sharedPath('models/stories260K-onnx', 'labelTokenId');
+  if (!dir) return;
+  const tok = await loadTokenizer(dir);
+  const vocab = JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')).model.vocab as Record<string, number>;
+  assert.is(labelTokenId(tok, '<s>'), 1);
+  assert.is(labelTokenId(tok, '▁the'), vocab['▁the']);
+  const ids = Array.from(tok.encode(' True'));
+  assert.is(ids[0], 1);
+  assert.is(labelTokenId(tok, ' True'), ids[1]);
 });
 
 test('truncate keeps the requested side and BOS', () => {
