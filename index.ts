@@ -1,23 +1,23 @@
 /**
  * quantlens as a library. Everything the CLI does is reachable from here, typed.
  */
-export { QuantlensError, isQuantlensError, type ErrorCode } from './sources/errors.ts';
+export { QuantlensError, isQuantlensError, type ErrorCode } from './core/errors.ts';
 export type { PipelineConfig, MeasureName } from './pipelines/schema.ts';
 export { loadPipeline, parsePipeline } from './pipelines/load.ts';
 export { runPipeline, type RunOptions, type RunResult } from './pipelines/run.ts';
 export { preparePlan, type Plan } from './pipelines/plan.ts';
 export { inspectModel, type InspectReport } from './pipelines/inspect.ts';
 
-export type * from './operators/types.ts';
+export type * from './core/types.ts';
 export { openDataset, datasetColumns, type DatasetSpec } from './sources/dataset/open.ts';
 export { compilePrompt } from './sources/prompt.ts';
 export { loadTokenizer, type TextTokenizer } from './sources/tokenizer.ts';
 export { openModelFolder, type ModelFolder } from './sources/model/folder.ts';
-export { readOnnxModel, readTensorFloat32, type OnnxModel } from './sources/onnx/model-reader.ts';
-export { GraphBuilder, appendGraphFragment, appendGraphOutputs } from './sources/onnx/builder.ts';
-export { findActivationSites, resolveLayers, type ActivationSite } from './sources/onnx/capture.ts';
+export { readOnnxModel, readTensorFloat32, type OnnxModel } from './onnx/model-reader.ts';
+export { GraphBuilder, appendGraphFragment, appendGraphOutputs } from './onnx/builder.ts';
+export { findActivationSites, resolveLayers, type ActivationSite } from './onnx/capture.ts';
 export { ensureDemoModel } from './sources/demo/demo-model.ts';
-export { convertCheckpoint } from './sources/convert/index.ts';
+export { convertCheckpoint } from './onnx/convert/index.ts';
 
 export { ColumnMoments } from './operators/estimators/moments.ts';
 export { NeuronsEstimator } from './operators/estimators/neurons.ts';

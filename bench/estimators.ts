@@ -5,7 +5,7 @@
  *
  *  1. all measures on the bench demo model (d_ff 1024): predictions, neurons, calibration, dead,
  *     correlation, and agreement when a second precision (q4) can be built;
- *  2. correlation's share at d_ff = 4096 on a Llama generated here with sources/models/llama-graph.ts
+ *  2. correlation's share at d_ff = 4096 on a Llama generated here with onnx/models/llama-graph.ts
  *     (hidden 1024: a Llama-like d_ff/hidden of 4), cached under .cache/bench/;
  *  3. the Gram product behind correlation, float64 (what runs use) vs float32, on one batch-sized
  *     matrix: the size of the cheapest fix.
@@ -13,8 +13,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { writeModelFolder } from '../sources/models/llama-graph.ts';
-import type { LlamaConfig } from '../sources/models/llama-config.ts';
+import { writeModelFolder } from '../onnx/models/llama-graph.ts';
+import type { LlamaConfig } from '../onnx/models/llama-config.ts';
 import { demoConfig, demoWeights } from '../sources/demo/demo-model.ts';
 import { demoTokenizerFiles } from '../sources/demo/demo-tokenizer.ts';
 import { GramRunner } from '../operators/estimators/correlation-graph.ts';

@@ -22,13 +22,13 @@ import { preparePlan, releasePlan } from '../pipelines/plan.ts';
 import { batchesOf } from '../pipelines/assemble.ts';
 import { RunMeasures } from '../pipelines/measures.ts';
 import type { PipelineConfig } from '../pipelines/schema.ts';
-import { buildFeeds } from '../sources/onnx/feeds.ts';
-import { LAST_LOGITS } from '../sources/onnx/augment.ts';
+import { buildFeeds } from '../onnx/feeds.ts';
+import { LAST_LOGITS } from '../onnx/augment.ts';
 import { NeuronsEstimator } from '../operators/estimators/neurons.ts';
 import { CorrelationEstimator } from '../operators/estimators/correlation.ts';
 import { AgreementEstimator } from '../operators/estimators/agreement.ts';
-import type { Batch } from '../operators/types.ts';
-import type { TokenizeStats } from '../operators/tokenize.ts';
+import type { Batch } from '../core/types.ts';
+import type { TokenizeStats } from '../operators/encode.ts';
 import { ensureDemoModel } from '../sources/demo/demo-model.ts';
 import { TimeAccount, median, roundRobin, wrapMethod, writeSyntheticJsonl, type SyntheticOptions } from './lib.ts';
 

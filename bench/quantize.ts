@@ -12,8 +12,8 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GraphBuilder, tensor } from '../sources/onnx/builder.ts';
-import { quantizeModel, QUANT_VARIANTS, type QuantVariant } from '../sources/quantize/index.ts';
+import { GraphBuilder, tensor } from '../onnx/builder.ts';
+import { quantizeModel, QUANT_VARIANTS, type QuantVariant } from '../onnx/quantize/index.ts';
 
 const HIDDEN = 2048;
 const INTER = 5632;

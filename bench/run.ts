@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { writeFileAtomically } from '../sources/atomic-write.ts';
+import { writeFileAtomically } from '../core/atomic-write.ts';
 import { benchPipelineThroughput, type ThroughputResult } from './pipeline.ts';
 import { benchMemory, type MemoryResult } from './memory.ts';
 import { benchEstimators, type EstimatorsResult, type EstimatorRun } from './estimators.ts';

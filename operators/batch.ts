@@ -4,7 +4,7 @@
  * stays low while memory stays bounded by the window. Batch order differs from file order;
  * every downstream result is keyed by example_id.
  */
-import type { Batch, TokenizedExample } from './types.ts';
+import type { Batch, TokenizedExample } from '../core/types.ts';
 
 export interface BatchOptions {
   maxTokens: number;

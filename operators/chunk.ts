@@ -11,9 +11,9 @@
  * compacted, since it has to be widened anyway.
  */
 import * as arrow from 'apache-arrow';
-import { QuantlensError } from '../sources/errors.ts';
-import { halfToFloat } from '../sources/onnx/dtypes.ts';
-import type { ActivationChunk, Batch } from './types.ts';
+import { QuantlensError } from '../core/errors.ts';
+import { halfToFloat } from '../onnx/dtypes.ts';
+import type { ActivationChunk, Batch } from '../core/types.ts';
 
 export interface ActivationChunkArgs {
   data: Float32Array | Uint16Array;

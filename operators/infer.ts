@@ -5,13 +5,13 @@
  */
 import ort from 'onnxruntime-node';
 import { concatMap, type OperatorFunction } from 'rxjs';
-import type { ActivationChunk, Batch, PredictionBatch } from './types.ts';
+import type { ActivationChunk, Batch, PredictionBatch } from '../core/types.ts';
 import { activationChunk } from './chunk.ts';
-import { buildFeeds, type InputPlan } from '../sources/onnx/feeds.ts';
-import { LAST_LOGITS } from '../sources/onnx/augment.ts';
-import { momentStatsNames, NEAR_HI, NEAR_LO } from '../sources/onnx/moment-stats.ts';
-import { halfToFloat } from '../sources/onnx/dtypes.ts';
-import type { ActivationSite } from '../sources/onnx/capture.ts';
+import { buildFeeds, type InputPlan } from '../onnx/feeds.ts';
+import { LAST_LOGITS } from '../onnx/augment.ts';
+import { momentStatsNames, NEAR_HI, NEAR_LO } from '../onnx/moment-stats.ts';
+import { halfToFloat } from '../onnx/dtypes.ts';
+import type { ActivationSite } from '../onnx/capture.ts';
 
 export interface PrecisionRunner {
   precision: string;

@@ -7,11 +7,11 @@
  * It costs one extra forward pass per (example, choice) and needs the full logits of those runs.
  */
 import ort from 'onnxruntime-node';
-import type { TokenizedExample } from './types.ts';
+import type { TokenizedExample } from '../core/types.ts';
 import type { ScoreRow } from './score.ts';
 import type { TextTokenizer } from '../sources/tokenizer.ts';
-import { buildFeeds } from '../sources/onnx/feeds.ts';
-import { halfToFloat } from '../sources/onnx/dtypes.ts';
+import { buildFeeds } from '../onnx/feeds.ts';
+import { halfToFloat } from '../onnx/dtypes.ts';
 import { extraFeeds, type PrecisionRunner } from './infer.ts';
 
 const norm = (s: string) => s.trim().toLowerCase();

@@ -10,8 +10,8 @@
  *  - loglik: not implemented yet (UNSUPPORTED).
  * Softmax is computed in float64 with the max subtracted.
  */
-import type { PredictionBatch } from './types.ts';
-import { QuantlensError } from '../sources/errors.ts';
+import type { PredictionBatch } from '../core/types.ts';
+import { QuantlensError } from '../core/errors.ts';
 
 export type Scoring =
   | { mode: 'first-token'; decode: (id: number) => string }

@@ -10,10 +10,9 @@
  */
 import { concatMap, takeUntil, tap, NEVER, type Observable } from 'rxjs';
 import type { Plan } from './plan.ts';
-import type { Batch } from '../operators/types.ts';
+import type { Batch } from '../core/types.ts';
 import { openDataset } from '../sources/dataset/open.ts';
-import { promptExamples } from '../operators/prompt.ts';
-import { tokenizeExamples, type TokenizeStats } from '../operators/tokenize.ts';
+import { promptExamples, tokenizeExamples, type TokenizeStats } from '../operators/encode.ts';
 import { batchByTokens } from '../operators/batch.ts';
 import { createDemand, pull } from '../operators/pull.ts';
 import { infer, type BatchResult } from '../operators/infer.ts';

@@ -7,7 +7,7 @@ import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'h
 import type { Plan } from './plan.ts';
 import { calibrationSummary } from '../operators/estimators/calibration.ts';
 import { writeParquetTable } from '../sinks/parquet.ts';
-import { CALIBRATION_COLUMNS, toColumns } from './output-schemas.ts';
+import { CALIBRATION_COLUMNS, toColumns } from '../sinks/output-schemas.ts';
 
 /**
  * The (confidence, correct, example_id) columns per precision, read one row group at a time so

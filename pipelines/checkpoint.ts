@@ -16,15 +16,15 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
-import { QuantlensError } from '../sources/errors.ts';
-import { writeFileAtomically } from '../sources/atomic-write.ts';
-import type { Batch } from '../operators/types.ts';
+import { QuantlensError } from '../core/errors.ts';
+import { writeFileAtomically } from '../core/atomic-write.ts';
+import type { Batch } from '../core/types.ts';
 import type { BatchResult } from '../operators/infer.ts';
-import type { TokenizeStats } from '../operators/tokenize.ts';
-import type { ActivationSite } from '../sources/onnx/capture.ts';
+import type { TokenizeStats } from '../operators/encode.ts';
+import type { ActivationSite } from '../onnx/capture.ts';
 import type { Plan, PrecisionInfo } from './plan.ts';
 import type { MeasureStates, PrecisionTally, RunMeasures } from './measures.ts';
-import { PREDICTIONS_COLUMNS, openPredictionsSink } from './output-schemas.ts';
+import { PREDICTIONS_COLUMNS, openPredictionsSink } from '../sinks/output-schemas.ts';
 
 export const STATE_DIR = 'state';
 export const CHECKPOINT_FILE = 'checkpoint.json';
@@ -195,7 +195,7 @@ export async function writePredictionRows(finalPath: string, metadata: Record<st
   }
 }
 
-/** Temporaries of sources/atomic-write.ts (".name.tmp-<pid>-<rand>") left by a killed process. */
+/** Temporaries of core/atomic-write.ts (".name.tmp-<pid>-<rand>") left by a killed process. */
 const TEMPORARY = /^\..+\.tmp-\d+-[a-z0-9]+$/;
 
 function removeTemporaries(dir: string): void {

@@ -5,8 +5,8 @@
 import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { isQuantlensError, QuantlensError } from '../sources/errors.ts';
-import { removePendingTemporaries } from '../sources/atomic-write.ts';
+import { isQuantlensError, QuantlensError } from '../core/errors.ts';
+import { removePendingTemporaries } from '../core/atomic-write.ts';
 import { loadPipeline } from './load.ts';
 import { runPipeline } from './run.ts';
 import { inspectModel, formatInspect } from './inspect.ts';
@@ -107,7 +107,7 @@ async function main(): Promise<void> {
           .option('outlier-threshold', { type: 'number', describe: 'llm-int8: default 6.0' })
           .option('include-lm-head', { type: 'boolean', default: false, describe: 'quantize lm_head too (bitsandbytes leaves it in float)' }),
       async (a) => {
-        const { QUANT_VARIANTS, quantizeModel } = await import('../sources/quantize/index.ts');
+        const { QUANT_VARIANTS, quantizeModel } = await import('../onnx/quantize/index.ts');
         const { openModelFolder } = await import('../sources/model/folder.ts');
         const folder = await openModelFolder(path.resolve(a.model), a.model);
         const variants = a.to.split(',').map((v) => v.trim());
@@ -136,7 +136,7 @@ async function main(): Promise<void> {
           .option('out', { type: 'string', demandOption: true, describe: 'model folder to write' })
           .option('tokenizer', { type: 'string', describe: 'llama2.c tokenizer .bin (default: tokenizer.bin / tok*.bin beside the checkpoint)' }),
       async (a) => {
-        const { convertCheckpoint } = await import('../sources/convert/index.ts');
+        const { convertCheckpoint } = await import('../onnx/convert/index.ts');
         const r = await convertCheckpoint(path.resolve(a.checkpoint), path.resolve(a.out), { tokenizer: a.tokenizer ? path.resolve(a.tokenizer) : undefined });
         console.log(`${r.kind} → ${r.outDir}`);
       },

@@ -1,9 +1,9 @@
 /** `quantlens inspect <model-folder>`: what quantlens sees in a model, to name tensors by hand. */
 import path from 'node:path';
 import { openModelFolder } from '../sources/model/folder.ts';
-import { readOnnxModel } from '../sources/onnx/model-reader.ts';
-import { countDecoderLayers, findActivationSites } from '../sources/onnx/capture.ts';
-import { dtypeName } from '../sources/onnx/dtypes.ts';
+import { readOnnxModel } from '../onnx/model-reader.ts';
+import { countDecoderLayers, findActivationSites } from '../onnx/capture.ts';
+import { dtypeName } from '../onnx/dtypes.ts';
 
 export interface InspectReport {
   folder: string;

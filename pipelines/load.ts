@@ -5,7 +5,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node as YamlNode, type Document } from 'yaml';
-import { QuantlensError } from '../sources/errors.ts';
+import { QuantlensError } from '../core/errors.ts';
 import { SCHEMA, type PipelineConfig } from './schema.ts';
 
 type Field = (typeof SCHEMA)[string];

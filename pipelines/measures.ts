@@ -8,7 +8,7 @@ import type { Plan } from './plan.ts';
 import type { BatchResult } from '../operators/infer.ts';
 import { NeuronsEstimator, type NeuronsState } from '../operators/estimators/neurons.ts';
 import { MomentsRunner } from '../operators/estimators/moments-graph.ts';
-import type { ActivationSite } from '../sources/onnx/capture.ts';
+import type { ActivationSite } from '../onnx/capture.ts';
 import { deadNeuronsFrom } from '../operators/estimators/dead.ts';
 import { CorrelationEstimator, type CorrelationState, type CorrelationSummary } from '../operators/estimators/correlation.ts';
 import { AgreementEstimator, jaccard, type AgreementState, type AgreementRow } from '../operators/estimators/agreement.ts';
@@ -24,8 +24,8 @@ import {
   openPredictionsSink,
   SALIENCE_COLUMNS,
   toColumns,
-} from './output-schemas.ts';
-import { QuantlensError } from '../sources/errors.ts';
+} from '../sinks/output-schemas.ts';
+import { QuantlensError } from '../core/errors.ts';
 import { labelTokenId } from '../sources/tokenizer.ts';
 import { SalienceMeasure, createAttributionRunners } from './salience.ts';
 import type { SalienceState } from '../operators/attribution/salience.ts';

@@ -13,10 +13,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { QuantlensError } from '../sources/errors.ts';
+import { QuantlensError } from '../core/errors.ts';
 import { cutWindow } from '../operators/batch.ts';
-import type { TokenizedExample } from '../operators/types.ts';
-import type { TokenizeStats } from '../operators/tokenize.ts';
+import type { TokenizedExample } from '../core/types.ts';
+import type { TokenizeStats } from '../operators/encode.ts';
 import type { PipelineConfig } from './schema.ts';
 import type { Plan } from './plan.ts';
 import { RunMeasures } from './measures.ts';

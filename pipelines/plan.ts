@@ -6,23 +6,23 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
-import { QuantlensError } from '../sources/errors.ts';
+import { QuantlensError } from '../core/errors.ts';
 import type { PipelineConfig } from './schema.ts';
 import { openModelFolder, type ModelFolder } from '../sources/model/folder.ts';
 import { modelHash } from '../sources/model/hash.ts';
 import { loadTokenizer, checkTokenizerFitsModel, type TextTokenizer } from '../sources/tokenizer.ts';
 import { datasetColumns, type DatasetSpec } from '../sources/dataset/open.ts';
 import { compilePrompt, checkPromptColumns, type PromptTemplate } from '../sources/prompt.ts';
-import { readOnnxModel } from '../sources/onnx/model-reader.ts';
-import { resolveLayers, type ActivationSite } from '../sources/onnx/capture.ts';
-import { augmentForRun } from '../sources/onnx/augment.ts';
-import { createSession, defaultSessionSettings, describeSettings, type SessionSettings } from '../sources/onnx/session.ts';
-import { planInputs } from '../sources/onnx/feeds.ts';
+import { readOnnxModel } from '../onnx/model-reader.ts';
+import { resolveLayers, type ActivationSite } from '../onnx/capture.ts';
+import { augmentForRun } from '../onnx/augment.ts';
+import { createSession, defaultSessionSettings, describeSettings, type SessionSettings } from '../onnx/session.ts';
+import { planInputs } from '../onnx/feeds.ts';
 import { checkCorrelationBudget } from '../operators/estimators/correlation.ts';
 import type { PrecisionRunner } from '../operators/infer.ts';
 import { resolveDemo } from './demo.ts';
 import { resolvePrecisionModel } from './precisions.ts';
-import { quantSessionConfig } from '../sources/quantize/index.ts';
+import { quantSessionConfig } from '../onnx/quantize/index.ts';
 
 export interface PrecisionInfo {
   precision: string;

@@ -1,15 +1,15 @@
 /**
  * `precisions:` names → the ONNX file to run. fp32 is the model as given; quantized variants
  * come from prebuilt files in the folder or are quantized on first use into a cache
- * (sources/quantize/resolve.ts). The session settings that keep ORT from re-quantizing
+ * (sources/model/precision-files.ts). The session settings that keep ORT from re-quantizing
  * activations are set for every precision in plan.ts.
  */
 import path from 'node:path';
 import os from 'node:os';
-import { QuantlensError } from '../sources/errors.ts';
+import { QuantlensError } from '../core/errors.ts';
 import type { ModelFolder } from '../sources/model/folder.ts';
 import type { PipelineConfig } from './schema.ts';
-import { resolvePrecision } from '../sources/quantize/index.ts';
+import { resolvePrecision } from '../sources/model/precision-files.ts';
 
 export async function resolvePrecisionModel(
   folder: ModelFolder,

@@ -6,8 +6,8 @@
 import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { lastValueFrom, defaultIfEmpty, Subject } from 'rxjs';
-import { QuantlensError } from '../sources/errors.ts';
-import { removePendingTemporaries, writeFileAtomically } from '../sources/atomic-write.ts';
+import { QuantlensError } from '../core/errors.ts';
+import { removePendingTemporaries, writeFileAtomically } from '../core/atomic-write.ts';
 import type { PipelineConfig } from './schema.ts';
 import { preparePlan, releasePlan, type Plan } from './plan.ts';
 import { openDataset } from '../sources/dataset/open.ts';
@@ -15,7 +15,7 @@ import { assemble, batchesOf } from './assemble.ts';
 import { RunMeasures } from './measures.ts';
 import { Progress } from './progress.ts';
 import { writeCalibration } from './calibration-output.ts';
-import type { TokenizeStats } from '../operators/tokenize.ts';
+import type { TokenizeStats } from '../operators/encode.ts';
 import type { BatchResult } from '../operators/infer.ts';
 import { RunCheckpoints, runTiming, writeShardState } from './checkpoint.ts';
 

@@ -1,6 +1,6 @@
 /**
  * `measure: salience`: Layer Integrated Gradients at each captured layer and precision, through
- * the backward graphs quantlens builds (sources/backward/), aggregated by the paper's rule
+ * the backward graphs quantlens builds (onnx/backward/), aggregated by the paper's rule
  * (operators/attribution/salience.ts). Attribution costs ~2·steps forward+backward passes per
  * example, so `salience.limit` bounds how many examples are attributed.
  */
@@ -9,7 +9,7 @@ import type { Plan } from './plan.ts';
 import type { BatchResult } from '../operators/infer.ts';
 import { createAttributionSession, attributeBatch, type AttributionSession } from '../operators/attribution/lig.ts';
 import { SalienceEstimator, type SalienceState, type SalienceResult } from '../operators/attribution/salience.ts';
-import type { ActivationSite } from '../sources/onnx/capture.ts';
+import type { ActivationSite } from '../onnx/capture.ts';
 import { labelTokenId } from '../sources/tokenizer.ts';
 
 export interface AttributionRunner {

@@ -2,7 +2,7 @@
  * The pipeline file: its keys, defaults and validation. Keys are a contract (extend, don't
  * rename). Validation reports the file, line and key of the first problem on one line.
  */
-import type { LayerSpec } from '../sources/onnx/capture.ts';
+import type { LayerSpec } from '../onnx/capture.ts';
 
 export const MEASURES = ['predictions', 'neurons', 'calibration', 'dead', 'correlation', 'agreement', 'salience'] as const;
 export type MeasureName = (typeof MEASURES)[number];

@@ -16,8 +16,8 @@
  */
 import * as arrow from 'apache-arrow';
 import { activationSchema, chunkToRecordBatch } from '../operators/chunk.ts';
-import type { ActivationChunk } from '../operators/types.ts';
-import { QuantlensError } from '../sources/errors.ts';
+import type { ActivationChunk } from '../core/types.ts';
+import { QuantlensError } from '../core/errors.ts';
 import { openArrowIpcSink, type ArrowIpcSink } from './arrow-ipc.ts';
 import { openParquetSink, type ColumnSpec, type ParquetSink } from './parquet.ts';
 

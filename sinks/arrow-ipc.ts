@@ -12,7 +12,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import * as arrow from 'apache-arrow';
-import { QuantlensError } from '../sources/errors.ts';
+import { QuantlensError } from '../core/errors.ts';
 import { holdTemporaryFile } from './parquet.ts';
 
 export interface ArrowIpcSink {

@@ -8,14 +8,14 @@
  * call and hands each finished group to our file writer, so we buffer at most one row group.
  * The library stays behind this one interface (openParquetSink / writeParquetTable).
  *
- * Files are written under a temporary name registered with sources/atomic-write.ts and renamed on
+ * Files are written under a temporary name registered with core/atomic-write.ts and renamed on
  * close(); abort() removes the temporary file, so a final name never holds a half-written table.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
 import type { SchemaElement } from 'hyparquet';
-import { writeAtomically } from '../sources/atomic-write.ts';
-import { QuantlensError } from '../sources/errors.ts';
+import { writeAtomically } from '../core/atomic-write.ts';
+import { QuantlensError } from '../core/errors.ts';
 
 /** `list<float>` exists for activation dumps (values per row); tables use the others. */
 export type ColumnType = 'int32' | 'int64' | 'double' | 'utf8' | 'bool' | 'list<int32>' | 'list<float>';

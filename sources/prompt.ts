@@ -3,7 +3,7 @@
  * literal braces. The template is parsed once into literal and column parts; rendering only
  * concatenates strings, so a template can never run code.
  */
-import { QuantlensError } from './errors.ts';
+import { QuantlensError } from '../core/errors.ts';
 
 export interface PromptTemplate {
   readonly source: string;

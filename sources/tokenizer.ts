@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { QuantlensError } from './errors.ts';
+import { QuantlensError } from '../core/errors.ts';
 import type { ModelFolder } from './model/folder.ts';
 
 export interface TextTokenizer {

@@ -1,6 +1,6 @@
 /**
  * Layer Integrated Gradients, computed as Captum's LayerIntegratedGradients does, on an
- * attribution graph (sources/backward/graph.ts) run by ONNX Runtime:
+ * attribution graph (onnx/backward/graph.ts) run by ONNX Runtime:
  *   a_in   = the layer's output on the input ids, a_base = on the baseline ids (every real token
  *            replaced by baselineTokenId, same mask);
  *   a(α)   = a_base + α·(a_in − a_base) fed as the layer override, the rest of the model on the
@@ -13,10 +13,10 @@
  * F_input, and run in chunks whose size follows the memory budget.
  */
 import ort from 'onnxruntime-node';
-import { QuantlensError } from '../../sources/errors.ts';
-import { buildFeeds, planInputs, type InputPlan } from '../../sources/onnx/feeds.ts';
-import { readOnnxModel, type OnnxModel } from '../../sources/onnx/model-reader.ts';
-import { createSession, defaultSessionSettings, type SessionSettings } from '../../sources/onnx/session.ts';
+import { QuantlensError } from '../../core/errors.ts';
+import { buildFeeds, planInputs, type InputPlan } from '../../onnx/feeds.ts';
+import { readOnnxModel, type OnnxModel } from '../../onnx/model-reader.ts';
+import { createSession, defaultSessionSettings, type SessionSettings } from '../../onnx/session.ts';
 import {
   buildAttributionGraphWithInfo,
   externalDataDirOf,
@@ -25,7 +25,7 @@ import {
   originalName,
   overrideName,
   TARGET_INPUT,
-} from '../../sources/backward/graph.ts';
+} from '../../onnx/backward/graph.ts';
 import { gaussLegendre } from './gauss-legendre.ts';
 
 export interface AttributionSession {

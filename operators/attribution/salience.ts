@@ -9,8 +9,8 @@
  * (default 0.7) are salient under that aggregation. Positions are indices, never token strings,
  * so repeated tokens are all counted (the reference implementation keyed by token loses them).
  */
-import { QuantlensError } from '../../sources/errors.ts';
-import type { Estimator } from '../types.ts';
+import { QuantlensError } from '../../core/errors.ts';
+import type { Estimator } from '../../core/types.ts';
 import { decodeF64, encodeF64 } from '../estimators/state-codec.ts';
 
 export const AGGREGATIONS = ['max_position', 'sum_abs', 'mean_abs', 'max_abs'] as const;

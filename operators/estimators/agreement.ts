@@ -11,8 +11,8 @@
  * values (Σa² and Σ(a−b)² in float64) and the mean cosine between reference and quantized rows
  * (rows where either vector is all zero have no cosine and are counted apart).
  */
-import type { ActivationChunk, Estimator, PredictionBatch } from '../types.ts';
-import { QuantlensError } from '../../sources/errors.ts';
+import type { ActivationChunk, Estimator, PredictionBatch } from '../../core/types.ts';
+import { QuantlensError } from '../../core/errors.ts';
 import { percentile } from './calibration.ts';
 import { compareKeys } from './neurons.ts';
 import { GrowableF64, decodeF64, encodeF64 } from './state-codec.ts';

@@ -10,8 +10,8 @@
  * ECE/MCE: B equal-width bins on [0, 1], bin k = [k/B, (k+1)/B), confidence 1.0 in the last bin;
  * ECE weights each bin by count/n, MCE is the largest gap over non-empty bins.
  */
-import { QuantlensError } from '../../sources/errors.ts';
-import { mulberry32 } from '../../sources/random.ts';
+import { QuantlensError } from '../../core/errors.ts';
+import { mulberry32 } from '../../core/random.ts';
 
 export interface CalibrationOptions {
   /** Equal-width bins for ECE/MCE. Default 10. */

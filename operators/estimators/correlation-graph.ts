@@ -6,8 +6,8 @@
  * float64 precision (slower GEMM); 'float32' is the fast path.
  */
 import ort from 'onnxruntime-node';
-import { GraphBuilder, ints } from '../../sources/onnx/builder.ts';
-import { createSession, defaultSessionSettings, type SessionSettings } from '../../sources/onnx/session.ts';
+import { GraphBuilder, ints } from '../../onnx/builder.ts';
+import { createSession, defaultSessionSettings, type SessionSettings } from '../../onnx/session.ts';
 
 export type GramCompute = 'float32' | 'float64';
 

@@ -13,8 +13,8 @@
  * update() is asynchronous (ORT has no synchronous run): await it, or await drain(), before
  * finish(); keep chunk.values unchanged until its update resolves.
  */
-import type { ActivationChunk, Estimator } from '../types.ts';
-import { QuantlensError } from '../../sources/errors.ts';
+import type { ActivationChunk, Estimator } from '../../core/types.ts';
+import { QuantlensError } from '../../core/errors.ts';
 import { GramRunner, type GramCompute } from './correlation-graph.ts';
 import { compareKeys, type ActivationKey } from './neurons.ts';
 import { decodeF64, encodeF64 } from './state-codec.ts';

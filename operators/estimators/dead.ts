@@ -4,7 +4,7 @@
  * "near-zero count == count", so this reuses ColumnMoments; when a NeuronsEstimator already runs,
  * call deadNeuronsFrom(neurons.byKey) instead of feeding the chunks twice.
  */
-import type { ActivationChunk, Estimator } from '../types.ts';
+import type { ActivationChunk, Estimator } from '../../core/types.ts';
 import { DEFAULT_NEAR_ZERO, type NearZeroBounds } from './moments.ts';
 import { MomentsByKey, type NeuronsState } from './neurons.ts';
 

@@ -6,8 +6,8 @@
  * these exactly as it merges its own JS pass (mergeShiftedSums).
  */
 import ort from 'onnxruntime-node';
-import { GraphBuilder, ints, tensor } from '../../sources/onnx/builder.ts';
-import { createSession, defaultSessionSettings, type SessionSettings } from '../../sources/onnx/session.ts';
+import { GraphBuilder, ints, tensor } from '../../onnx/builder.ts';
+import { createSession, defaultSessionSettings, type SessionSettings } from '../../onnx/session.ts';
 import type { ColumnMoments } from './moments.ts';
 
 export function buildMomentsModel(width: number): Uint8Array {

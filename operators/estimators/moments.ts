@@ -6,7 +6,7 @@
  * into the running state: faster than per-element Welford and as stable. merge() uses the same formula, so
  * any split of the data into shards gives the same result up to float64 rounding.
  */
-import { QuantlensError } from '../../sources/errors.ts';
+import { QuantlensError } from '../../core/errors.ts';
 import { decodeF64, encodeF64 } from './state-codec.ts';
 
 export interface NearZeroBounds {

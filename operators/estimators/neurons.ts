@@ -3,8 +3,8 @@
  * population variance, min, max and the fraction of activations near zero. Memory is
  * O(width) per key; nothing grows with the dataset.
  */
-import type { ActivationChunk, Estimator } from '../types.ts';
-import { QuantlensError } from '../../sources/errors.ts';
+import type { ActivationChunk, Estimator } from '../../core/types.ts';
+import { QuantlensError } from '../../core/errors.ts';
 import { ColumnMoments, DEFAULT_NEAR_ZERO, type ColumnMomentsState, type NearZeroBounds } from './moments.ts';
 import type { MomentsRunner } from './moments-graph.ts';
 

@@ -3,7 +3,7 @@
  * merge and resume compare to 1e-9), so float64 arrays travel as base64 of their raw bytes rather
  * than as decimal numbers. Byte order is the host's (little-endian on every platform Node ships).
  */
-import { QuantlensError } from '../../sources/errors.ts';
+import { QuantlensError } from '../../core/errors.ts';
 
 function bytesOf(a: ArrayBufferView): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);

@@ -15,8 +15,8 @@
  *                                 overwrites that run's own report.html)
  */
 import path from 'node:path';
-import { writeFileAtomically } from '../../sources/atomic-write.ts';
-import { QuantlensError } from '../../sources/errors.ts';
+import { writeFileAtomically } from '../../core/atomic-write.ts';
+import { QuantlensError } from '../../core/errors.ts';
 import { hasAnyInput, loadRun, type RunData } from './load-run.ts';
 import { buildFigures } from './figures.ts';
 import { renderHtml } from './html.ts';

@@ -7,7 +7,7 @@
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
-import { QuantlensError } from '../../sources/errors.ts';
+import { QuantlensError } from '../../core/errors.ts';
 
 export interface PrecisionSummary {
   examples?: number;

@@ -11,8 +11,8 @@
  * unquoted field, text after a closing quote, a row whose field count differs from the header,
  * a duplicate header name.
  */
-import type { DatasetRecord } from '../../operators/types.ts';
-import { QuantlensError } from '../errors.ts';
+import type { DatasetRecord } from '../../core/types.ts';
+import { QuantlensError } from '../../core/errors.ts';
 import { fieldsFromEntries } from './field-text.ts';
 import { readTextChunks, type ChunkOptions } from './text-chunks.ts';
 

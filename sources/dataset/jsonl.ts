@@ -3,8 +3,8 @@
  * count for line numbers, not for example_id). A malformed line is a DATASET error naming
  * `file.jsonl:LINE`. Values become strings via fieldText().
  */
-import type { DatasetRecord } from '../../operators/types.ts';
-import { QuantlensError } from '../errors.ts';
+import type { DatasetRecord } from '../../core/types.ts';
+import { QuantlensError } from '../../core/errors.ts';
 import { fieldText, fieldsFromEntries } from './field-text.ts';
 import { readTextChunks, type ChunkOptions } from './text-chunks.ts';
 

@@ -4,8 +4,8 @@
  * example_id, so ids agree across skip/limit/shard and across shards merged later.
  */
 import path from 'node:path';
-import type { DatasetRecord } from '../../operators/types.ts';
-import { QuantlensError } from '../errors.ts';
+import type { DatasetRecord } from '../../core/types.ts';
+import { QuantlensError } from '../../core/errors.ts';
 import { readCsvHeader, readCsvRecords } from './csv.ts';
 import { readJsonlColumns, readJsonlRecords } from './jsonl.ts';
 import { readParquetColumns, readParquetRecords } from './parquet.ts';

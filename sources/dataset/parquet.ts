@@ -4,8 +4,8 @@
  */
 import { parquetMetadataAsync, parquetReadObjects, parquetSchema, type AsyncBuffer, type FileMetaData } from 'hyparquet';
 import { promises as fs } from 'node:fs';
-import type { DatasetRecord } from '../../operators/types.ts';
-import { QuantlensError } from '../errors.ts';
+import type { DatasetRecord } from '../../core/types.ts';
+import { QuantlensError } from '../../core/errors.ts';
 import { fieldText, fieldsFromEntries } from './field-text.ts';
 import { openDatasetFile } from './text-chunks.ts';
 

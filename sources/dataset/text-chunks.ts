@@ -4,7 +4,7 @@
  * across two reads is decoded correctly because TextDecoder keeps its partial bytes (stream: true).
  */
 import { promises as fs } from 'node:fs';
-import { QuantlensError } from '../errors.ts';
+import { QuantlensError } from '../../core/errors.ts';
 
 /** 64 KiB: large enough that syscalls don't dominate, small enough to be irrelevant for memory. */
 export const DEFAULT_CHUNK_SIZE = 64 * 1024;

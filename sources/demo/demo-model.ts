@@ -7,9 +7,9 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { SeededRandom } from '../random.ts';
-import type { LlamaConfig } from '../models/llama-config.ts';
-import { writeModelFolder, type LlamaWeights } from '../models/llama-graph.ts';
+import { SeededRandom } from '../../core/random.ts';
+import type { LlamaConfig } from '../../onnx/models/llama-config.ts';
+import { writeModelFolder, type LlamaWeights } from '../../onnx/models/llama-graph.ts';
 import { demoTokenizerFiles } from './demo-tokenizer.ts';
 import { demoPromptsJsonl } from './demo-prompts.ts';
 

@@ -5,7 +5,7 @@
  * '▁' and the printable ASCII characters, then whole words (and every prefix a BPE merge
  * needs) common in the demo prompts. Earlier pieces get higher scores, i.e. merge first.
  */
-import { llamaTokenizerConfig, llamaTokenizerJson } from '../convert/llama2c-tokenizer.ts';
+import { llamaTokenizerConfig, llamaTokenizerJson } from '../../onnx/convert/llama2c-tokenizer.ts';
 
 const SPACE = '\u2581';
 

@@ -12,7 +12,7 @@
  */
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { QuantlensError } from '../errors.ts';
+import { QuantlensError } from '../../core/errors.ts';
 
 export interface ModelFolder {
   dir: string;

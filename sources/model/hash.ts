@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { QuantlensError } from '../errors.ts';
+import { QuantlensError } from '../../core/errors.ts';
 import type { ModelFolder } from './folder.ts';
 
 export async function modelHash(folder: Pick<ModelFolder, 'onnxPath' | 'externalData'>): Promise<string> {

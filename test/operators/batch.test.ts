@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { batchByTokens } from '../../operators/batch.ts';
-import type { TokenizedExample } from '../../operators/types.ts';
-import { mulberry32 } from '../../sources/random.ts';
+import type { TokenizedExample } from '../../core/types.ts';
+import { mulberry32 } from '../../core/random.ts';
 
 function examples(n: number, seed: number): TokenizedExample[] {
   const r = mulberry32(seed);

@@ -1,9 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { activationChunk, chunkToRecordBatch } from '../../operators/chunk.ts';
-import { halfToFloat } from '../../sources/onnx/dtypes.ts';
-import type { Batch, TokenizedExample } from '../../operators/types.ts';
-import { QuantlensError } from '../../sources/errors.ts';
+import { halfToFloat } from '../../onnx/dtypes.ts';
+import type { Batch, TokenizedExample } from '../../core/types.ts';
+import { QuantlensError } from '../../core/errors.ts';
 
 /** Seeded PRNG so a failure reproduces. */
 function rng(seed: number): () => number {

@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { firstTokenCorrect, scorePredictions } from '../../operators/score.ts';
-import type { PredictionBatch } from '../../operators/types.ts';
-import { isQuantlensError } from '../../sources/errors.ts';
+import type { PredictionBatch } from '../../core/types.ts';
+import { isQuantlensError } from '../../core/errors.ts';
 
 const VOCAB = ['<unk>', ' True', ' False', 'true', ' ', 'Yes', ' no', 'TRUE!', 'x', ' tr'];
 const V = VOCAB.length;

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { mergeShards, singleRunBatches } from '../../pipelines/merge.ts';
-import { isQuantlensError } from '../../sources/errors.ts';
+import { isQuantlensError } from '../../core/errors.ts';
 import { sharedPath } from '../helpers/shared.ts';
 import { closeEnough, readTable, tableDifferences, TABLE_KEYS } from '../helpers/run-tables.ts';
 import { cutWindow } from '../../operators/batch.ts';

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
-import { isQuantlensError } from '../../sources/errors.ts';
+import { isQuantlensError } from '../../core/errors.ts';
 import { tableDifferences, TABLE_KEYS } from '../helpers/run-tables.ts';
 
 const repo = path.resolve(import.meta.dirname, '..', '..');

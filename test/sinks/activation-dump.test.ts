@@ -6,9 +6,9 @@ import path from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
-import type { ActivationChunk } from '../../operators/types.ts';
+import type { ActivationChunk } from '../../core/types.ts';
 import { openActivationDump } from '../../sinks/activation-dump.ts';
-import { QuantlensError } from '../../sources/errors.ts';
+import { QuantlensError } from '../../core/errors.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'quantlens-dump-test-'));
 let con: DuckDBConnection;

@@ -5,9 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { activationSchema, chunkToRecordBatch } from '../../operators/chunk.ts';
-import type { ActivationChunk } from '../../operators/types.ts';
+import type { ActivationChunk } from '../../core/types.ts';
 import { openArrowIpcSink } from '../../sinks/arrow-ipc.ts';
-import { QuantlensError } from '../../sources/errors.ts';
+import { QuantlensError } from '../../core/errors.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'quantlens-ipc-test-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));

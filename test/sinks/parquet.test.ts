@@ -6,7 +6,7 @@ import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { openParquetSink, writeParquetTable, type ColumnSpec } from '../../sinks/parquet.ts';
-import { QuantlensError } from '../../sources/errors.ts';
+import { QuantlensError } from '../../core/errors.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'quantlens-parquet-test-'));
 let con: DuckDBConnection;

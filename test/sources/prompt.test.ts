@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { checkPromptColumns, compilePrompt } from '../../sources/prompt.ts';
-import { QuantlensError } from '../../sources/errors.ts';
+import { QuantlensError } from '../../core/errors.ts';
 
 function expectError(fn: () => unknown, code: string, message: string) {
   try {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadTokenizer, truncate, checkTokenizerFitsModel, labelTokenId } from '../../sources/tokenizer.ts';
 import { openModelFolder } from '../../sources/model/folder.ts';
-import { QuantlensError } from '../../sources/errors.ts';
+import { QuantlensError } from '../../core/errors.ts';
 import { sharedPath } from '../helpers/shared.ts';
 
 async function rejects(fn: () => Promise<unknown>, check: (e: any) => boolean, what: string): Promise<void> {

@@ -9,13 +9,13 @@ import * as assert from 'uvu/assert';
 import ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { appendGraphOutputs } from '../../../sources/onnx/builder.ts';
-import { readOnnxModel } from '../../../sources/onnx/model-reader.ts';
+import { appendGraphOutputs } from '../../../onnx/builder.ts';
+import { readOnnxModel } from '../../../onnx/model-reader.ts';
 import { loadTokenizer } from '../../../sources/tokenizer.ts';
 import { attributeBatch, attributeExample, createAttributionSession, type AttributionSession, type LigResult } from '../../../operators/attribution/lig.ts';
 import { gaussLegendre } from '../../../operators/attribution/gauss-legendre.ts';
 import { sharedPath } from '../../helpers/shared.ts';
-import { syntheticModel, W, type Body } from '../../sources/backward/fd-harness.ts';
+import { syntheticModel, W, type Body } from '../../onnx/backward/fd-harness.ts';
 
 function logSoftmaxAt(row: ArrayLike<number>, t: number): number {
   let mx = -Infinity;

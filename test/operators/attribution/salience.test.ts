@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AGGREGATIONS, salientNeurons, SalienceEstimator, type AttributionRecord } from '../../../operators/attribution/salience.ts';
-import { rng } from '../../sources/backward/fd-harness.ts';
+import { rng } from '../../onnx/backward/fd-harness.ts';
 
 /** Brute force, written independently: per neuron, loop over positions for each aggregation. */
 function bruteForce(attr: Float32Array, P: number, Wd: number, thr: number): Record<string, number[]> {

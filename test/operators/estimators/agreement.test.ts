@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AgreementEstimator, jaccard, type AgreementRow } from '../../../operators/estimators/agreement.ts';
-import type { ActivationChunk, PredictionBatch } from '../../../operators/types.ts';
+import type { ActivationChunk, PredictionBatch } from '../../../core/types.ts';
 import { chunk, closeRel, gaussian, predictions, rng } from './synthetic.ts';
 
 const V = 50;

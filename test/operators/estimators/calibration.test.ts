@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { calibrationSummary } from '../../../operators/estimators/calibration.ts';
-import { mulberry32 } from '../../../sources/random.ts';
+import { mulberry32 } from '../../../core/random.ts';
 import { rng } from './synthetic.ts';
 
 interface Rec { conf: number; correct: number; id: number }

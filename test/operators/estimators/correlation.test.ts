@@ -8,8 +8,8 @@ import {
   type CorrelationResult,
 } from '../../../operators/estimators/correlation.ts';
 import { GramRunner } from '../../../operators/estimators/correlation-graph.ts';
-import { isQuantlensError } from '../../../sources/errors.ts';
-import type { ActivationChunk } from '../../../operators/types.ts';
+import { isQuantlensError } from '../../../core/errors.ts';
+import type { ActivationChunk } from '../../../core/types.ts';
 import { chunk, gaussian, rng } from './synthetic.ts';
 
 const D = 40;

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DeadNeuronsEstimator, deadNeuronsFrom } from '../../../operators/estimators/dead.ts';
 import { NeuronsEstimator } from '../../../operators/estimators/neurons.ts';
-import type { ActivationChunk } from '../../../operators/types.ts';
+import type { ActivationChunk } from '../../../core/types.ts';
 import { chunk, gaussian, rng } from './synthetic.ts';
 
 const W = 16;

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { NeuronsEstimator, type NeuronRow } from '../../../operators/estimators/neurons.ts';
-import type { ActivationChunk } from '../../../operators/types.ts';
+import type { ActivationChunk } from '../../../core/types.ts';
 import { chunk, closeRel, gaussian, rng } from './synthetic.ts';
 
 const W = 5;

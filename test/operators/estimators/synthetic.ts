@@ -1,6 +1,6 @@
 /** Seeded synthetic data for the estimator tests (not a test file itself). */
-import type { ActivationChunk, PredictionBatch } from '../../../operators/types.ts';
-import { mulberry32 } from '../../../sources/random.ts';
+import type { ActivationChunk, PredictionBatch } from '../../../core/types.ts';
+import { mulberry32 } from '../../../core/random.ts';
 
 export const rng = mulberry32;
 

@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
-import { mulberry32 as rng } from '../../../sources/random.ts';
+import { mulberry32 as rng } from '../../../core/random.ts';
 
 export type Part = 'summary' | 'predictions' | 'calibration' | 'neurons' | 'dead' | 'correlation' | 'agreement' | 'salience';
 export const ALL_PARTS: Part[] = ['summary', 'predictions', 'calibration', 'neurons', 'dead', 'correlation', 'agreement', 'salience'];

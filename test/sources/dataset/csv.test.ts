@@ -4,9 +4,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readCsvHeader, readCsvRecords, readCsvRows } from '../../../sources/dataset/csv.ts';
-import { QuantlensError } from '../../../sources/errors.ts';
+import { QuantlensError } from '../../../core/errors.ts';
 import { sharedPath } from '../../helpers/shared.ts';
-import { mulberry32 } from '../../../sources/random.ts';
+import { mulberry32 } from '../../../core/random.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-csv-'));
 let fileNo = 0;

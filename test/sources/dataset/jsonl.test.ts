@@ -5,8 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { readCsvRecords } from '../../../sources/dataset/csv.ts';
 import { readJsonlColumns, readJsonlRecords } from '../../../sources/dataset/jsonl.ts';
-import { QuantlensError } from '../../../sources/errors.ts';
-import { mulberry32 } from '../../../sources/random.ts';
+import { QuantlensError } from '../../../core/errors.ts';
+import { mulberry32 } from '../../../core/random.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-jsonl-'));
 let fileNo = 0;

@@ -4,9 +4,9 @@ import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parquetWriteFile } from 'hyparquet-writer';
-import type { DatasetRecord } from '../../../operators/types.ts';
+import type { DatasetRecord } from '../../../core/types.ts';
 import { datasetColumns, datasetFormat, openDataset, type DatasetSpec } from '../../../sources/dataset/open.ts';
-import { QuantlensError } from '../../../sources/errors.ts';
+import { QuantlensError } from '../../../core/errors.ts';
 import { sharedPath } from '../../helpers/shared.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-open-'));

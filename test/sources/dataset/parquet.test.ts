@@ -6,7 +6,7 @@ import path from 'node:path';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { readCsvRecords } from '../../../sources/dataset/csv.ts';
 import { fileHandleAsyncBuffer, readParquetColumns, readParquetRecords } from '../../../sources/dataset/parquet.ts';
-import { QuantlensError } from '../../../sources/errors.ts';
+import { QuantlensError } from '../../../core/errors.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-parquet-'));
 let fileNo = 0;

@@ -7,8 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { DEMO_LABEL, demoConfig, demoWeights, ensureDemoModel } from '../../../sources/demo/demo-model.ts';
-import { appendGraphOutputs } from '../../../sources/onnx/builder.ts';
-import { referenceForward } from '../models/llama-reference.ts';
+import { appendGraphOutputs } from '../../../onnx/builder.ts';
+import { referenceForward } from '../../onnx/models/llama-reference.ts';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'demo-model-'));
 const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');

@@ -1,0 +1,48 @@
+/**
+ * One forward run that reveals the element type and rank of every tensor the backward pass
+ * touches. quantlens has no ONNX shape inference of its own, and exported graphs rarely carry
+ * value_info for intermediates, so it asks ONNX Runtime: the model is run once on a tiny
+ * left-padded batch (batch 2, sequence 5) with the wanted tensors appended as graph outputs.
+ * Batch 2 / sequence 5 keep every symbolic dim away from 1, so a 1 in a probe shape is a static
+ * broadcast dim; that is the only fact about sizes the gradient rules rely on.
+ */
+import { appendGraphOutputs } from '../builder.ts';
+import { buildFeeds, planInputs } from '../feeds.ts';
+import type { OnnxModel } from '../model-reader.ts';
+import { createSession, defaultSessionSettings } from '../session.ts';
+import { dtypeName } from '../dtypes.ts';
+import type { TensorMeta } from './emitter.ts';
+
+export const PROBE_BATCH = { seqLen: 5, lengths: Int32Array.from([5, 3]), ids: [Int32Array.from([1, 5, 4, 3, 2]), Int32Array.from([1, 3, 4])] };
+
+const ORT_TYPE: Record<string, string> = { float: 'float32', double: 'float64' };
+
+/** ORT element type name of an ONNX data type code. */
+export function ortTypeOf(code: number): string {
+  const n = dtypeName(code);
+  return ORT_TYPE[n] ?? n;
+}
+
+export async function probeTensors(
+  m: OnnxModel,
+  modelBytes: Uint8Array,
+  names: string[],
+  opts: { externalDataDir?: string } = {},
+): Promise<Map<string, TensorMeta>> {
+  const existing = new Set(m.outputs.map((o) => o.name));
+  const extra = [...new Set(names)].filter((n) => !existing.has(n)).map((name) => ({ name }));
+  const bytes = appendGraphOutputs(modelBytes, extra);
+  // No graph optimisation: every requested intermediate must exist as computed by the graph.
+  const settings = { ...defaultSessionSettings(), graphOptimizationLevel: 'disabled' as const, intraOpThreads: 1 };
+  const session = await createSession(bytes, settings, { externalDataDir: opts.externalDataDir, where: 'backward graph probe' });
+  try {
+    const feeds = buildFeeds(planInputs(session), PROBE_BATCH, 0);
+    const results = await session.run(feeds);
+    const out = new Map<string, TensorMeta>();
+    for (const [name, t] of Object.entries(feeds)) out.set(name, { type: t.type, shape: [...t.dims] });
+    for (const [name, t] of Object.entries(results)) out.set(name, { type: t.type, shape: [...t.dims] });
+    return out;
+  } finally {
+    await session.release();
+  }
+}

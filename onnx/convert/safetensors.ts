@@ -1,0 +1,188 @@
+/**
+ * Hugging Face Llama / Mistral / Qwen2 checkpoints (config.json + *.safetensors, single file or
+ * sharded with model.safetensors.index.json; F32 / F16 / BF16) → a model folder with model.onnx.
+ *
+ * safetensors layout: uint64 LE header length N, N bytes of JSON
+ * { name: { dtype, shape, data_offsets: [begin, end] }, __metadata__ }, then the tensor bytes
+ * (offsets relative to the end of the header). Tensors are read one at a time with positional reads.
+ *
+ * HF checkpoints permute q/k rows for rotate_half RoPE, so the graph is built with the 'half'
+ * layout and the weights are used as stored.
+ */
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { QuantlensError } from '../../core/errors.ts';
+import { bfloat16ToFloat, halfToFloat } from '../dtypes.ts';
+import { llamaConfigFromHf, type LlamaConfig } from '../models/llama-config.ts';
+import { writeModelFolder, type LlamaLayerWeights, type LlamaWeights } from '../models/llama-graph.ts';
+
+export interface SafetensorsEntry {
+  file: string;
+  dtype: string;
+  shape: number[];
+  /** Absolute byte range in `file`. */
+  begin: number;
+  end: number;
+}
+
+const BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
+
+function readExactly(fd: number, length: number, position: number, file: string): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    const n = readSync(fd, out, got, length - got, position + got);
+    if (n === 0) throw new QuantlensError('CONVERT', `unexpected end of file at byte ${position + got}`, file);
+    got += n;
+  }
+  return out;
+}
+
+/** The tensor table of one .safetensors file. */
+export function readSafetensorsHeader(file: string): Map<string, SafetensorsEntry> {
+  const fd = openSync(file, 'r');
+  try {
+    const size = statSync(file).size;
+    if (size < 8) throw new QuantlensError('CONVERT', `not a safetensors file (${size} bytes)`, file);
+    const n = Number(readExactly(fd, 8, 0, file).readBigUInt64LE(0));
+    if (n <= 0 || 8 + n > size) throw new QuantlensError('CONVERT', `not a safetensors file (header length ${n})`, file);
+    let header: Record<string, any>;
+    try {
+      header = JSON.parse(readExactly(fd, n, 8, file).toString('utf8'));
+    } catch (e) {
+      throw new QuantlensError('CONVERT', `safetensors header is not JSON: ${(e as Error).message}`, file, { cause: e });
+    }
+    const out = new Map<string, SafetensorsEntry>();
+    for (const [name, info] of Object.entries(header)) {
+      if (name === '__metadata__') continue;
+      const [b, e] = info.data_offsets as [number, number];
+      const entry = { file, dtype: String(info.dtype), shape: info.shape as number[], begin: 8 + n + b, end: 8 + n + e };
+      if (entry.end > size) throw new QuantlensError('CONVERT', `tensor ${name} runs past the end of the file`, file);
+      out.set(name, entry);
+    }
+    return out;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** One tensor as float32 (F32 / F16 / BF16 / F64 → f32). */
+export function readSafetensorsFloat32(name: string, e: SafetensorsEntry): Float32Array {
+  const per = BYTES[e.dtype];
+  if (!per) throw new QuantlensError('UNSUPPORTED', `tensor ${name} has dtype ${e.dtype}; F32, F16, BF16 and F64 are supported`, e.file);
+  const numel = e.shape.reduce((a, b) => a * b, 1);
+  if (numel * per !== e.end - e.begin) throw new QuantlensError('CONVERT', `tensor ${name} shape [${e.shape}] does not match its ${e.end - e.begin} bytes`, e.file);
+  const fd = openSync(e.file, 'r');
+  let bytes: Buffer;
+  try {
+    bytes = readExactly(fd, e.end - e.begin, e.begin, e.file);
+  } finally {
+    closeSync(fd);
+  }
+  // Copy to an aligned buffer before viewing it as a typed array.
+  const aligned = new Uint8Array(bytes.length);
+  aligned.set(bytes);
+  if (e.dtype === 'F32') return new Float32Array(aligned.buffer);
+  if (e.dtype === 'F64') return Float32Array.from(new Float64Array(aligned.buffer));
+  const u16 = new Uint16Array(aligned.buffer);
+  return e.dtype === 'F16' ? halfToFloat(u16) : bfloat16ToFloat(u16);
+}
+
+/** name → entry over every shard of a checkpoint folder. */
+export function indexSafetensorsFolder(dir: string): Map<string, SafetensorsEntry> {
+  const indexFile = path.join(dir, 'model.safetensors.index.json');
+  let files: string[];
+  if (existsSync(indexFile)) {
+    let index: any;
+    try {
+      index = JSON.parse(readFileSync(indexFile, 'utf8'));
+    } catch (e) {
+      throw new QuantlensError('CONVERT', `malformed JSON: ${(e as Error).message}`, indexFile, { cause: e });
+    }
+    if (!index?.weight_map || typeof index.weight_map !== 'object') throw new QuantlensError('CONVERT', `no "weight_map"`, indexFile);
+    files = [...new Set(Object.values(index.weight_map as Record<string, string>))].map((f) => path.join(dir, f));
+    for (const f of files) if (!existsSync(f)) throw new QuantlensError('CONVERT', `shard ${path.basename(f)} listed in the index is missing`, indexFile);
+  } else {
+    files = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort().map((f) => path.join(dir, f));
+  }
+  if (files.length === 0) throw new QuantlensError('CONVERT', `no *.safetensors files`, dir);
+  const all = new Map<string, SafetensorsEntry>();
+  for (const f of files) for (const [k, v] of readSafetensorsHeader(f)) all.set(k, v);
+  return all;
+}
+
+function readJsonFile(file: string): Record<string, any> {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new QuantlensError('CONVERT', `cannot read JSON: ${(e as Error).message}`, file, { cause: e });
+  }
+}
+
+/** Load an HF Llama-family checkpoint folder as float32 weights. */
+export function readSafetensorsCheckpoint(dir: string): { config: LlamaConfig; weights: LlamaWeights } {
+  const configFile = path.join(dir, 'config.json');
+  if (!existsSync(configFile)) throw new QuantlensError('CONVERT', `config.json is missing`, dir);
+  const json = readJsonFile(configFile);
+  if (typeof json.model_type === 'string' && json.model_type.startsWith('phi')) {
+    throw new QuantlensError('UNSUPPORTED', `Phi checkpoints (model_type "${json.model_type}") are not supported by the converter yet`, configFile);
+  }
+  const config = llamaConfigFromHf(json, configFile);
+  const entries = indexSafetensorsFolder(dir);
+  const H = config.hiddenSize;
+  const get = (name: string, dims: number[], optional = false): Float32Array | undefined => {
+    const e = entries.get(name);
+    if (!e) {
+      if (optional) return undefined;
+      throw new QuantlensError('CONVERT', `tensor ${name} is missing from the checkpoint`, dir);
+    }
+    if (e.shape.length !== dims.length || e.shape.some((d, i) => d !== dims[i])) {
+      throw new QuantlensError('CONVERT', `tensor ${name} has shape [${e.shape}], config.json implies [${dims}]`, e.file);
+    }
+    return readSafetensorsFloat32(name, e);
+  };
+  const need = (name: string, dims: number[]) => get(name, dims)!;
+  const qDim = config.numHeads * config.headDim;
+  const kvDim = config.numKvHeads * config.headDim;
+  const F = config.intermediateSize;
+  const layers: LlamaLayerWeights[] = [];
+  for (let i = 0; i < config.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    layers.push({
+      inputNorm: need(`${p}.input_layernorm.weight`, [H]),
+      q: need(`${p}.self_attn.q_proj.weight`, [qDim, H]),
+      k: need(`${p}.self_attn.k_proj.weight`, [kvDim, H]),
+      v: need(`${p}.self_attn.v_proj.weight`, [kvDim, H]),
+      o: need(`${p}.self_attn.o_proj.weight`, [H, qDim]),
+      qBias: config.attentionBias ? need(`${p}.self_attn.q_proj.bias`, [qDim]) : undefined,
+      kBias: config.attentionBias ? need(`${p}.self_attn.k_proj.bias`, [kvDim]) : undefined,
+      vBias: config.attentionBias ? need(`${p}.self_attn.v_proj.bias`, [kvDim]) : undefined,
+      postNorm: need(`${p}.post_attention_layernorm.weight`, [H]),
+      gate: need(`${p}.mlp.gate_proj.weight`, [F, H]),
+      up: need(`${p}.mlp.up_proj.weight`, [F, H]),
+      down: need(`${p}.mlp.down_proj.weight`, [H, F]),
+    });
+  }
+  const embed = need('model.embed_tokens.weight', [config.vocabSize, H]);
+  const lmHead = config.tieWordEmbeddings ? undefined : get('lm_head.weight', [config.vocabSize, H], true);
+  if (!config.tieWordEmbeddings && !lmHead) {
+    // Some exports omit lm_head even though tie_word_embeddings is false in config.json.
+    throw new QuantlensError('CONVERT', `lm_head.weight is missing and tie_word_embeddings is false`, dir);
+  }
+  return { config, weights: { embed, layers, finalNorm: need('model.norm.weight', [H]), lmHead } };
+}
+
+/** Files copied verbatim into the output folder when present. */
+const COPIED = ['special_tokens_map.json', 'generation_config.json'];
+
+export async function convertSafetensors(dir: string, outDir: string): Promise<string> {
+  const { config, weights } = readSafetensorsCheckpoint(dir);
+  const tokFile = path.join(dir, 'tokenizer.json');
+  if (!existsSync(tokFile)) throw new QuantlensError('CONVERT', `tokenizer.json is missing (the converted folder needs it)`, dir);
+  const tokConfigFile = path.join(dir, 'tokenizer_config.json');
+  const tokConfig = existsSync(tokConfigFile) ? readFileSync(tokConfigFile, 'utf8') : '{}\n';
+  const files: Record<string, Uint8Array> = {};
+  for (const name of COPIED) if (existsSync(path.join(dir, name))) files[name] = readFileSync(path.join(dir, name));
+  await writeModelFolder(outDir, config, weights, readFileSync(tokFile, 'utf8'), tokConfig, { quantlens_converted_from: 'safetensors' }, { files });
+  return outDir;
+}

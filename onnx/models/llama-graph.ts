@@ -1,0 +1,302 @@
+/**
+ * A Llama-family decoder written as an ONNX graph with the project's GraphBuilder, shaped like an
+ * Optimum export without KV cache: inputs input_ids / attention_mask (int64 [batch, seq]),
+ * output logits (float32 [batch, seq, vocab]); every call runs the whole sequence.
+ *
+ * Node names copy Optimum's (`/model/layers.3/mlp/act_fn/Mul` → `..._output_0`) so activation
+ * capture finds the same tensors in built and exported models. Every linear layer is a plain
+ * MatMul with a 2-D float32 initializer as B, which is what the quantizers look for. Only plain
+ * ai.onnx opset-17 ops that a backward-graph generator can differentiate are used.
+ */
+import { promises as fsp, existsSync } from 'node:fs';
+import path from 'node:path';
+import { GraphBuilder, float, tensor, type ModelOptions } from '../builder.ts';
+import { writeAtomically } from '../../core/atomic-write.ts';
+import { QuantlensError } from '../../core/errors.ts';
+import { hfConfigJson, validateLlamaConfig, type LlamaConfig } from './llama-config.ts';
+
+/**
+ * Weight matrices are row-major [out, in] (y = W x), as in HF checkpoints and llama2.c files;
+ * the builder transposes them into the MatMul layout [in, out].
+ */
+export interface LlamaLayerWeights {
+  inputNorm: Float32Array; // [hidden]
+  q: Float32Array; // [heads * headDim, hidden]
+  k: Float32Array; // [kvHeads * headDim, hidden]
+  v: Float32Array; // [kvHeads * headDim, hidden]
+  o: Float32Array; // [hidden, heads * headDim]
+  qBias?: Float32Array; // [heads * headDim] (Qwen2)
+  kBias?: Float32Array;
+  vBias?: Float32Array;
+  postNorm: Float32Array; // [hidden]
+  gate: Float32Array; // [intermediate, hidden]
+  up: Float32Array; // [intermediate, hidden]
+  down: Float32Array; // [hidden, intermediate]
+}
+
+export interface LlamaWeights {
+  embed: Float32Array; // [vocab, hidden]
+  layers: LlamaLayerWeights[];
+  finalNorm: Float32Array; // [hidden]
+  /** [vocab, hidden]; absent when tied to the embedding. */
+  lmHead?: Float32Array;
+}
+
+export interface LlamaGraphOptions {
+  graphName?: string;
+}
+
+/** Masked attention scores get this additive bias; exp(-1e9 - max) is exactly 0 in float32. */
+const MASKED = -1e9;
+
+/** W [out, in] row-major → [in, out] row-major (MatMul's B). */
+export function transposeMatrix(w: Float32Array, out: number, inp: number): Float32Array {
+  const t = new Float32Array(w.length);
+  for (let o = 0; o < out; o++) {
+    const row = o * inp;
+    for (let i = 0; i < inp; i++) t[i * out + o] = w[row + i];
+  }
+  return t;
+}
+
+/** RoPE inverse frequencies theta^(-2k/d), with HF's linear / llama3 scaling applied. */
+export function ropeInverseFrequencies(cfg: LlamaConfig): Float64Array {
+  const half = cfg.headDim / 2;
+  const inv = new Float64Array(half);
+  for (let k = 0; k < half; k++) inv[k] = 1 / Math.pow(cfg.ropeTheta, (2 * k) / cfg.headDim);
+  const s = cfg.ropeScaling;
+  if (s?.type === 'linear') for (let k = 0; k < half; k++) inv[k] /= s.factor;
+  if (s?.type === 'llama3') {
+    // transformers `_compute_llama3_parameters`.
+    const lowWavelen = s.originalMaxPositions / s.lowFreqFactor;
+    const highWavelen = s.originalMaxPositions / s.highFreqFactor;
+    for (let k = 0; k < half; k++) {
+      const wavelen = (2 * Math.PI) / inv[k];
+      if (wavelen > lowWavelen) inv[k] /= s.factor;
+      else if (wavelen >= highWavelen) {
+        const smooth = (s.originalMaxPositions / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+        inv[k] = (1 - smooth) * (inv[k] / s.factor) + smooth * inv[k];
+      }
+    }
+  }
+  return inv;
+}
+
+/** cos / sin of position × frequency, [maxPositions, headDim/2], computed in float64. */
+export function ropeTables(cfg: LlamaConfig): { cos: Float32Array; sin: Float32Array } {
+  const inv = ropeInverseFrequencies(cfg);
+  const half = inv.length;
+  const cos = new Float32Array(cfg.maxPositions * half);
+  const sin = new Float32Array(cfg.maxPositions * half);
+  for (let p = 0; p < cfg.maxPositions; p++)
+    for (let k = 0; k < half; k++) {
+      cos[p * half + k] = Math.cos(p * inv[k]);
+      sin[p * half + k] = Math.sin(p * inv[k]);
+    }
+  return { cos, sin };
+}
+
+function checkLength(name: string, a: Float32Array | undefined, want: number): Float32Array {
+  if (!a) throw new QuantlensError('CONVERT', `weight ${name} is missing`, name);
+  if (a.length !== want) throw new QuantlensError('CONVERT', `weight ${name} has ${a.length} values, expected ${want}`, name);
+  return a;
+}
+
+/** Optimum-style node names: `<scope>/<Op>`, then `<scope>/<Op>_1`, `_2`, ... */
+class NodeNamer {
+  private used = new Map<string, number>();
+  name(scope: string, op: string): string {
+    const base = `${scope}/${op}`;
+    const n = this.used.get(base) ?? 0;
+    this.used.set(base, n + 1);
+    return n === 0 ? base : `${base}_${n}`;
+  }
+}
+
+export function buildLlamaGraph(cfg: LlamaConfig, weights: LlamaWeights, opts: LlamaGraphOptions = {}): GraphBuilder {
+  validateLlamaConfig(cfg);
+  const H = cfg.hiddenSize;
+  const F = cfg.intermediateSize;
+  const V = cfg.vocabSize;
+  const D = cfg.headDim;
+  const nH = cfg.numHeads;
+  const nKv = cfg.numKvHeads;
+  const group = nH / nKv;
+  if (weights.layers.length !== cfg.numLayers) throw new QuantlensError('CONVERT', `${weights.layers.length} layers of weights for num_hidden_layers ${cfg.numLayers}`, 'weights');
+
+  const g = new GraphBuilder(opts.graphName ?? 'main_graph');
+  const names = new NodeNamer();
+  /** One node in `scope`; returns its single output `<name>_output_0`. */
+  const op = (scope: string, type: string, inputs: string[], attrs: Record<string, any> = {}): string =>
+    g.node(type, inputs, 1, attrs, { name: names.name(scope, type) })[0];
+  const i64 = (values: number[], dims?: number[]) => g.constI64(values, dims);
+  const f32 = (v: number) => g.constF32([v], []);
+  /** y = x · Wᵀ with W [out, in] stored transposed as the MatMul initializer `<weightName>`. */
+  const linear = (scope: string, x: string, weightName: string, w: Float32Array, out: number, inp: number, bias?: Float32Array): string => {
+    // Stored as [in, out]: HF / llama2.c keep [out, in], MatMul wants B with the input dim first.
+    const b = g.initializer(weightName, tensor('float', [inp, out], transposeMatrix(checkLength(weightName, w, out * inp), out, inp)));
+    const y = op(scope, 'MatMul', [x, b]);
+    if (!bias) return y;
+    const biasName = weightName.replace(/\.weight$/, '.bias');
+    g.initializer(biasName, tensor('float', [out], checkLength(biasName, bias, out)));
+    return op(scope, 'Add', [y, biasName]);
+  };
+  const rmsNorm = (scope: string, x: string, weightName: string, w: Float32Array): string => {
+    g.initializer(weightName, tensor('float', [H], checkLength(weightName, w, H)));
+    const sq = op(scope, 'Pow', [x, f32(2)]);
+    const mean = op(scope, 'ReduceMean', [sq], { axes: [-1], keepdims: 1 });
+    const root = op(scope, 'Sqrt', [op(scope, 'Add', [mean, f32(cfg.rmsNormEps)])]);
+    const inv = op(scope, 'Div', [f32(1), root]);
+    return op(scope, 'Mul', [op(scope, 'Mul', [x, inv]), weightName]);
+  };
+
+  const inputIds = g.input('input_ids', 'int64', ['batch_size', 'sequence_length']);
+  const mask = g.input('attention_mask', 'int64', ['batch_size', 'sequence_length']);
+
+  // ---- Shared per call: embeddings, positions, RoPE angles, attention mask bias. ----
+  g.initializer('model.embed_tokens.weight', tensor('float', [V, H], checkLength('model.embed_tokens.weight', weights.embed, V * H)));
+  let x = op('/model/embed_tokens', 'Gather', ['model.embed_tokens.weight', inputIds], { axis: 0 });
+
+  // Position of a token = number of real tokens before it, so left padding does not shift it.
+  const axis1 = i64([1], []);
+  const cumsum = op('/model', 'CumSum', [mask, axis1]);
+  const positions = op('/model', 'Max', [op('/model', 'Sub', [cumsum, i64([1], [])]), i64([0], [])]);
+
+  const tables = ropeTables(cfg);
+  g.initializer('model.rotary_emb.cos_table', tensor('float', [cfg.maxPositions, D / 2], tables.cos));
+  g.initializer('model.rotary_emb.sin_table', tensor('float', [cfg.maxPositions, D / 2], tables.sin));
+  // [B, 1, S, D/2] for 'half'; [B, 1, S, D/2, 1] for 'interleaved' (pairs on a trailing axis).
+  const ropeAxes = cfg.ropeLayout === 'interleaved' ? [1, 4] : [1];
+  const cos = op('/model/rotary_emb', 'Unsqueeze', [op('/model/rotary_emb', 'Gather', ['model.rotary_emb.cos_table', positions], { axis: 0 }), i64(ropeAxes)]);
+  const sin = op('/model/rotary_emb', 'Unsqueeze', [op('/model/rotary_emb', 'Gather', ['model.rotary_emb.sin_table', positions], { axis: 0 }), i64(ropeAxes)]);
+
+  // Index 1..S along the sequence, built from the mask's shape (no Shape/Range needed).
+  const ones = op('/model', 'Cast', [op('/model', 'Equal', [mask, mask])], { to: 7 });
+  const index = op('/model', 'CumSum', [ones, axis1]);
+  const queryIndex = op('/model', 'Unsqueeze', [index, i64([2])]); // [B, S, 1]
+  const keyIndex = op('/model', 'Unsqueeze', [index, i64([1])]); // [B, 1, S]
+  let allowed = op('/model', 'LessOrEqual', [keyIndex, queryIndex]); // causal [B, S, S]
+  const keyIsToken = op('/model', 'Equal', [op('/model', 'Unsqueeze', [mask, i64([1])]), i64([1], [])]); // [B, 1, S]
+  allowed = op('/model', 'And', [allowed, keyIsToken]);
+  if (cfg.slidingWindow) {
+    const distance = op('/model', 'Sub', [queryIndex, keyIndex]);
+    allowed = op('/model', 'And', [allowed, op('/model', 'Less', [distance, i64([cfg.slidingWindow], [])])]);
+  }
+  // Additive bias (0 or -1e9) rather than Where on the scores: the scores' gradient is then a plain Add.
+  const maskBias = op('/model', 'Where', [op('/model', 'Unsqueeze', [allowed, i64([1])]), f32(0), f32(MASKED)]); // [B, 1, S, S]
+
+  const rope = (scope: string, t: string): string => {
+    if (cfg.ropeLayout === 'interleaved') {
+      // Pairs (x[2k], x[2k+1]): view [B, h, S, D/2, 2] and split the trailing pair axis.
+      const pairs = op(scope, 'Reshape', [t, i64([0, 0, 0, D / 2, 2])]);
+      const [a, b] = g.node('Split', [pairs], 2, { axis: -1 }, { name: names.name(scope, 'Split') });
+      const re = op(scope, 'Sub', [op(scope, 'Mul', [a, cos]), op(scope, 'Mul', [b, sin])]);
+      const im = op(scope, 'Add', [op(scope, 'Mul', [b, cos]), op(scope, 'Mul', [a, sin])]);
+      return op(scope, 'Reshape', [op(scope, 'Concat', [re, im], { axis: -1 }), i64([0, 0, 0, D])]);
+    }
+    // Pairs (x[k], x[k + D/2]): HF rotate_half.
+    const [a, b] = g.node('Split', [t], 2, { axis: -1 }, { name: names.name(scope, 'Split') });
+    const re = op(scope, 'Sub', [op(scope, 'Mul', [a, cos]), op(scope, 'Mul', [b, sin])]);
+    const im = op(scope, 'Add', [op(scope, 'Mul', [b, cos]), op(scope, 'Mul', [a, sin])]);
+    return op(scope, 'Concat', [re, im], { axis: -1 });
+  };
+  /** [B, S, heads*D] → [B, heads, S, D] */
+  const splitHeads = (scope: string, t: string, heads: number) =>
+    op(scope, 'Transpose', [op(scope, 'Reshape', [t, i64([0, 0, heads, D])])], { perm: [0, 2, 1, 3] });
+  /** GQA: kv head j serves query heads j*group .. j*group+group-1 → repeat each kv head `group` times. */
+  const repeatKv = (scope: string, t: string) => {
+    if (group === 1) return t;
+    const u = op(scope, 'Unsqueeze', [t, i64([2])]); // [B, nKv, 1, S, D]
+    const rep = op(scope, 'Concat', Array(group).fill(u), { axis: 2 }); // [B, nKv, group, S, D]
+    return op(scope, 'Reshape', [rep, i64([0, nH, -1, D])]);
+  };
+
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const L = weights.layers[i];
+    const pre = `model.layers.${i}`;
+    const scope = `/model/layers.${i}`;
+    const attn = `${scope}/self_attn`;
+
+    const h = rmsNorm(`${scope}/input_layernorm`, x, `${pre}.input_layernorm.weight`, L.inputNorm);
+    const q = linear(`${attn}/q_proj`, h, `${pre}.self_attn.q_proj.weight`, L.q, nH * D, H, L.qBias);
+    const k = linear(`${attn}/k_proj`, h, `${pre}.self_attn.k_proj.weight`, L.k, nKv * D, H, L.kBias);
+    const v = linear(`${attn}/v_proj`, h, `${pre}.self_attn.v_proj.weight`, L.v, nKv * D, H, L.vBias);
+    if (cfg.attentionBias && !(L.qBias && L.kBias && L.vBias)) throw new QuantlensError('CONVERT', `layer ${i}: attention_bias is set but q/k/v biases are missing`, `${pre}.self_attn`);
+
+    const qh = rope(`${attn}/rotary_q`, splitHeads(attn, q, nH));
+    const kh = repeatKv(attn, rope(`${attn}/rotary_k`, splitHeads(attn, k, nKv)));
+    const vh = repeatKv(attn, splitHeads(attn, v, nKv));
+    const kt = op(attn, 'Transpose', [kh], { perm: [0, 1, 3, 2] });
+    const scores = op(attn, 'Div', [op(attn, 'MatMul', [qh, kt]), f32(Math.sqrt(D))]);
+    const probs = op(attn, 'Softmax', [op(attn, 'Add', [scores, maskBias])], { axis: -1 });
+    const ctx = op(attn, 'MatMul', [probs, vh]); // [B, nH, S, D]
+    const merged = op(attn, 'Reshape', [op(attn, 'Transpose', [ctx], { perm: [0, 2, 1, 3] }), i64([0, 0, nH * D])]);
+    const o = linear(`${attn}/o_proj`, merged, `${pre}.self_attn.o_proj.weight`, L.o, H, nH * D);
+    x = op(scope, 'Add', [x, o]);
+
+    const h2 = rmsNorm(`${scope}/post_attention_layernorm`, x, `${pre}.post_attention_layernorm.weight`, L.postNorm);
+    const gate = linear(`${scope}/mlp/gate_proj`, h2, `${pre}.mlp.gate_proj.weight`, L.gate, F, H);
+    const up = linear(`${scope}/mlp/up_proj`, h2, `${pre}.mlp.up_proj.weight`, L.up, F, H);
+    // SiLU as Sigmoid + Mul, as torch exports it: `/model/layers.i/mlp/act_fn/Mul_output_0` is the hooked tensor.
+    const act = op(`${scope}/mlp/act_fn`, 'Mul', [gate, op(`${scope}/mlp/act_fn`, 'Sigmoid', [gate])]);
+    const prod = op(`${scope}/mlp`, 'Mul', [act, up]);
+    const down = linear(`${scope}/mlp/down_proj`, prod, `${pre}.mlp.down_proj.weight`, L.down, H, F);
+    x = op(scope, 'Add', [x, down]);
+  }
+
+  const normed = rmsNorm('/model/norm', x, 'model.norm.weight', weights.finalNorm);
+  // Tied or not, the classifier is its own 2-D MatMul weight (a tied one is stored twice) so
+  // quantizers treat it like every other linear layer.
+  const head = cfg.tieWordEmbeddings ? weights.embed : weights.lmHead;
+  if (!head) throw new QuantlensError('CONVERT', `untied model without lm_head weights`, 'lm_head.weight');
+  const headT = g.initializer('lm_head.weight', tensor('float', [H, V], transposeMatrix(checkLength('lm_head.weight', head, V * H), V, H)));
+  g.node('MatMul', [normed, headT], ['logits'], {}, { name: '/lm_head/MatMul' });
+  g.output('logits', 'float', ['batch_size', 'sequence_length', V]);
+  return g;
+}
+
+/** Above this many weight bytes model.onnx gets an external data file (protobuf caps at 2 GiB). */
+const INLINE_LIMIT = 1.5e9;
+
+export interface ModelFolderOptions {
+  /** ONNX metadata_props. */
+  metadata?: Record<string, string>;
+  /** Extra files (name → contents) written into the folder, e.g. prompts.jsonl. */
+  files?: Record<string, string | Uint8Array>;
+  /** Weight bytes above which model.onnx.data is used (default 1.5e9; tests lower it). */
+  inlineLimitBytes?: number;
+}
+
+/**
+ * Write a complete model folder — config.json, tokenizer.json, tokenizer_config.json,
+ * model.onnx (+ model.onnx.data when large) — into a temporary sibling folder, then rename it
+ * into place, so `dir` is either absent, the old folder, or the complete new one.
+ */
+export async function writeModelFolder(
+  dir: string,
+  cfg: LlamaConfig,
+  weights: LlamaWeights,
+  tokenizerJson: unknown,
+  tokenizerConfig: unknown,
+  extraConfig: Record<string, unknown> = {},
+  opts: ModelFolderOptions = {},
+): Promise<void> {
+  const graph = buildLlamaGraph(cfg, weights);
+  const layerBytes = weights.layers.reduce((s, L) => s + [L.q, L.k, L.v, L.o, L.gate, L.up, L.down].reduce((a, w) => a + w.byteLength, 0), 0);
+  const weightBytes = layerBytes + 2 * weights.embed.byteLength;
+  const modelOpts: ModelOptions = { opset: 17, irVersion: 8, producer: 'quantlens', metadata: opts.metadata };
+  const stash = `${dir}.old-${process.pid}`;
+  await writeAtomically(dir, async (tmp) => {
+    await fsp.mkdir(tmp, { recursive: true });
+    const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
+    await fsp.writeFile(path.join(tmp, 'config.json'), json(hfConfigJson(cfg, extraConfig)));
+    await fsp.writeFile(path.join(tmp, 'tokenizer.json'), typeof tokenizerJson === 'string' ? tokenizerJson : json(tokenizerJson));
+    await fsp.writeFile(path.join(tmp, 'tokenizer_config.json'), typeof tokenizerConfig === 'string' ? tokenizerConfig : json(tokenizerConfig));
+    for (const [name, data] of Object.entries(opts.files ?? {})) await fsp.writeFile(path.join(tmp, name), data);
+    if (weightBytes < (opts.inlineLimitBytes ?? INLINE_LIMIT)) await fsp.writeFile(path.join(tmp, 'model.onnx'), graph.toModel(modelOpts));
+    else await graph.writeWithExternalData(path.join(tmp, 'model.onnx'), path.join(tmp, 'model.onnx.data'), modelOpts);
+    // rename() cannot replace a non-empty folder: move the old one aside just before the swap.
+    if (existsSync(dir)) await fsp.rename(dir, stash);
+  });
+  await fsp.rm(stash, { recursive: true, force: true });
+}
