@@ -23,26 +23,9 @@ import { DTYPE } from '../dtypes.ts';
 import { dequantizeBnb4, dequantizeInteger, dequantizeNBits, dequantizeVectorwise } from './dequantize.ts';
 import { straightThroughRule } from './rules-quantized.ts';
 import type { GradRule } from './rule.ts';
+import type { QuantizedUnit } from './quantized-unit.ts';
 
-export type QuantizedUnitKind = 'MatMulNBits' | 'MatMulBnb4' | 'llm-int8' | 'dynamic-int8';
-
-export interface QuantizedUnit {
-  kind: QuantizedUnitKind;
-  /** The float activation x (the unit's only differentiable input). */
-  input: string;
-  /** The unit's float output y. */
-  output: string;
-  K: number;
-  N: number;
-  /** The unit's own forward nodes (the last one produces `output`). */
-  members: NodeInfo[];
-  /** Nodes the unit shares with other units (a DynamicQuantizeLinear feeding several). */
-  shared: NodeInfo[];
-  /** Ŵ [K, N] row-major: what ORT multiplies x by (llm-int8: the outlier-path weight). */
-  weight(): Float32Array;
-  /** llm-int8: the forward [K] bool tensor of outlier columns, and the int8 path's factor. */
-  outliers?: { columns: string; int8Factor: number };
-}
+export type { QuantizedUnit, QuantizedUnitKind } from './quantized-unit.ts';
 
 const where = (n: NodeInfo) => `node ${n.name || n.outputs[0]}`;
 

@@ -11,7 +11,7 @@ import { floatToHalf } from '../dtypes.ts';
 import { tensor, type TensorData } from '../builder.ts';
 import { matmulGrads } from './rules-matmul.ts';
 import { onlyGrad, type GradRule } from './rule.ts';
-import type { QuantizedUnit } from './quantized-patterns.ts';
+import type { QuantizedUnit } from './quantized-unit.ts';
 
 function weightConstant(type: string, w: Float32Array, K: number, N: number, unit: string): TensorData {
   if (type === 'float32') return tensor('float', [K, N], w);
