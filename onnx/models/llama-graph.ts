@@ -113,146 +113,199 @@ class NodeNamer {
   }
 }
 
-export function buildLlamaGraph(cfg: LlamaConfig, weights: LlamaWeights, opts: LlamaGraphOptions = {}): GraphBuilder {
-  validateLlamaConfig(cfg);
-  const H = cfg.hiddenSize;
-  const F = cfg.intermediateSize;
-  const V = cfg.vocabSize;
-  const D = cfg.headDim;
-  const nH = cfg.numHeads;
-  const nKv = cfg.numKvHeads;
-  const group = nH / nKv;
-  if (weights.layers.length !== cfg.numLayers) throw new QuantlensError('CONVERT', `${weights.layers.length} layers of weights for num_hidden_layers ${cfg.numLayers}`, 'weights');
+/**
+ * Writes one Llama decoder into a GraphBuilder, in the node order and with the Optimum-style names
+ * torch.onnx gives it. Each method is one block of the model; `buildLlamaGraph` calls them in order.
+ */
+class LlamaGraphWriter {
+  readonly g: GraphBuilder;
+  private names = new NodeNamer();
+  private readonly H: number;
+  private readonly D: number;
+  private readonly nH: number;
+  private readonly nKv: number;
+  private cos = '';
+  private sin = '';
+  private maskBias = '';
 
-  const g = new GraphBuilder(opts.graphName ?? 'main_graph');
-  const names = new NodeNamer();
+  constructor(private cfg: LlamaConfig, graphName: string) {
+    this.g = new GraphBuilder(graphName);
+    this.H = cfg.hiddenSize;
+    this.D = cfg.headDim;
+    this.nH = cfg.numHeads;
+    this.nKv = cfg.numKvHeads;
+  }
+
   /** One node in `scope`; returns its single output `<name>_output_0`. */
-  const op = (scope: string, type: string, inputs: string[], attrs: Record<string, any> = {}): string =>
-    g.node(type, inputs, 1, attrs, { name: names.name(scope, type) })[0];
-  const i64 = (values: number[], dims?: number[]) => g.constI64(values, dims);
-  const f32 = (v: number) => g.constF32([v], []);
+  op(scope: string, type: string, inputs: string[], attrs: Record<string, any> = {}): string {
+    return this.g.node(type, inputs, 1, attrs, { name: this.names.name(scope, type) })[0];
+  }
+  private i64 = (values: number[], dims?: number[]) => this.g.constI64(values, dims);
+  private f32 = (v: number) => this.g.constF32([v], []);
+
   /** y = x · Wᵀ with W [out, in] stored transposed as the MatMul initializer `<weightName>`. */
-  const linear = (scope: string, x: string, weightName: string, w: Float32Array, out: number, inp: number, bias?: Float32Array): string => {
+  linear(scope: string, x: string, weightName: string, w: Float32Array, out: number, inp: number, bias?: Float32Array): string {
     // Stored as [in, out]: HF / llama2.c keep [out, in], MatMul wants B with the input dim first.
-    const b = g.initializer(weightName, tensor('float', [inp, out], transposeMatrix(checkLength(weightName, w, out * inp), out, inp)));
-    const y = op(scope, 'MatMul', [x, b]);
+    const b = this.g.initializer(weightName, tensor('float', [inp, out], transposeMatrix(checkLength(weightName, w, out * inp), out, inp)));
+    const y = this.op(scope, 'MatMul', [x, b]);
     if (!bias) return y;
     const biasName = weightName.replace(/\.weight$/, '.bias');
-    g.initializer(biasName, tensor('float', [out], checkLength(biasName, bias, out)));
-    return op(scope, 'Add', [y, biasName]);
-  };
-  const rmsNorm = (scope: string, x: string, weightName: string, w: Float32Array): string => {
-    g.initializer(weightName, tensor('float', [H], checkLength(weightName, w, H)));
-    const sq = op(scope, 'Pow', [x, f32(2)]);
-    const mean = op(scope, 'ReduceMean', [sq], { axes: [-1], keepdims: 1 });
-    const root = op(scope, 'Sqrt', [op(scope, 'Add', [mean, f32(cfg.rmsNormEps)])]);
-    const inv = op(scope, 'Div', [f32(1), root]);
-    return op(scope, 'Mul', [op(scope, 'Mul', [x, inv]), weightName]);
-  };
-
-  const inputIds = g.input('input_ids', 'int64', ['batch_size', 'sequence_length']);
-  const mask = g.input('attention_mask', 'int64', ['batch_size', 'sequence_length']);
-
-  // ---- Shared per call: embeddings, positions, RoPE angles, attention mask bias. ----
-  g.initializer('model.embed_tokens.weight', tensor('float', [V, H], checkLength('model.embed_tokens.weight', weights.embed, V * H)));
-  let x = op('/model/embed_tokens', 'Gather', ['model.embed_tokens.weight', inputIds], { axis: 0 });
-
-  // Position of a token = number of real tokens before it, so left padding does not shift it.
-  const axis1 = i64([1], []);
-  const cumsum = op('/model', 'CumSum', [mask, axis1]);
-  const positions = op('/model', 'Max', [op('/model', 'Sub', [cumsum, i64([1], [])]), i64([0], [])]);
-
-  const tables = ropeTables(cfg);
-  g.initializer('model.rotary_emb.cos_table', tensor('float', [cfg.maxPositions, D / 2], tables.cos));
-  g.initializer('model.rotary_emb.sin_table', tensor('float', [cfg.maxPositions, D / 2], tables.sin));
-  // [B, 1, S, D/2] for 'half'; [B, 1, S, D/2, 1] for 'interleaved' (pairs on a trailing axis).
-  const ropeAxes = cfg.ropeLayout === 'interleaved' ? [1, 4] : [1];
-  const cos = op('/model/rotary_emb', 'Unsqueeze', [op('/model/rotary_emb', 'Gather', ['model.rotary_emb.cos_table', positions], { axis: 0 }), i64(ropeAxes)]);
-  const sin = op('/model/rotary_emb', 'Unsqueeze', [op('/model/rotary_emb', 'Gather', ['model.rotary_emb.sin_table', positions], { axis: 0 }), i64(ropeAxes)]);
-
-  // Index 1..S along the sequence, built from the mask's shape (no Shape/Range needed).
-  const ones = op('/model', 'Cast', [op('/model', 'Equal', [mask, mask])], { to: 7 });
-  const index = op('/model', 'CumSum', [ones, axis1]);
-  const queryIndex = op('/model', 'Unsqueeze', [index, i64([2])]); // [B, S, 1]
-  const keyIndex = op('/model', 'Unsqueeze', [index, i64([1])]); // [B, 1, S]
-  let allowed = op('/model', 'LessOrEqual', [keyIndex, queryIndex]); // causal [B, S, S]
-  const keyIsToken = op('/model', 'Equal', [op('/model', 'Unsqueeze', [mask, i64([1])]), i64([1], [])]); // [B, 1, S]
-  allowed = op('/model', 'And', [allowed, keyIsToken]);
-  if (cfg.slidingWindow) {
-    const distance = op('/model', 'Sub', [queryIndex, keyIndex]);
-    allowed = op('/model', 'And', [allowed, op('/model', 'Less', [distance, i64([cfg.slidingWindow], [])])]);
+    this.g.initializer(biasName, tensor('float', [out], checkLength(biasName, bias, out)));
+    return this.op(scope, 'Add', [y, biasName]);
   }
-  // Additive bias (0 or -1e9) rather than Where on the scores: the scores' gradient is then a plain Add.
-  const maskBias = op('/model', 'Where', [op('/model', 'Unsqueeze', [allowed, i64([1])]), f32(0), f32(MASKED)]); // [B, 1, S, S]
 
-  const rope = (scope: string, t: string): string => {
-    if (cfg.ropeLayout === 'interleaved') {
+  rmsNorm(scope: string, x: string, weightName: string, w: Float32Array): string {
+    this.g.initializer(weightName, tensor('float', [this.H], checkLength(weightName, w, this.H)));
+    const sq = this.op(scope, 'Pow', [x, this.f32(2)]);
+    const mean = this.op(scope, 'ReduceMean', [sq], { axes: [-1], keepdims: 1 });
+    const root = this.op(scope, 'Sqrt', [this.op(scope, 'Add', [mean, this.f32(this.cfg.rmsNormEps)])]);
+    const inv = this.op(scope, 'Div', [this.f32(1), root]);
+    return this.op(scope, 'Mul', [this.op(scope, 'Mul', [x, inv]), weightName]);
+  }
+
+  /** Inputs, embeddings, positions, RoPE angles and the attention mask bias; returns the embeddings. */
+  shared(embed: Float32Array): string {
+    const { g, cfg, op, i64, f32 } = this.bound();
+    const V = cfg.vocabSize, H = this.H, D = this.D;
+    const inputIds = g.input('input_ids', 'int64', ['batch_size', 'sequence_length']);
+    const mask = g.input('attention_mask', 'int64', ['batch_size', 'sequence_length']);
+    g.initializer('model.embed_tokens.weight', tensor('float', [V, H], checkLength('model.embed_tokens.weight', embed, V * H)));
+    const x = op('/model/embed_tokens', 'Gather', ['model.embed_tokens.weight', inputIds], { axis: 0 });
+
+    // Position of a token = number of real tokens before it, so left padding does not shift it.
+    const axis1 = i64([1], []);
+    const cumsum = op('/model', 'CumSum', [mask, axis1]);
+    const positions = op('/model', 'Max', [op('/model', 'Sub', [cumsum, i64([1], [])]), i64([0], [])]);
+
+    const tables = ropeTables(cfg);
+    g.initializer('model.rotary_emb.cos_table', tensor('float', [cfg.maxPositions, D / 2], tables.cos));
+    g.initializer('model.rotary_emb.sin_table', tensor('float', [cfg.maxPositions, D / 2], tables.sin));
+    // [B, 1, S, D/2] for 'half'; [B, 1, S, D/2, 1] for 'interleaved' (pairs on a trailing axis).
+    const ropeAxes = cfg.ropeLayout === 'interleaved' ? [1, 4] : [1];
+    this.cos = op('/model/rotary_emb', 'Unsqueeze', [op('/model/rotary_emb', 'Gather', ['model.rotary_emb.cos_table', positions], { axis: 0 }), i64(ropeAxes)]);
+    this.sin = op('/model/rotary_emb', 'Unsqueeze', [op('/model/rotary_emb', 'Gather', ['model.rotary_emb.sin_table', positions], { axis: 0 }), i64(ropeAxes)]);
+
+    // Index 1..S along the sequence, built from the mask's shape (no Shape/Range needed).
+    const ones = op('/model', 'Cast', [op('/model', 'Equal', [mask, mask])], { to: 7 });
+    const index = op('/model', 'CumSum', [ones, axis1]);
+    const queryIndex = op('/model', 'Unsqueeze', [index, i64([2])]); // [B, S, 1]
+    const keyIndex = op('/model', 'Unsqueeze', [index, i64([1])]); // [B, 1, S]
+    let allowed = op('/model', 'LessOrEqual', [keyIndex, queryIndex]); // causal [B, S, S]
+    const keyIsToken = op('/model', 'Equal', [op('/model', 'Unsqueeze', [mask, i64([1])]), i64([1], [])]); // [B, 1, S]
+    allowed = op('/model', 'And', [allowed, keyIsToken]);
+    if (cfg.slidingWindow) {
+      const distance = op('/model', 'Sub', [queryIndex, keyIndex]);
+      allowed = op('/model', 'And', [allowed, op('/model', 'Less', [distance, i64([cfg.slidingWindow], [])])]);
+    }
+    // Additive bias (0 or -1e9) rather than Where on the scores: the scores' gradient is then a plain Add.
+    this.maskBias = op('/model', 'Where', [op('/model', 'Unsqueeze', [allowed, i64([1])]), f32(0), f32(MASKED)]); // [B, 1, S, S]
+    return x;
+  }
+
+  /** `op`, the constants and the builder as plain functions, for blocks written as expressions. */
+  private bound() {
+    return { g: this.g, cfg: this.cfg, op: this.op.bind(this), i64: this.i64, f32: this.f32 };
+  }
+
+  rope(scope: string, t: string): string {
+    const { g, op, i64 } = this.bound();
+    const D = this.D, cos = this.cos, sin = this.sin;
+    if (this.cfg.ropeLayout === 'interleaved') {
       // Pairs (x[2k], x[2k+1]): view [B, h, S, D/2, 2] and split the trailing pair axis.
       const pairs = op(scope, 'Reshape', [t, i64([0, 0, 0, D / 2, 2])]);
-      const [a, b] = g.node('Split', [pairs], 2, { axis: -1 }, { name: names.name(scope, 'Split') });
+      const [a, b] = g.node('Split', [pairs], 2, { axis: -1 }, { name: this.names.name(scope, 'Split') });
       const re = op(scope, 'Sub', [op(scope, 'Mul', [a, cos]), op(scope, 'Mul', [b, sin])]);
       const im = op(scope, 'Add', [op(scope, 'Mul', [b, cos]), op(scope, 'Mul', [a, sin])]);
       return op(scope, 'Reshape', [op(scope, 'Concat', [re, im], { axis: -1 }), i64([0, 0, 0, D])]);
     }
     // Pairs (x[k], x[k + D/2]): HF rotate_half.
-    const [a, b] = g.node('Split', [t], 2, { axis: -1 }, { name: names.name(scope, 'Split') });
+    const [a, b] = g.node('Split', [t], 2, { axis: -1 }, { name: this.names.name(scope, 'Split') });
     const re = op(scope, 'Sub', [op(scope, 'Mul', [a, cos]), op(scope, 'Mul', [b, sin])]);
     const im = op(scope, 'Add', [op(scope, 'Mul', [b, cos]), op(scope, 'Mul', [a, sin])]);
     return op(scope, 'Concat', [re, im], { axis: -1 });
-  };
-  /** [B, S, heads*D] → [B, heads, S, D] */
-  const splitHeads = (scope: string, t: string, heads: number) =>
-    op(scope, 'Transpose', [op(scope, 'Reshape', [t, i64([0, 0, heads, D])])], { perm: [0, 2, 1, 3] });
-  /** GQA: kv head j serves query heads j*group .. j*group+group-1 → repeat each kv head `group` times. */
-  const repeatKv = (scope: string, t: string) => {
-    if (group === 1) return t;
-    const u = op(scope, 'Unsqueeze', [t, i64([2])]); // [B, nKv, 1, S, D]
-    const rep = op(scope, 'Concat', Array(group).fill(u), { axis: 2 }); // [B, nKv, group, S, D]
-    return op(scope, 'Reshape', [rep, i64([0, nH, -1, D])]);
-  };
+  }
 
-  for (let i = 0; i < cfg.numLayers; i++) {
-    const L = weights.layers[i];
+  /** [B, S, heads*D] → [B, heads, S, D] */
+  splitHeads(scope: string, t: string, heads: number): string {
+    return this.op(scope, 'Transpose', [this.op(scope, 'Reshape', [t, this.i64([0, 0, heads, this.D])])], { perm: [0, 2, 1, 3] });
+  }
+
+  /** GQA: kv head j serves query heads j*group .. j*group+group-1 → repeat each kv head `group` times. */
+  repeatKv(scope: string, t: string): string {
+    const group = this.nH / this.nKv;
+    if (group === 1) return t;
+    const u = this.op(scope, 'Unsqueeze', [t, this.i64([2])]); // [B, nKv, 1, S, D]
+    const rep = this.op(scope, 'Concat', Array(group).fill(u), { axis: 2 }); // [B, nKv, group, S, D]
+    return this.op(scope, 'Reshape', [rep, this.i64([0, this.nH, -1, this.D])]);
+  }
+
+  /** Pre-norm self-attention with its residual: x + o_proj(attention(norm(x))). */
+  attention(i: number, x: string, L: LlamaLayerWeights): string {
+    const { op, i64, f32 } = this.bound();
+    const { H, D, nH, nKv } = this;
     const pre = `model.layers.${i}`;
     const scope = `/model/layers.${i}`;
     const attn = `${scope}/self_attn`;
+    const h = this.rmsNorm(`${scope}/input_layernorm`, x, `${pre}.input_layernorm.weight`, L.inputNorm);
+    const q = this.linear(`${attn}/q_proj`, h, `${pre}.self_attn.q_proj.weight`, L.q, nH * D, H, L.qBias);
+    const k = this.linear(`${attn}/k_proj`, h, `${pre}.self_attn.k_proj.weight`, L.k, nKv * D, H, L.kBias);
+    const v = this.linear(`${attn}/v_proj`, h, `${pre}.self_attn.v_proj.weight`, L.v, nKv * D, H, L.vBias);
+    if (this.cfg.attentionBias && !(L.qBias && L.kBias && L.vBias)) throw new QuantlensError('CONVERT', `layer ${i}: attention_bias is set but q/k/v biases are missing`, `${pre}.self_attn`);
 
-    const h = rmsNorm(`${scope}/input_layernorm`, x, `${pre}.input_layernorm.weight`, L.inputNorm);
-    const q = linear(`${attn}/q_proj`, h, `${pre}.self_attn.q_proj.weight`, L.q, nH * D, H, L.qBias);
-    const k = linear(`${attn}/k_proj`, h, `${pre}.self_attn.k_proj.weight`, L.k, nKv * D, H, L.kBias);
-    const v = linear(`${attn}/v_proj`, h, `${pre}.self_attn.v_proj.weight`, L.v, nKv * D, H, L.vBias);
-    if (cfg.attentionBias && !(L.qBias && L.kBias && L.vBias)) throw new QuantlensError('CONVERT', `layer ${i}: attention_bias is set but q/k/v biases are missing`, `${pre}.self_attn`);
-
-    const qh = rope(`${attn}/rotary_q`, splitHeads(attn, q, nH));
-    const kh = repeatKv(attn, rope(`${attn}/rotary_k`, splitHeads(attn, k, nKv)));
-    const vh = repeatKv(attn, splitHeads(attn, v, nKv));
+    const qh = this.rope(`${attn}/rotary_q`, this.splitHeads(attn, q, nH));
+    const kh = this.repeatKv(attn, this.rope(`${attn}/rotary_k`, this.splitHeads(attn, k, nKv)));
+    const vh = this.repeatKv(attn, this.splitHeads(attn, v, nKv));
     const kt = op(attn, 'Transpose', [kh], { perm: [0, 1, 3, 2] });
     const scores = op(attn, 'Div', [op(attn, 'MatMul', [qh, kt]), f32(Math.sqrt(D))]);
-    const probs = op(attn, 'Softmax', [op(attn, 'Add', [scores, maskBias])], { axis: -1 });
+    const probs = op(attn, 'Softmax', [op(attn, 'Add', [scores, this.maskBias])], { axis: -1 });
     const ctx = op(attn, 'MatMul', [probs, vh]); // [B, nH, S, D]
     const merged = op(attn, 'Reshape', [op(attn, 'Transpose', [ctx], { perm: [0, 2, 1, 3] }), i64([0, 0, nH * D])]);
-    const o = linear(`${attn}/o_proj`, merged, `${pre}.self_attn.o_proj.weight`, L.o, H, nH * D);
-    x = op(scope, 'Add', [x, o]);
-
-    const h2 = rmsNorm(`${scope}/post_attention_layernorm`, x, `${pre}.post_attention_layernorm.weight`, L.postNorm);
-    const gate = linear(`${scope}/mlp/gate_proj`, h2, `${pre}.mlp.gate_proj.weight`, L.gate, F, H);
-    const up = linear(`${scope}/mlp/up_proj`, h2, `${pre}.mlp.up_proj.weight`, L.up, F, H);
-    // SiLU as Sigmoid + Mul, as torch exports it: `/model/layers.i/mlp/act_fn/Mul_output_0` is the hooked tensor.
-    const act = op(`${scope}/mlp/act_fn`, 'Mul', [gate, op(`${scope}/mlp/act_fn`, 'Sigmoid', [gate])]);
-    const prod = op(`${scope}/mlp`, 'Mul', [act, up]);
-    const down = linear(`${scope}/mlp/down_proj`, prod, `${pre}.mlp.down_proj.weight`, L.down, H, F);
-    x = op(scope, 'Add', [x, down]);
+    const o = this.linear(`${attn}/o_proj`, merged, `${pre}.self_attn.o_proj.weight`, L.o, H, nH * D);
+    return op(scope, 'Add', [x, o]);
   }
 
-  const normed = rmsNorm('/model/norm', x, 'model.norm.weight', weights.finalNorm);
-  // Tied or not, the classifier is its own 2-D MatMul weight (a tied one is stored twice) so
-  // quantizers treat it like every other linear layer.
-  const head = cfg.tieWordEmbeddings ? weights.embed : weights.lmHead;
-  if (!head) throw new QuantlensError('CONVERT', `untied model without lm_head weights`, 'lm_head.weight');
-  const headT = g.initializer('lm_head.weight', tensor('float', [H, V], transposeMatrix(checkLength('lm_head.weight', head, V * H), V, H)));
-  g.node('MatMul', [normed, headT], ['logits'], {}, { name: '/lm_head/MatMul' });
-  g.output('logits', 'float', ['batch_size', 'sequence_length', V]);
-  return g;
+  /** Pre-norm gated MLP with its residual: x + down(silu(gate(norm(x))) · up(norm(x))). */
+  mlp(i: number, x: string, L: LlamaLayerWeights): string {
+    const { H } = this;
+    const F = this.cfg.intermediateSize;
+    const pre = `model.layers.${i}`;
+    const scope = `/model/layers.${i}`;
+    const h2 = this.rmsNorm(`${scope}/post_attention_layernorm`, x, `${pre}.post_attention_layernorm.weight`, L.postNorm);
+    const gate = this.linear(`${scope}/mlp/gate_proj`, h2, `${pre}.mlp.gate_proj.weight`, L.gate, F, H);
+    const up = this.linear(`${scope}/mlp/up_proj`, h2, `${pre}.mlp.up_proj.weight`, L.up, F, H);
+    // SiLU as Sigmoid + Mul, as torch exports it: `/model/layers.i/mlp/act_fn/Mul_output_0` is the hooked tensor.
+    const act = this.op(`${scope}/mlp/act_fn`, 'Mul', [gate, this.op(`${scope}/mlp/act_fn`, 'Sigmoid', [gate])]);
+    const prod = this.op(`${scope}/mlp`, 'Mul', [act, up]);
+    const down = this.linear(`${scope}/mlp/down_proj`, prod, `${pre}.mlp.down_proj.weight`, L.down, H, F);
+    return this.op(scope, 'Add', [x, down]);
+  }
+
+  /** Final norm and the classifier, output `logits`. */
+  head(x: string, weights: LlamaWeights): void {
+    const { H } = this;
+    const V = this.cfg.vocabSize;
+    const normed = this.rmsNorm('/model/norm', x, 'model.norm.weight', weights.finalNorm);
+    // Tied or not, the classifier is its own 2-D MatMul weight (a tied one is stored twice) so
+    // quantizers treat it like every other linear layer.
+    const head = this.cfg.tieWordEmbeddings ? weights.embed : weights.lmHead;
+    if (!head) throw new QuantlensError('CONVERT', `untied model without lm_head weights`, 'lm_head.weight');
+    const headT = this.g.initializer('lm_head.weight', tensor('float', [H, V], transposeMatrix(checkLength('lm_head.weight', head, V * H), V, H)));
+    this.g.node('MatMul', [normed, headT], ['logits'], {}, { name: '/lm_head/MatMul' });
+    this.g.output('logits', 'float', ['batch_size', 'sequence_length', V]);
+  }
+}
+
+export function buildLlamaGraph(cfg: LlamaConfig, weights: LlamaWeights, opts: LlamaGraphOptions = {}): GraphBuilder {
+  validateLlamaConfig(cfg);
+  if (weights.layers.length !== cfg.numLayers) throw new QuantlensError('CONVERT', `${weights.layers.length} layers of weights for num_hidden_layers ${cfg.numLayers}`, 'weights');
+  const w = new LlamaGraphWriter(cfg, opts.graphName ?? 'main_graph');
+  let x = w.shared(weights.embed);
+  for (let i = 0; i < cfg.numLayers; i++) {
+    x = w.attention(i, x, weights.layers[i]);
+    x = w.mlp(i, x, weights.layers[i]);
+  }
+  w.head(x, weights);
+  return w.g;
 }
 
 /** Above this many weight bytes model.onnx gets an external data file (protobuf caps at 2 GiB). */
