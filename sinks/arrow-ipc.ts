@@ -10,10 +10,9 @@
  *
  * Written under a temporary name (registered for SIGINT cleanup) and renamed on close().
  */
-import { open, type FileHandle } from 'node:fs/promises';
 import * as arrow from 'apache-arrow';
 import { QuantlensError } from '../core/errors.ts';
-import { holdTemporaryFile } from './parquet.ts';
+import { HeldFile } from '../core/held-file.ts';
 
 export interface ArrowIpcSink {
   /** Append one batch; every batch must have the schema of the first. Resolves once its bytes are on disk. */
@@ -43,73 +42,48 @@ class CollectingStreamWriter extends arrow.RecordBatchStreamWriter {
 }
 
 export async function openArrowIpcSink(finalPath: string): Promise<ArrowIpcSink> {
-  const held = await holdTemporaryFile(finalPath);
-  let file: FileHandle;
-  try {
-    file = await open(held.tmpPath, 'w');
-  } catch (e) {
-    await held.discard();
-    throw new QuantlensError('IO', `cannot create temporary file: ${(e as Error).message}`, finalPath, { cause: e });
-  }
+  const f = await HeldFile.open(finalPath);
   const writer = new CollectingStreamWriter({ autoDestroy: false });
   let schema: arrow.Schema | null = null;
   let rows = 0;
-  let state: 'open' | 'closed' | 'aborted' | 'failed' = 'open';
 
   async function drain(): Promise<void> {
     const parts = writer.take();
-    if (parts.length) await file.writev(parts);
-  }
-  function fail(msg: string): never {
-    throw new QuantlensError('IO', msg, finalPath);
+    if (parts.length) await f.file.writev(parts);
   }
 
-  const sink: ArrowIpcSink = {
+  return {
     get rows() {
       return rows;
     },
     async write(batch) {
-      if (state !== 'open') fail(`write() after ${state === 'closed' ? 'close()' : state === 'aborted' ? 'abort()' : 'a failed write'}`);
+      f.ensureOpen('write');
       const incoming: arrow.Schema = batch.schema;
       if (schema === null) schema = incoming;
       else if (!arrow.util.compareSchemas(schema, incoming as arrow.Schema | null)) {
         // The base writer would silently start a second stream; refuse instead.
         const describe = (s: arrow.Schema) => s.fields.map(String).join(', ');
-        fail(`batch schema ${describe(batch.schema)} differs from the stream's ${describe(schema)}`);
+        f.fail(`batch schema ${describe(batch.schema)} differs from the stream's ${describe(schema)}`);
       }
       try {
         writer.write(batch);
         await drain();
       } catch (e) {
-        state = 'failed';
+        f.state = 'failed';
         throw new QuantlensError('IO', `write failed: ${(e as Error).message}`, finalPath, { cause: e });
       }
       rows += batch.numRows;
     },
-    async close(emptySchema) {
-      if (state === 'closed') return;
-      if (state !== 'open') fail(`close() after ${state === 'aborted' ? 'abort()' : 'a failed write (call abort())'}`);
-      try {
+    close(emptySchema) {
+      return f.close(async () => {
         if (schema === null) {
-          if (!emptySchema) fail('close() of a stream with no batches needs the schema to write');
+          if (!emptySchema) f.fail('close() of a stream with no batches needs the schema to write');
           writer.reset(undefined, emptySchema); // writes the schema message
         }
         writer.finish(); // end-of-stream marker
         await drain();
-        await file.close();
-      } catch (e) {
-        await sink.abort();
-        throw e instanceof QuantlensError ? e : new QuantlensError('IO', `write failed: ${(e as Error).message}`, finalPath, { cause: e });
-      }
-      state = 'closed';
-      await held.commit();
+      });
     },
-    async abort() {
-      if (state === 'closed' || state === 'aborted') return;
-      state = 'aborted';
-      await file.close().catch(() => {});
-      await held.discard();
-    },
+    abort: () => f.abort(),
   };
-  return sink;
 }

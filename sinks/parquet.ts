@@ -8,13 +8,13 @@
  * call and hands each finished group to our file writer, so we buffer at most one row group.
  * The library stays behind this one interface (openParquetSink / writeParquetTable).
  *
- * Files are written under a temporary name registered with core/atomic-write.ts and renamed on
- * close(); abort() removes the temporary file, so a final name never holds a half-written table.
+ * Files are written under a temporary name (core/held-file.ts) and renamed on close(); abort()
+ * removes the temporary file, so a final name never holds a half-written table.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
 import type { SchemaElement } from 'hyparquet';
-import { writeAtomically } from '../core/atomic-write.ts';
+import { HeldFile } from '../core/held-file.ts';
 import { QuantlensError } from '../core/errors.ts';
 
 /** `list<float>` exists for activation dumps (values per row); tables use the others. */
@@ -37,60 +37,6 @@ export interface ParquetSink {
 }
 
 export const DEFAULT_ROW_GROUP_ROWS = 65_536;
-
-// ---------------------------------------------------------------------------------------------
-// Temporary file held open across many async writes, registered with atomic-write's pending set
-// (so the SIGINT handler removes it) by running writeAtomically around the sink's lifetime.
-
-export interface HeldTemporary {
-  readonly tmpPath: string;
-  /** Rename to the final name. */
-  commit(): Promise<void>;
-  /** Remove the temporary file. */
-  discard(): Promise<void>;
-}
-
-const DISCARDED = Symbol('discarded');
-
-export async function holdTemporaryFile(finalPath: string): Promise<HeldTemporary> {
-  let settle!: (ok: boolean) => void;
-  let tmpPath = '';
-  let opened!: () => void;
-  const ready = new Promise<void>((resolve) => (opened = resolve));
-  const done = writeAtomically(finalPath, (tmp) => {
-    tmpPath = tmp;
-    return new Promise<void>((resolve, reject) => {
-      settle = (ok) => (ok ? resolve() : reject(DISCARDED));
-      opened();
-    });
-  });
-  // Surfaces mkdir failures before the callback runs; the settled branch is observed below.
-  done.catch(() => {});
-  try {
-    await Promise.race([ready, done]);
-  } catch (e) {
-    throw new QuantlensError('IO', `cannot create the output folder: ${(e as Error).message}`, finalPath, { cause: e });
-  }
-  return {
-    tmpPath,
-    async commit() {
-      settle(true);
-      try {
-        await done;
-      } catch (e) {
-        throw new QuantlensError('IO', `cannot rename temporary file into place: ${(e as Error).message}`, finalPath, { cause: e });
-      }
-    },
-    async discard() {
-      settle(false);
-      await done.catch((e) => {
-        if (e !== DISCARDED) throw e;
-      });
-    },
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
 
 /** hyparquet-writer's ByteWriter that appends each finished row group to an open file. */
 class FileByteWriter extends ByteWriter {
@@ -171,13 +117,74 @@ function describe(v: unknown): string {
   return String(v);
 }
 
-export async function openParquetSink(
-  finalPath: string,
-  columns: ColumnSpec[],
-  metadata: Record<string, string>,
-  opts: { rowGroupRows?: number } = {},
-): Promise<ParquetSink> {
-  const rowGroupRows = opts.rowGroupRows ?? DEFAULT_ROW_GROUP_ROWS;
+/** Copy src[from, from+count) into `dst` at `at`, validating every value against `spec`. */
+function copyColumn(spec: ColumnSpec, dst: Buffer, at: number, src: ArrayLike<unknown>, from: number, count: number, fail: (msg: string) => never, rowBase: number): void {
+  // Fast paths: typed input into typed buffer of the same element kind.
+  if (dst instanceof Int32Array && src instanceof Int32Array) {
+    dst.set(src.subarray(from, from + count), at);
+    return;
+  }
+  if (dst instanceof Float64Array && (src instanceof Float64Array || src instanceof Float32Array)) {
+    dst.set(src.subarray(from, from + count), at);
+    return;
+  }
+  if (dst instanceof BigInt64Array && src instanceof BigInt64Array) {
+    dst.set(src.subarray(from, from + count), at);
+    return;
+  }
+  const d = dst as unknown[] & ArrayLike<unknown>;
+  const where = (i: number) => `column "${spec.name}" row ${rowBase + i - from}`;
+  for (let i = from; i < from + count; i++) {
+    const v = src[i];
+    const k = at + i - from;
+    if (v === null || v === undefined) {
+      if (!spec.nullable) fail(`${where(i)}: null in a non-nullable ${spec.type} column`);
+      d[k] = null;
+      continue;
+    }
+    d[k] = checkedValue(spec, v, () => where(i), fail);
+  }
+}
+
+/** One non-null value converted to what the writer stores (bigint for int64, plain arrays for lists). */
+function checkedValue(spec: ColumnSpec, v: unknown, where: () => string, fail: (msg: string) => never): unknown {
+  switch (spec.type) {
+    case 'int32':
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < INT32_MIN || v > INT32_MAX) fail(`${where()}: expected int32, got ${describe(v)}`);
+      return v;
+    case 'int64': {
+      let big: bigint;
+      if (typeof v === 'bigint') big = v;
+      else if (typeof v === 'number' && Number.isSafeInteger(v)) big = BigInt(v);
+      else fail(`${where()}: expected int64 (safe integer or bigint), got ${describe(v)}`);
+      if (big < INT64_MIN || big > INT64_MAX) fail(`${where()}: int64 out of range: ${describe(v)}`);
+      return big;
+    }
+    case 'double':
+      if (typeof v !== 'number') fail(`${where()}: expected a number, got ${describe(v)}`);
+      return v;
+    case 'utf8':
+      if (typeof v !== 'string') fail(`${where()}: expected a string, got ${describe(v)}`);
+      return v;
+    case 'bool':
+      if (typeof v !== 'boolean') fail(`${where()}: expected a boolean, got ${describe(v)}`);
+      return v;
+    case 'list<int32>':
+    case 'list<float>': {
+      if (typeof v !== 'object' || typeof (v as ArrayLike<unknown>).length !== 'number') fail(`${where()}: expected an array, got ${describe(v)}`);
+      // The Dremel encoder needs plain arrays; copying also detaches the row from caller memory.
+      const list = Array.from(v as ArrayLike<number>);
+      if (spec.type === 'list<int32>') {
+        for (const x of list) if (!Number.isInteger(x) || x < INT32_MIN || x > INT32_MAX) fail(`${where()}: list element is not an int32: ${describe(x)}`);
+      } else {
+        for (const x of list) if (typeof x !== 'number') fail(`${where()}: list element is not a number: ${describe(x)}`);
+      }
+      return list;
+    }
+  }
+}
+
+function checkColumns(finalPath: string, columns: ColumnSpec[], rowGroupRows: number): Set<string> {
   if (!Number.isInteger(rowGroupRows) || rowGroupRows < 1) {
     throw new QuantlensError('IO', `rowGroupRows must be a positive integer, got ${rowGroupRows}`, finalPath);
   }
@@ -186,170 +193,102 @@ export async function openParquetSink(
     if (names.has(c.name)) throw new QuantlensError('IO', `duplicate column "${c.name}"`, finalPath);
     names.add(c.name);
   }
-  const schema = schemaFor(columns);
+  return names;
+}
 
-  const held = await holdTemporaryFile(finalPath);
-  let file: FileHandle;
-  try {
-    file = await open(held.tmpPath, 'w');
-  } catch (e) {
-    await held.discard();
-    throw new QuantlensError('IO', `cannot create temporary file: ${(e as Error).message}`, finalPath, { cause: e });
-  }
-  const out = new FileByteWriter(file);
-  const pq = new ParquetWriter({
-    writer: out,
-    schema,
-    kvMetadata: Object.entries(metadata).map(([key, value]) => ({ key, value })),
-    createdBy: 'quantlens (hyparquet-writer)',
-  });
+/** Column-wise rows buffered up to one row group, written through hyparquet-writer to a HeldFile. */
+class ParquetFileSink implements ParquetSink {
+  private buffers: Buffer[];
+  private filled = 0;
+  private written = 0;
+  private out: FileByteWriter;
+  private pq: ParquetWriter;
 
-  let buffers = columns.map((c) => newBuffer(c, rowGroupRows));
-  let filled = 0;
-  let rows = 0;
-  let state: 'open' | 'closed' | 'aborted' | 'failed' = 'open';
-
-  function fail(msg: string): never {
-    throw new QuantlensError('IO', msg, finalPath);
-  }
-
-  async function writeGroup(): Promise<void> {
-    if (filled === 0) return;
-    const columnData = columns.map((c, j) => {
-      const b = buffers[j];
-      return { name: c.name, data: (filled === rowGroupRows ? b : b.slice(0, filled)) as never };
+  constructor(private f: HeldFile, private columns: ColumnSpec[], private names: Set<string>, private rowGroupRows: number, schema: SchemaElement[], metadata: Record<string, string>) {
+    this.out = new FileByteWriter(f.file);
+    this.pq = new ParquetWriter({
+      writer: this.out,
+      schema,
+      kvMetadata: Object.entries(metadata).map(([key, value]) => ({ key, value })),
+      createdBy: 'quantlens (hyparquet-writer)',
     });
-    await pq.write({ columnData, rowGroupSize: filled });
-    await out.flush();
-    buffers = columns.map((c) => newBuffer(c, rowGroupRows));
-    filled = 0;
+    this.buffers = columns.map((c) => newBuffer(c, rowGroupRows));
   }
 
-  /** Copy src[from, from+count) into the column buffer at `filled`, validating every value. */
-  function copyInto(j: number, src: ArrayLike<unknown>, from: number, count: number): void {
-    const spec = columns[j];
-    const dst = buffers[j];
-    const at = filled;
-    // Fast paths: typed input into typed buffer of the same element kind.
-    if (dst instanceof Int32Array && src instanceof Int32Array) {
-      dst.set(src.subarray(from, from + count), at);
-      return;
+  get rows(): number {
+    return this.written;
+  }
+
+  private async writeGroup(): Promise<void> {
+    if (this.filled === 0) return;
+    const columnData = this.columns.map((c, j) => {
+      const b = this.buffers[j];
+      return { name: c.name, data: (this.filled === this.rowGroupRows ? b : b.slice(0, this.filled)) as never };
+    });
+    await this.pq.write({ columnData, rowGroupSize: this.filled });
+    await this.out.flush();
+    this.buffers = this.columns.map((c) => newBuffer(c, this.rowGroupRows));
+    this.filled = 0;
+  }
+
+  /** Rows in `data`, after checking that it has exactly the table's columns, all of one length. */
+  private rowCount(data: Record<string, ArrayLike<unknown>>): number {
+    const fail = (msg: string) => this.f.fail(msg);
+    for (const name of Object.keys(data)) if (!this.names.has(name)) fail(`unknown column "${name}" (table has ${[...this.names].join(', ')})`);
+    let n = -1;
+    for (const c of this.columns) {
+      const col = data[c.name];
+      if (col === undefined) fail(`append() is missing column "${c.name}"`);
+      if (n === -1) n = col.length;
+      else if (col.length !== n) fail(`column "${c.name}" has ${col.length} rows, expected ${n} like "${this.columns[0].name}"`);
     }
-    if (dst instanceof Float64Array && (src instanceof Float64Array || src instanceof Float32Array)) {
-      dst.set(src.subarray(from, from + count), at);
-      return;
-    }
-    if (dst instanceof BigInt64Array && src instanceof BigInt64Array) {
-      dst.set(src.subarray(from, from + count), at);
-      return;
-    }
-    const d = dst as unknown[] & ArrayLike<unknown>;
-    const where = (i: number) => `column "${spec.name}" row ${rows + i - from}`;
-    for (let i = from; i < from + count; i++) {
-      const v = src[i];
-      const k = at + i - from;
-      if (v === null || v === undefined) {
-        if (!spec.nullable) fail(`${where(i)}: null in a non-nullable ${spec.type} column`);
-        d[k] = null;
-        continue;
+    return n;
+  }
+
+  async append(data: Record<string, ArrayLike<unknown>>): Promise<void> {
+    this.f.ensureOpen('append');
+    const n = this.rowCount(data);
+    if (n <= 0) return;
+    const fail = (msg: string) => this.f.fail(msg);
+    try {
+      for (let off = 0; off < n; ) {
+        const take = Math.min(n - off, this.rowGroupRows - this.filled);
+        for (let j = 0; j < this.columns.length; j++) copyColumn(this.columns[j], this.buffers[j], this.filled, data[this.columns[j].name], off, take, fail, this.written);
+        this.filled += take;
+        this.written += take;
+        off += take;
+        if (this.filled === this.rowGroupRows) await this.writeGroup();
       }
-      switch (spec.type) {
-        case 'int32':
-          if (typeof v !== 'number' || !Number.isInteger(v) || v < INT32_MIN || v > INT32_MAX) fail(`${where(i)}: expected int32, got ${describe(v)}`);
-          d[k] = v;
-          break;
-        case 'int64': {
-          let big: bigint;
-          if (typeof v === 'bigint') big = v;
-          else if (typeof v === 'number' && Number.isSafeInteger(v)) big = BigInt(v);
-          else fail(`${where(i)}: expected int64 (safe integer or bigint), got ${describe(v)}`);
-          if (big < INT64_MIN || big > INT64_MAX) fail(`${where(i)}: int64 out of range: ${describe(v)}`);
-          d[k] = big;
-          break;
-        }
-        case 'double':
-          if (typeof v !== 'number') fail(`${where(i)}: expected a number, got ${describe(v)}`);
-          d[k] = v;
-          break;
-        case 'utf8':
-          if (typeof v !== 'string') fail(`${where(i)}: expected a string, got ${describe(v)}`);
-          d[k] = v;
-          break;
-        case 'bool':
-          if (typeof v !== 'boolean') fail(`${where(i)}: expected a boolean, got ${describe(v)}`);
-          d[k] = v;
-          break;
-        case 'list<int32>':
-        case 'list<float>': {
-          if (typeof v !== 'object' || typeof (v as ArrayLike<unknown>).length !== 'number') fail(`${where(i)}: expected an array, got ${describe(v)}`);
-          // The Dremel encoder needs plain arrays; copying also detaches the row from caller memory.
-          const list = Array.from(v as ArrayLike<number>);
-          if (spec.type === 'list<int32>') {
-            for (const x of list) if (!Number.isInteger(x) || x < INT32_MIN || x > INT32_MAX) fail(`${where(i)}: list element is not an int32: ${describe(x)}`);
-          } else {
-            for (const x of list) if (typeof x !== 'number') fail(`${where(i)}: list element is not a number: ${describe(x)}`);
-          }
-          d[k] = list;
-          break;
-        }
-      }
+    } catch (e) {
+      // Keep the file consistent: a half-appended batch cannot be written, so the sink is dead.
+      this.f.state = 'failed';
+      throw this.f.wrap(e);
     }
   }
 
-  const sink: ParquetSink = {
-    get rows() {
-      return rows;
-    },
-    async append(data) {
-      if (state !== 'open') fail(`append() after ${state === 'failed' ? 'a failed write' : state === 'closed' ? 'close()' : 'abort()'}`);
-      for (const name of Object.keys(data)) if (!names.has(name)) fail(`unknown column "${name}" (table has ${[...names].join(', ')})`);
-      let n = -1;
-      for (const c of columns) {
-        const col = data[c.name];
-        if (col === undefined) fail(`append() is missing column "${c.name}"`);
-        if (n === -1) n = col.length;
-        else if (col.length !== n) fail(`column "${c.name}" has ${col.length} rows, expected ${n} like "${columns[0].name}"`);
-      }
-      if (n <= 0) return;
-      try {
-        for (let off = 0; off < n; ) {
-          const take = Math.min(n - off, rowGroupRows - filled);
-          for (let j = 0; j < columns.length; j++) copyInto(j, data[columns[j].name], off, take);
-          filled += take;
-          rows += take;
-          off += take;
-          if (filled === rowGroupRows) await writeGroup();
-        }
-      } catch (e) {
-        // Keep the file consistent: a half-appended batch cannot be written, so the sink is dead.
-        state = 'failed';
-        throw e instanceof QuantlensError ? e : new QuantlensError('IO', `write failed: ${(e as Error).message}`, finalPath, { cause: e });
-      }
-    },
-    async close() {
-      if (state === 'closed') return;
-      if (state !== 'open') fail(`close() after ${state === 'failed' ? 'a failed write (call abort())' : 'abort()'}`);
-      try {
-        await writeGroup();
-        pq.finish();
-        await out.flush();
-        await file.close();
-      } catch (e) {
-        state = 'failed';
-        await sink.abort();
-        throw e instanceof QuantlensError ? e : new QuantlensError('IO', `write failed: ${(e as Error).message}`, finalPath, { cause: e });
-      }
-      state = 'closed';
-      await held.commit();
-    },
-    async abort() {
-      if (state === 'closed' || state === 'aborted') return;
-      state = 'aborted';
-      await file.close().catch(() => {});
-      await held.discard();
-    },
-  };
-  return sink;
+  close(): Promise<void> {
+    return this.f.close(async () => {
+      await this.writeGroup();
+      this.pq.finish();
+      await this.out.flush();
+    });
+  }
+
+  abort(): Promise<void> {
+    return this.f.abort();
+  }
+}
+
+export async function openParquetSink(
+  finalPath: string,
+  columns: ColumnSpec[],
+  metadata: Record<string, string>,
+  opts: { rowGroupRows?: number } = {},
+): Promise<ParquetSink> {
+  const rowGroupRows = opts.rowGroupRows ?? DEFAULT_ROW_GROUP_ROWS;
+  const names = checkColumns(finalPath, columns, rowGroupRows);
+  const schema = schemaFor(columns); // unknown column types are refused before any file exists
+  return new ParquetFileSink(await HeldFile.open(finalPath), columns, names, rowGroupRows, schema, metadata);
 }
 
 /** Write a whole table in one call (small tables: summaries, reports). */
