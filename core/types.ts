@@ -58,6 +58,25 @@ export interface ActivationChunk {
   tokenId: Int32Array;
 }
 
+/**
+ * A batch's moments of one captured tensor over its real tokens, as sums of deviations from
+ * `shift` (Σ(x−shift), Σ(x−shift)² in float64) plus exact min, max and near-zero counts. Produced
+ * inside the model's own graph (onnx/moment-stats.ts) when no measure needs every activation.
+ */
+export interface BatchMoments {
+  precision: string;
+  layer: number;
+  tensor: string;
+  width: number;
+  rows: number;
+  shift: Float64Array;
+  s1: Float64Array;
+  s2: Float64Array;
+  min: Float32Array;
+  max: Float32Array;
+  nearZero: Float64Array;
+}
+
 /** Logits at the predicted position (the last real token) of every example in a batch. */
 export interface PredictionBatch {
   batchIndex: number;
@@ -73,11 +92,13 @@ export interface PredictionBatch {
  * Every measurement has this one shape, so shard-merge, resume and tests treat them alike.
  * update() is online with memory bounded by the model's width, merge() is exact (Chan/Welford),
  * state() is JSON-serialisable (typed arrays as plain arrays or base64), finish() returns rows.
+ * update() and finish() may run work in ONNX Runtime and then return a promise: callers await
+ * both (an estimator whose work is pure JS returns plain values, and awaiting them costs nothing).
  */
 export interface Estimator<Input, State, Result> {
   readonly name: string;
-  update(input: Input): void;
+  update(input: Input): void | Promise<void>;
   merge(other: State): void;
   state(): State;
-  finish(): Result;
+  finish(): Result | Promise<Result>;
 }

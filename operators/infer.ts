@@ -5,11 +5,11 @@
  */
 import ort from 'onnxruntime-node';
 import { concatMap, type OperatorFunction } from 'rxjs';
-import type { ActivationChunk, Batch, PredictionBatch } from '../core/types.ts';
+import type { ActivationChunk, Batch, BatchMoments, PredictionBatch } from '../core/types.ts';
 import { activationChunk } from './chunk.ts';
 import { buildFeeds, type InputPlan } from '../onnx/feeds.ts';
 import { LAST_LOGITS } from '../onnx/augment.ts';
-import { momentStatsNames, NEAR_HI, NEAR_LO } from '../onnx/moment-stats.ts';
+import type { InGraphMoments } from '../onnx/moment-stats.ts';
 import { halfToFloat } from '../onnx/dtypes.ts';
 import type { ActivationSite } from '../onnx/capture.ts';
 
@@ -19,31 +19,15 @@ export interface PrecisionRunner {
   plan: InputPlan;
   /** Sites whose activations are fetched as chunks. */
   sites: ActivationSite[];
-  /** Sites whose batch moments are computed inside the graph (moment-stats.ts), in this order. */
-  momentSites: ActivationSite[];
-  /** Near-zero bounds fed to the in-graph moments. */
-  nearZero?: { lo: number; hi: number };
-  /** The shift for a site's moments: near the running mean (set by the neurons measure). */
-  momentShift?: (site: ActivationSite) => Float64Array;
-}
-
-/** A batch's moments of one captured tensor, reduced in the graph over real tokens. */
-export interface MomentStats {
-  site: ActivationSite;
-  rows: number;
-  shift: Float64Array;
-  s1: Float64Array;
-  s2: Float64Array;
-  min: Float32Array;
-  max: Float32Array;
-  nearZero: Float64Array;
+  /** Batch moments computed inside the graph (onnx/moment-stats.ts), when no measure needs chunks. */
+  moments?: InGraphMoments;
 }
 
 export interface PrecisionOutput {
   precision: string;
   prediction: PredictionBatch;
   chunks: ActivationChunk[];
-  moments: MomentStats[];
+  moments: BatchMoments[];
   seconds: number;
 }
 
@@ -59,27 +43,15 @@ function asFloat32(t: ort.Tensor): Float32Array {
 }
 
 /** Feeds for the inputs quantlens appended (in-graph moments): needed on every run of the session. */
-export function extraFeeds(runner: PrecisionRunner, shifts?: Float64Array[]): Record<string, ort.Tensor> {
-  const feeds: Record<string, ort.Tensor> = {};
-  if (!runner.momentSites.length) return feeds;
-  feeds[NEAR_LO] = new ort.Tensor('float32', Float32Array.of(runner.nearZero?.lo ?? -0.1), []);
-  feeds[NEAR_HI] = new ort.Tensor('float32', Float32Array.of(runner.nearZero?.hi ?? 0.1), []);
-  runner.momentSites.forEach((s, k) => {
-    const shift = shifts?.[k] ?? new Float64Array(s.width ?? 0);
-    feeds[momentStatsNames(k).shift] = new ort.Tensor('float64', shift, [shift.length]);
-  });
-  return feeds;
+export function extraFeeds(runner: PrecisionRunner): Record<string, ort.Tensor> {
+  return runner.moments?.feeds() ?? {};
 }
 
 export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: number): Promise<PrecisionOutput> {
   const feeds = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
   const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.tensor)];
-  const shifts = runner.momentSites.map((s) => Float64Array.from(runner.momentShift?.(s) ?? new Float64Array(s.width ?? 0)));
-  Object.assign(feeds, extraFeeds(runner, shifts));
-  runner.momentSites.forEach((_, k) => {
-    const n = momentStatsNames(k);
-    fetches.push(n.s1, n.s2, n.min, n.max, n.nearZero);
-  });
+  Object.assign(feeds, extraFeeds(runner));
+  if (runner.moments) fetches.push(...runner.moments.fetches());
   const t0 = performance.now();
   const out = await runner.session.run(feeds, fetches);
   const seconds = (performance.now() - t0) / 1000;
@@ -97,19 +69,7 @@ export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: num
     const t = out[s.tensor];
     return activationChunk({ data: t.data as Float32Array | Uint16Array, dims: t.dims, batch, precision: runner.precision, layer: s.layer, tensor: s.tensor });
   });
-  const moments = runner.momentSites.map((site, k): MomentStats => {
-    const n = momentStatsNames(k);
-    return {
-      site,
-      rows: batch.realTokens,
-      shift: shifts[k],
-      s1: out[n.s1].data as Float64Array,
-      s2: out[n.s2].data as Float64Array,
-      min: out[n.min].data as Float32Array,
-      max: out[n.max].data as Float32Array,
-      nearZero: out[n.nearZero].data as Float64Array,
-    };
-  });
+  const moments = runner.moments?.read(out, batch.realTokens, runner.precision) ?? [];
   return { precision: runner.precision, prediction, chunks, moments, seconds };
 }
 

@@ -7,7 +7,8 @@
  *  - choices: softmax renormalised over the given label token ids only; prediction = the most
  *    probable choice, confidence = its renormalised probability; correct when the choice string
  *    equals the gold string (both trimmed and lowercased).
- *  - loglik: not implemented yet (UNSUPPORTED).
+ *  - loglik: scored by operators/loglik.ts (summed continuation log-likelihood per choice); the
+ *    scorePredictions refuses it, since it needs extra forward passes, not these logits.
  * Softmax is computed in float64 with the max subtracted.
  */
 import type { PredictionBatch } from '../core/types.ts';

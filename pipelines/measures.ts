@@ -9,7 +9,6 @@ import type { BatchResult } from '../operators/infer.ts';
 import { NeuronsEstimator, type NeuronsState } from '../operators/estimators/neurons.ts';
 import { MomentsRunner } from '../operators/estimators/moments-graph.ts';
 import type { ActivationSite } from '../onnx/capture.ts';
-import { deadNeuronsFrom } from '../operators/estimators/dead.ts';
 import { CorrelationEstimator, type CorrelationState, type CorrelationSummary } from '../operators/estimators/correlation.ts';
 import { AgreementEstimator, jaccard, type AgreementState, type AgreementRow } from '../operators/estimators/agreement.ts';
 import { scorePredictions, type Scoring, type ScoreRow } from '../operators/score.ts';
@@ -133,13 +132,10 @@ export class RunMeasures {
       t.tokens += r.batch.realTokens;
       t.truncated += truncated.filter(Boolean).length;
       t.inference_seconds += o.seconds;
-      for (const ms of o.moments) {
-        const key = { precision: o.precision, layer: ms.site.layer, tensor: ms.site.tensor };
-        this.neurons?.byKey.get(key, ms.site.width!).mergeShiftedSums(ms.rows, ms.shift, ms.s1, ms.s2, ms);
-      }
+      for (const ms of o.moments) await this.neurons?.update(ms);
       for (const c of o.chunks) {
         await this.dumps.get(`${c.precision}|${c.tensor}`)?.write(c);
-        if (o.moments.length === 0) await this.neurons?.updateAsync(c);
+        if (o.moments.length === 0) await this.neurons?.update(c);
         if (this.correlation) await this.correlation.update(c);
       }
     }
@@ -226,7 +222,7 @@ export class RunMeasures {
     }
     let deadSets: Map<string, Set<number>> | undefined;
     if (this.neurons && (measures.has('dead') || measures.has('agreement'))) {
-      const dead = deadNeuronsFrom(this.neurons.byKey);
+      const dead = this.neurons.dead();
       deadSets = new Map(dead.rows.map((r) => [`${r.precision}|${r.tensor}`, new Set(r.dead_ids)]));
       if (measures.has('dead')) {
         await writeParquetTable(path.join(this.outDir, 'dead.parquet'), DEAD_COLUMNS, meta, toColumns(dead.rows, DEAD_COLUMNS) as Record<string, ArrayLike<unknown>>);

@@ -16,6 +16,7 @@ import { compilePrompt, checkPromptColumns, type PromptTemplate } from '../sourc
 import { readOnnxModel } from '../onnx/model-reader.ts';
 import { resolveLayers, type ActivationSite } from '../onnx/capture.ts';
 import { augmentForRun } from '../onnx/augment.ts';
+import { InGraphMoments } from '../onnx/moment-stats.ts';
 import { createSession, defaultSessionSettings, describeSettings, type SessionSettings } from '../onnx/session.ts';
 import { planInputs } from '../onnx/feeds.ts';
 import { checkCorrelationBudget } from '../operators/estimators/correlation.ts';
@@ -115,8 +116,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
       session: s,
       plan: planInputs(modelInputs, resolved.path),
       sites: needsChunks ? sites : [],
-      momentSites: momentsInGraph ? sites : [],
-      nearZero: { lo: cfg.dead.lo, hi: cfg.dead.hi },
+      moments: momentsInGraph ? new InGraphMoments(sites, { lo: cfg.dead.lo, hi: cfg.dead.hi }) : undefined,
     });
   }
 

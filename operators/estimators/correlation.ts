@@ -51,7 +51,7 @@ export interface CorrelationOptions {
   clusterThreshold?: number;
   /** 'auto' (default) clusters only up to CLUSTER_AUTO_LIMIT neurons. */
   cluster?: boolean | 'auto';
-  /** Arithmetic of the ORT Gram graph; default float64 (exact zero for constant neurons). */
+  /** Arithmetic of the ORT Gram graph; default float32, as the pipeline's `correlation.compute` (float64: exact to ~1e-12, ~2x slower). */
   compute?: GramCompute;
   runner?: GramRunner;
 }
@@ -315,7 +315,7 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     this.topK = opts.topK ?? 20;
     this.threshold = opts.clusterThreshold ?? 0.5;
     this.clusterMode = opts.cluster ?? 'auto';
-    this.compute = opts.compute ?? 'float64';
+    this.compute = opts.compute ?? 'float32';
     this.ownsRunner = !opts.runner;
     this.runner = opts.runner ?? new GramRunner();
   }

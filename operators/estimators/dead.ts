@@ -1,12 +1,13 @@
 /**
  * Dead neurons, the paper's rule: a neuron is dead at a (precision, layer) when every activation
  * on every non-pad token lies strictly inside (lo, hi), default (-0.1, 0.1). That is exactly
- * "near-zero count == count", so this reuses ColumnMoments; when a NeuronsEstimator already runs,
- * call deadNeuronsFrom(neurons.byKey) instead of feeding the chunks twice.
+ * "near-zero count == count", so this reuses ColumnMoments. The pipeline runs one NeuronsEstimator
+ * and reads dead neurons off it (NeuronsEstimator.dead()), so activations are reduced once;
+ * DeadNeuronsEstimator is the same computation standing alone, for library users who want only it.
  */
 import type { ActivationChunk, Estimator } from '../../core/types.ts';
 import { DEFAULT_NEAR_ZERO, type NearZeroBounds } from './moments.ts';
-import { MomentsByKey, type NeuronsState } from './neurons.ts';
+import { MomentsByKey, type NeuronsState } from './moments-by-key.ts';
 
 export interface DeadRow {
   layer: number;

@@ -3,10 +3,13 @@
  * population variance, min, max and the fraction of activations near zero. Memory is
  * O(width) per key; nothing grows with the dataset.
  */
-import type { ActivationChunk, Estimator } from '../../core/types.ts';
-import { QuantlensError } from '../../core/errors.ts';
-import { ColumnMoments, DEFAULT_NEAR_ZERO, type ColumnMomentsState, type NearZeroBounds } from './moments.ts';
+import type { ActivationChunk, BatchMoments, Estimator } from '../../core/types.ts';
+import { DEFAULT_NEAR_ZERO, type NearZeroBounds } from './moments.ts';
 import type { MomentsRunner } from './moments-graph.ts';
+import { MomentsByKey, type NeuronsState } from './moments-by-key.ts';
+import { deadNeuronsFrom, type DeadResult } from './dead.ts';
+
+export { compareKeys, MomentsByKey, type ActivationKey, type NeuronsState } from './moments-by-key.ts';
 
 export interface NeuronRow {
   layer: number;
@@ -21,95 +24,27 @@ export interface NeuronRow {
   near_zero_fraction: number;
 }
 
-export interface ActivationKey {
-  precision: string;
-  layer: number;
-  tensor: string;
-}
+/** Input of the neurons estimator: captured activations, or their moments reduced in the graph. */
+export type NeuronsInput = ActivationChunk | BatchMoments;
 
-export interface NeuronsState {
-  nearZeroLo: number;
-  nearZeroHi: number;
-  entries: { precision: string; layer: number; tensor: string; moments: ColumnMomentsState }[];
-}
+const isChunk = (x: NeuronsInput): x is ActivationChunk => 'values' in x;
 
-/** Stable order for output rows: precision, then layer, then tensor. */
-export function compareKeys(a: ActivationKey, b: ActivationKey): number {
-  if (a.precision !== b.precision) return a.precision < b.precision ? -1 : 1;
-  if (a.layer !== b.layer) return a.layer - b.layer;
-  if (a.tensor !== b.tensor) return a.tensor < b.tensor ? -1 : 1;
-  return 0;
-}
-
-function keyString(k: ActivationKey): string {
-  return JSON.stringify([k.precision, k.layer, k.tensor]);
-}
-
-/** A map from (precision, layer, tensor) to ColumnMoments; shared by the neurons and dead estimators. */
-export class MomentsByKey {
-  private readonly map = new Map<string, { key: ActivationKey; moments: ColumnMoments }>();
-  constructor(readonly bounds: NearZeroBounds = DEFAULT_NEAR_ZERO) {}
-
-  get(key: ActivationKey, width: number): ColumnMoments {
-    const ks = keyString(key);
-    let e = this.map.get(ks);
-    if (!e) {
-      e = { key: { precision: key.precision, layer: key.layer, tensor: key.tensor }, moments: new ColumnMoments(width, this.bounds) };
-      this.map.set(ks, e);
-    } else if (e.moments.width !== width) {
-      throw new QuantlensError('STATE', `activations of ${key.precision} layer ${key.layer} ${key.tensor} changed width from ${e.moments.width} to ${width}`);
-    }
-    return e.moments;
-  }
-
-  update(chunk: ActivationChunk): void {
-    if (!Number.isInteger(chunk.layer)) throw new QuantlensError('STATE', `activation chunk layer must be an integer, got ${chunk.layer}`);
-    this.get(chunk, chunk.width).update(chunk.values, chunk.rows);
-  }
-
-  /** The same update with the batch pass run in ONNX Runtime (see moments-graph.ts). */
-  async updateWith(runner: MomentsRunner, chunk: ActivationChunk): Promise<void> {
-    if (!Number.isInteger(chunk.layer)) throw new QuantlensError('STATE', `activation chunk layer must be an integer, got ${chunk.layer}`);
-    await runner.update(this.get(chunk, chunk.width), chunk.values, chunk.rows);
-  }
-
-  /** Entries in stable key order. */
-  entries(): { key: ActivationKey; moments: ColumnMoments }[] {
-    return [...this.map.values()].sort((a, b) => compareKeys(a.key, b.key));
-  }
-
-  merge(other: NeuronsState): void {
-    if (other.nearZeroLo !== this.bounds.lo || other.nearZeroHi !== this.bounds.hi) {
-      throw new QuantlensError('STATE', `near-zero bounds differ: state has (${other.nearZeroLo}, ${other.nearZeroHi}), this run (${this.bounds.lo}, ${this.bounds.hi})`);
-    }
-    for (const e of other.entries) this.get(e, e.moments.width).merge(e.moments);
-  }
-
-  state(): NeuronsState {
-    return {
-      nearZeroLo: this.bounds.lo,
-      nearZeroHi: this.bounds.hi,
-      entries: this.entries().map(({ key, moments }) => ({ ...key, moments: moments.state() })),
-    };
-  }
-}
-
-export class NeuronsEstimator implements Estimator<ActivationChunk, NeuronsState, NeuronRow[]> {
+export class NeuronsEstimator implements Estimator<NeuronsInput, NeuronsState, NeuronRow[]> {
   readonly name = 'neurons';
   readonly byKey: MomentsByKey;
 
-  /** With a runner, updateAsync() runs each batch pass in ONNX Runtime (the pipeline's path). */
+  /**
+   * With a runner, each chunk's batch pass runs in ONNX Runtime (the pipeline's path) and update()
+   * resolves when it is merged; without one, update() is a JS pass done before it returns.
+   */
   constructor(private readonly opts: { nearZero?: NearZeroBounds; runner?: MomentsRunner } = {}) {
     this.byKey = new MomentsByKey(opts.nearZero ?? DEFAULT_NEAR_ZERO);
   }
 
-  update(chunk: ActivationChunk): void {
-    this.byKey.update(chunk);
-  }
-
-  async updateAsync(chunk: ActivationChunk): Promise<void> {
-    if (this.opts.runner) await this.byKey.updateWith(this.opts.runner, chunk);
-    else this.byKey.update(chunk);
+  update(input: NeuronsInput): void | Promise<void> {
+    if (!isChunk(input)) return this.byKey.updateMoments(input);
+    if (this.opts.runner) return this.byKey.updateWith(this.opts.runner, input);
+    this.byKey.update(input);
   }
 
   async release(): Promise<void> {
@@ -122,6 +57,11 @@ export class NeuronsEstimator implements Estimator<ActivationChunk, NeuronsState
 
   state(): NeuronsState {
     return this.byKey.state();
+  }
+
+  /** Dead neurons and near-zero fractions of the same moments (see dead.ts). */
+  dead(): DeadResult {
+    return deadNeuronsFrom(this.byKey);
   }
 
   finish(): NeuronRow[] {

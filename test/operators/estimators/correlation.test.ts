@@ -148,7 +148,7 @@ function checkAgainstBrute(res: CorrelationResult, chunks: ActivationChunk[], rT
 
 test('histogram, undefined pairs, top pairs and clusters match a float64 brute force', async () => {
   const chunks = makeChunks(11);
-  const est = new CorrelationEstimator({ runner });
+  const est = new CorrelationEstimator({ runner, compute: 'float64' });
   for (const c of chunks) await est.update(c);
   const amb = checkAgainstBrute(est.finish(), chunks);
   console.log(`pairs within 1e-5 of a bin edge: ${amb}`);
@@ -156,17 +156,17 @@ test('histogram, undefined pairs, top pairs and clusters match a float64 brute f
 
 test('4 shard states merged through JSON equal one pass', async () => {
   const chunks = makeChunks(12);
-  const single = new CorrelationEstimator({ runner });
+  const single = new CorrelationEstimator({ runner, compute: 'float64' });
   // Not awaiting each update: the estimator queues them in order.
   for (const c of chunks) void single.update(c);
   await single.drain();
   const states = [];
   for (let s = 0; s < 4; s++) {
-    const e = new CorrelationEstimator({ runner });
+    const e = new CorrelationEstimator({ runner, compute: 'float64' });
     for (const c of chunks) if (c.batchIndex % 4 === s) await e.update(c);
     states.push(JSON.parse(JSON.stringify(e.state())));
   }
-  const merged = new CorrelationEstimator({ runner });
+  const merged = new CorrelationEstimator({ runner, compute: 'float64' });
   for (const s of states) merged.merge(s);
   const a = single.state();
   const b = merged.state();
@@ -215,7 +215,7 @@ test('budget is refused before any work', async () => {
 });
 
 test('finish before updates settle is a STATE error; clustering helper on a toy matrix', async () => {
-  const est = new CorrelationEstimator({ runner });
+  const est = new CorrelationEstimator({ runner, compute: 'float64' });
   const p = est.update(makeChunks(2)[0]);
   assert.throws(() => est.finish(), /still running/);
   await p;
