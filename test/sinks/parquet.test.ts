@@ -1,32 +1,23 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { openParquetSink, writeParquetTable, type ColumnSpec } from '../../sinks/parquet.ts';
 import { QuantlensError } from '../../core/errors.ts';
+import { mulberry32 as rng } from '../../core/random.ts';
+import { openDuckdb, type DuckdbSession } from '../helpers/duckdb.ts';
+import { tempDir } from '../helpers/temp.ts';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'quantlens-parquet-test-'));
-let con: DuckDBConnection;
+const dir = tempDir('quantlens-parquet-test-');
+let db: DuckdbSession;
 
 test.before(async () => {
-  con = await (await DuckDBInstance.create(':memory:')).connect();
+  db = await openDuckdb();
 });
-test.after(() => {
-  con.closeSync();
-  rmSync(dir, { recursive: true, force: true });
-});
+test.after(() => db.close());
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
-
-async function sql(q: string): Promise<Record<string, unknown>[]> {
-  return (await con.runAndReadAll(q)).getRowObjectsJS() as Record<string, unknown>[];
-}
+const sql = (q: string) => db.sql(q);
 
 const ALL_TYPES: ColumnSpec[] = [
   { name: 'i32', type: 'int32' },
