@@ -14,21 +14,26 @@ set -euo pipefail
 PIPELINE=${1:?usage: slurm-array.sh PIPELINE.yaml [SHARDS]}
 SHARDS=${2:-16}
 OUTPUT=${QUANTLENS_OUTPUT:-runs/$(basename "${PIPELINE%.*}")}
+# How to start quantlens on the nodes, and what each task asks of Slurm (override to fit the cluster).
+QUANTLENS=${QUANTLENS_CMD:-npx quantlens}
+CPUS=${QUANTLENS_SLURM_CPUS:-4}
+MEM=${QUANTLENS_SLURM_MEM:-16G}
+TIME=${QUANTLENS_SLURM_TIME:-04:00:00}
 
 array_job=$(sbatch --parsable \
   --job-name=quantlens-shard \
   --array=0-$((SHARDS - 1)) \
-  --cpus-per-task=4 --mem=16G --time=04:00:00 \
+  --cpus-per-task="$CPUS" --mem="$MEM" --time="$TIME" \
   --requeue \
   --output="slurm-%A_%a.out" \
-  --wrap="npx quantlens run '$PIPELINE' --output '$OUTPUT' --shard \$SLURM_ARRAY_TASK_ID/\$SLURM_ARRAY_TASK_COUNT --resume --quiet")
+  --wrap="$QUANTLENS run '$PIPELINE' --output '$OUTPUT' --shard \$SLURM_ARRAY_TASK_ID/\$SLURM_ARRAY_TASK_COUNT --resume --quiet")
 
 # afterok: only when every array task succeeded.
-sbatch --parsable \
+merge_job=$(sbatch --parsable \
   --job-name=quantlens-merge \
   --dependency=afterok:"$array_job" \
-  --cpus-per-task=2 --mem=8G --time=00:30:00 \
+  --cpus-per-task=1 --mem="$MEM" --time=00:30:00 \
   --output="slurm-%j-merge.out" \
-  --wrap="npx quantlens merge '$OUTPUT'/shard-*-of-$SHARDS --output '$OUTPUT' --quiet"
+  --wrap="$QUANTLENS merge '$OUTPUT'/shard-*-of-$SHARDS --output '$OUTPUT' --quiet")
 
-echo "submitted array job $array_job ($SHARDS shards) and its merge → $OUTPUT"
+echo "submitted array job $array_job ($SHARDS shards) and merge job $merge_job → $OUTPUT"
