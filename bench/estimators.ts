@@ -7,8 +7,8 @@
  *     correlation, and agreement when a second precision (q4) can be built;
  *  2. correlation's share at d_ff = 4096 on a Llama generated here with onnx/models/llama-graph.ts
  *     (hidden 1024: a Llama-like d_ff/hidden of 4), cached under .cache/bench/;
- *  3. the Gram product behind correlation, float64 (what runs use) vs float32, on one batch-sized
- *     matrix: the size of the cheapest fix.
+ *  3. the Gram product behind correlation, float64 vs float32 (the default), on one batch-sized
+ *     matrix, and the float32 path's GFLOP/s against a plain ORT MatMul of the same shape.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -17,7 +17,10 @@ import { writeModelFolder } from '../onnx/models/llama-graph.ts';
 import type { LlamaConfig } from '../onnx/models/llama-config.ts';
 import { demoConfig, demoWeights } from '../sources/demo/demo-model.ts';
 import { demoTokenizerFiles } from '../sources/demo/demo-tokenizer.ts';
-import { GramRunner } from '../operators/estimators/correlation-graph.ts';
+import ort from 'onnxruntime-node';
+import { GramRunner, gramBlocks } from '../operators/estimators/correlation-graph.ts';
+import { GraphBuilder } from '../onnx/builder.ts';
+import { createSession, defaultSessionSettings } from '../onnx/session.ts';
 import { benchConfig, runInstrumented, type InstrumentedRun } from './pipeline.ts';
 import { lcg, writeSyntheticJsonl } from './lib.ts';
 
@@ -50,6 +53,8 @@ export interface GramTiming {
   width: number;
   float64Seconds: number;
   float32Seconds: number;
+  /** The blocked upper-triangle float32 Gram vs one plain ORT MatMul Xcᵀ·Xc of the same shape. */
+  gflops: { gram: number; matmul: number; ratio: number; gramFlops: number; matmulFlops: number; goal: number };
 }
 
 export interface EstimatorsResult {
@@ -140,19 +145,53 @@ async function estimatorRun(label: string, modelDir: string, precisions: string[
   };
 }
 
-/** One centred Gram product [rows, width] → [width, width] in each arithmetic (after a warm-up). */
+/** Seconds of the fastest of `reps` calls of `fn` (after one warm-up call). */
+async function fastest(fn: () => Promise<unknown>, reps = 3): Promise<number> {
+  await fn();
+  let best = Infinity;
+  for (let k = 0; k < reps; k++) {
+    const t0 = performance.now();
+    await fn();
+    best = Math.min(best, (performance.now() - t0) / 1000);
+  }
+  return best;
+}
+
+/** GFLOP/s of one plain ORT MatMul [width, rows] × [rows, width], the FLOP bound the Gram is held to. */
+async function plainMatMulSeconds(x: Float32Array, rows: number, width: number): Promise<number> {
+  const g = new GraphBuilder('plain_matmul');
+  g.input('A', 'float', [width, rows]);
+  g.input('B', 'float', [rows, width]);
+  g.node('MatMul', ['A', 'B'], ['C']);
+  g.output('C', 'float', [width, width]);
+  const s = await createSession(g.toModel({ opset: 17 }), defaultSessionSettings(), { where: 'bench plain MatMul' });
+  try {
+    const a = new ort.Tensor('float32', x.slice(0, rows * width), [width, rows]);
+    const b = new ort.Tensor('float32', x.subarray(0, rows * width), [rows, width]);
+    return await fastest(() => s.run({ A: a, B: b }));
+  } finally {
+    await s.release();
+  }
+}
+
+/**
+ * The centred Gram behind each correlation update at [rows, width] in each arithmetic, and the
+ * float32 path's achieved GFLOP/s (counting the FLOPs it performs: the blocks on and above the
+ * diagonal) against a plain MatMul of the full product measured in the same run.
+ */
 export async function timeGram(rows: number, width: number): Promise<GramTiming> {
   const rnd = lcg(5);
   const x = Float32Array.from({ length: rows * width }, () => rnd() - 0.5);
   const runner = new GramRunner();
   try {
-    const time = async (compute: 'float32' | 'float64') => {
-      await runner.run(x, Math.min(rows, 64), width, compute); // session creation + warm-up
-      const t0 = performance.now();
-      await runner.run(x, rows, width, compute);
-      return (performance.now() - t0) / 1000;
-    };
-    return { rows, width, float64Seconds: await time('float64'), float32Seconds: await time('float32') };
+    const time = (compute: 'float32' | 'float64') => fastest(() => runner.run(x, rows, width, compute), compute === 'float64' ? 1 : 3);
+    const float64Seconds = await time('float64');
+    const float32Seconds = await time('float32');
+    const matmulSeconds = await plainMatMulSeconds(x, rows, width);
+    const gramFlops = gramBlocks(width, runner.block).reduce((sum, a, i, all) => sum + all.slice(i).reduce((t, b) => t + 2 * rows * a.size * b.size, 0), 0);
+    const matmulFlops = 2 * rows * width * width;
+    const gram = gramFlops / float32Seconds / 1e9, matmul = matmulFlops / matmulSeconds / 1e9;
+    return { rows, width, float64Seconds, float32Seconds, gflops: { gram, matmul, ratio: gram / matmul, gramFlops, matmulFlops, goal: 0.8 } };
   } finally {
     await runner.release();
   }

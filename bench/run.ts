@@ -114,6 +114,11 @@ function printEstimators(r: EstimatorsResult): void {
     `centred Gram ${r.gram.rows}×${r.gram.width} (the product behind each correlation update): float64 ${fixed(r.gram.float64Seconds, 2)} s, float32 ${fixed(r.gram.float32Seconds, 2)} s ` +
       `(${fixed(r.gram.float64Seconds / r.gram.float32Seconds, 2)}×)`,
   );
+  const gf = r.gram.gflops;
+  console.log(
+    `correlation Gram (upper-triangle blocks, float32): ${fixed(gf.gram, 1)} GFLOP/s on ${fixed(gf.gramFlops / 1e9, 1)} GFLOP vs a plain ORT MatMul of the full product ${fixed(gf.matmul, 1)} GFLOP/s on ${fixed(gf.matmulFlops / 1e9, 1)} GFLOP: ` +
+      `ratio ${fixed(gf.ratio, 2)}   goal ≥ ${gf.goal}: ${verdict(gf.ratio >= gf.goal)}`,
+  );
   for (const n of r.notes) console.log(`note: ${n}`);
 }
 

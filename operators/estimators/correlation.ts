@@ -1,7 +1,7 @@
 /**
  * Pearson correlation over tokens between every pair of neurons, per (precision, layer, tensor),
- * streamed: each batch's column means and centred Gram Xcᵀ·Xc come from a tiny ONNX Runtime graph
- * (correlation-graph.ts), and are folded into a float64 co-moment accumulator with Chan's parallel
+ * streamed: each batch's column means and the upper triangle of its centred Gram Xcᵀ·Xc (as
+ * blocks) come from a tiny ONNX Runtime graph (correlation-graph.ts), and are folded into a float64 co-moment accumulator with Chan's parallel
  * update  C += G_b + δδᵀ·n_a·n_b/(n_a+n_b),  δ = mean_b − mean_a  (upper triangle only).
  * merge() applies the same update to another shard's accumulator, so shards merge exactly.
  *
@@ -15,7 +15,7 @@
  */
 import type { ActivationChunk, Estimator } from '../../core/types.ts';
 import { QuantlensError } from '../../core/errors.ts';
-import { GramRunner, type GramCompute } from './correlation-graph.ts';
+import { GramRunner, type GramCompute, type GramResult } from './correlation-graph.ts';
 import { compareKeys, type ActivationKey } from './neurons.ts';
 import { decodeF64, encodeF64 } from './state-codec.ts';
 
@@ -140,26 +140,51 @@ export class CoMoments {
     }
   }
 
-  /** Chan update with a part of nb rows, means meanB and co-moments given full (gram) or packed. */
-  add(nb: number, meanB: ArrayLike<number>, comoment: ArrayLike<number>, packed: boolean): void {
+  /**
+   * Chan update with a part of nb rows and means meanB: C += C_b + δδᵀ·n_a·n_b/n, δ = meanB − mean.
+   * `addCoMoment(upper, f, delta)` adds C_b + f·δδᵀ into the packed upper triangle.
+   */
+  private chan(nb: number, meanB: ArrayLike<number>, addCoMoment: (upper: Float64Array, f: number, delta: Float64Array) => void): void {
     if (nb === 0) return;
     const d = this.width;
     const na = this.n;
     const n = na + nb;
     const f = na === 0 ? 0 : (na * nb) / n;
-    const { mean, upper } = this;
+    const { mean } = this;
     const delta = new Float64Array(d);
     for (let i = 0; i < d; i++) delta[i] = meanB[i] - mean[i];
-    let k = 0;
-    for (let i = 0; i < d; i++) {
-      const di = delta[i] * f;
-      // comoment[src + j] is element (i, j) in either layout.
-      const src = packed ? k - i : i * d;
-      for (let j = i; j < d; j++, k++) upper[k] += comoment[src + j] + di * delta[j];
-    }
+    addCoMoment(this.upper, f, delta);
     const g = nb / n;
     for (let i = 0; i < d; i++) mean[i] = na === 0 ? meanB[i] : mean[i] + delta[i] * g;
     this.n = n;
+  }
+
+  /** Another part given as a packed upper triangle (a shard's state). */
+  addPacked(nb: number, meanB: ArrayLike<number>, packed: ArrayLike<number>): void {
+    const d = this.width;
+    this.chan(nb, meanB, (upper, f, delta) => {
+      for (let i = 0, k = 0; i < d; i++) {
+        const di = delta[i] * f;
+        for (let j = i; j < d; j++, k++) upper[k] += packed[k] + di * delta[j];
+      }
+    });
+  }
+
+  /** A batch given as Gram blocks on and above the diagonal (correlation-graph.ts). */
+  addBlocks(g: GramResult): void {
+    const d = this.width;
+    this.chan(g.n, g.mean, (upper, f, delta) => {
+      for (const b of g.blocks) {
+        for (let r = 0; r < b.rowSize; r++) {
+          const i = b.row + r;
+          const di = delta[i] * f;
+          // Row i of the packed triangle starts at packedIndex(d, i, i); element j sits j − i later.
+          const base = packedIndex(d, i, i) - i;
+          const src = r * b.colSize - b.col;
+          for (let j = Math.max(b.col, i); j < b.col + b.colSize; j++) upper[base + j] += b.data[src + j] + di * delta[j];
+        }
+      }
+    });
   }
 
   mergeRange(min: Float64Array, max: Float64Array): void {
@@ -351,7 +376,7 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     // Batches are folded in arrival order so a run is reproducible to the last bit.
     const job = this.queue.then(async () => {
       const g = await this.runner.run(chunk.values, chunk.rows, chunk.width, this.compute);
-      acc.add(g.n, g.mean, g.gram, false);
+      acc.addBlocks(g);
     });
     this.queue = job.then(
       () => void this.pending--,
@@ -374,7 +399,7 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
       const m = this.accumulator(e, e.width);
       const tri = (e.width * (e.width + 1)) / 2;
       m.mergeRange(decodeF64(e.min, e.width, 'min'), decodeF64(e.max, e.width, 'max'));
-      m.add(e.n, decodeF64(e.mean, e.width, 'mean'), decodeF64(e.upper, tri, 'upper'), true);
+      m.addPacked(e.n, decodeF64(e.mean, e.width, 'mean'), decodeF64(e.upper, tri, 'upper'));
     }
   }
 
