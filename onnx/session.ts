@@ -22,7 +22,8 @@ export interface SessionSettings {
   intraOpThreads: number;
   interOpThreads: number;
   graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all';
-  executionProvider: 'cpu';
+  /** In order of preference, e.g. ['cuda', 'cpu']; checked by execution-providers.ts before use. */
+  executionProviders: string[];
   /** ORT session config entries, e.g. {'session.set_denormal_as_zero': '1'}. */
   extra: Record<string, string>;
 }
@@ -34,7 +35,7 @@ export function defaultSessionSettings(): SessionSettings {
     intraOpThreads: os.availableParallelism(),
     interOpThreads: 1,
     graphOptimizationLevel: 'all',
-    executionProvider: 'cpu',
+    executionProviders: ['cpu'],
     extra: {},
   };
 }
@@ -43,7 +44,7 @@ export function sessionOptions(settings: SessionSettings, externalDataDir?: stri
   const extra: Record<string, string> = { ...settings.extra };
   if (externalDataDir !== undefined) extra[EXTERNAL_DATA_FOLDER_KEY] = externalDataDir;
   return {
-    executionProviders: [settings.executionProvider],
+    executionProviders: settings.executionProviders as ort.InferenceSession.ExecutionProviderConfig[],
     intraOpNumThreads: settings.intraOpThreads,
     interOpNumThreads: settings.interOpThreads,
     graphOptimizationLevel: settings.graphOptimizationLevel,
@@ -76,7 +77,7 @@ export async function createSession(
 export function describeSettings(s: SessionSettings): Record<string, string> {
   const out: Record<string, string> = {
     'ort.version': ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown',
-    'ort.execution_provider': s.executionProvider,
+    'ort.execution_providers': s.executionProviders.join(','),
     'ort.intra_op_threads': String(s.intraOpThreads),
     'ort.inter_op_threads': String(s.interOpThreads),
     'ort.graph_optimization_level': s.graphOptimizationLevel,

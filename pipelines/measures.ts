@@ -95,6 +95,7 @@ export class RunMeasures {
         clusterThreshold: cfg.correlation.threshold,
         cluster: cfg.correlation.clusters ? 'auto' : false,
         compute: cfg.correlation.compute,
+        settings: plan.session,
       });
     if (m.has('agreement')) this.agreement = new AgreementEstimator(this.reference);
     // Attribution sessions are created in open(); a merge only needs the estimator.

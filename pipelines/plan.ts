@@ -18,6 +18,7 @@ import { resolveLayers, type ActivationSite } from '../onnx/capture.ts';
 import { augmentForRun } from '../onnx/augment.ts';
 import { InGraphMoments } from '../onnx/moment-stats.ts';
 import { createSession, defaultSessionSettings, describeSettings, type SessionSettings } from '../onnx/session.ts';
+import { checkExecutionProviders } from '../onnx/execution-providers.ts';
 import { planInputs } from '../onnx/feeds.ts';
 import { checkCorrelationBudget } from '../operators/estimators/correlation.ts';
 import type { PrecisionRunner } from '../operators/infer.ts';
@@ -94,6 +95,9 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   const session = defaultSessionSettings();
   if (cfg.session.intra_op_threads > 0) session.intraOpThreads = cfg.session.intra_op_threads;
   session.graphOptimizationLevel = cfg.session.graph_optimization_level;
+  // Every session of the run (inference, estimator graphs, attribution) uses these providers.
+  await checkExecutionProviders(cfg.session.execution_providers, where('session.execution_providers'));
+  session.executionProviders = [...cfg.session.execution_providers];
   // Identical for every precision (fp32 included): ORT must not re-fuse DequantizeLinear+MatMul
   // into int8-activation kernels, or its own rounding would be mixed into "quantization effects".
   Object.assign(session.extra, quantSessionConfig());

@@ -32,7 +32,7 @@ export interface PipelineConfig {
   measure: MeasureName[];
   scoring: { mode: 'first-token' | 'choices' | 'loglik'; choices?: string[] };
   output: string;
-  session: { intra_op_threads: number; graph_optimization_level: 'disabled' | 'basic' | 'extended' | 'all' };
+  session: { intra_op_threads: number; graph_optimization_level: 'disabled' | 'basic' | 'extended' | 'all'; execution_providers: string[] };
   dead: { lo: number; hi: number };
   correlation: { threshold: number; top_k: number; memory_budget_gb: number; clusters: boolean; compute: 'float32' | 'float64' };
   calibration: { bins: number; bootstrap: number; seed: number };
@@ -94,6 +94,7 @@ export const SCHEMA: Record<string, Field> = {
     fields: {
       intra_op_threads: { kind: 'int', default: 0, min: 0 },
       graph_optimization_level: { kind: 'string', default: 'all', oneOf: ['disabled', 'basic', 'extended', 'all'] },
+      execution_providers: { kind: 'stringList', default: ['cpu'], nonEmpty: true },
     },
   },
   dead: { kind: 'object', fields: { lo: { kind: 'number', default: -0.1 }, hi: { kind: 'number', default: 0.1 } } },

@@ -16,6 +16,7 @@
 import type { ActivationChunk, Estimator } from '../../core/types.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import { GramRunner, type GramCompute, type GramResult } from './correlation-graph.ts';
+import type { SessionSettings } from '../../onnx/session.ts';
 import { compareKeys, type ActivationKey } from './neurons.ts';
 import { decodeF64, encodeF64 } from './state-codec.ts';
 
@@ -54,6 +55,8 @@ export interface CorrelationOptions {
   /** Arithmetic of the ORT Gram graph; default float32, as the pipeline's `correlation.compute` (float64: exact to ~1e-12, ~2x slower). */
   compute?: GramCompute;
   runner?: GramRunner;
+  /** ORT settings (threads, execution providers) of the Gram graph when no runner is given. */
+  settings?: SessionSettings;
 }
 
 export interface CorrelationRow {
@@ -342,7 +345,7 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     this.clusterMode = opts.cluster ?? 'auto';
     this.compute = opts.compute ?? 'float32';
     this.ownsRunner = !opts.runner;
-    this.runner = opts.runner ?? new GramRunner();
+    this.runner = opts.runner ?? new GramRunner(opts.settings);
   }
 
   /** The accumulator for a key; a new key is admitted only if all keys together fit the budget. */
