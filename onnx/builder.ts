@@ -9,7 +9,7 @@
  *   g.output('mean', 'float32', [1, 512]);
  *   const bytes = g.toModel({ opset: 17 });
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, openSync, writeSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import { ProtoWriter } from './wire.ts';
 import { DTYPE, type DTypeName } from './dtypes.ts';
@@ -144,6 +144,8 @@ export interface ModelOptions {
 export class GraphBuilder {
   private nodes: BuiltNode[] = [];
   private inits = new Map<string, TensorData>();
+  /** Spill mode: large initializers already written to a data file (see spillTo). */
+  private spill?: { fd: number; location: string; offset: number; threshold: number; refs: Map<string, ExternalRef> };
   private inputs: { name: string; type: DTypeName; dims: Dim[] }[] = [];
   private outputs: { name: string; type?: DTypeName; dims?: Dim[] }[] = [];
   private counter = 0;
@@ -162,8 +164,40 @@ export class GraphBuilder {
 
   initializer(name: string, t: TensorData): string {
     if (this.inits.has(name)) throw new Error(`duplicate initializer ${name}`);
+    const sp = this.spill;
+    if (sp && t.data.byteLength >= sp.threshold) {
+      // 64-byte aligned, as ORT prefers; only dims and type stay in memory.
+      const pad = (64 - (sp.offset % 64)) % 64;
+      if (pad) writeSync(sp.fd, new Uint8Array(pad), 0, pad, sp.offset);
+      sp.offset += pad;
+      const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      for (let done = 0; done < bytes.length; ) done += writeSync(sp.fd, bytes, done, bytes.length - done, sp.offset + done);
+      sp.refs.set(name, { location: sp.location, offset: sp.offset, length: bytes.length });
+      sp.offset += bytes.length;
+      this.inits.set(name, { type: t.type, dims: t.dims, data: new Uint8Array(0) });
+      return name;
+    }
     this.inits.set(name, t);
     return name;
+  }
+
+  /**
+   * From now on, write every initializer of at least `threshold` bytes to `dataFile` as soon as it
+   * is added, so a graph larger than memory (a converted 7B checkpoint) never holds its weights;
+   * finishSpill() writes the model that references them.
+   */
+  spillTo(dataFile: string, threshold = 1024): void {
+    if (this.inits.size) throw new Error('spillTo() must be called before the first initializer');
+    this.spill = { fd: openSync(dataFile, 'w'), location: path.basename(dataFile), offset: 0, threshold, refs: new Map() };
+  }
+
+  /** Close the data file and write `file`, whose large initializers point into it. */
+  async finishSpill(file: string, opts: ModelOptions = {}): Promise<void> {
+    const sp = this.spill;
+    if (!sp) throw new Error('finishSpill() without spillTo()');
+    closeSync(sp.fd);
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(file, this.encodeModel(opts, sp.refs));
   }
 
   /** A float32 constant initializer with an auto-generated name unless given. */

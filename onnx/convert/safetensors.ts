@@ -4,7 +4,9 @@
  *
  * safetensors layout: uint64 LE header length N, N bytes of JSON
  * { name: { dtype, shape, data_offsets: [begin, end] }, __metadata__ }, then the tensor bytes
- * (offsets relative to the end of the header). Tensors are read one at a time with positional reads.
+ * (offsets relative to the end of the header). Tensors are read one at a time with positional reads,
+ * when the graph builder reaches them; above the inline limit each is written to model.onnx.data
+ * before the next is read, so peak memory is about one tensor (and its transpose), not the model.
  *
  * HF checkpoints permute q/k rows for rotate_half RoPE, so the graph is built with the 'half'
  * layout and the weights are used as stored.
@@ -14,7 +16,7 @@ import path from 'node:path';
 import { QuantlensError } from '../../core/errors.ts';
 import { bfloat16ToFloat, halfToFloat } from '../dtypes.ts';
 import { llamaConfigFromHf, type LlamaConfig } from '../models/llama-config.ts';
-import { writeModelFolder, type LlamaLayerWeights, type LlamaWeights } from '../models/llama-graph.ts';
+import { writeModelFolder, type AnyLlamaWeights, type LlamaLayerWeightsOf, type Weight } from '../models/llama-graph.ts';
 
 export interface SafetensorsEntry {
   file: string;
@@ -119,8 +121,12 @@ function readJsonFile(file: string): Record<string, any> {
   }
 }
 
-/** Load an HF Llama-family checkpoint folder as float32 weights. */
-export function readSafetensorsCheckpoint(dir: string): { config: LlamaConfig; weights: LlamaWeights } {
+/**
+ * An HF Llama-family checkpoint folder as weight loaders: shapes are checked against config.json
+ * now, bytes are read (and widened to float32) only when the graph builder asks for a tensor, so
+ * conversion holds one tensor at a time.
+ */
+export function readSafetensorsCheckpoint(dir: string): { config: LlamaConfig; weights: AnyLlamaWeights } {
   const configFile = path.join(dir, 'config.json');
   if (!existsSync(configFile)) throw new QuantlensError('CONVERT', `config.json is missing`, dir);
   const json = readJsonFile(configFile);
@@ -130,7 +136,7 @@ export function readSafetensorsCheckpoint(dir: string): { config: LlamaConfig; w
   const config = llamaConfigFromHf(json, configFile);
   const entries = indexSafetensorsFolder(dir);
   const H = config.hiddenSize;
-  const get = (name: string, dims: number[], optional = false): Float32Array | undefined => {
+  const get = (name: string, dims: number[], optional = false): Weight | undefined => {
     const e = entries.get(name);
     if (!e) {
       if (optional) return undefined;
@@ -139,13 +145,13 @@ export function readSafetensorsCheckpoint(dir: string): { config: LlamaConfig; w
     if (e.shape.length !== dims.length || e.shape.some((d, i) => d !== dims[i])) {
       throw new QuantlensError('CONVERT', `tensor ${name} has shape [${e.shape}], config.json implies [${dims}]`, e.file);
     }
-    return readSafetensorsFloat32(name, e);
+    return () => readSafetensorsFloat32(name, e);
   };
   const need = (name: string, dims: number[]) => get(name, dims)!;
   const qDim = config.numHeads * config.headDim;
   const kvDim = config.numKvHeads * config.headDim;
   const F = config.intermediateSize;
-  const layers: LlamaLayerWeights[] = [];
+  const layers: LlamaLayerWeightsOf<Weight>[] = [];
   for (let i = 0; i < config.numLayers; i++) {
     const p = `model.layers.${i}`;
     layers.push({
@@ -175,7 +181,7 @@ export function readSafetensorsCheckpoint(dir: string): { config: LlamaConfig; w
 /** Files copied verbatim into the output folder when present. */
 const COPIED = ['special_tokens_map.json', 'generation_config.json'];
 
-export async function convertSafetensors(dir: string, outDir: string): Promise<string> {
+export async function convertSafetensors(dir: string, outDir: string, opts: { inlineLimitBytes?: number } = {}): Promise<string> {
   const { config, weights } = readSafetensorsCheckpoint(dir);
   const tokFile = path.join(dir, 'tokenizer.json');
   if (!existsSync(tokFile)) throw new QuantlensError('CONVERT', `tokenizer.json is missing (the converted folder needs it)`, dir);
@@ -183,6 +189,6 @@ export async function convertSafetensors(dir: string, outDir: string): Promise<s
   const tokConfig = existsSync(tokConfigFile) ? readFileSync(tokConfigFile, 'utf8') : '{}\n';
   const files: Record<string, Uint8Array> = {};
   for (const name of COPIED) if (existsSync(path.join(dir, name))) files[name] = readFileSync(path.join(dir, name));
-  await writeModelFolder(outDir, config, weights, readFileSync(tokFile, 'utf8'), tokConfig, { quantlens_converted_from: 'safetensors' }, { files });
+  await writeModelFolder(outDir, config, weights, readFileSync(tokFile, 'utf8'), tokConfig, { quantlens_converted_from: 'safetensors' }, { files, inlineLimitBytes: opts.inlineLimitBytes });
   return outDir;
 }

@@ -16,34 +16,47 @@ import { QuantlensError } from '../../core/errors.ts';
 import { hfConfigJson, validateLlamaConfig, type LlamaConfig } from './llama-config.ts';
 
 /**
+ * A weight, in memory or loaded on first use (a converter streaming a checkpoint gives loaders, so
+ * with `spill` the graph holds one tensor at a time; see writeModelFolder).
+ */
+export type Weight = Float32Array | (() => Float32Array);
+
+/**
  * Weight matrices are row-major [out, in] (y = W x), as in HF checkpoints and llama2.c files;
  * the builder transposes them into the MatMul layout [in, out].
  */
-export interface LlamaLayerWeights {
-  inputNorm: Float32Array; // [hidden]
-  q: Float32Array; // [heads * headDim, hidden]
-  k: Float32Array; // [kvHeads * headDim, hidden]
-  v: Float32Array; // [kvHeads * headDim, hidden]
-  o: Float32Array; // [hidden, heads * headDim]
-  qBias?: Float32Array; // [heads * headDim] (Qwen2)
-  kBias?: Float32Array;
-  vBias?: Float32Array;
-  postNorm: Float32Array; // [hidden]
-  gate: Float32Array; // [intermediate, hidden]
-  up: Float32Array; // [intermediate, hidden]
-  down: Float32Array; // [hidden, intermediate]
+export interface LlamaLayerWeightsOf<W> {
+  inputNorm: W; // [hidden]
+  q: W; // [heads * headDim, hidden]
+  k: W; // [kvHeads * headDim, hidden]
+  v: W; // [kvHeads * headDim, hidden]
+  o: W; // [hidden, heads * headDim]
+  qBias?: W; // [heads * headDim] (Qwen2)
+  kBias?: W;
+  vBias?: W;
+  postNorm: W; // [hidden]
+  gate: W; // [intermediate, hidden]
+  up: W; // [intermediate, hidden]
+  down: W; // [hidden, intermediate]
 }
 
-export interface LlamaWeights {
-  embed: Float32Array; // [vocab, hidden]
-  layers: LlamaLayerWeights[];
-  finalNorm: Float32Array; // [hidden]
+export interface LlamaWeightsOf<W> {
+  embed: W; // [vocab, hidden]
+  layers: LlamaLayerWeightsOf<W>[];
+  finalNorm: W; // [hidden]
   /** [vocab, hidden]; absent when tied to the embedding. */
-  lmHead?: Float32Array;
+  lmHead?: W;
 }
+
+export type LlamaLayerWeights = LlamaLayerWeightsOf<Float32Array>;
+export type LlamaWeights = LlamaWeightsOf<Float32Array>;
+/** Weights that may be loaders: what buildLlamaGraph and writeModelFolder accept. */
+export type AnyLlamaWeights = LlamaWeightsOf<Weight>;
 
 export interface LlamaGraphOptions {
   graphName?: string;
+  /** Write every large initializer to this data file as soon as it is built (see GraphBuilder.spillTo). */
+  spill?: { dataFile: string };
 }
 
 /** Masked attention scores get this additive bias; exp(-1e9 - max) is exactly 0 in float32. */
@@ -96,8 +109,9 @@ export function ropeTables(cfg: LlamaConfig): { cos: Float32Array; sin: Float32A
   return { cos, sin };
 }
 
-function checkLength(name: string, a: Float32Array | undefined, want: number): Float32Array {
-  if (!a) throw new QuantlensError('CONVERT', `weight ${name} is missing`, name);
+function checkLength(name: string, w: Weight | undefined, want: number): Float32Array {
+  if (!w) throw new QuantlensError('CONVERT', `weight ${name} is missing`, name);
+  const a = typeof w === 'function' ? w() : w;
   if (a.length !== want) throw new QuantlensError('CONVERT', `weight ${name} has ${a.length} values, expected ${want}`, name);
   return a;
 }
@@ -128,8 +142,9 @@ class LlamaGraphWriter {
   private sin = '';
   private maskBias = '';
 
-  constructor(private cfg: LlamaConfig, graphName: string) {
+  constructor(private cfg: LlamaConfig, graphName: string, spill?: { dataFile: string }) {
     this.g = new GraphBuilder(graphName);
+    if (spill) this.g.spillTo(spill.dataFile);
     this.H = cfg.hiddenSize;
     this.D = cfg.headDim;
     this.nH = cfg.numHeads;
@@ -144,7 +159,7 @@ class LlamaGraphWriter {
   private f32 = (v: number) => this.g.constF32([v], []);
 
   /** y = x · Wᵀ with W [out, in] stored transposed as the MatMul initializer `<weightName>`. */
-  linear(scope: string, x: string, weightName: string, w: Float32Array, out: number, inp: number, bias?: Float32Array): string {
+  linear(scope: string, x: string, weightName: string, w: Weight, out: number, inp: number, bias?: Weight): string {
     // Stored as [in, out]: HF / llama2.c keep [out, in], MatMul wants B with the input dim first.
     const b = this.g.initializer(weightName, tensor('float', [inp, out], transposeMatrix(checkLength(weightName, w, out * inp), out, inp)));
     const y = this.op(scope, 'MatMul', [x, b]);
@@ -154,7 +169,7 @@ class LlamaGraphWriter {
     return this.op(scope, 'Add', [y, biasName]);
   }
 
-  rmsNorm(scope: string, x: string, weightName: string, w: Float32Array): string {
+  rmsNorm(scope: string, x: string, weightName: string, w: Weight): string {
     this.g.initializer(weightName, tensor('float', [this.H], checkLength(weightName, w, this.H)));
     const sq = this.op(scope, 'Pow', [x, this.f32(2)]);
     const mean = this.op(scope, 'ReduceMean', [sq], { axes: [-1], keepdims: 1 });
@@ -164,7 +179,7 @@ class LlamaGraphWriter {
   }
 
   /** Inputs, embeddings, positions, RoPE angles and the attention mask bias; returns the embeddings. */
-  shared(embed: Float32Array): string {
+  shared(embed: Weight): string {
     const { g, cfg, op, i64, f32 } = this.bound();
     const V = cfg.vocabSize, H = this.H, D = this.D;
     const inputIds = g.input('input_ids', 'int64', ['batch_size', 'sequence_length']);
@@ -240,7 +255,7 @@ class LlamaGraphWriter {
   }
 
   /** Pre-norm self-attention with its residual: x + o_proj(attention(norm(x))). */
-  attention(i: number, x: string, L: LlamaLayerWeights): string {
+  attention(i: number, x: string, L: LlamaLayerWeightsOf<Weight>): string {
     const { op, i64, f32 } = this.bound();
     const { H, D, nH, nKv } = this;
     const pre = `model.layers.${i}`;
@@ -265,7 +280,7 @@ class LlamaGraphWriter {
   }
 
   /** Pre-norm gated MLP with its residual: x + down(silu(gate(norm(x))) · up(norm(x))). */
-  mlp(i: number, x: string, L: LlamaLayerWeights): string {
+  mlp(i: number, x: string, L: LlamaLayerWeightsOf<Weight>): string {
     const { H } = this;
     const F = this.cfg.intermediateSize;
     const pre = `model.layers.${i}`;
@@ -281,7 +296,7 @@ class LlamaGraphWriter {
   }
 
   /** Final norm and the classifier, output `logits`. */
-  head(x: string, weights: LlamaWeights): void {
+  head(x: string, weights: AnyLlamaWeights): void {
     const { H } = this;
     const V = this.cfg.vocabSize;
     const normed = this.rmsNorm('/model/norm', x, 'model.norm.weight', weights.finalNorm);
@@ -295,10 +310,10 @@ class LlamaGraphWriter {
   }
 }
 
-export function buildLlamaGraph(cfg: LlamaConfig, weights: LlamaWeights, opts: LlamaGraphOptions = {}): GraphBuilder {
+export function buildLlamaGraph(cfg: LlamaConfig, weights: AnyLlamaWeights, opts: LlamaGraphOptions = {}): GraphBuilder {
   validateLlamaConfig(cfg);
   if (weights.layers.length !== cfg.numLayers) throw new QuantlensError('CONVERT', `${weights.layers.length} layers of weights for num_hidden_layers ${cfg.numLayers}`, 'weights');
-  const w = new LlamaGraphWriter(cfg, opts.graphName ?? 'main_graph');
+  const w = new LlamaGraphWriter(cfg, opts.graphName ?? 'main_graph', opts.spill);
   let x = w.shared(weights.embed);
   for (let i = 0; i < cfg.numLayers; i++) {
     x = w.attention(i, x, weights.layers[i]);
@@ -306,6 +321,14 @@ export function buildLlamaGraph(cfg: LlamaConfig, weights: LlamaWeights, opts: L
   }
   w.head(x, weights);
   return w.g;
+}
+
+/** Parameters of the float graph (the classifier counted once more when tied: it is stored twice). */
+export function llamaParameterCount(cfg: LlamaConfig): number {
+  const H = cfg.hiddenSize, D = cfg.headDim, F = cfg.intermediateSize;
+  const attn = 2 * cfg.numHeads * D * H + 2 * cfg.numKvHeads * D * H + (cfg.attentionBias ? cfg.numHeads * D + 2 * cfg.numKvHeads * D : 0);
+  const layer = attn + 3 * F * H + 2 * H;
+  return cfg.numLayers * layer + 2 * cfg.vocabSize * H + H;
 }
 
 /** Above this many weight bytes model.onnx gets an external data file (protobuf caps at 2 GiB). */
@@ -328,15 +351,14 @@ export interface ModelFolderOptions {
 export async function writeModelFolder(
   dir: string,
   cfg: LlamaConfig,
-  weights: LlamaWeights,
+  weights: AnyLlamaWeights,
   tokenizerJson: unknown,
   tokenizerConfig: unknown,
   extraConfig: Record<string, unknown> = {},
   opts: ModelFolderOptions = {},
 ): Promise<void> {
-  const graph = buildLlamaGraph(cfg, weights);
-  const layerBytes = weights.layers.reduce((s, L) => s + [L.q, L.k, L.v, L.o, L.gate, L.up, L.down].reduce((a, w) => a + w.byteLength, 0), 0);
-  const weightBytes = layerBytes + 2 * weights.embed.byteLength;
+  // Known from the config, before any weight is loaded: large models stream to external data.
+  const weightBytes = 4 * llamaParameterCount(cfg);
   const modelOpts: ModelOptions = { opset: 17, irVersion: 8, producer: 'quantlens', metadata: opts.metadata };
   const stash = `${dir}.old-${process.pid}`;
   await writeAtomically(dir, async (tmp) => {
@@ -346,8 +368,12 @@ export async function writeModelFolder(
     await fsp.writeFile(path.join(tmp, 'tokenizer.json'), typeof tokenizerJson === 'string' ? tokenizerJson : json(tokenizerJson));
     await fsp.writeFile(path.join(tmp, 'tokenizer_config.json'), typeof tokenizerConfig === 'string' ? tokenizerConfig : json(tokenizerConfig));
     for (const [name, data] of Object.entries(opts.files ?? {})) await fsp.writeFile(path.join(tmp, name), data);
-    if (weightBytes < (opts.inlineLimitBytes ?? INLINE_LIMIT)) await fsp.writeFile(path.join(tmp, 'model.onnx'), graph.toModel(modelOpts));
-    else await graph.writeWithExternalData(path.join(tmp, 'model.onnx'), path.join(tmp, 'model.onnx.data'), modelOpts);
+    if (weightBytes < (opts.inlineLimitBytes ?? INLINE_LIMIT)) await fsp.writeFile(path.join(tmp, 'model.onnx'), buildLlamaGraph(cfg, weights).toModel(modelOpts));
+    else {
+      // Each weight is loaded, transposed and written to model.onnx.data before the next one.
+      const graph = buildLlamaGraph(cfg, weights, { spill: { dataFile: path.join(tmp, 'model.onnx.data') } });
+      await graph.finishSpill(path.join(tmp, 'model.onnx'), modelOpts);
+    }
     // rename() cannot replace a non-empty folder: move the old one aside just before the swap.
     if (existsSync(dir)) await fsp.rename(dir, stash);
   });

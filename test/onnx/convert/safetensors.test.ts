@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as ort from 'onnxruntime-node';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { convertSafetensors } from '../../../onnx/convert/safetensors.ts';
@@ -87,6 +87,24 @@ test('sharded checkpoint (3 shards + index) with an untied lm_head converts iden
   if (!dir) return;
   const { diff } = await maxDiffVsStoriesOnnx(await convertSafetensors(dir, path.join(tmp, 'sharded-out')));
   assert.ok(diff < 1e-4, `max |Δlogit| ${diff}`);
+});
+
+test('streamed conversion (weights written to model.onnx.data one by one) of a sharded checkpoint = the unsharded one in memory', async () => {
+  const sharded = writeStoriesCheckpoint('stream-sharded', 'F32', { shards: 3, untied: true });
+  const single = writeStoriesCheckpoint('stream-single', 'F32', { untied: true });
+  if (!sharded || !single) return;
+  const streamed = await convertSafetensors(sharded, path.join(tmp, 'stream-sharded-out'), { inlineLimitBytes: 1 });
+  const inline = await convertSafetensors(single, path.join(tmp, 'stream-single-out'));
+  assert.ok(existsSync(path.join(streamed, 'model.onnx.data')), 'streamed weights are external');
+  assert.not.ok(existsSync(path.join(inline, 'model.onnx.data')));
+  const run = async (dir: string) => (await (await ort.InferenceSession.create(path.join(dir, 'model.onnx'))).run(feeds())).logits.data as Float32Array;
+  const [a, b] = [await run(streamed), await run(inline)];
+  assert.is(a.length, b.length);
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i] - b[i]));
+  assert.is(diff, 0, 'the same weights in the same graph give the same logits');
+  const { diff: vsRef } = await maxDiffVsStoriesOnnx(streamed);
+  assert.ok(vsRef < 1e-4, `max |Δlogit| vs stories260K-onnx ${vsRef}`);
 });
 
 // fp16 keeps 11 significant bits (relative rounding ≤ 2^-11 ≈ 4.9e-4 per weight), bf16 keeps 8
