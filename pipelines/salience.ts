@@ -38,7 +38,7 @@ export class SalienceMeasure {
     public runners: AttributionRunner[],
     private log: (line: string) => void = () => undefined,
   ) {
-    this.estimator = new SalienceEstimator({ threshold: plan.cfg.salience.threshold });
+    this.estimator = new SalienceEstimator({ threshold: plan.cfg.salience.threshold, normalise: plan.cfg.salience.normalise });
   }
 
   async update(r: BatchResult): Promise<void> {

@@ -36,7 +36,7 @@ export interface PipelineConfig {
   dead: { lo: number; hi: number };
   correlation: { threshold: number; top_k: number; memory_budget_gb: number; clusters: boolean; compute: 'float32' | 'float64' };
   calibration: { bins: number; bootstrap: number; seed: number };
-  salience: { steps: number; threshold: number; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean };
+  salience: { steps: number; threshold: number; normalise: 'abs' | 'signed'; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean };
   agreement: { reference?: string };
   quantization: { block_size?: number; double_quant?: boolean; symmetric?: boolean; outlier_threshold?: number; include_lm_head?: boolean };
   activations?: { format: 'arrow' | 'parquet'; every: number; limit?: number };
@@ -120,6 +120,7 @@ export const SCHEMA: Record<string, Field> = {
     fields: {
       steps: { kind: 'int', default: 50, min: 1 },
       threshold: { kind: 'number', default: 0.7, min: 0, max: 1 },
+      normalise: { kind: 'string', default: 'abs', oneOf: ['abs', 'signed'] },
       baseline_token_id: { kind: 'int', default: 0, min: 0 },
       target: { kind: 'string', default: 'top1', oneOf: ['top1', 'gold'] },
       limit: { kind: 'int', min: 1 },

@@ -1,36 +1,39 @@
 /**
- * Salient neurons, the paper's rule. Per example and layer, from the LIG attributions
+ * Salient neurons, the authors' rule (src/2_extract_important_neuron.py in
+ * MSingh-CSE/LLM-Quantization-Effects). Per example and layer, from the LIG attributions
  * [positions, width], four aggregations over positions:
  *   (i)   max_position: the row at the position with the largest summed (signed) attribution;
  *   (ii)  sum_abs:      Σ_p |attr[p, n]|;
  *   (iii) mean_abs:     (ii) / positions;
- *   (iv)  max_abs:      max_p |attr[p, n]|.
- * Each is divided by its own max |value|; neurons whose normalised value is above the threshold
- * (default 0.7) are salient under that aggregation. Positions are indices, never token strings,
- * so repeated tokens are all counted (the reference implementation keyed by token loses them).
+ *   (iv)  max:          max_p attr[p, n], signed (the authors' np.amax over the stacked rows).
+ * Each is normalised as |v| / max|v| (normalise 'abs', the authors'; 'signed' keeps v / max|v|,
+ * so strongly negative neurons never count); neurons whose normalised value is above the
+ * threshold (default 0.7) are salient under that aggregation. Positions are indices, never token
+ * strings, so repeated tokens are all counted (the reference implementation keyed by token loses them).
  */
 import { QuantlensError } from '../../core/errors.ts';
 import type { Estimator } from '../../core/types.ts';
 import { decodeF64, encodeF64 } from '../estimators/state-codec.ts';
 
-export const AGGREGATIONS = ['max_position', 'sum_abs', 'mean_abs', 'max_abs'] as const;
+export const AGGREGATIONS = ['max_position', 'sum_abs', 'mean_abs', 'max'] as const;
 export type Aggregation = (typeof AGGREGATIONS)[number];
 export const DEFAULT_SALIENCE_THRESHOLD = 0.7;
+export const NORMALISATIONS = ['abs', 'signed'] as const;
+export type Normalisation = (typeof NORMALISATIONS)[number];
 
 export function aggregateAttributions(attr: Float32Array, positions: number, width: number): Record<Aggregation, Float64Array> {
   if (attr.length !== positions * width) throw new RangeError(`attributions have ${attr.length} values, expected ${positions}×${width}`);
   let best = 0;
   let bestSum = -Infinity;
   const sumAbs = new Float64Array(width);
-  const maxAbs = new Float64Array(width);
+  const max = new Float64Array(width).fill(-Infinity);
   for (let p = 0; p < positions; p++) {
     let rowSum = 0;
     for (let n = 0; n < width; n++) {
       const v = attr[p * width + n];
       rowSum += v;
-      const a = Math.abs(v);
-      sumAbs[n] += a;
-      if (a > maxAbs[n]) maxAbs[n] = a;
+      sumAbs[n] += Math.abs(v);
+      if (v > max[n]) max[n] = v;
     }
     if (rowSum > bestSum) {
       bestSum = rowSum;
@@ -41,18 +44,18 @@ export function aggregateAttributions(attr: Float32Array, positions: number, wid
     max_position: Float64Array.from(attr.subarray(best * width, (best + 1) * width)),
     sum_abs: sumAbs,
     mean_abs: sumAbs.map((v) => v / positions),
-    max_abs: maxAbs,
+    max,
   };
 }
 
-/** Neurons whose value / max|value| exceeds the threshold (none when the vector is all zero). */
-export function aboveNormalisedThreshold(v: Float64Array, threshold: number): number[] {
+/** Neurons whose |value| / max|value| ('abs') or value / max|value| ('signed') exceeds the threshold (none when the vector is all zero). */
+export function aboveNormalisedThreshold(v: Float64Array, threshold: number, normalise: Normalisation = 'abs'): number[] {
   let m = 0;
   for (const x of v) m = Math.max(m, Math.abs(x));
   if (m === 0) return [];
   const out: number[] = [];
   v.forEach((x, n) => {
-    if (x / m > threshold) out.push(n);
+    if ((normalise === 'abs' ? Math.abs(x) : x) / m > threshold) out.push(n);
   });
   return out;
 }
@@ -63,12 +66,18 @@ export interface SalientNeurons {
   union: number[];
 }
 
-export function salientNeurons(attr: Float32Array, positions: number, width: number, threshold = DEFAULT_SALIENCE_THRESHOLD): SalientNeurons {
+export function salientNeurons(
+  attr: Float32Array,
+  positions: number,
+  width: number,
+  threshold = DEFAULT_SALIENCE_THRESHOLD,
+  normalise: Normalisation = 'abs',
+): SalientNeurons {
   const agg = aggregateAttributions(attr, positions, width);
   const byAggregation = {} as Record<Aggregation, number[]>;
   const union = new Set<number>();
   for (const a of AGGREGATIONS) {
-    byAggregation[a] = aboveNormalisedThreshold(agg[a], threshold);
+    byAggregation[a] = aboveNormalisedThreshold(agg[a], threshold, normalise);
     for (const n of byAggregation[a]) union.add(n);
   }
   return { byAggregation, union: [...union].sort((p, q) => p - q) };
@@ -134,6 +143,8 @@ interface KeyState {
 
 export interface SalienceState {
   threshold: number;
+  /** Absent in states written before the choice existed (they used 'signed'). */
+  normalise?: Normalisation;
   completenessThreshold: number;
   keys: KeyState[];
 }
@@ -153,10 +164,14 @@ export class SalienceEstimator implements Estimator<AttributionRecord, SalienceS
   readonly name = 'salience';
   private accs = new Map<string, Acc>();
 
-  constructor(readonly opts: { threshold?: number; completenessThreshold?: number } = {}) {}
+  constructor(readonly opts: { threshold?: number; completenessThreshold?: number; normalise?: Normalisation } = {}) {}
 
   private get threshold(): number {
     return this.opts.threshold ?? DEFAULT_SALIENCE_THRESHOLD;
+  }
+
+  private get normalise(): Normalisation {
+    return this.opts.normalise ?? 'abs';
   }
 
   private get completenessThreshold(): number {
@@ -176,7 +191,7 @@ export class SalienceEstimator implements Estimator<AttributionRecord, SalienceS
 
   update(r: AttributionRecord): void {
     const a = this.acc(r.precision, r.layer, r.width);
-    for (const n of salientNeurons(r.attributions, r.positions, r.width, this.threshold).union) a.salient[n]++;
+    for (const n of salientNeurons(r.attributions, r.positions, r.width, this.threshold, this.normalise).union) a.salient[n]++;
     for (let i = 0; i < r.attributions.length; i++) a.sumAbs[i % r.width] += Math.abs(r.attributions[i]);
     a.examples++;
     a.positions += r.positions;
@@ -185,6 +200,8 @@ export class SalienceEstimator implements Estimator<AttributionRecord, SalienceS
 
   merge(other: SalienceState): void {
     if (other.threshold !== this.threshold) throw new QuantlensError('STATE', `salience threshold differs between shards (${other.threshold} vs ${this.threshold})`);
+    const normalise = other.normalise ?? 'signed';
+    if (normalise !== this.normalise) throw new QuantlensError('STATE', `salience normalise differs between shards (${normalise} vs ${this.normalise})`);
     for (const k of other.keys) {
       const a = this.acc(k.precision, k.layer, k.width);
       const sumAbs = decodeF64(k.sumAbs, k.width, 'salience.sumAbs');
@@ -202,6 +219,7 @@ export class SalienceEstimator implements Estimator<AttributionRecord, SalienceS
   state(): SalienceState {
     return {
       threshold: this.threshold,
+      normalise: this.normalise,
       completenessThreshold: this.completenessThreshold,
       keys: [...this.accs.values()].map((a) => ({
         precision: a.precision,
