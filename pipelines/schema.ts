@@ -31,6 +31,8 @@ export interface PipelineConfig {
   batch: { max_tokens: number; max_examples: number; window: number };
   measure: MeasureName[];
   scoring: { mode: 'first-token' | 'choices' | 'loglik'; choices?: string[] };
+  /** What predictions.parquet stores beyond the scores: `prompt` = the rendered prompt text. */
+  predictions: { prompt: boolean };
   output: string;
   session: { intra_op_threads: number; graph_optimization_level: 'disabled' | 'basic' | 'extended' | 'all' };
   dead: { lo: number; hi: number };
@@ -88,6 +90,7 @@ export const SCHEMA: Record<string, Field> = {
       choices: { kind: 'stringList' },
     },
   },
+  predictions: { kind: 'object', fields: { prompt: { kind: 'bool', default: false } } },
   output: { kind: 'string' },
   session: {
     kind: 'object',
