@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RecordBatchFileReader, tableFromIPC } from 'apache-arrow';
+import { type RecordBatch, RecordBatchFileReader, tableFromIPC } from 'apache-arrow';
 import { spawnSync } from 'node:child_process';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
@@ -115,7 +115,7 @@ test('.arrow dump is an IPC file (footer) with layer int32: apache-arrow file re
   assert.is(reader.schema.metadata.get('quantlens.model'), 'stories260K');
   const got: Row[] = [];
   for (let b = 0; b < reader.numRecordBatches; b++) {
-    const batch = reader.readRecordBatch(b)!;
+    const batch = reader.readRecordBatch(b) as RecordBatch;
     for (let i = 0; i < batch.numRows; i++) {
       const row = batch.get(i)!;
       got.push({ example_id: row.example_id, position: row.position, token_id: row.token_id, layer: row.layer, precision: row.precision, values: Array.from(row.values as Iterable<number>) });

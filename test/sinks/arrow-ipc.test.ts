@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RecordBatchFileReader, RecordBatchStreamReader, tableFromIPC } from 'apache-arrow';
+import { type RecordBatch, RecordBatchFileReader, RecordBatchStreamReader, tableFromIPC } from 'apache-arrow';
 import { activationSchema, chunkToRecordBatch } from '../../operators/chunk.ts';
 import type { ActivationChunk } from '../../core/types.ts';
 import { openArrowIpcSink } from '../../sinks/arrow-ipc.ts';
@@ -111,7 +111,7 @@ test('.arrow is the IPC file format: magic at both ends, footer read by RecordBa
   assert.equal(reader.schema.fields.map(String), activationSchema(W).fields.map(String));
   const got: number[][] = [];
   for (let b = 0; b < reader.numRecordBatches; b++) {
-    const batch = reader.readRecordBatch(b)!;
+    const batch = reader.readRecordBatch(b) as RecordBatch;
     for (let i = 0; i < batch.numRows; i++) {
       const row = batch.get(i)!;
       got.push([row.example_id, row.position, row.token_id, row.layer, ...(row.values as Iterable<number>)]);
