@@ -64,6 +64,7 @@ export class SalienceMeasure {
         this.estimator.update({
           precision: a.precision,
           layer: a.site.layer,
+          tensor: a.site.tensor,
           exampleId: examples[k].example_id,
           attributions: res.attributions,
           positions: res.positions,

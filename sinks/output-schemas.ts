@@ -78,6 +78,7 @@ export const AGREEMENT_COLUMNS: ColumnSpec[] = [
 
 export const SALIENCE_COLUMNS: ColumnSpec[] = [
   { name: 'layer', type: 'int32' },
+  { name: 'tensor', type: 'utf8' },
   { name: 'precision', type: 'utf8' },
   { name: 'neuron', type: 'int32' },
   { name: 'salient_examples', type: 'int32' },

@@ -87,6 +87,8 @@ export function salientNeurons(
 export interface AttributionRecord {
   precision: string;
   layer: number;
+  /** The captured activation tensor of that layer. */
+  tensor: string;
   exampleId: number;
   attributions: Float32Array;
   positions: number;
@@ -98,6 +100,7 @@ export interface AttributionRecord {
 /** Row of salience.parquet. */
 export interface SalienceRow {
   layer: number;
+  tensor: string;
   precision: string;
   neuron: number;
   salient_examples: number;
@@ -117,6 +120,7 @@ export interface CompletenessSummary {
 export interface SalienceLayerSummary {
   precision: string;
   layer: number;
+  tensor: string;
   width: number;
   examples: number;
   /** Neurons salient in at least one example. */
@@ -132,6 +136,8 @@ export interface SalienceResult {
 interface KeyState {
   precision: string;
   layer: number;
+  /** Absent in states written before salience.parquet had the column. */
+  tensor?: string;
   width: number;
   examples: number;
   positions: number;
@@ -152,6 +158,7 @@ export interface SalienceState {
 interface Acc {
   precision: string;
   layer: number;
+  tensor: string;
   width: number;
   examples: number;
   positions: number;
@@ -178,11 +185,11 @@ export class SalienceEstimator implements Estimator<AttributionRecord, SalienceS
     return this.opts.completenessThreshold ?? 0.05;
   }
 
-  private acc(precision: string, layer: number, width: number): Acc {
-    const key = `${precision}\u0000${layer}`;
+  private acc(precision: string, layer: number, tensor: string, width: number): Acc {
+    const key = `${precision}\u0000${layer}\u0000${tensor}`;
     let a = this.accs.get(key);
     if (!a) {
-      a = { precision, layer, width, examples: 0, positions: 0, salient: new Int32Array(width), sumAbs: new Float64Array(width), completeness: [] };
+      a = { precision, layer, tensor, width, examples: 0, positions: 0, salient: new Int32Array(width), sumAbs: new Float64Array(width), completeness: [] };
       this.accs.set(key, a);
     }
     if (a.width !== width) throw new QuantlensError('STATE', `salience: layer ${layer} (${precision}) has width ${a.width}, got ${width}`);
@@ -190,7 +197,7 @@ export class SalienceEstimator implements Estimator<AttributionRecord, SalienceS
   }
 
   update(r: AttributionRecord): void {
-    const a = this.acc(r.precision, r.layer, r.width);
+    const a = this.acc(r.precision, r.layer, r.tensor, r.width);
     for (const n of salientNeurons(r.attributions, r.positions, r.width, this.threshold, this.normalise).union) a.salient[n]++;
     for (let i = 0; i < r.attributions.length; i++) a.sumAbs[i % r.width] += Math.abs(r.attributions[i]);
     a.examples++;
@@ -203,7 +210,7 @@ export class SalienceEstimator implements Estimator<AttributionRecord, SalienceS
     const normalise = other.normalise ?? 'signed';
     if (normalise !== this.normalise) throw new QuantlensError('STATE', `salience normalise differs between shards (${normalise} vs ${this.normalise})`);
     for (const k of other.keys) {
-      const a = this.acc(k.precision, k.layer, k.width);
+      const a = this.acc(k.precision, k.layer, k.tensor ?? '', k.width);
       const sumAbs = decodeF64(k.sumAbs, k.width, 'salience.sumAbs');
       if (k.salient.length !== k.width) throw new QuantlensError('STATE', `salience.salient has ${k.salient.length} values, expected ${k.width}`);
       for (let n = 0; n < k.width; n++) {
@@ -224,6 +231,7 @@ export class SalienceEstimator implements Estimator<AttributionRecord, SalienceS
       keys: [...this.accs.values()].map((a) => ({
         precision: a.precision,
         layer: a.layer,
+        tensor: a.tensor,
         width: a.width,
         examples: a.examples,
         positions: a.positions,
@@ -237,14 +245,15 @@ export class SalienceEstimator implements Estimator<AttributionRecord, SalienceS
   finish(): SalienceResult {
     const rows: SalienceRow[] = [];
     const layers: SalienceLayerSummary[] = [];
-    const accs = [...this.accs.values()].sort((p, q) => p.precision.localeCompare(q.precision) || p.layer - q.layer);
+    const accs = [...this.accs.values()].sort((p, q) => p.precision.localeCompare(q.precision) || p.layer - q.layer || p.tensor.localeCompare(q.tensor));
     for (const a of accs) {
       for (let n = 0; n < a.width; n++) {
-        rows.push({ layer: a.layer, precision: a.precision, neuron: n, salient_examples: a.salient[n], mean_abs_attr: a.positions ? a.sumAbs[n] / a.positions : NaN });
+        rows.push({ layer: a.layer, tensor: a.tensor, precision: a.precision, neuron: n, salient_examples: a.salient[n], mean_abs_attr: a.positions ? a.sumAbs[n] / a.positions : NaN });
       }
       layers.push({
         precision: a.precision,
         layer: a.layer,
+        tensor: a.tensor,
         width: a.width,
         examples: a.examples,
         union_count: a.salient.reduce((c, v) => c + (v > 0 ? 1 : 0), 0),

@@ -64,7 +64,7 @@ test('stories260K, 64 BoolQ prompts: unions under the authors\' rule equal an in
     const want = new Set<number>();
     const old = new Set<number>();
     rs.forEach((r, i) => {
-      est.update({ precision: 'fp32', layer, exampleId: i, attributions: r.attributions, positions: r.positions, width: r.width, completenessError: r.completenessError, converged: r.converged });
+      est.update({ precision: 'fp32', layer, tensor: s.tensor, exampleId: i, attributions: r.attributions, positions: r.positions, width: r.width, completenessError: r.completenessError, converged: r.converged });
       for (const n of authorsUnion(r.attributions, r.positions, r.width)) want.add(n);
       for (const n of authorsUnion(r.attributions, r.positions, r.width, true)) old.add(n);
     });

@@ -30,7 +30,7 @@ function randomRecord(r: () => number, id: number, layer: number, precision: str
   // Heavy-tailed values so thresholds split neurons; some rows repeated (same "token" twice).
   const attributions = Float32Array.from({ length: P * Wd }, () => (r() - 0.4) * Math.exp(3 * r()));
   if (P > 3) attributions.copyWithin(Wd, 0, Wd);
-  return { precision, layer, exampleId: id, attributions, positions: P, width: Wd, completenessError: r() * 0.1, converged: r() > 0.3 };
+  return { precision, layer, tensor: `mlp.${layer}`, exampleId: id, attributions, positions: P, width: Wd, completenessError: r() * 0.1, converged: r() > 0.3 };
 }
 
 test('four aggregations and the 0.7 rule, both normalisations, match a brute-force computation', () => {
@@ -77,6 +77,7 @@ test('SalienceEstimator: counts, mean |attr| and completeness summary vs brute f
   a.rows.forEach((row, i) => {
     const o = b.rows[i];
     assert.equal([row.layer, row.precision, row.neuron, row.salient_examples], [o.layer, o.precision, o.neuron, o.salient_examples]);
+    assert.is(row.tensor, `mlp.${row.layer}`);
     assert.ok(Math.abs(row.mean_abs_attr - o.mean_abs_attr) <= 1e-12 * Math.abs(row.mean_abs_attr));
   });
   assert.equal(a.layers, b.layers);
