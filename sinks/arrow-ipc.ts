@@ -1,7 +1,7 @@
 /**
  * Streaming Arrow IPC writer, in the IPC **file** format by default (`.arrow`: magic, schema
  * message, one message per RecordBatch, end-of-stream marker, footer with the batches' offsets,
- * magic), which pyarrow.ipc.open_file, polars.read_ipc, pandas.read_feather and apache-arrow's
+ * magic), which pyarrow.ipc.open_file, polars.read_ipc and apache-arrow's
  * RecordBatchFileReader expect; or the **stream** format (the same without magic and footer,
  * conventionally `.arrows`), read by pyarrow.ipc.open_stream. tableFromIPC reads both.
  *
