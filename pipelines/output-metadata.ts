@@ -6,7 +6,14 @@
  */
 import path from 'node:path';
 import type { PipelineConfig } from './schema.ts';
-import type { PrecisionInfo } from './plan.ts';
+
+/** A resolved precision (plan.ts PrecisionInfo; declared here so plan.ts can import this file). */
+interface PrecisionInfo {
+  precision: string;
+  path: string;
+  source: string;
+  settings: Record<string, unknown>;
+}
 
 /** `p` relative to the output folder, with '/' separators. */
 export function relativeToOutput(outDir: string, p: string): string {
