@@ -6,8 +6,10 @@
  *    lowercased decoded token. An empty (after trim) prediction or gold is wrong.
  *  - choices: softmax renormalised over the given label token ids only; prediction = the most
  *    probable choice, confidence = its renormalised probability; correct when the choice string
- *    equals the gold string (both trimmed and lowercased).
- *  - loglik: not implemented yet (UNSUPPORTED).
+ *    equals the gold string (both trimmed and lowercased). The pipeline's `choices` mode finds
+ *    those ids per prompt (the labels' distinguishing tokens, teacher-forced where the labels share
+ *    leading tokens) in operators/choices.ts; this is its fixed-id core.
+ *  - loglik: extra forward passes, in operators/loglik.ts (scoreLoglik).
  * Softmax is computed in float64 with the max subtracted.
  */
 import type { PredictionBatch } from '../core/types.ts';
