@@ -12,7 +12,7 @@
 import type { PredictionBatch, TokenizedExample } from '../core/types.ts';
 import { QuantlensError } from '../core/errors.ts';
 import { labelTokenId, splitLabels, truncate, type LabelSplit, type TextTokenizer } from '../sources/tokenizer.ts';
-import type { ScoreRow } from './score.ts';
+import { norm, type ScoreRow } from './score.ts';
 import { type PrecisionRunner } from './infer.ts';
 import { forwardLogits, logSoftmaxAt } from './forced-logits.ts';
 
@@ -21,7 +21,6 @@ export interface ChoiceScoreRow extends ScoreRow {
   choice_tokens: number[];
 }
 
-const norm = (s: string) => s.trim().toLowerCase();
 
 /** The labels' split after one prompt, or the one-line error pointing to loglik. */
 export function choiceSplit(tok: TextTokenizer, labels: string[], text: string, exampleId: number): LabelSplit {

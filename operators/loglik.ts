@@ -11,9 +11,9 @@ import type { TokenizedExample } from '../core/types.ts';
 import type { TextTokenizer } from '../sources/tokenizer.ts';
 import type { PrecisionRunner } from './infer.ts';
 import type { ChoiceScoreRow } from './choices.ts';
+import { norm } from './score.ts';
 import { forwardLogits } from './forced-logits.ts';
 
-const norm = (s: string) => s.trim().toLowerCase();
 
 interface Candidate {
   example: number;

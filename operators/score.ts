@@ -31,7 +31,8 @@ export interface ScoreRow {
   correct: boolean;
 }
 
-const norm = (s: string) => s.trim().toLowerCase();
+/** Labels and gold strings compare trimmed and lowercased. */
+export const norm = (s: string) => s.trim().toLowerCase();
 
 /** The paper's first-token rule: trimmed, lowercased gold contained in the lowercased token. */
 export function firstTokenCorrect(predicted: string, gold: string): boolean {
