@@ -91,7 +91,7 @@ export function activationSchema(width: number): arrow.Schema {
     new arrow.Field('example_id', new arrow.Int32(), false),
     new arrow.Field('position', new arrow.Int32(), false),
     new arrow.Field('token_id', new arrow.Int32(), false),
-    new arrow.Field('layer', new arrow.Utf8(), false),
+    new arrow.Field('layer', new arrow.Int32(), false),
     new arrow.Field('precision', new arrow.Utf8(), false),
     new arrow.Field('values', new arrow.FixedSizeList(width, new arrow.Field('item', new arrow.Float32(), false)), false),
   ]);
@@ -111,7 +111,7 @@ function repeatedUtf8(value: string, rows: number): arrow.Data<arrow.Utf8> {
 
 /**
  * Zero-copy Arrow view of a chunk: the int columns and the values child wrap the chunk's own typed
- * arrays (same ArrayBuffer and byteOffset). `layer` is utf8 here by contract (Parquet uses int32).
+ * arrays (same ArrayBuffer and byteOffset). `layer` is int32, as in every output table.
  */
 export function chunkToRecordBatch(chunk: ActivationChunk): arrow.RecordBatch {
   const { rows, width } = chunk;
@@ -123,7 +123,7 @@ export function chunkToRecordBatch(chunk: ActivationChunk): arrow.RecordBatch {
     nullCount: 0,
     child: arrow.makeData({ type: new arrow.Float32(), length: rows * width, nullCount: 0, data: chunk.values }),
   });
-  const children = [int32(chunk.exampleId), int32(chunk.position), int32(chunk.tokenId), repeatedUtf8(String(chunk.layer), rows), repeatedUtf8(chunk.precision, rows), values];
+  const children = [int32(chunk.exampleId), int32(chunk.position), int32(chunk.tokenId), int32(new Int32Array(rows).fill(chunk.layer)), repeatedUtf8(chunk.precision, rows), values];
   const struct = arrow.makeData({ type: new arrow.Struct(schema.fields), length: rows, nullCount: 0, children });
   return new arrow.RecordBatch(schema, struct);
 }

@@ -5,16 +5,15 @@
  * choices. Continuation tokens are found as in the harness: encode(prompt + choice) minus the
  * common prefix with encode(prompt), so merges across the boundary are tokenized as in context.
  * It costs one extra forward pass per (example, choice) and needs the full logits of those runs.
+ * Every choice's score and continuation token count are returned with the row.
  */
-import ort from 'onnxruntime-node';
 import type { TokenizedExample } from '../core/types.ts';
-import type { ScoreRow } from './score.ts';
 import type { TextTokenizer } from '../sources/tokenizer.ts';
-import { buildFeeds } from '../onnx/feeds.ts';
-import { halfToFloat } from '../onnx/dtypes.ts';
-import { extraFeeds, type PrecisionRunner } from './infer.ts';
+import type { PrecisionRunner } from './infer.ts';
+import type { ChoiceScoreRow } from './choices.ts';
+import { norm } from './score.ts';
+import { forwardLogits } from './forced-logits.ts';
 
-const norm = (s: string) => s.trim().toLowerCase();
 
 interface Candidate {
   example: number;
@@ -47,20 +46,15 @@ export async function scoreLoglik(
   choices: string[],
   tok: TextTokenizer,
   opts: { maxContext: number; maxRows?: number },
-): Promise<ScoreRow[]> {
+): Promise<ChoiceScoreRow[]> {
   const cands = loglikCandidates(texts, choices, tok, opts.maxContext);
   const scores = examples.map(() => new Float64Array(choices.length));
   const firstToken = examples.map(() => new Int32Array(choices.length));
+  const counts = examples.map(() => new Int32Array(choices.length));
   const maxRows = opts.maxRows ?? 32;
   for (let start = 0; start < cands.length; start += maxRows) {
     const part = cands.slice(start, start + maxRows);
-    const lengths = Int32Array.from(part, (c) => c.ids.length);
-    const T = Math.max(...lengths);
-    const feeds = { ...buildFeeds(runner.plan, { seqLen: T, lengths, ids: part.map((c) => c.ids) }, tok.padId), ...extraFeeds(runner) };
-    const out = await runner.session.run(feeds, ['logits']);
-    const t = out.logits;
-    const logits = t.type === 'float16' ? halfToFloat(t.data as Uint16Array) : (t.data as Float32Array);
-    const V = t.dims[2];
+    const { logits, T, V } = await forwardLogits(runner, part.map((c) => c.ids), tok.padId);
     part.forEach((c, r) => {
       let sum = 0;
       // Continuation token j sits at padded position T − n + j; its logits come from the position before.
@@ -74,6 +68,7 @@ export async function scoreLoglik(
       }
       scores[c.example][c.choice] = sum;
       firstToken[c.example][c.choice] = c.ids[c.ids.length - c.continuation];
+      counts[c.example][c.choice] = c.continuation;
     });
   }
   return examples.map((ex, e) => {
@@ -90,6 +85,8 @@ export async function scoreLoglik(
       predicted_token: choices[best],
       confidence: 1 / z,
       correct: norm(choices[best]) === norm(ex.gold),
+      choice_loglik: Array.from(s),
+      choice_tokens: Array.from(counts[e]),
     };
   });
 }

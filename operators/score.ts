@@ -6,9 +6,10 @@
  *    lowercased decoded token. An empty (after trim) prediction or gold is wrong.
  *  - choices: softmax renormalised over the given label token ids only; prediction = the most
  *    probable choice, confidence = its renormalised probability; correct when the choice string
- *    equals the gold string (both trimmed and lowercased).
- *  - loglik: scored by operators/loglik.ts (summed continuation log-likelihood per choice); the
- *    scorePredictions refuses it, since it needs extra forward passes, not these logits.
+ *    equals the gold string (both trimmed and lowercased). The pipeline's `choices` mode finds
+ *    those ids per prompt (the labels' distinguishing tokens, teacher-forced where the labels share
+ *    leading tokens) in operators/choices.ts; this is its fixed-id core.
+ *  - loglik: extra forward passes, in operators/loglik.ts (scoreLoglik).
  * Softmax is computed in float64 with the max subtracted.
  */
 import type { PredictionBatch } from '../core/types.ts';
@@ -30,7 +31,8 @@ export interface ScoreRow {
   correct: boolean;
 }
 
-const norm = (s: string) => s.trim().toLowerCase();
+/** Labels and gold strings compare trimmed and lowercased. */
+export const norm = (s: string) => s.trim().toLowerCase();
 
 /** The paper's first-token rule: trimmed, lowercased gold contained in the lowercased token. */
 export function firstTokenCorrect(predicted: string, gold: string): boolean {

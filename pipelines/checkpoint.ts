@@ -362,6 +362,8 @@ export interface ShardState {
   metadata: Record<string, string>;
   plan: {
     modelDir: string;
+    /** The run's output folder (the metadata's pipeline records paths relative to it). */
+    output?: string;
     modelHash: string;
     demoLabel: string | null;
     datasetPath: string;
@@ -391,6 +393,7 @@ export async function writeShardState(
     metadata: plan.metadata,
     plan: {
       modelDir: plan.folder.dir,
+      output: plan.cfg.output,
       modelHash: plan.modelHash,
       demoLabel: plan.demoLabel,
       datasetPath: plan.dataset.path,

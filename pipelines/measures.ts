@@ -13,6 +13,7 @@ import { CorrelationEstimator, type CorrelationState, type CorrelationSummary } 
 import { AgreementEstimator, jaccard, type AgreementState, type AgreementRow } from '../operators/estimators/agreement.ts';
 import { scorePredictions, type Scoring, type ScoreRow } from '../operators/score.ts';
 import { scoreLoglik } from '../operators/loglik.ts';
+import { scoreChoices } from '../operators/choices.ts';
 import { writeParquetTable, type ParquetSink } from '../sinks/parquet.ts';
 import {
   AGREEMENT_COLUMNS,
@@ -25,7 +26,7 @@ import {
   toColumns,
 } from '../sinks/output-schemas.ts';
 import { QuantlensError } from '../core/errors.ts';
-import { labelTokenId } from '../sources/tokenizer.ts';
+import { splitLabels } from '../sources/tokenizer.ts';
 import { SalienceMeasure, createAttributionRunners } from './salience.ts';
 import type { SalienceState } from '../operators/attribution/salience.ts';
 import { openActivationDump, type ActivationDump } from '../sinks/activation-dump.ts';
@@ -53,13 +54,11 @@ export interface PrecisionTally {
 export function scoringFor(plan: Plan): Scoring {
   const { scoring } = plan.cfg;
   if (scoring.mode === 'choices') {
-    const choices: Record<string, number> = {};
-    for (const c of scoring.choices ?? []) {
-      const id = labelTokenId(plan.tokenizer, c);
-      if (id === undefined) throw new QuantlensError('CONFIG', `scoring.choices: "${c}" does not tokenize`, 'scoring.choices');
-      choices[c] = id;
-    }
-    return { mode: 'choices', choices };
+    // Checked on the labels alone before any run; each prompt is split again in context (operators/choices.ts).
+    const labels = scoring.choices ?? [];
+    const split = splitLabels(plan.tokenizer, labels);
+    if (typeof split === 'string') throw new QuantlensError('CONFIG', `scoring.choices: ${split}; use scoring.mode: loglik`, 'scoring.choices');
+    return { mode: 'choices', choices: Object.fromEntries(labels.map((c, k) => [c, split.tokens[k]])) };
   }
   if (scoring.mode === 'loglik') return { mode: 'loglik' };
   return { mode: 'first-token', decode: (id) => plan.tokenizer.decodeToken(id) };
@@ -123,10 +122,11 @@ export class RunMeasures {
     const truncated = r.batch.examples.map((e) => e.truncated);
     const correctBy = new Map<string, Uint8Array>();
     for (const o of r.outputs) {
-      const rows = this.scoring.mode === 'loglik' ? await this.loglikRows(r, o.precision) : scorePredictions(o.prediction, this.scoring);
+      const rows = this.scoring.mode === 'first-token' ? scorePredictions(o.prediction, this.scoring) : await this.choiceRows(r, o);
       correctBy.set(o.precision, Uint8Array.from(rows, (x) => (x.correct ? 1 : 0)));
       const cols = toColumns(rows, PREDICTIONS_COLUMNS);
       cols.truncated = truncated;
+      if (this.plan.cfg.predictions.prompt) cols.prompt = this.texts(r);
       await this.predictions!.append(cols);
       const t = this.tally.get(o.precision)!;
       t.examples += rows.length;
@@ -190,11 +190,17 @@ export class RunMeasures {
     this.dumps.clear();
   }
 
-  /** `scoring.mode: loglik`: extra forward passes over (prompt + choice) per example. */
-  private loglikRows(r: BatchResult, precision: string): Promise<ScoreRow[]> {
-    const runner = this.plan.runners.find((x) => x.precision === precision)!;
-    const texts = r.batch.examples.map((e) => this.plan.template.render(e.fields));
-    return scoreLoglik(runner, r.batch.examples, texts, this.plan.cfg.scoring.choices ?? [], this.plan.tokenizer, { maxContext: this.plan.maxContext });
+  private texts(r: BatchResult): string[] {
+    return r.batch.examples.map((e) => this.plan.template.render(e.fields));
+  }
+
+  /** `scoring.mode: choices` / `loglik`: teacher-forced or extra forward passes over (prompt + choice). */
+  private choiceRows(r: BatchResult, o: BatchResult['outputs'][number]): Promise<ScoreRow[]> {
+    const runner = this.plan.runners.find((x) => x.precision === o.precision)!;
+    const labels = this.plan.cfg.scoring.choices ?? [];
+    const opts = { maxContext: this.plan.maxContext };
+    if (this.scoring.mode === 'choices') return scoreChoices(runner, o.prediction, r.batch.examples, this.texts(r), labels, this.plan.tokenizer, opts);
+    return scoreLoglik(runner, r.batch.examples, this.texts(r), labels, this.plan.tokenizer, opts);
   }
 
   /** Jaccard overlap of a neuron set of each precision with the reference's, per captured layer. */

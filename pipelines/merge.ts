@@ -93,8 +93,10 @@ export function singleRunBatches(examples: { id: number; length: number }[], bat
 
 /** A Plan with what finishing needs (no sessions, no tokenizer): merge never runs inference. */
 function planFromState(s: ShardState): Plan {
-  const cfg = { ...JSON.parse(s.metadata['quantlens.pipeline']), file: '' } as PipelineConfig;
   const p = s.plan;
+  // The metadata's pipeline records paths relative to the output folder; the state has them absolute.
+  const cfg = { ...JSON.parse(s.metadata['quantlens.pipeline']), file: '', model: p.modelDir } as PipelineConfig;
+  if (p.output) cfg.output = p.output;
   return {
     cfg,
     folder: { dir: p.modelDir },

@@ -22,6 +22,7 @@ import { checkExecutionProviders } from '../onnx/execution-providers.ts';
 import { planInputs } from '../onnx/feeds.ts';
 import { checkCorrelationBudget } from '../operators/estimators/correlation.ts';
 import type { PrecisionRunner } from '../operators/infer.ts';
+import { datasetPath, modelRecord, outputMetadata } from './output-metadata.ts';
 import { resolveDemo } from './demo.ts';
 import { resolvePrecisionModel } from './precisions.ts';
 import { quantSessionConfig } from '../onnx/quantize/index.ts';
@@ -125,12 +126,11 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   }
 
   const maxContext = Math.min(folder.maxContext ?? 2048, 1 << 16);
+  // Paths relative to the output folder, no cache paths (pipelines/output-metadata.ts).
+  const model = modelRecord(cfg, folder.dir, hash, !!demo.label);
   const metadata: Record<string, string> = {
     'quantlens.version': '0.1.0',
-    'quantlens.pipeline': JSON.stringify({ ...cfg, file: undefined }),
-    'quantlens.model': folder.dir,
-    'quantlens.model_hash': hash,
-    'quantlens.precisions': JSON.stringify(precisions),
+    ...outputMetadata(cfg, model, datasetPath(cfg, demo.datasetPath), precisions, !!demo.label),
     'quantlens.ort_version': ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown',
     'quantlens.session_settings': JSON.stringify(describeSettings(session)),
   };

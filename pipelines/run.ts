@@ -18,6 +18,7 @@ import { writeCalibration } from './calibration-output.ts';
 import type { TokenizeStats } from '../operators/encode.ts';
 import type { BatchResult } from '../operators/infer.ts';
 import { RunCheckpoints, runTiming, writeShardState } from './checkpoint.ts';
+import { datasetPath, modelRecord, precisionPath } from './output-metadata.ts';
 
 export interface RunOptions {
   shard?: { index: number; count: number };
@@ -161,7 +162,7 @@ function buildSummary(
       tokens: t.tokens,
       ...(calibration[p.precision] ?? {}),
       inference_seconds: t.inference_seconds,
-      model_path: p.path,
+      model_path: precisionPath(cfg, p, !!plan.demoLabel),
       model_source: p.source,
       quantization: compactSettings(p.settings),
     };
@@ -169,8 +170,8 @@ function buildSummary(
   return {
     quantlens: plan.metadata['quantlens.version'],
     name: cfg.name,
-    model: { path: plan.folder.dir, hash: plan.modelHash, demo: !!plan.demoLabel, label: plan.demoLabel ?? undefined },
-    dataset: { path: plan.dataset.path, examples: stats.examples, skip: cfg.dataset.skip ?? 0, limit: cfg.dataset.limit ?? null, shard: shard ?? cfg.dataset.shard ?? null },
+    model: { ...modelRecord(cfg, plan.folder.dir, plan.modelHash, !!plan.demoLabel), demo: !!plan.demoLabel, label: plan.demoLabel ?? undefined },
+    dataset: { path: datasetPath(cfg, plan.dataset.path), examples: stats.examples, skip: cfg.dataset.skip ?? 0, limit: cfg.dataset.limit ?? null, shard: shard ?? cfg.dataset.shard ?? null },
     reference: cfg.agreement.reference ?? cfg.precisions[0],
     precisions,
     layers: plan.sites.map((s) => ({ layer: s.layer, tensor: s.tensor, width: s.width })),

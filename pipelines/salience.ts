@@ -10,7 +10,7 @@ import type { BatchResult } from '../operators/infer.ts';
 import { createAttributionSession, attributeBatch, type AttributionSession } from '../operators/attribution/lig.ts';
 import { SalienceEstimator, type SalienceState, type SalienceResult } from '../operators/attribution/salience.ts';
 import type { ActivationSite } from '../onnx/capture.ts';
-import { labelTokenId } from '../sources/tokenizer.ts';
+import { goldTarget } from '../operators/choices.ts';
 
 export interface AttributionRunner {
   precision: string;
@@ -38,7 +38,7 @@ export class SalienceMeasure {
     public runners: AttributionRunner[],
     private log: (line: string) => void = () => undefined,
   ) {
-    this.estimator = new SalienceEstimator({ threshold: plan.cfg.salience.threshold });
+    this.estimator = new SalienceEstimator({ threshold: plan.cfg.salience.threshold, normalise: plan.cfg.salience.normalise });
   }
 
   async update(r: BatchResult): Promise<void> {
@@ -48,9 +48,12 @@ export class SalienceMeasure {
     const limit = salience.limit ?? Infinity;
     const examples = r.batch.examples.filter((e) => e.example_id - (dataset.skip ?? 0) < limit);
     if (examples.length === 0) return;
-    const targets = salience.target === 'gold' ? examples.map((e) => labelTokenId(this.plan.tokenizer, e.gold)) : undefined;
+    // A gold target may need the choices' shared tokens fed after the prompt (operators/choices.ts).
+    const gold = salience.target === 'gold' ? examples.map((e) => goldTarget(this.plan.tokenizer, e, this.plan.template.render(e.fields), this.plan.cfg.scoring.choices ?? [], this.plan.maxContext)) : undefined;
+    const inputs = examples.map((e, k) => ({ ids: gold ? gold[k].ids : e.ids }));
+    const targets = gold?.map((g) => g.target);
     for (const a of this.runners) {
-      const results = await attributeBatch(a.session, examples.map((e) => ({ ids: e.ids })), a.site.tensor, {
+      const results = await attributeBatch(a.session, inputs, a.site.tensor, {
         steps: salience.steps,
         baselineTokenId: salience.baseline_token_id,
         targets,
@@ -61,6 +64,7 @@ export class SalienceMeasure {
         this.estimator.update({
           precision: a.precision,
           layer: a.site.layer,
+          tensor: a.site.tensor,
           exampleId: examples[k].example_id,
           attributions: res.attributions,
           positions: res.positions,

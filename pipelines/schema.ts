@@ -31,12 +31,14 @@ export interface PipelineConfig {
   batch: { max_tokens: number; max_examples: number; window: number };
   measure: MeasureName[];
   scoring: { mode: 'first-token' | 'choices' | 'loglik'; choices?: string[] };
+  /** What predictions.parquet stores beyond the scores: `prompt` = the rendered prompt text. */
+  predictions: { prompt: boolean };
   output: string;
   session: { intra_op_threads: number; graph_optimization_level: 'disabled' | 'basic' | 'extended' | 'all'; execution_providers: string[] };
   dead: { lo: number; hi: number };
   correlation: { threshold: number; top_k: number; memory_budget_gb: number; clusters: boolean; compute: 'float32' | 'float64' };
   calibration: { bins: number; bootstrap: number; seed: number };
-  salience: { steps: number; threshold: number; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean };
+  salience: { steps: number; threshold: number; normalise: 'abs' | 'signed'; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean };
   agreement: { reference?: string };
   quantization: { block_size?: number; double_quant?: boolean; symmetric?: boolean; outlier_threshold?: number; include_lm_head?: boolean };
   activations?: { format: 'arrow' | 'parquet'; every: number; limit?: number };
@@ -88,6 +90,7 @@ export const SCHEMA: Record<string, Field> = {
       choices: { kind: 'stringList' },
     },
   },
+  predictions: { kind: 'object', fields: { prompt: { kind: 'bool', default: false } } },
   output: { kind: 'string' },
   session: {
     kind: 'object',
@@ -121,6 +124,7 @@ export const SCHEMA: Record<string, Field> = {
     fields: {
       steps: { kind: 'int', default: 50, min: 1 },
       threshold: { kind: 'number', default: 0.7, min: 0, max: 1 },
+      normalise: { kind: 'string', default: 'abs', oneOf: ['abs', 'signed'] },
       baseline_token_id: { kind: 'int', default: 0, min: 0 },
       target: { kind: 'string', default: 'top1', oneOf: ['top1', 'gold'] },
       limit: { kind: 'int', min: 1 },

@@ -1,7 +1,8 @@
 /**
  * Optional raw activation dumps: the per-token activation rows of selected examples, for looking
- * at with pandas/pyarrow/DuckDB. Arrow IPC stream by default (zero-copy from the chunk), Parquet on
- * request.
+ * at with pandas/pyarrow/polars/DuckDB. Arrow IPC by default (zero-copy from the chunk): the IPC
+ * file format for `.arrow` (with footer; pyarrow.ipc.open_file, polars.read_ipc), the stream format
+ * for `.arrows` (sinks/arrow-ipc.ts); Parquet on request. `layer` is int32 in both, as everywhere.
  *
  * Parquet layout: one row per token with `values` as list<float>, not one column per neuron.
  * MLP widths are thousands of neurons (e.g. 11008); thousands of columns make the footer carry a

@@ -1,7 +1,9 @@
 /**
- * Streaming Arrow IPC (stream format) file writer: schema message, one message per RecordBatch,
- * end-of-stream marker. Read back with apache-arrow's tableFromIPC, pyarrow.ipc.open_stream,
- * or DuckDB's arrow extension.
+ * Streaming Arrow IPC writer, in the IPC **file** format by default (`.arrow`: magic, schema
+ * message, one message per RecordBatch, end-of-stream marker, footer with the batches' offsets,
+ * magic), which pyarrow.ipc.open_file, polars.read_ipc and apache-arrow's
+ * RecordBatchFileReader expect; or the **stream** format (the same without magic and footer,
+ * conventionally `.arrows`), read by pyarrow.ipc.open_stream. tableFromIPC reads both.
  *
  * Why a subclass: apache-arrow's RecordBatchStreamWriter queues its output bytes (views into the
  * batch buffers, no copy) and drains them asynchronously. Activation chunks are views into ORT
@@ -17,38 +19,68 @@ import { HeldFile } from '../core/held-file.ts';
 export interface ArrowIpcSink {
   /** Append one batch; every batch must have the schema of the first. Resolves once its bytes are on disk. */
   write(batch: arrow.RecordBatch): Promise<void>;
-  /** Write the end-of-stream marker and rename temp → final name. `schema` is written if no batch was. */
+  /** Write the end-of-stream marker (and footer) and rename temp → final name. `schema` is written if no batch was. */
   close(schema?: arrow.Schema): Promise<void>;
   abort(): Promise<void>;
   readonly rows: number;
 }
 
-/** RecordBatchStreamWriter whose output bytes are collected synchronously instead of queued. */
-class CollectingStreamWriter extends arrow.RecordBatchStreamWriter {
-  collected: Uint8Array[] = [];
-  protected override _write(chunk: ArrayBufferView): this {
-    // _started is false before the schema message, matching the base class (nothing to write yet).
-    if ((this as unknown as { _started: boolean })._started && chunk.byteLength > 0) {
-      this.collected.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      (this as unknown as { _position: number })._position += chunk.byteLength;
-    }
-    return this;
-  }
-  take(): Uint8Array[] {
-    const out = this.collected;
-    this.collected = [];
-    return out;
+export type ArrowIpcFormat = 'file' | 'stream';
+
+/** The format a name implies: `.arrows` is a stream, anything else (`.arrow`) a file. */
+export function ipcFormatFor(finalPath: string): ArrowIpcFormat {
+  return finalPath.endsWith('.arrows') ? 'stream' : 'file';
+}
+
+interface Collecting {
+  collected: Uint8Array[];
+}
+
+/** Capture a writer's bytes synchronously (instead of queueing views); `_position` feeds the file footer's offsets. */
+function collect(self: Collecting & arrow.RecordBatchWriter, chunk: ArrayBufferView): void {
+  // _started is false before the schema message, matching the base class (nothing to write yet).
+  const w = self as unknown as { _started: boolean; _position: number };
+  if (w._started && chunk.byteLength > 0) {
+    self.collected.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    w._position += chunk.byteLength;
   }
 }
 
-export async function openArrowIpcSink(finalPath: string): Promise<ArrowIpcSink> {
+class CollectingStreamWriter extends arrow.RecordBatchStreamWriter implements Collecting {
+  collected: Uint8Array[] = [];
+  protected override _write(chunk: ArrayBufferView): this {
+    collect(this, chunk);
+    return this;
+  }
+}
+
+type SchemaWriter = (this: arrow.RecordBatchWriter, schema: arrow.Schema) => arrow.RecordBatchWriter;
+
+class CollectingFileWriter extends arrow.RecordBatchFileWriter implements Collecting {
+  collected: Uint8Array[] = [];
+  protected override _write(chunk: ArrayBufferView): this {
+    collect(this, chunk);
+    return this;
+  }
+  // apache-arrow's file writer writes only the leading magic; the format puts the schema message
+  // after it too (the embedded stream), which sequential readers need.
+  protected override _writeSchema(schema: arrow.Schema): this {
+    const w = this as unknown as { _writeMagic(): { _writePadding(n: number): unknown } };
+    w._writeMagic()._writePadding(2);
+    (arrow.RecordBatchWriter.prototype as unknown as { _writeSchema: SchemaWriter })._writeSchema.call(this, schema);
+    return this;
+  }
+}
+
+export async function openArrowIpcSink(finalPath: string, opts: { format?: ArrowIpcFormat } = {}): Promise<ArrowIpcSink> {
   const f = await HeldFile.open(finalPath);
-  const writer = new CollectingStreamWriter({ autoDestroy: false });
+  const writer = (opts.format ?? ipcFormatFor(finalPath)) === 'file' ? new CollectingFileWriter({ autoDestroy: false }) : new CollectingStreamWriter({ autoDestroy: false });
   let schema: arrow.Schema | null = null;
   let rows = 0;
 
   async function drain(): Promise<void> {
-    const parts = writer.take();
+    const parts = writer.collected;
+    writer.collected = [];
     if (parts.length) await f.file.writev(parts);
   }
 
@@ -80,7 +112,7 @@ export async function openArrowIpcSink(finalPath: string): Promise<ArrowIpcSink>
           if (!emptySchema) f.fail('close() of a stream with no batches needs the schema to write');
           writer.reset(undefined, emptySchema); // writes the schema message
         }
-        writer.finish(); // end-of-stream marker
+        writer.finish(); // end-of-stream marker (and the footer of a file)
         await drain();
       });
     },

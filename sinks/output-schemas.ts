@@ -10,6 +10,11 @@ export const PREDICTIONS_COLUMNS: ColumnSpec[] = [
   { name: 'confidence', type: 'double' },
   { name: 'correct', type: 'bool' },
   { name: 'truncated', type: 'bool' },
+  /** choices and loglik modes: each choice's log-likelihood and its token count, in the order of scoring.choices. */
+  { name: 'choice_loglik', type: 'list<double>', nullable: true },
+  { name: 'choice_tokens', type: 'list<int32>', nullable: true },
+  /** The rendered prompt, with `predictions.prompt: true` (like lm-evaluation-harness --log_samples). */
+  { name: 'prompt', type: 'utf8', nullable: true },
 ];
 
 /** predictions.parquet is streamed one row group at a time; 16k rows keeps that buffer small. */
@@ -73,6 +78,7 @@ export const AGREEMENT_COLUMNS: ColumnSpec[] = [
 
 export const SALIENCE_COLUMNS: ColumnSpec[] = [
   { name: 'layer', type: 'int32' },
+  { name: 'tensor', type: 'utf8' },
   { name: 'precision', type: 'utf8' },
   { name: 'neuron', type: 'int32' },
   { name: 'salient_examples', type: 'int32' },

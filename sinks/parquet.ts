@@ -18,7 +18,7 @@ import { HeldFile } from '../core/held-file.ts';
 import { QuantlensError } from '../core/errors.ts';
 
 /** `list<float>` exists for activation dumps (values per row); tables use the others. */
-export type ColumnType = 'int32' | 'int64' | 'double' | 'utf8' | 'bool' | 'list<int32>' | 'list<float>';
+export type ColumnType = 'int32' | 'int64' | 'double' | 'utf8' | 'bool' | 'list<int32>' | 'list<float>' | 'list<double>';
 
 export interface ColumnSpec {
   name: string;
@@ -80,11 +80,12 @@ function schemaFor(columns: ColumnSpec[]): SchemaElement[] {
         break;
       case 'list<int32>':
       case 'list<float>':
+      case 'list<double>':
         // Standard 3-level LIST so DuckDB reads LIST(INTEGER)/LIST(FLOAT) and hyparquet plain arrays.
         schema.push(
           { name: c.name, repetition_type, converted_type: 'LIST', num_children: 1 },
           { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
-          { name: 'element', type: c.type === 'list<int32>' ? 'INT32' : 'FLOAT', repetition_type: 'REQUIRED' },
+          { name: 'element', type: c.type === 'list<int32>' ? 'INT32' : c.type === 'list<double>' ? 'DOUBLE' : 'FLOAT', repetition_type: 'REQUIRED' },
         );
         break;
       default:
@@ -170,7 +171,8 @@ function checkedValue(spec: ColumnSpec, v: unknown, where: () => string, fail: (
       if (typeof v !== 'boolean') fail(`${where()}: expected a boolean, got ${describe(v)}`);
       return v;
     case 'list<int32>':
-    case 'list<float>': {
+    case 'list<float>':
+    case 'list<double>': {
       if (typeof v !== 'object' || typeof (v as ArrayLike<unknown>).length !== 'number') fail(`${where()}: expected an array, got ${describe(v)}`);
       // The Dremel encoder needs plain arrays; copying also detaches the row from caller memory.
       const list = Array.from(v as ArrayLike<number>);

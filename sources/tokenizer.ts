@@ -151,12 +151,70 @@ export function truncate(
   return { ids: ids.slice(ids.length - maxLen), truncated: true };
 }
 
+/** How a set of labels (choices such as " True", " False") continues a context, token by token. */
+export interface LabelSplit {
+  /** encode(context). */
+  contextIds: Int32Array;
+  /** Leading tokens of contextIds that every label's encoding keeps (a merge across the boundary shortens it). */
+  kept: number;
+  /** Tokens every label shares after the kept context: fed (teacher-forced) before the distinguishing token. */
+  prefix: number[];
+  /** Per label, in order: the first token that tells it apart from the others. */
+  tokens: number[];
+}
+
 /**
- * The token id that stands for a label string (a choice such as " True", or a gold answer): the
- * exact vocabulary entry when there is one, else the first non-BOS token of its encoding.
+ * The labels' continuations of `context`, split as lm-evaluation-harness splits a continuation
+ * (encode(context + label) minus its common prefix with encode(context)), then at the first token
+ * where they differ. SentencePiece vocabularies without a "▁True" piece encode " True" as
+ * ▁ + True…, so the first token alone is the same word boundary for every label. Returns a
+ * one-line reason instead when no single token tells the labels apart.
  */
-export function labelTokenId(tok: TextTokenizer, label: string): number | undefined {
-  return tok.idOf(label) ?? Array.from(tok.encode(label)).find((id) => id !== tok.bosId);
+export function splitLabels(tok: TextTokenizer, labels: string[], context = ''): LabelSplit | string {
+  const contextIds = tok.encode(context);
+  const exact = labels.map((l) => tok.idOf(l));
+  // Labels spelled as vocabulary entries (e.g. "▁the") are those tokens, whatever the context.
+  if (context === '' && exact.every((id) => id !== undefined) && new Set(exact).size === labels.length)
+    return { contextIds, kept: contextIds.length, prefix: [], tokens: exact as number[] };
+  const wholes = labels.map((l) => Array.from(tok.encode(context + l)));
+  const common = (w: number[]) => {
+    let k = 0;
+    while (k < contextIds.length && k < w.length && contextIds[k] === w[k]) k++;
+    return k;
+  };
+  const kept = Math.min(...wholes.map(common));
+  const conts = wholes.map((w) => w.slice(kept));
+  const q = (i: number) => JSON.stringify(labels[i]);
+  const empty = conts.findIndex((c) => c.length === 0);
+  if (empty >= 0) return `${q(empty)} adds no token after the prompt`;
+  let at = 0;
+  // A single label is told apart by its first token.
+  while (labels.length > 1 && conts.every((c) => at < c.length && c[at] === conts[0][at])) at++;
+  for (let i = 0; i < conts.length; i++) {
+    if (at >= conts[i].length) return `${q(i)} is a token prefix of ${q(conts.findIndex((c, j) => j !== i && c.length > at))}, so no single token tells them apart`;
+    const twin = conts.findIndex((c, j) => j < i && c[at] === conts[i][at]);
+    if (twin >= 0) return `no single token tells ${q(twin)} and ${q(i)} apart (both continue with token ${conts[i][at]} after ${at} shared token(s))`;
+  }
+  return { contextIds, kept, prefix: conts[0].slice(0, at), tokens: conts.map((c) => c[at]) };
+}
+
+/**
+ * The token id that stands for `label` among `labels` after `context`: the first token that
+ * tells the labels apart (splitLabels). A label alone is the first token of its encoding (the
+ * exact vocabulary entry when there is one); undefined when it does not tokenize. Throws a
+ * one-line CONFIG error when no single token distinguishes the labels.
+ */
+export function labelTokenId(tok: TextTokenizer, label: string, labels: string[] = [label], context = ''): number | undefined {
+  const i = labels.indexOf(label);
+  if (i < 0) throw new RangeError(`label ${JSON.stringify(label)} is not among the labels`);
+  if (labels.length === 1 && context === '') {
+    const id = tok.idOf(label);
+    if (id !== undefined) return id;
+    return Array.from(tok.encode(label)).find((x) => x !== tok.bosId);
+  }
+  const split = splitLabels(tok, labels, context);
+  if (typeof split === 'string') throw new QuantlensError('CONFIG', `scoring.choices: ${split}; use scoring.mode: loglik`, 'scoring.choices');
+  return split.tokens[i];
 }
 
 /** Refuse a tokenizer that can emit ids the model's embedding table does not have. */

@@ -1,36 +1,39 @@
 /**
- * Salient neurons, the paper's rule. Per example and layer, from the LIG attributions
+ * Salient neurons, the authors' rule (src/2_extract_important_neuron.py in
+ * MSingh-CSE/LLM-Quantization-Effects). Per example and layer, from the LIG attributions
  * [positions, width], four aggregations over positions:
  *   (i)   max_position: the row at the position with the largest summed (signed) attribution;
  *   (ii)  sum_abs:      Σ_p |attr[p, n]|;
  *   (iii) mean_abs:     (ii) / positions;
- *   (iv)  max_abs:      max_p |attr[p, n]|.
- * Each is divided by its own max |value|; neurons whose normalised value is above the threshold
- * (default 0.7) are salient under that aggregation. Positions are indices, never token strings,
- * so repeated tokens are all counted (the reference implementation keyed by token loses them).
+ *   (iv)  max:          max_p attr[p, n], signed (the authors' np.amax over the stacked rows).
+ * Each is normalised as |v| / max|v| (normalise 'abs', the authors'; 'signed' keeps v / max|v|,
+ * so strongly negative neurons never count); neurons whose normalised value is above the
+ * threshold (default 0.7) are salient under that aggregation. Positions are indices, never token
+ * strings, so repeated tokens are all counted (the reference implementation keyed by token loses them).
  */
 import { QuantlensError } from '../../core/errors.ts';
 import type { Estimator } from '../../core/types.ts';
 import { decodeF64, encodeF64 } from '../estimators/state-codec.ts';
 
-export const AGGREGATIONS = ['max_position', 'sum_abs', 'mean_abs', 'max_abs'] as const;
+export const AGGREGATIONS = ['max_position', 'sum_abs', 'mean_abs', 'max'] as const;
 export type Aggregation = (typeof AGGREGATIONS)[number];
 export const DEFAULT_SALIENCE_THRESHOLD = 0.7;
+export const NORMALISATIONS = ['abs', 'signed'] as const;
+export type Normalisation = (typeof NORMALISATIONS)[number];
 
 export function aggregateAttributions(attr: Float32Array, positions: number, width: number): Record<Aggregation, Float64Array> {
   if (attr.length !== positions * width) throw new RangeError(`attributions have ${attr.length} values, expected ${positions}×${width}`);
   let best = 0;
   let bestSum = -Infinity;
   const sumAbs = new Float64Array(width);
-  const maxAbs = new Float64Array(width);
+  const max = new Float64Array(width).fill(-Infinity);
   for (let p = 0; p < positions; p++) {
     let rowSum = 0;
     for (let n = 0; n < width; n++) {
       const v = attr[p * width + n];
       rowSum += v;
-      const a = Math.abs(v);
-      sumAbs[n] += a;
-      if (a > maxAbs[n]) maxAbs[n] = a;
+      sumAbs[n] += Math.abs(v);
+      if (v > max[n]) max[n] = v;
     }
     if (rowSum > bestSum) {
       bestSum = rowSum;
@@ -41,18 +44,18 @@ export function aggregateAttributions(attr: Float32Array, positions: number, wid
     max_position: Float64Array.from(attr.subarray(best * width, (best + 1) * width)),
     sum_abs: sumAbs,
     mean_abs: sumAbs.map((v) => v / positions),
-    max_abs: maxAbs,
+    max,
   };
 }
 
-/** Neurons whose value / max|value| exceeds the threshold (none when the vector is all zero). */
-export function aboveNormalisedThreshold(v: Float64Array, threshold: number): number[] {
+/** Neurons whose |value| / max|value| ('abs') or value / max|value| ('signed') exceeds the threshold (none when the vector is all zero). */
+export function aboveNormalisedThreshold(v: Float64Array, threshold: number, normalise: Normalisation = 'abs'): number[] {
   let m = 0;
   for (const x of v) m = Math.max(m, Math.abs(x));
   if (m === 0) return [];
   const out: number[] = [];
   v.forEach((x, n) => {
-    if (x / m > threshold) out.push(n);
+    if ((normalise === 'abs' ? Math.abs(x) : x) / m > threshold) out.push(n);
   });
   return out;
 }
@@ -63,12 +66,18 @@ export interface SalientNeurons {
   union: number[];
 }
 
-export function salientNeurons(attr: Float32Array, positions: number, width: number, threshold = DEFAULT_SALIENCE_THRESHOLD): SalientNeurons {
+export function salientNeurons(
+  attr: Float32Array,
+  positions: number,
+  width: number,
+  threshold = DEFAULT_SALIENCE_THRESHOLD,
+  normalise: Normalisation = 'abs',
+): SalientNeurons {
   const agg = aggregateAttributions(attr, positions, width);
   const byAggregation = {} as Record<Aggregation, number[]>;
   const union = new Set<number>();
   for (const a of AGGREGATIONS) {
-    byAggregation[a] = aboveNormalisedThreshold(agg[a], threshold);
+    byAggregation[a] = aboveNormalisedThreshold(agg[a], threshold, normalise);
     for (const n of byAggregation[a]) union.add(n);
   }
   return { byAggregation, union: [...union].sort((p, q) => p - q) };
@@ -78,6 +87,8 @@ export function salientNeurons(attr: Float32Array, positions: number, width: num
 export interface AttributionRecord {
   precision: string;
   layer: number;
+  /** The captured activation tensor of that layer. */
+  tensor: string;
   exampleId: number;
   attributions: Float32Array;
   positions: number;
@@ -89,6 +100,7 @@ export interface AttributionRecord {
 /** Row of salience.parquet. */
 export interface SalienceRow {
   layer: number;
+  tensor: string;
   precision: string;
   neuron: number;
   salient_examples: number;
@@ -108,6 +120,7 @@ export interface CompletenessSummary {
 export interface SalienceLayerSummary {
   precision: string;
   layer: number;
+  tensor: string;
   width: number;
   examples: number;
   /** Neurons salient in at least one example. */
@@ -123,6 +136,8 @@ export interface SalienceResult {
 interface KeyState {
   precision: string;
   layer: number;
+  /** Absent in states written before salience.parquet had the column. */
+  tensor?: string;
   width: number;
   examples: number;
   positions: number;
@@ -134,6 +149,8 @@ interface KeyState {
 
 export interface SalienceState {
   threshold: number;
+  /** Absent in states written before the choice existed (they used 'signed'). */
+  normalise?: Normalisation;
   completenessThreshold: number;
   keys: KeyState[];
 }
@@ -141,6 +158,7 @@ export interface SalienceState {
 interface Acc {
   precision: string;
   layer: number;
+  tensor: string;
   width: number;
   examples: number;
   positions: number;
@@ -153,21 +171,25 @@ export class SalienceEstimator implements Estimator<AttributionRecord, SalienceS
   readonly name = 'salience';
   private accs = new Map<string, Acc>();
 
-  constructor(readonly opts: { threshold?: number; completenessThreshold?: number } = {}) {}
+  constructor(readonly opts: { threshold?: number; completenessThreshold?: number; normalise?: Normalisation } = {}) {}
 
   private get threshold(): number {
     return this.opts.threshold ?? DEFAULT_SALIENCE_THRESHOLD;
+  }
+
+  private get normalise(): Normalisation {
+    return this.opts.normalise ?? 'abs';
   }
 
   private get completenessThreshold(): number {
     return this.opts.completenessThreshold ?? 0.05;
   }
 
-  private acc(precision: string, layer: number, width: number): Acc {
-    const key = `${precision}\u0000${layer}`;
+  private acc(precision: string, layer: number, tensor: string, width: number): Acc {
+    const key = `${precision}\u0000${layer}\u0000${tensor}`;
     let a = this.accs.get(key);
     if (!a) {
-      a = { precision, layer, width, examples: 0, positions: 0, salient: new Int32Array(width), sumAbs: new Float64Array(width), completeness: [] };
+      a = { precision, layer, tensor, width, examples: 0, positions: 0, salient: new Int32Array(width), sumAbs: new Float64Array(width), completeness: [] };
       this.accs.set(key, a);
     }
     if (a.width !== width) throw new QuantlensError('STATE', `salience: layer ${layer} (${precision}) has width ${a.width}, got ${width}`);
@@ -175,8 +197,8 @@ export class SalienceEstimator implements Estimator<AttributionRecord, SalienceS
   }
 
   update(r: AttributionRecord): void {
-    const a = this.acc(r.precision, r.layer, r.width);
-    for (const n of salientNeurons(r.attributions, r.positions, r.width, this.threshold).union) a.salient[n]++;
+    const a = this.acc(r.precision, r.layer, r.tensor, r.width);
+    for (const n of salientNeurons(r.attributions, r.positions, r.width, this.threshold, this.normalise).union) a.salient[n]++;
     for (let i = 0; i < r.attributions.length; i++) a.sumAbs[i % r.width] += Math.abs(r.attributions[i]);
     a.examples++;
     a.positions += r.positions;
@@ -185,8 +207,10 @@ export class SalienceEstimator implements Estimator<AttributionRecord, SalienceS
 
   merge(other: SalienceState): void {
     if (other.threshold !== this.threshold) throw new QuantlensError('STATE', `salience threshold differs between shards (${other.threshold} vs ${this.threshold})`);
+    const normalise = other.normalise ?? 'signed';
+    if (normalise !== this.normalise) throw new QuantlensError('STATE', `salience normalise differs between shards (${normalise} vs ${this.normalise})`);
     for (const k of other.keys) {
-      const a = this.acc(k.precision, k.layer, k.width);
+      const a = this.acc(k.precision, k.layer, k.tensor ?? '', k.width);
       const sumAbs = decodeF64(k.sumAbs, k.width, 'salience.sumAbs');
       if (k.salient.length !== k.width) throw new QuantlensError('STATE', `salience.salient has ${k.salient.length} values, expected ${k.width}`);
       for (let n = 0; n < k.width; n++) {
@@ -202,10 +226,12 @@ export class SalienceEstimator implements Estimator<AttributionRecord, SalienceS
   state(): SalienceState {
     return {
       threshold: this.threshold,
+      normalise: this.normalise,
       completenessThreshold: this.completenessThreshold,
       keys: [...this.accs.values()].map((a) => ({
         precision: a.precision,
         layer: a.layer,
+        tensor: a.tensor,
         width: a.width,
         examples: a.examples,
         positions: a.positions,
@@ -219,14 +245,15 @@ export class SalienceEstimator implements Estimator<AttributionRecord, SalienceS
   finish(): SalienceResult {
     const rows: SalienceRow[] = [];
     const layers: SalienceLayerSummary[] = [];
-    const accs = [...this.accs.values()].sort((p, q) => p.precision.localeCompare(q.precision) || p.layer - q.layer);
+    const accs = [...this.accs.values()].sort((p, q) => p.precision.localeCompare(q.precision) || p.layer - q.layer || p.tensor.localeCompare(q.tensor));
     for (const a of accs) {
       for (let n = 0; n < a.width; n++) {
-        rows.push({ layer: a.layer, precision: a.precision, neuron: n, salient_examples: a.salient[n], mean_abs_attr: a.positions ? a.sumAbs[n] / a.positions : NaN });
+        rows.push({ layer: a.layer, tensor: a.tensor, precision: a.precision, neuron: n, salient_examples: a.salient[n], mean_abs_attr: a.positions ? a.sumAbs[n] / a.positions : NaN });
       }
       layers.push({
         precision: a.precision,
         layer: a.layer,
+        tensor: a.tensor,
         width: a.width,
         examples: a.examples,
         union_count: a.salient.reduce((c, v) => c + (v > 0 ? 1 : 0), 0),

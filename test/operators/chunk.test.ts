@@ -130,7 +130,7 @@ test('chunkToRecordBatch wraps the chunk memory without copying and reads back t
   const chunk = activationChunk({ data, dims: [B, T, D], batch, precision: 'nf4', layer: 5, tensor: 'mlp.5' });
   const rb = chunkToRecordBatch(chunk);
   assert.is(rb.numRows, chunk.rows);
-  assert.equal(rb.schema.fields.map((f) => `${f.name}:${f.type}`), ['example_id:Int32', 'position:Int32', 'token_id:Int32', 'layer:Utf8', 'precision:Utf8', `values:FixedSizeList[${D}]<Float32>`]);
+  assert.equal(rb.schema.fields.map((f) => `${f.name}:${f.type}`), ['example_id:Int32', 'position:Int32', 'token_id:Int32', 'layer:Int32', 'precision:Utf8', `values:FixedSizeList[${D}]<Float32>`]);
   const child = rb.getChild('values')!.data[0].children[0];
   assert.ok(child.values.buffer === chunk.values.buffer, 'values child shares the ArrayBuffer');
   assert.is(child.values.byteOffset, chunk.values.byteOffset);
@@ -143,7 +143,7 @@ test('chunkToRecordBatch wraps the chunk memory without copying and reads back t
     assert.is(row.example_id, chunk.exampleId[i]);
     assert.is(row.position, chunk.position[i]);
     assert.is(row.token_id, chunk.tokenId[i]);
-    assert.is(row.layer, '5');
+    assert.is(row.layer, 5);
     assert.is(row.precision, 'nf4');
     assert.equal(Array.from(row.values as Iterable<number>), Array.from(chunk.values.subarray(i * D, (i + 1) * D)));
   }

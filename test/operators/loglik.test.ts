@@ -28,7 +28,7 @@ test('stories260K: loglik predictions and confidences equal a one-sequence-at-a-
     path.join(dir, 'p.yaml'),
   );
   await runPipeline(cfg, { quiet: true, report: false, log: () => undefined });
-  const rows = await duckdbQuery(`select example_id, predicted_token, confidence, correct from '${dir}/out/predictions.parquet' order by example_id`);
+  const rows = await duckdbQuery(`select example_id, predicted_token, confidence, correct, choice_loglik, choice_tokens from '${dir}/out/predictions.parquet' order by example_id`);
 
   const tok = await loadTokenizer(model);
   const s = await ort.InferenceSession.create(readFileSync(path.join(model, 'model.onnx')));
@@ -36,6 +36,7 @@ test('stories260K: loglik predictions and confidences equal a one-sequence-at-a-
     const text = TEMPLATE.replace('{prompt}', QUESTIONS[row.example_id as number]);
     const ctx = Array.from(tok.encode(text));
     const scores: number[] = [];
+    const counts: number[] = [];
     for (const c of CHOICES) {
       const whole = Array.from(tok.encode(text + c));
       let k = 0;
@@ -54,7 +55,12 @@ test('stories260K: loglik predictions and confidences equal a one-sequence-at-a-
         sum += row[whole[j]] - m - Math.log(z);
       }
       scores.push(sum);
+      counts.push(whole.length - k);
     }
+    // Every choice's score and token count are stored as list columns.
+    const items = (v: unknown) => ((v as { items?: number[] }).items ?? v) as number[];
+    items(row.choice_loglik).forEach((v, i) => assert.ok(Math.abs(v - scores[i]) < 1e-4, `loglik ${v} vs ${scores[i]}`));
+    assert.equal(items(row.choice_tokens), counts);
     const best = scores[0] >= scores[1] ? 0 : 1;
     const conf = 1 / scores.reduce((a, v) => a + Math.exp(v - scores[best]), 0);
     assert.is(row.predicted_token, CHOICES[best]);

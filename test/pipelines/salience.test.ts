@@ -21,6 +21,9 @@ test('stories260K fp32, nf4, llm-int8: salience.parquet and summary agree; compl
   await runPipeline(cfg, { quiet: true, report: true, cacheDir: path.join(out, 'cache'), log: () => undefined });
   const rows = await duckdbQuery(`select precision, layer, count(*)::int as n, count(*) filter (where salient_examples > 0)::int as u, max(salient_examples)::int as mx, min(mean_abs_attr) as lo from '${out}/salience.parquet' group by all order by all`);
   const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'));
+  // Each layer's rows name its captured tensor, as neurons.parquet does.
+  const tensors = await duckdbQuery(`select distinct layer, tensor from '${out}/salience.parquet' order by layer`);
+  assert.equal(tensors.map((t) => t.tensor), [2, 4].map((l) => `/model/layers.${l}/mlp/act_fn/Mul_output_0`));
   assert.is(rows.length, 6);
   const lines: string[] = [];
   for (const r of rows) {

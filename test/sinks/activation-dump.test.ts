@@ -3,7 +3,8 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { tableFromIPC } from 'apache-arrow';
+import { type RecordBatch, RecordBatchFileReader, tableFromIPC } from 'apache-arrow';
+import { spawnSync } from 'node:child_process';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import type { ActivationChunk } from '../../core/types.ts';
@@ -98,6 +99,52 @@ test('parquet dump: values as list<float>, read by DuckDB and hyparquet, with sa
   assert.equal(hyp, want as unknown as typeof hyp);
   const kv = (await con.runAndReadAll(`SELECT decode(value) AS v FROM parquet_kv_metadata('${file}') WHERE decode(key) = 'precision_set'`)).getRowObjectsJS();
   assert.is(kv[0].v, 'fp32,q4');
+});
+
+test('.arrow dump is an IPC file (footer) with layer int32: apache-arrow file reader, and pyarrow/polars when installed', async () => {
+  const W = 4;
+  const chunks = makeChunks(11, W);
+  const want = expectedRows(chunks, 1, Infinity);
+  const file = path.join(dir, 'fp32-layer0.arrow');
+  const dump = await openActivationDump(file, { metadata: { 'quantlens.model': 'stories260K' } });
+  for (const c of chunks) await dump.write(c);
+  await dump.close();
+  const reader = RecordBatchFileReader.from(readFileSync(file));
+  reader.open();
+  assert.is(String(reader.schema.fields.find((f) => f.name === 'layer')!.type), 'Int32');
+  assert.is(reader.schema.metadata.get('quantlens.model'), 'stories260K');
+  const got: Row[] = [];
+  for (let b = 0; b < reader.numRecordBatches; b++) {
+    const batch = reader.readRecordBatch(b) as RecordBatch;
+    for (let i = 0; i < batch.numRows; i++) {
+      const row = batch.get(i)!;
+      got.push({ example_id: row.example_id, position: row.position, token_id: row.token_id, layer: row.layer, precision: row.precision, values: Array.from(row.values as Iterable<number>) });
+    }
+  }
+  assert.equal(got, want);
+  // pyarrow's and polars' file readers, when this machine has them.
+  const script = [
+    'import sys, json',
+    'import pyarrow.ipc as ipc',
+    't = ipc.open_file(sys.argv[1]).read_all()',
+    'out = {"rows": t.num_rows, "layer": str(t.schema.field("layer").type), "sum": sum(t.column("layer").to_pylist())}',
+    'try:',
+    '    import polars as pl',
+    '    out["polars_rows"] = pl.read_ipc(sys.argv[1], memory_map=False).height',
+    'except ImportError:',
+    '    pass',
+    'print(json.dumps(out))',
+  ].join('\n');
+  const probe = spawnSync('python3', ['-c', 'import pyarrow'], { encoding: 'utf8' });
+  if (probe.status !== 0) {
+    console.log('SKIP pyarrow/polars read of the .arrow dump: python3 -c "import pyarrow" fails here');
+    return;
+  }
+  const py = spawnSync('python3', ['-c', script, file], { encoding: 'utf8' });
+  assert.is(py.status, 0, py.stderr);
+  const res = JSON.parse(py.stdout);
+  assert.equal([res.rows, res.layer, res.sum], [want.length, 'int32', want.reduce((a, r) => a + r.layer, 0)]);
+  if (res.polars_rows !== undefined) assert.is(res.polars_rows, want.length);
 });
 
 test('a chunk of another width is refused; bad options are CONFIG errors; abort leaves nothing', async () => {

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { tableFromIPC } from 'apache-arrow';
+import { type RecordBatch, RecordBatchFileReader, RecordBatchStreamReader, tableFromIPC } from 'apache-arrow';
 import { activationSchema, chunkToRecordBatch } from '../../operators/chunk.ts';
 import type { ActivationChunk } from '../../core/types.ts';
 import { openArrowIpcSink } from '../../sinks/arrow-ipc.ts';
@@ -44,7 +44,7 @@ test('batches written to an IPC stream read back with tableFromIPC equal to the 
   const chunks = [0, 10, 20, 30].map((e, i) => randomChunk(r, W, e, i, i % 2 ? 'nf4' : 'fp32'));
   // Snapshot before writing: after write() resolves the chunk memory may be reused.
   const want = chunks.flatMap((c) => Array.from({ length: c.rows }, (_, i) => ({
-    example_id: c.exampleId[i], position: c.position[i], token_id: c.tokenId[i], layer: String(c.layer), precision: c.precision,
+    example_id: c.exampleId[i], position: c.position[i], token_id: c.tokenId[i], layer: c.layer, precision: c.precision,
     values: Array.from(c.values.subarray(i * W, (i + 1) * W)),
   })));
   const file = path.join(dir, 'acts.arrows');
@@ -91,6 +91,45 @@ test('a batch with another schema is refused; an empty stream still carries its 
   const t = tableFromIPC(readFileSync(empty));
   assert.is(t.numRows, 0);
   assert.equal(t.schema.fields.map(String), activationSchema(8).fields.map(String));
+});
+
+test('.arrow is the IPC file format: magic at both ends, footer read by RecordBatchFileReader, batches equal the chunks', async () => {
+  const r = rng(7);
+  const W = 5;
+  const chunks = [0, 10, 20].map((e, i) => randomChunk(r, W, e, i + 2, 'q4'));
+  const want = chunks.flatMap((c) => Array.from({ length: c.rows }, (_, i) => [c.exampleId[i], c.position[i], c.tokenId[i], c.layer, ...c.values.subarray(i * W, (i + 1) * W)]));
+  const file = path.join(dir, 'acts.arrow');
+  const sink = await openArrowIpcSink(file);
+  for (const c of chunks) await sink.write(chunkToRecordBatch(c));
+  await sink.close();
+  const bytes = readFileSync(file);
+  const magic = Buffer.from('ARROW1');
+  assert.ok(bytes.subarray(0, 6).equals(magic) && bytes.subarray(bytes.length - 6).equals(magic), 'ARROW1 at start and end');
+  const reader = RecordBatchFileReader.from(bytes);
+  reader.open();
+  assert.is(reader.numRecordBatches, chunks.length);
+  assert.equal(reader.schema.fields.map(String), activationSchema(W).fields.map(String));
+  const got: number[][] = [];
+  for (let b = 0; b < reader.numRecordBatches; b++) {
+    const batch = reader.readRecordBatch(b) as RecordBatch;
+    for (let i = 0; i < batch.numRows; i++) {
+      const row = batch.get(i)!;
+      got.push([row.example_id, row.position, row.token_id, row.layer, ...(row.values as Iterable<number>)]);
+    }
+  }
+  assert.equal(got, want.map((x) => x.map(Number)));
+  // The embedded stream (after the 8-byte magic + padding) starts with the schema message.
+  const embedded = RecordBatchStreamReader.from(bytes.subarray(8));
+  embedded.open();
+  assert.equal(embedded.schema.fields.map(String), activationSchema(W).fields.map(String));
+  // An empty file still carries its schema.
+  const empty = path.join(dir, 'empty.arrow');
+  const e = await openArrowIpcSink(empty);
+  await e.close(activationSchema(3));
+  const er = RecordBatchFileReader.from(readFileSync(empty));
+  er.open();
+  assert.is(er.numRecordBatches, 0);
+  assert.equal(er.schema.fields.map(String), activationSchema(3).fields.map(String));
 });
 
 test('abort leaves nothing behind', async () => {

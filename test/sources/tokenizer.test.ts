@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadTokenizer, truncate, checkTokenizerFitsModel, labelTokenId } from '../../sources/tokenizer.ts';
+import { loadTokenizer, truncate, checkTokenizerFitsModel, labelTokenId, splitLabels } from '../../sources/tokenizer.ts';
 import { openModelFolder } from '../../sources/model/folder.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import { sharedPath } from '../helpers/shared.ts';
@@ -141,6 +141,36 @@ test('stories260K: labelTokenId is the vocabulary entry, else the first non-BOS 
   const ids = Array.from(tok.encode(' True'));
   assert.is(ids[0], 1);
   assert.is(labelTokenId(tok, ' True'), ids[1]);
+});
+
+test('stories260K: splitLabels finds the first token that tells the labels apart, alone and after a prompt', async () => {
+  const dir = sharedPath('models/stories260K-onnx', 'splitLabels');
+  if (!dir) return;
+  const tok = await loadTokenizer(dir);
+  const enc = (s: string) => Array.from(tok.encode(s));
+  // Alone, both labels start with the word boundary ▁ (the old rule's shared "token").
+  const t = enc(' True'), f = enc(' False');
+  assert.is(t[1], f[1]);
+  const alone = splitLabels(tok, [' True', ' False']);
+  assert.ok(typeof alone !== 'string');
+  let d = 1;
+  while (t[d] === f[d]) d++;
+  assert.equal(alone, { contextIds: tok.encode(''), kept: 1, prefix: t.slice(1, d), tokens: [t[d], f[d]] });
+  // After a prompt: the continuation of encode(prompt + label) beyond encode(prompt).
+  const prompt = 'Is the sky blue?\nAnswer:';
+  const p = enc(prompt), pt = enc(prompt + ' True'), pf = enc(prompt + ' Trust');
+  assert.equal(pt.slice(0, p.length), p);
+  let k = p.length;
+  while (pt[k] === pf[k]) k++;
+  const inContext = splitLabels(tok, [' True', ' Trust'], prompt);
+  assert.ok(typeof inContext !== 'string');
+  assert.equal([inContext.kept, inContext.prefix, inContext.tokens], [p.length, pt.slice(p.length, k), [pt[k], pf[k]]]);
+  assert.ok(k > p.length, 'True/Trust share leading tokens');
+  assert.is(labelTokenId(tok, ' Trust', [' True', ' Trust'], prompt), pf[k]);
+  // No single token: a token prefix, or two of three labels continuing alike.
+  assert.match(splitLabels(tok, [' True', ' True!'], prompt) as string, /" True" is a token prefix of " True!"/);
+  assert.match(splitLabels(tok, [' yes', ' no', ' nope'], prompt) as string, /no single token tells " no" and " nope" apart/);
+  assert.throws(() => labelTokenId(tok, ' True', [' True', ' True!'], prompt), /use scoring\.mode: loglik/);
 });
 
 test('truncate keeps the requested side and BOS', () => {
