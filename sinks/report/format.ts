@@ -17,12 +17,13 @@ export function escapeText(s: unknown): string {
 const COUNT_METRICS = new Set([
   'examples', 'tokens', 'truncated', 'count', 'pairs', 'undefined_pairs', 'dead_count', 'total', 'union_count',
   'neurons', 'flips_correct_to_wrong', 'flips_wrong_to_correct', 'salient_examples', 'width', 'layers',
+  'values', 'cosine_undefined_rows', 'unconverged', 'example_id',
 ]);
 
 /** Metrics that live in [0, 1]: always three decimals so columns line up and compare. */
 const FRACTION_METRICS = new Set([
   'accuracy', 'mean_confidence', 'ace', 'ece', 'mce', 'top1_agreement', 'cosine_mean', 'dead_jaccard',
-  'salient_jaccard', 'near_zero_fraction', 'bin_accuracy', 'bin_confidence',
+  'salient_jaccard', 'near_zero_fraction', 'bin_accuracy', 'bin_confidence', 'high_r_share', 'confidence',
 ]);
 
 function nonFinite(v: number): string | null {
@@ -74,6 +75,15 @@ export function formatMetric(metric: string, v: number): string {
   if (COUNT_METRICS.has(metric)) return formatCount(v);
   if (FRACTION_METRICS.has(metric)) return formatFraction(v);
   return formatReal(v);
+}
+
+/** A difference to a reference value, always signed ("+0.012", "−3", "0.000"), in the metric's own format. */
+export function formatDelta(metric: string, d: number): string {
+  const bad = nonFinite(d);
+  if (bad) return bad;
+  const body = formatMetric(metric, Math.abs(d));
+  if (Number(body.replace(/,/g, '')) === 0) return body;
+  return (d < 0 ? '−' : '+') + body;
 }
 
 /** Exact, round-trippable form for data-value attributes (tests compare it with the files). */
