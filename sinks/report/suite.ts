@@ -31,7 +31,7 @@ function suiteCell(m: (typeof RUN_METRICS)[number], v: RunPrecisionMetrics, task
   let shown = formatMetric(RUN_METRIC_FORMAT[m], value);
   const extra: string[] = [];
   if (m === 'dead' && v.dead_total !== undefined) { shown += ` / ${formatMetric('total', v.dead_total)}`; extra.push(`data-total="${v.dead_total}"`); }
-  if (m === 'salient' && v.salient_unconverged) { shown += ` ⚠${v.salient_unconverged} unconverged`; }
+  if (m === 'salient' && v.salient_unconverged) { shown += ` (⚠${v.salient_unconverged} unconverged)`; }
   if (m === 'salient' && v.salient_unconverged !== undefined) extra.push(`data-unconverged="${v.salient_unconverged}"`);
   return `<td class="num" data-metric="task_${m}" data-task="${escapeText(task)}" data-precision="${escapeText(precision)}" data-value="${dataValue(value)}" ${extra.join(' ')}>${escapeText(shown)}</td>`;
 }
