@@ -51,7 +51,7 @@ export function flipsTable(run: RunData): Built & { note?: string } {
     columns: ['example_id', 'precision', 'reference', 'direction', 'gold', 'reference_prediction', 'reference_confidence', 'prediction', 'confidence'],
     rows: flips.map((f) => [f.example_id, f.precision, f.reference, f.direction === 'right→wrong' ? 'correct_to_wrong' : 'wrong_to_correct', f.gold, f.ref.predicted_token, f.ref.confidence, f.q.predicted_token, f.q.confidence]),
   };
-  const note = flips.length > FLIPS_SHOWN ? `First ${FLIPS_SHOWN} of ${formatMetric('count', flips.length)} flips; the CSV holds all.` : `${formatMetric('count', flips.length)} flip${flips.length === 1 ? '' : 's'}.`;
+  const note = flips.length > FLIPS_SHOWN ? `First ${FLIPS_SHOWN} of ${formatMetric('count', flips.length)} flips; the CSV holds all.` : flips.length ? `${formatMetric('count', flips.length)} flip${flips.length === 1 ? '' : 's'}.` : undefined;
   return { html, csv, note };
 }
 

@@ -49,10 +49,6 @@ function settingsText(o: unknown): string {
     .join(', ');
 }
 
-function layersOf<T extends { layer: number | null }>(rows: T[]): number[] {
-  return [...new Set(rows.map((r) => r.layer).filter((l): l is number => typeof l === 'number'))].sort((a, b) => a - b);
-}
-
 /**
  * Run metadata. Wall time and throughput stay in summary.json and are not shown: they differ
  * between identical runs, and the report must be byte-identical for identical runs.
