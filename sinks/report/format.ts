@@ -94,8 +94,9 @@ export function formatMetric(metric: string, v: number): string {
 export function formatDelta(metric: string, d: number): string {
   const bad = nonFinite(d);
   if (bad) return bad;
-  const body = formatMetric(metric, Math.abs(d));
-  if (Number(body.replace(/,/g, '')) === 0) return body;
+  // A difference of two shares is in percentage points, not a percentage of anything.
+  const body = PERCENT_METRICS.has(metric) ? formatPercent(Math.abs(d)).replace('%', ' pp') : formatMetric(metric, Math.abs(d));
+  if (Number(body.replace(/,/g, '').replace(/ pp$/, '')) === 0) return body;
   return (d < 0 ? '−' : '+') + body;
 }
 

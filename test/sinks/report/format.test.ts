@@ -44,6 +44,7 @@ test('deltas are signed in the metric\'s own format', () => {
   assert.equal(formatDelta('accuracy', 0.0001), '0.000');
   assert.equal(formatDelta('dead_count', -3), '−3');
   assert.equal(formatDelta('dead_count', 1234), '+1,234');
+  assert.equal(formatDelta('high_r_share', -0.0000972), '−0.00972 pp');
 });
 
 test('data values round-trip exactly', () => {
