@@ -17,11 +17,11 @@ function layerPanel(run: RunData, runs: RunData[], counts: LayerCount[], yLabel:
   const layers = [...new Set(counts.map((c) => c.layer))].sort((a, b) => a - b);
   const bars: BarDatum[] = counts.map((c) => ({ group: String(c.layer), series: c.precision, value: c.value, label: c.label, tooltip: c.tooltip, data: { ...c.data, 'data-run': run.name } }));
   const groups = layers.map((l) => ({ key: String(l), label: `layer ${l}` }));
-  return barPanel({ title: runs.length > 1 ? `${run.name} · ${run.model} · ${run.dataset}` : `${run.model} · ${run.dataset}`, yLabel, xLabel: 'decoder layer', groups, series: precisions, colours: coloursFor(precisions), bars, width });
+  return barPanel({ title: runs.length > 1 ? run.name : `${run.model} · ${run.dataset}`, yLabel, xLabel: 'decoder layer', groups, series: precisions, colours: coloursFor(precisions), bars, width });
 }
 
 function layerFigure(runs: RunData[], id: string, title: string, caption: string, yLabel: string, countsOf: (run: RunData) => LayerCount[]): Figure | null {
-  const width = widthFor(runs.length, 2);
+  const width = widthFor(runs.length, 4);
   const panels: Panel[] = [];
   const used = new Set<string>();
   for (const run of runs) {

@@ -19,7 +19,7 @@ function pct(v: number): string {
 export function completenessFigure(runs: RunData[]): Figure | null {
   const precisions = allPrecisions(runs);
   const colours = coloursFor(precisions);
-  const width = widthFor(runs.length, 2);
+  const width = widthFor(runs.length, 4);
   const panels: Panel[] = [];
   const used = new Set<string>();
   for (const run of runs) {
@@ -41,7 +41,7 @@ export function completenessFigure(runs: RunData[]): Figure | null {
       };
     });
     const groups = [...new Set(counts.map((c) => c.layer))].map((l) => ({ key: String(l), label: `layer ${l}` }));
-    const title = runs.length > 1 ? `${run.name} · ${run.model} · ${run.dataset}` : `${run.model} · ${run.dataset}`;
+    const title = runs.length > 1 ? run.name : `${run.model} · ${run.dataset}`;
     panels.push(rangePanel({ title, yLabel: 'completeness error (log scale)', groups, series: precisions, colours, data, threshold: COMPLETENESS_THRESHOLD, width }));
   }
   if (!panels.length) return null;
