@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { writeReport } from '../../../sinks/report/index.ts';
@@ -158,6 +158,7 @@ test('a CSV per table, linked from its heading, with the files\' exact values', 
   assert.ok(ids.length >= 8);
   for (const id of ids) assert.ok(tableHtml(html, id) !== null && html.includes(`href="tables/${id}.csv"`), `${id}: CSV link`);
   assert.deepEqual(res.tables.map((t) => path.basename(t)).sort(), ids.map((id) => `${id}.csv`).sort());
+  assert.deepEqual(readdirSync(path.join(f.dir, 'tables')).sort(), ids.map((id) => `${id}.csv`).sort(), 'no temporaries left beside the CSVs');
   const dead = readCsv(path.join(f.dir, 'tables', 'dead.csv'));
   assert.equal(dead.length, f.dead.length);
   for (const d of f.dead) {
