@@ -56,6 +56,12 @@ test('figure 6 and the salient table: union per layer from salience.parquet, ⚠
     if (k) flagged++;
   }
   assert.ok(flagged > 0, 'fixture has unconverged examples');
+  // Salient-set Jaccard rests on the same attributions: flagged under the agreement table.
+  const note = /<p class="note">([^<]*)<\/p>/.exec(tableHtml(html, 'agreement-layers')!)![1];
+  for (const p of P) for (const layer of [0, 3]) {
+    const k = flagOf(f, p, layer);
+    assert.equal(note.includes(`layer ${layer} ${p} (${k}/8)`), k > 0, `${p} ${layer} in "${note}"`);
+  }
   // The table puts the same flag beside the count.
   const t = tableHtml(html, 'salient')!;
   for (const row of t.split('<tr>').slice(2)) {
