@@ -30,3 +30,4 @@ export { scorePredictions } from './operators/score.ts';
 export { openParquetSink, writeParquetTable } from './sinks/parquet.ts';
 export { openActivationDump } from './sinks/activation-dump.ts';
 export { writeReport } from './sinks/report/index.ts';
+export { writeSuiteReport } from './sinks/report/index.ts';

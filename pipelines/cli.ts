@@ -144,10 +144,13 @@ async function main(): Promise<void> {
     .command(
       'report <runs..>',
       'write report.html and figures/ for one run folder, or a comparison of several',
-      (y) => y.positional('runs', { type: 'string', array: true, demandOption: true }).option('out', { type: 'string' }),
+      (y) => y.positional('runs', { type: 'string', array: true, demandOption: true }).option('out', { type: 'string' })
+        .option('suite', { type: 'boolean', default: false, describe: 'one cross-task report of task runs (one folder per task) into --out (default: their parent folder)' }),
       async (a) => {
-        const { writeReport } = await import('../sinks/report/index.ts');
-        const r = await writeReport((a.runs as string[]).map((p) => path.resolve(p)), { out: a.out ? path.resolve(a.out) : undefined });
+        const { writeReport, writeSuiteReport } = await import('../sinks/report/index.ts');
+        const runs = (a.runs as string[]).map((p) => path.resolve(p));
+        const out = a.out ? path.resolve(a.out) : undefined;
+        const r = a.suite ? await writeSuiteReport(runs, out ?? path.dirname(runs[0])) : await writeReport(runs, { out });
         console.log(r.html);
       },
     )

@@ -8,15 +8,11 @@ import type { RunData, CalibrationRow } from './load-run.ts';
 import { num, precisionsOf } from './load-run.ts';
 import { dataValue, escapeText, formatCompact, formatMetric } from './format.ts';
 import { barPanel, coloursFor, figure, reliabilityPanel, type BarDatum, type LegendItem, type Panel, type ReliabilityBin } from './svg.ts';
+import { allPrecisions, precisionLegend, widthFor, type Figure } from './figure-common.ts';
+import { CORRELATION_BIN_FLOOR } from './correlation-data.ts';
 
-export interface Figure {
-  /** File stem under figures/, e.g. "fig1-accuracy". */
-  id: string;
-  title: string;
-  /** HTML (already escaped) shown under the figure. */
-  caption: string;
-  svg: string;
-}
+export type { Figure } from './figure-common.ts';
+export { allPrecisions } from './figure-common.ts';
 
 export type PrecisionMetricName = 'accuracy' | 'mean_confidence' | 'ace';
 
@@ -49,17 +45,6 @@ export function precisionMetric(run: RunData, precision: string, metric: Precisi
   return { value, source: 'predictions' };
 }
 
-/** All precisions across runs, in first-seen order, so colours match across figures and runs. */
-export function allPrecisions(runs: RunData[]): string[] {
-  const out: string[] = [];
-  for (const run of runs) for (const p of precisionsOf(run)) if (!out.includes(p)) out.push(p);
-  return out;
-}
-
-function precisionLegend(precisions: string[], colours: Map<string, string>): LegendItem[] {
-  return precisions.map((p) => ({ label: p, colour: colours.get(p) }));
-}
-
 /** Datasets in first-seen order, each with its runs; group labels are model names made unique. */
 function byDataset(runs: RunData[]): { dataset: string; runs: { run: RunData; label: string }[] }[] {
   const out: { dataset: string; runs: { run: RunData; label: string }[] }[] = [];
@@ -84,7 +69,9 @@ export function precisionMetricFigure(runs: RunData[], metric: PrecisionMetricNa
   const colours = coloursFor(precisions);
   const panels: Panel[] = [];
   const sources = new Set<string>();
-  for (const d of byDataset(runs)) {
+  const datasets = byDataset(runs);
+  const width = widthFor(datasets.length, 4);
+  for (const d of datasets) {
     const bars: BarDatum[] = [];
     for (const { run, label } of d.runs) {
       for (const p of precisionsOf(run)) {
@@ -102,7 +89,7 @@ export function precisionMetricFigure(runs: RunData[], metric: PrecisionMetricNa
     }
     if (!bars.length) continue;
     const groups = d.runs.filter(({ run }) => bars.some((b) => b.group === run.dir)).map(({ run, label }) => ({ key: run.dir, label }));
-    panels.push(barPanel({ title: d.dataset, yLabel: METRIC_TEXT[metric].axis, groups, series: precisions, colours, bars, yMax: metric === 'ace' ? undefined : 1 }));
+    panels.push(barPanel({ title: d.dataset, yLabel: METRIC_TEXT[metric].axis, groups, series: precisions, colours, bars, yMax: metric === 'ace' ? undefined : 1, width }));
   }
   if (!panels.length) return null;
   const t = METRIC_TEXT[metric];
@@ -128,6 +115,8 @@ export function reliabilityFigure(runs: RunData[]): Figure | null {
   const colours = coloursFor(precisions);
   const panels: Panel[] = [];
   const used: string[] = [];
+  const perRow = Math.max(1, ...runs.map((run) => precisionsOf(run).length));
+  const width = widthFor(perRow, 4, 3);
   for (const run of runs) {
     if (!run.calibration?.length) continue;
     let firstOfRun = true;
@@ -140,7 +129,7 @@ export function reliabilityFigure(runs: RunData[]): Figure | null {
         data: { 'data-metric': 'bin_accuracy', 'data-precision': p, 'data-value': dataValue(b.accuracy), 'data-run': run.name, 'data-scheme': rb.scheme, 'data-bin': b.bin, 'data-count': b.count, 'data-confidence': dataValue(b.mean_confidence) },
       }));
       const ace = precisionMetric(run, p, 'ace');
-      const panel = reliabilityPanel({ title: p, subtitle: runs.length > 1 ? run.name : undefined, colour: colours.get(p) ?? '#888', bins, note: `${rb.scheme} bins${ace ? ` · ACE ${formatMetric('ace', ace.value)}` : ''}` });
+      const panel = reliabilityPanel({ title: p, subtitle: runs.length > 1 ? run.name : undefined, colour: colours.get(p) ?? '#888', bins, width, note: `${rb.scheme} bins${ace ? ` · ACE ${formatMetric('ace', ace.value)}` : ''}` });
       // One row per run, so precisions line up in columns across runs.
       panels.push({ ...panel, newRow: firstOfRun });
       firstOfRun = false;
@@ -153,7 +142,7 @@ export function reliabilityFigure(runs: RunData[]): Figure | null {
   return { id, title, caption: escapeText('Bars: accuracy of the examples in each confidence bin; dashed bar-wide line: their mean confidence; diagonal: perfect calibration. A bar below its dashed line means over-confidence.'), svg: figure({ id, title, legend: legendItems, panels }) };
 }
 
-const BIN_FLOOR = 0.3; // the paper's Figure 4 shows |r| from 0.3 to 1.0
+const BIN_FLOOR = CORRELATION_BIN_FLOOR;
 
 function binKey(lo: number, hi: number): string {
   return `${lo.toFixed(6)}|${hi.toFixed(6)}`;
@@ -191,6 +180,7 @@ export function correlationFigure(runs: RunData[]): Figure | null {
   const panels: Panel[] = [];
   const used: string[] = [];
   const notes: string[] = [];
+  const width = widthFor(runs.length, 2);
   for (const run of runs) {
     const c = correlationCounts(run);
     const bars: BarDatum[] = [];
@@ -211,7 +201,7 @@ export function correlationFigure(runs: RunData[]): Figure | null {
     }
     if (!bars.length) continue;
     const groups = c.bins.map((b) => ({ key: b.key, label: `${binLabel(b.lo)}–${binLabel(b.hi)}` }));
-    panels.push(barPanel({ title: `${run.model} · ${run.dataset}`, yLabel: 'neuron pairs (log scale)', xLabel: '|correlation| bin', groups, series: precisions, colours, bars, log: true }));
+    panels.push(barPanel({ title: `${run.model} · ${run.dataset}`, yLabel: 'neuron pairs (log scale)', xLabel: '|correlation| bin', groups, series: precisions, colours, bars, log: true, width }));
   }
   if (!panels.length) return null;
   const id = 'fig4-correlation';
@@ -219,14 +209,4 @@ export function correlationFigure(runs: RunData[]): Figure | null {
   let caption = escapeText('Number of MLP neuron pairs whose absolute Pearson correlation falls in each bin, summed over the captured layers; labels in compact form (K = thousand, M = million).');
   if (notes.length) caption += ` Pairs left undefined because a neuron had zero variance: ${notes.join('; ')}.`;
   return { id, title, caption, svg: figure({ id, title, legend: precisionLegend(precisions.filter((p) => used.includes(p)), colours), panels }) };
-}
-
-export function buildFigures(runs: RunData[]): Figure[] {
-  return [
-    precisionMetricFigure(runs, 'accuracy'),
-    precisionMetricFigure(runs, 'mean_confidence'),
-    precisionMetricFigure(runs, 'ace'),
-    reliabilityFigure(runs),
-    correlationFigure(runs),
-  ].filter((f): f is Figure => f !== null);
 }

@@ -17,12 +17,13 @@ export function escapeText(s: unknown): string {
 const COUNT_METRICS = new Set([
   'examples', 'tokens', 'truncated', 'count', 'pairs', 'undefined_pairs', 'dead_count', 'total', 'union_count',
   'neurons', 'flips_correct_to_wrong', 'flips_wrong_to_correct', 'salient_examples', 'width', 'layers',
+  'values', 'cosine_undefined_rows', 'unconverged', 'example_id',
 ]);
 
 /** Metrics that live in [0, 1]: always three decimals so columns line up and compare. */
 const FRACTION_METRICS = new Set([
   'accuracy', 'mean_confidence', 'ace', 'ece', 'mce', 'top1_agreement', 'cosine_mean', 'dead_jaccard',
-  'salient_jaccard', 'near_zero_fraction', 'bin_accuracy', 'bin_confidence',
+  'salient_jaccard', 'near_zero_fraction', 'bin_accuracy', 'bin_confidence', 'confidence',
 ]);
 
 function nonFinite(v: number): string | null {
@@ -69,11 +70,34 @@ export function formatReal(v: number): string {
   return String(Number(v.toPrecision(4)));
 }
 
+/** Shares that are often tiny (the high-|r| share): a percentage to three significant digits. */
+const PERCENT_METRICS = new Set(['high_r_share']);
+
+/** 0.000123 → "0.0123%", 0.5 → "50.0%", 0 → "0%". */
+export function formatPercent(v: number): string {
+  const bad = nonFinite(v);
+  if (bad) return bad;
+  if (v === 0) return '0%';
+  const pct = v * 100;
+  return `${Math.abs(pct) >= 1 ? pct.toFixed(Math.max(0, 2 - Math.floor(Math.log10(Math.abs(pct))))) : String(Number(pct.toPrecision(3)))}%`;
+}
+
 /** The one place that decides how a named metric is shown. */
 export function formatMetric(metric: string, v: number): string {
+  if (PERCENT_METRICS.has(metric)) return formatPercent(v);
   if (COUNT_METRICS.has(metric)) return formatCount(v);
   if (FRACTION_METRICS.has(metric)) return formatFraction(v);
   return formatReal(v);
+}
+
+/** A difference to a reference value, always signed ("+0.012", "−3", "0.000"), in the metric's own format. */
+export function formatDelta(metric: string, d: number): string {
+  const bad = nonFinite(d);
+  if (bad) return bad;
+  // A difference of two shares is in percentage points, not a percentage of anything.
+  const body = PERCENT_METRICS.has(metric) ? formatPercent(Math.abs(d)).replace('%', ' pp') : formatMetric(metric, Math.abs(d));
+  if (Number(body.replace(/,/g, '').replace(/ pp$/, '')) === 0) return body;
+  return (d < 0 ? '−' : '+') + body;
 }
 
 /** Exact, round-trippable form for data-value attributes (tests compare it with the files). */

@@ -9,52 +9,34 @@
  * output deterministic, diff-able, and lets every mark carry data-* attributes that tests compare
  * with the Parquet files exactly.
  *
- *   writeReport([run])          → <run>/report.html, <run>/figures/fig*.svg
- *   writeReport([a, b, ...])    → <out>/comparison.html, <out>/figures/comparison-fig*.svg
+ *   writeReport([run])          → <run>/report.html, <run>/figures/fig*.svg, <run>/tables/*.csv
+ *   writeReport([a, b, ...])    → <out>/comparison.html, <out>/figures/comparison-fig*.svg, tables/comparison-*.csv
  *                                 (out = opts.out or the first run dir; a comparison never
  *                                 overwrites that run's own report.html)
+ *   writeSuiteReport(tasks, out) → <out>/report.html: the paper's tasks side by side (suite.ts)
  */
-import path from 'node:path';
-import { writeFileAtomically } from '../../core/atomic-write.ts';
-import { QuantlensError } from '../../core/errors.ts';
-import { hasAnyInput, loadRun, type RunData } from './load-run.ts';
-import { buildFigures } from './figures.ts';
-import { renderHtml } from './html.ts';
+import { loadRuns, writePage, type ReportFiles } from './page.ts';
+import { acrossRunsTable } from './tables-runs.ts';
+
+export type { ReportFiles } from './page.ts';
 
 export { loadRun } from './load-run.ts';
 export type { RunData } from './load-run.ts';
-export { buildFigures } from './figures.ts';
+export { buildFigures } from './build-figures.ts';
 export { renderHtml, reportTitle, DEMO_LABEL } from './html.ts';
+export { writeSuiteReport, type SuiteReportOptions } from './suite.ts';
+export { HIGH_R } from './correlation-data.ts';
 
-/** Run names label panels and tables, so two runs must never share one. */
-function makeNamesUnique(runs: RunData[]): void {
-  const seen = new Map<string, number>();
-  for (const run of runs) {
-    const n = (seen.get(run.name) ?? 0) + 1;
-    seen.set(run.name, n);
-    if (n > 1) run.name = `${run.name} (${n})`;
-  }
-}
-
-export async function writeReport(runDirs: string[], opts: { out?: string } = {}): Promise<{ html: string; figures: string[] }> {
-  if (!runDirs.length) throw new QuantlensError('CONFIG', 'writeReport needs at least one run folder', 'report');
-  const runs = await Promise.all(runDirs.map((d) => loadRun(d)));
-  for (const run of runs) {
-    if (!hasAnyInput(run)) {
-      throw new QuantlensError('IO', 'run folder holds none of summary.json, predictions/calibration/neurons/dead/correlation/agreement/salience.parquet', run.dir);
-    }
-  }
-  makeNamesUnique(runs);
-  const comparison = runs.length > 1;
+/**
+ * The report of one run (<run>/report.html) or the comparison of several
+ * (<out>/comparison.html, figures/comparison-*.svg, tables/comparison-*.csv; out = opts.out or the
+ * first run folder). Byte-identical for identical runs: nothing time-dependent is shown.
+ */
+export async function writeReport(runDirs: string[], opts: { out?: string } = {}): Promise<ReportFiles> {
+  const runs = await loadRuns(runDirs);
   const out = opts.out ?? runDirs[0];
-  const figures = buildFigures(runs);
-  const figurePaths: string[] = [];
-  for (const f of figures) {
-    const file = path.join(out, 'figures', `${comparison ? 'comparison-' : ''}${f.id}.svg`);
-    await writeFileAtomically(file, `<?xml version="1.0" encoding="UTF-8"?>\n${f.svg}\n`);
-    figurePaths.push(file);
-  }
-  const html = path.join(out, comparison ? 'comparison.html' : 'report.html');
-  await writeFileAtomically(html, renderHtml(runs, figures));
-  return { html, figures: figurePaths };
+  if (runs.length === 1) return writePage(runs, out, { page: 'report.html' });
+  const across = acrossRunsTable(runs);
+  const lead = across.html ? [{ id: 'across-runs', title: 'Across runs: each quantity per precision, Δ vs the first run', html: across.html, csv: across.csv }] : [];
+  return writePage(runs, out, { prefix: 'comparison', page: 'comparison.html', lead });
 }

@@ -36,6 +36,8 @@ export interface RunSummary {
   salience?: Record<string, Record<string, { union_count?: number }>>;
 }
 
+const PREDICTION_COLUMNS = ['example_id', 'precision', 'gold', 'predicted_token_id', 'predicted_token', 'confidence', 'correct'];
+
 export interface PredictionRow { example_id: number; precision: string; gold: string; predicted_token_id: number; predicted_token: string; confidence: number; correct: boolean }
 export interface CalibrationRow { precision: string; scheme: string; bin: number; count: number; accuracy: number; mean_confidence: number; lo: number; hi: number }
 export interface NeuronRow { layer: number; tensor: string; neuron: number; precision: string; count: number; mean: number; variance: number; min: number; max: number; near_zero_fraction: number }
@@ -69,11 +71,11 @@ function plain(v: unknown): unknown {
   return v;
 }
 
-async function readParquet<T>(file: string): Promise<T[] | undefined> {
+async function readParquet<T>(file: string, columns?: string[]): Promise<T[] | undefined> {
   if (!existsSync(file)) return undefined;
   let rows: Record<string, unknown>[];
   try {
-    rows = (await parquetReadObjects({ file: await asyncBufferFromFile(file) })) as Record<string, unknown>[];
+    rows = (await parquetReadObjects({ file: await asyncBufferFromFile(file), columns })) as Record<string, unknown>[];
   } catch (e) {
     throw new QuantlensError('IO', `cannot read Parquet file: ${(e as Error).message}`, file, { cause: e });
   }
@@ -108,12 +110,10 @@ function baseNameWithoutExt(p: string): string {
 export async function loadRun(dir: string): Promise<RunData> {
   if (!existsSync(dir)) throw new QuantlensError('IO', 'run folder does not exist', dir);
   const summary = await readSummary(path.join(dir, 'summary.json'));
-  // Per-example predictions are read only when the summary lacks the headline numbers they give:
-  // a large run's predictions file would otherwise dominate the report's memory.
-  const headlines = Object.values(summary?.precisions ?? {}) as Record<string, unknown>[];
-  const needPredictions = headlines.length === 0 || headlines.some((p) => p.accuracy === undefined || p.mean_confidence === undefined || p.examples === undefined);
+  // Predictions feed the table of flipped examples (and headline numbers a summary lacks). Only the
+  // columns the report uses are read: ~50 bytes per example and precision in memory.
   const [predictions, calibration, neurons, dead, correlation, agreement, salience] = await Promise.all([
-    needPredictions ? readParquet<PredictionRow>(path.join(dir, 'predictions.parquet')) : Promise.resolve(undefined),
+    readParquet<PredictionRow>(path.join(dir, 'predictions.parquet'), PREDICTION_COLUMNS),
     readParquet<CalibrationRow>(path.join(dir, 'calibration.parquet')),
     readParquet<NeuronRow>(path.join(dir, 'neurons.parquet')),
     readParquet<DeadRow>(path.join(dir, 'dead.parquet')),

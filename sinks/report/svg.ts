@@ -13,6 +13,17 @@ export function coloursFor(precisions: string[]): Map<string, string> {
   return new Map(precisions.map((p, i) => [p, OKABE_ITO[i % OKABE_ITO.length]]));
 }
 
+/** Widest figure: the page's 1160 px less its padding. Panels are sized from it (panelWidth). */
+export const FIGURE_WIDTH = 1120;
+const FIGURE_PAD = 10;
+const PANEL_GAP = 10;
+
+/** Width of each of `columns` panels side by side filling one figure row. */
+export function panelWidth(columns: number): number {
+  const c = Math.max(1, columns);
+  return Math.floor((FIGURE_WIDTH - 2 * FIGURE_PAD - PANEL_GAP * (c - 1)) / c);
+}
+
 export type Attrs = Record<string, string | number | undefined>;
 
 export function attrs(a: Attrs): string {
@@ -90,84 +101,105 @@ export interface BarPanelOptions {
   yMax?: number;
   log?: boolean;
   xLabel?: string;
+  /** Panel width to fill (px); the plot widens to it, bars grow up to MAX_BAR_W. */
+  width?: number;
 }
 
-const BAR_W = 16;
+const MIN_BAR_W = 16;
+const MAX_BAR_W = 40;
 const GROUP_GAP = 16;
 const LABEL_SIZE = 10;
+const PLOT_LEFT = 58;
+
+export interface Scale { ticks: number[]; y: (v: number) => number; tickText: (v: number) => string }
+
+/**
+ * Zero-safe log axis: height ∝ log10(1 + v), so 0 has no bar and 1 a visible one (a plain log axis
+ * cannot draw 0 and had to clip 0 and 1 to the same empty bar). Ticks at 0, 1, 10, 100, …
+ */
+export function log1pScale(values: number[], top: number, plotH: number): Scale {
+  const maxVal = Math.max(1, ...values.filter((v) => Number.isFinite(v)));
+  const decades = Math.max(1, Math.ceil(Math.log10(maxVal)));
+  const ticks = [0, ...Array.from({ length: decades + 1 }, (_, i) => 10 ** i)];
+  const span = Math.log10(1 + 10 ** decades);
+  return { ticks, y: (v) => top + plotH - (Math.log10(1 + Math.max(0, v)) / span) * plotH, tickText: compactTick };
+}
+
+function linearScale(values: number[], yMax: number | undefined, top: number, plotH: number): Scale {
+  const dataMax = Math.max(0, ...values.filter((v) => Number.isFinite(v)));
+  const ticks = niceTicks(yMax ?? dataMax);
+  const top0 = ticks[ticks.length - 1];
+  return { ticks, y: (v) => top + plotH - (Math.max(0, Math.min(v, top0)) / top0) * plotH, tickText: tickLabel };
+}
+
+/** Grid lines, tick labels (skipping any closer than a label's height to the last one drawn) and axes. */
+export function axes(scale: Scale, left: number, plotW: number, top: number, plotH: number): string {
+  const parts: string[] = [];
+  let lastLabelY = Infinity;
+  for (const t of scale.ticks) {
+    const ty = scale.y(t);
+    parts.push(`<line x1="${left}" x2="${r(left + plotW)}" y1="${r(ty)}" y2="${r(ty)}" stroke="#e3e3e3"/>`);
+    if (lastLabelY - ty < 12) continue;
+    parts.push(text(left - 6, ty + 4, scale.tickText(t), { anchor: 'end', size: 10, fill: '#444' }));
+    lastLabelY = ty;
+  }
+  parts.push(`<line x1="${left}" x2="${left}" y1="${r(top)}" y2="${r(top + plotH)}" stroke="#666"/>`);
+  parts.push(`<line x1="${left}" x2="${r(left + plotW)}" y1="${r(top + plotH)}" y2="${r(top + plotH)}" stroke="#666"/>`);
+  return parts.join('');
+}
+
+/** One bar with its whisker and rotated value label, as a <g class="mark"> carrying the data attributes. */
+function barMark(b: BarDatum, x: number, barW: number, base: number, y: (v: number) => number, colour: string): string {
+  const yTop = Number.isFinite(b.value) ? y(b.value) : base;
+  const mark: string[] = [`<title>${escapeText(b.tooltip)}</title>`];
+  if (base - yTop > 0) mark.push(`<rect x="${r(x + 1)}" y="${r(yTop)}" width="${r(barW - 2)}" height="${r(base - yTop)}" fill="${colour}" stroke="#222" stroke-width="0.6"/>`);
+  let labelY = yTop;
+  if (b.lo !== undefined && b.hi !== undefined && Number.isFinite(b.lo) && Number.isFinite(b.hi)) {
+    const cx = x + barW / 2;
+    const y1 = y(b.lo), y2 = y(b.hi);
+    mark.push(`<path d="M${r(cx)} ${r(y1)}V${r(y2)}M${r(cx - 4)} ${r(y1)}H${r(cx + 4)}M${r(cx - 4)} ${r(y2)}H${r(cx + 4)}" stroke="#222" stroke-width="1" fill="none" class="ci"/>`);
+    labelY = Math.min(labelY, y2);
+  }
+  mark.push(text(x + barW / 2 + 3.5, labelY - 4, b.label, { rotate: -90, size: LABEL_SIZE, anchor: 'start', cls: 'value-label' }));
+  return `<g class="mark"${attrs(b.data)}>${mark.join('')}</g>`;
+}
 
 /** Grouped bars: one group per `groups` entry, one bar per series within it, value labels above. */
 export function barPanel(o: BarPanelOptions): Panel {
   const seriesInUse = o.series.filter((s) => o.bars.some((b) => b.series === s));
+  const n = Math.max(1, seriesInUse.length);
   // Each group gets an equal slot wide enough for its bars and (up to a cap) its label.
-  const barsWidth = seriesInUse.length * BAR_W;
   const longestGroup = Math.max(0, ...o.groups.map((g) => textWidth(g.label, 11)));
-  const groupWidth = Math.max(barsWidth + GROUP_GAP, Math.min(longestGroup + 10, 170));
-  const plotW = Math.max(140, o.groups.length * groupWidth);
+  const naturalGroup = Math.max(n * MIN_BAR_W + GROUP_GAP, Math.min(longestGroup + 10, 170));
+  const plotW = Math.max(140, o.groups.length * naturalGroup, (o.width ?? 0) - PLOT_LEFT - 12);
+  const groupWidth = plotW / Math.max(1, o.groups.length);
+  const barW = Math.max(MIN_BAR_W, Math.min(MAX_BAR_W, (groupWidth - GROUP_GAP) / n));
+  const barsWidth = n * barW;
   const longestLabel = Math.max(...o.bars.map((b) => textWidth(b.label, LABEL_SIZE)), 20);
-  const headroom = longestLabel + 8; // rotated value labels sit above the tallest bar
   const plotH = 190;
-  const left = 58;
-  const top = 26 + headroom;
-  const bottom = o.xLabel ? 48 : 32;
-  const width = left + plotW + 12;
-  const height = top + plotH + bottom;
-
-  let ticks: number[];
-  let y: (v: number) => number;
-  if (o.log) {
-    const maxVal = Math.max(1, ...o.bars.map((b) => b.value).filter((v) => Number.isFinite(v)));
-    const decades = Math.max(1, Math.ceil(Math.log10(maxVal)));
-    ticks = Array.from({ length: decades + 1 }, (_, i) => 10 ** i);
-    y = (v) => top + plotH - (v <= 1 ? 0 : (Math.log10(v) / decades) * plotH);
-  } else {
-    const dataMax = Math.max(0, ...o.bars.flatMap((b) => [b.value, b.hi ?? 0]).filter((v) => Number.isFinite(v)));
-    ticks = niceTicks(o.yMax ?? dataMax);
-    const top0 = ticks[ticks.length - 1];
-    y = (v) => top + plotH - (Math.max(0, Math.min(v, top0)) / top0) * plotH;
-  }
+  const top = 26 + longestLabel + 8; // rotated value labels sit above the tallest bar
+  const width = PLOT_LEFT + plotW + 12;
+  const height = top + plotH + (o.xLabel ? 48 : 32);
+  const values = o.bars.flatMap((b) => [b.value, b.hi ?? 0]);
+  const scale = o.log ? log1pScale(values, top, plotH) : linearScale(values, o.yMax, top, plotH);
 
   const parts: string[] = [];
-  parts.push(text(left + plotW / 2, 16, fitText(o.title, width - 8, 13), { anchor: 'middle', weight: '600', size: 13, full: o.title, cls: 'panel-title' }));
-  // Axis, grid and tick labels.
-  for (const t of ticks) {
-    const ty = y(t);
-    parts.push(`<line x1="${left}" x2="${r(left + plotW)}" y1="${r(ty)}" y2="${r(ty)}" stroke="#e3e3e3"/>`);
-    parts.push(text(left - 6, ty + 4, o.log ? compactTick(t) : tickLabel(t), { anchor: 'end', size: 10, fill: '#444' }));
-  }
-  parts.push(`<line x1="${left}" x2="${left}" y1="${r(top)}" y2="${r(top + plotH)}" stroke="#666"/>`);
-  parts.push(`<line x1="${left}" x2="${r(left + plotW)}" y1="${r(top + plotH)}" y2="${r(top + plotH)}" stroke="#666"/>`);
+  parts.push(text(PLOT_LEFT + plotW / 2, 16, fitText(o.title, width - 8, 13), { anchor: 'middle', weight: '600', size: 13, full: o.title, cls: 'panel-title' }));
+  parts.push(axes(scale, PLOT_LEFT, plotW, top, plotH));
   parts.push(text(14, top + plotH / 2, o.yLabel, { anchor: 'middle', rotate: -90, size: 11, cls: 'axis-label' }));
-  if (o.xLabel) parts.push(text(left + plotW / 2, top + plotH + 42, o.xLabel, { anchor: 'middle', size: 11, cls: 'axis-label' }));
-
-  const offset = (plotW - o.groups.length * groupWidth) / 2;
+  if (o.xLabel) parts.push(text(PLOT_LEFT + plotW / 2, top + plotH + 42, o.xLabel, { anchor: 'middle', size: 11, cls: 'axis-label' }));
   o.groups.forEach((g, gi) => {
-    const gx = left + offset + gi * groupWidth + (groupWidth - barsWidth) / 2;
-    const inGroup = seriesInUse.map((s) => o.bars.find((b) => b.group === g.key && b.series === s));
+    const gx = PLOT_LEFT + gi * groupWidth + (groupWidth - barsWidth) / 2;
     parts.push(text(gx + barsWidth / 2, top + plotH + 16, fitText(g.label, groupWidth - 4, 11), { anchor: 'middle', size: 11, full: g.label, cls: 'group-label' }));
-    inGroup.forEach((b, si) => {
-      if (!b) return;
-      const x = gx + si * BAR_W;
-      const base = top + plotH;
-      const yTop = Number.isFinite(b.value) ? y(b.value) : base;
-      const colour = o.colours.get(b.series) ?? '#888';
-      const mark: string[] = [`<title>${escapeText(b.tooltip)}</title>`];
-      if (base - yTop > 0) mark.push(`<rect x="${r(x + 1)}" y="${r(yTop)}" width="${BAR_W - 2}" height="${r(base - yTop)}" fill="${colour}" stroke="#222" stroke-width="0.6"/>`);
-      let labelY = yTop;
-      if (b.lo !== undefined && b.hi !== undefined && Number.isFinite(b.lo) && Number.isFinite(b.hi)) {
-        const cx = x + BAR_W / 2;
-        const y1 = y(b.lo), y2 = y(b.hi);
-        mark.push(`<path d="M${r(cx)} ${r(y1)}V${r(y2)}M${r(cx - 4)} ${r(y1)}H${r(cx + 4)}M${r(cx - 4)} ${r(y2)}H${r(cx + 4)}" stroke="#222" stroke-width="1" fill="none" class="ci"/>`);
-        labelY = Math.min(labelY, y2);
-      }
-      mark.push(text(x + BAR_W / 2 + 3.5, labelY - 4, b.label, { rotate: -90, size: LABEL_SIZE, anchor: 'start', cls: 'value-label' }));
-      parts.push(`<g class="mark"${attrs(b.data)}>${mark.join('')}</g>`);
+    seriesInUse.forEach((s, si) => {
+      const b = o.bars.find((x) => x.group === g.key && x.series === s);
+      if (b) parts.push(barMark(b, gx + si * barW, barW, top + plotH, scale.y, o.colours.get(b.series) ?? '#888'));
     });
   });
   return { svg: parts.join(''), width, height };
 }
 
-function compactTick(v: number): string {
+export function compactTick(v: number): string {
   if (v >= 1e9) return `${v / 1e9}B`;
   if (v >= 1e6) return `${v / 1e6}M`;
   if (v >= 1e3) return `${v / 1e3}K`;
@@ -177,8 +209,9 @@ function compactTick(v: number): string {
 export interface ReliabilityBin { lo: number; hi: number; accuracy: number; confidence: number; count: number; data: Attrs }
 
 /** Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration. */
-export function reliabilityPanel(o: { title: string; subtitle?: string; colour: string; bins: ReliabilityBin[]; note?: string }): Panel {
-  const left = 48, size = 170, bottom = 40;
+export function reliabilityPanel(o: { title: string; subtitle?: string; colour: string; bins: ReliabilityBin[]; note?: string; width?: number }): Panel {
+  const left = 48, bottom = 40;
+  const size = Math.max(170, Math.min(320, (o.width ?? 0) - left - 14));
   const top = o.subtitle ? 44 : 30;
   const width = left + size + 14;
   const height = top + size + bottom;
@@ -233,7 +266,7 @@ export function legend(items: LegendItem[], maxWidth: number): Panel {
  * The same string is written to figures/<id>.svg and inlined in the HTML.
  */
 export function figure(o: { id: string; title: string; legend?: LegendItem[]; panels: Panel[]; maxWidth?: number }): string {
-  const maxWidth = o.maxWidth ?? 1120;
+  const maxWidth = o.maxWidth ?? FIGURE_WIDTH;
   const pad = 10;
   const parts: string[] = [];
   parts.push(text(pad, 22, o.title, { size: 15, weight: '700', cls: 'figure-title' }));

@@ -6,11 +6,30 @@
  */
 import type { RunData } from './load-run.ts';
 import { num, precisionsOf } from './load-run.ts';
-import { dataValue, escapeText, formatMetric } from './format.ts';
+import { dataValue, escapeText, formatDelta, formatMetric } from './format.ts';
 import { attrs, type Attrs } from './svg.ts';
 import { precisionMetric } from './figures.ts';
+import type { Csv } from './csv.ts';
+import { salientCounts, unconvergedFlag } from './salience-data.ts';
 
-export interface Table { id: string; title: string; html: string }
+export interface Table { id: string; title: string; html: string; csv?: Csv; note?: string }
+
+/** A table's HTML and the long-form CSV of the same numbers. */
+export interface Built { html: string; csv: Csv }
+
+const EMPTY: Built = { html: '', csv: { columns: [], rows: [] } };
+
+/** Δ vs the reference: carried as data-delta (not data-metric) so value cells stay one per number. */
+function deltaCell(metric: string, d: number | undefined, extra: Attrs): string {
+  if (d === undefined) return '<td class="missing">–</td>';
+  return `<td class="num delta"${attrs({ 'data-delta': metric, 'data-value': dataValue(d), ...extra })}>${escapeText(formatDelta(metric, d))}</td>`;
+}
+
+/** The run's reference precision: summary.reference, else its first precision. */
+export function referenceOf(run: RunData): string | undefined {
+  const ref = run.summary?.reference;
+  return typeof ref === 'string' && ref ? ref : precisionsOf(run)[0];
+}
 
 function cell(metric: string, value: number | undefined, extra: Attrs = {}, shown?: string): string {
   if (value === undefined) return '<td class="missing">–</td>';
@@ -30,22 +49,25 @@ function settingsText(o: unknown): string {
     .join(', ');
 }
 
-function layersOf<T extends { layer: number | null }>(rows: T[]): number[] {
-  return [...new Set(rows.map((r) => r.layer).filter((l): l is number => typeof l === 'number'))].sort((a, b) => a - b);
-}
-
-export function metadataTable(run: RunData): string {
+/**
+ * Run metadata. Wall time and throughput stay in summary.json and are not shown: they differ
+ * between identical runs, and the report must be byte-identical for identical runs.
+ */
+export function metadataTable(run: RunData): Built {
   const s = run.summary;
-  if (!s) return '';
+  if (!s) return EMPTY;
   const rows: string[] = [];
+  const csv: Csv = { columns: ['field', 'value'], rows: [] };
   const text = (k: string, v: unknown, field: string) => {
     if (v === undefined || v === null || v === '') return;
     rows.push(`<tr><th scope="row">${escapeText(k)}</th><td data-field="${escapeText(field)}">${escapeText(v)}</td></tr>`);
+    csv.rows.push([field, String(v)]);
   };
   const number = (k: string, v: unknown, metric: string, field: string) => {
     const n = num(v);
     if (n === undefined) return;
     rows.push(`<tr><th scope="row">${escapeText(k)}</th>${cell(metric, n, { 'data-field': field })}</tr>`);
+    csv.rows.push([field, n]);
   };
   text('Run', s.name, 'name');
   text('Model', s.model?.path, 'model.path');
@@ -60,122 +82,147 @@ export function metadataTable(run: RunData): string {
     text(`Precision ${p}`, q || '(no quantization settings recorded)', `precisions.${p}.quantization`);
   }
   text('ONNX Runtime version', s.ort?.version, 'ort.version');
-  const ortSettings = settingsText(s.ort?.settings);
-  text('ONNX Runtime settings', ortSettings, 'ort.settings');
+  text('ONNX Runtime settings', settingsText(s.ort?.settings), 'ort.settings');
   number('Truncated examples', s.truncated, 'truncated', 'truncated');
-  number('Wall time (s)', s.wall_seconds, 'wall_seconds', 'wall_seconds');
-  number('Tokens per second', s.tokens_per_second, 'tokens_per_second', 'tokens_per_second');
-  if (Array.isArray(s.layers) && s.layers.length) {
-    text('Captured layers', s.layers.map((l) => `${l.layer}${l.tensor ? ` (${l.tensor}` : ''}${l.width !== undefined ? `${l.tensor ? ', ' : ' ('}width ${l.width}` : ''}${l.tensor || l.width !== undefined ? ')' : ''}`).join('; '), 'layers');
-  }
-  if (!rows.length) return '';
-  return `<table class="meta">${rows.join('')}</table>`;
+  if (Array.isArray(s.layers) && s.layers.length) text('Captured layers', layersText(s.layers), 'layers');
+  if (!rows.length) return EMPTY;
+  return { html: `<table class="meta">${rows.join('')}</table>`, csv };
+}
+
+function layersText(layers: { layer: number; tensor?: string; width?: number }[]): string {
+  return layers.map((l) => {
+    const inner = [l.tensor, l.width !== undefined ? `width ${l.width}` : undefined].filter(Boolean).join(', ');
+    return `${l.layer}${inner ? ` (${inner})` : ''}`;
+  }).join('; ');
 }
 
 const PRECISION_COLUMNS: { key: 'examples' | 'tokens' | 'accuracy' | 'mean_confidence' | 'ace' | 'ece' | 'mce'; head: string }[] = [
   { key: 'examples', head: 'examples' }, { key: 'tokens', head: 'tokens' }, { key: 'accuracy', head: 'accuracy' },
   { key: 'mean_confidence', head: 'mean confidence' }, { key: 'ace', head: 'ACE' }, { key: 'ece', head: 'ECE' }, { key: 'mce', head: 'MCE' },
 ];
+type PrecisionKey = (typeof PRECISION_COLUMNS)[number]['key'];
+const DELTA_KEYS = ['accuracy', 'mean_confidence', 'ace'] as const;
 
-/** Headline numbers per precision (the values behind Figures 1–3, with their intervals). */
-export function precisionTable(run: RunData): string {
+function precisionValue(run: RunData, p: string, key: PrecisionKey): number | undefined {
+  if (key === 'accuracy' || key === 'mean_confidence' || key === 'ace') return precisionMetric(run, p, key)?.value;
+  if (key === 'examples' && run.summary?.precisions?.[p]?.examples === undefined && run.predictions) {
+    const n = run.predictions.filter((r) => r.precision === p).length;
+    return n || undefined;
+  }
+  return num(run.summary?.precisions?.[p]?.[key]);
+}
+
+function precisionCell(run: RunData, p: string, key: PrecisionKey): string {
+  const s = run.summary?.precisions?.[p];
+  const v = precisionValue(run, p, key);
+  const ci = key === 'accuracy' ? s?.accuracy_ci : key === 'ace' ? s?.ace_ci : undefined;
+  if (v !== undefined && Array.isArray(ci) && num(ci[0]) !== undefined && num(ci[1]) !== undefined && num(s?.[key]) !== undefined) {
+    const shown = `${formatMetric(key, v)} [${formatMetric(key, ci[0])}, ${formatMetric(key, ci[1])}]`;
+    return cell(key, v, { 'data-precision': p, 'data-lo': dataValue(ci[0]), 'data-hi': dataValue(ci[1]) }, shown);
+  }
+  return cell(key, v, { 'data-precision': p });
+}
+
+/** Headline numbers per precision (the values behind Figures 1–3, with their intervals), and Δ vs the reference. */
+export function precisionTable(run: RunData): Built {
   const precisions = precisionsOf(run);
-  const value = (p: string, key: (typeof PRECISION_COLUMNS)[number]['key']) => {
-    if (key === 'accuracy' || key === 'mean_confidence' || key === 'ace') return precisionMetric(run, p, key)?.value;
-    if (key === 'examples' && run.summary?.precisions?.[p]?.examples === undefined && run.predictions) {
-      const n = run.predictions.filter((r) => r.precision === p).length;
-      return n || undefined;
-    }
-    return num(run.summary?.precisions?.[p]?.[key]);
+  const ref = referenceOf(run);
+  const cols = PRECISION_COLUMNS.filter((c) => precisions.some((p) => precisionValue(run, p, c.key) !== undefined));
+  const rowsP = precisions.filter((p) => cols.some((c) => precisionValue(run, p, c.key) !== undefined));
+  if (!cols.length || !rowsP.length) return EMPTY;
+  const deltas = DELTA_KEYS.filter((k) => ref && rowsP.length > 1 && precisionValue(run, ref, k) !== undefined);
+  const delta = (p: string, k: PrecisionKey) => {
+    const v = precisionValue(run, p, k), r0 = ref === undefined ? undefined : precisionValue(run, ref, k);
+    return p === ref || v === undefined || r0 === undefined ? undefined : v - r0;
   };
-  const cols = PRECISION_COLUMNS.filter((c) => precisions.some((p) => value(p, c.key) !== undefined));
-  const rowsP = precisions.filter((p) => cols.some((c) => value(p, c.key) !== undefined));
-  if (!cols.length || !rowsP.length) return '';
   const rows = rowsP.map((p) => {
-    const s = run.summary?.precisions?.[p];
-    const cells = cols.map((c) => {
-      const v = value(p, c.key);
-      const ci = c.key === 'accuracy' ? s?.accuracy_ci : c.key === 'ace' ? s?.ace_ci : undefined;
-      if (v !== undefined && Array.isArray(ci) && num(ci[0]) !== undefined && num(ci[1]) !== undefined && num(s?.[c.key]) !== undefined) {
-        const shown = `${formatMetric(c.key, v)} [${formatMetric(c.key, ci[0])}, ${formatMetric(c.key, ci[1])}]`;
-        return cell(c.key, v, { 'data-precision': p, 'data-lo': dataValue(ci[0]), 'data-hi': dataValue(ci[1]) }, shown);
-      }
-      return cell(c.key, v, { 'data-precision': p });
-    });
-    return `<tr><th scope="row">${escapeText(p)}</th>${cells.join('')}</tr>`;
+    const cells = cols.map((c) => precisionCell(run, p, c.key));
+    const dcells = deltas.map((k) => deltaCell(k, delta(p, k), { 'data-precision': p, 'data-reference': ref }));
+    return `<tr><th scope="row">${escapeText(p)}</th>${cells.join('')}${dcells.join('')}</tr>`;
   });
-  return table(['precision', ...cols.map((c) => (c.key === 'accuracy' || c.key === 'ace') ? `${c.head} [CI]` : c.head)], rows);
+  const head = ['precision', ...cols.map((c) => (c.key === 'accuracy' || c.key === 'ace') ? `${c.head} [CI]` : c.head), ...deltas.map((k) => `Δ ${PRECISION_COLUMNS.find((c) => c.key === k)!.head} vs ${ref}`)];
+  const csvCols = ['precision', ...cols.map((c) => c.key), 'accuracy_ci_lo', 'accuracy_ci_hi', 'ace_ci_lo', 'ace_ci_hi', ...deltas.map((k) => `delta_${k}`)];
+  const csvRows = rowsP.map((p) => {
+    const s = run.summary?.precisions?.[p];
+    return [p, ...cols.map((c) => precisionValue(run, p, c.key)), s?.accuracy_ci?.[0], s?.accuracy_ci?.[1], s?.ace_ci?.[0], s?.ace_ci?.[1], ...deltas.map((k) => delta(p, k))];
+  });
+  return { html: table(head, rows), csv: { columns: csvCols, rows: csvRows } };
+}
+
+/** Layer × precision counts with Δ columns vs the reference; `extra` adds cells beside a count (flags). */
+function layerCountTable(run: RunData, metric: string, entries: { layer: number; precision: string; value: number; shown: string; attrs: Attrs; beside?: string }[], csvExtra: { columns: string[]; of: (e: (typeof entries)[number]) => unknown[] }): Built {
+  if (!entries.length) return EMPTY;
+  const precisions = precisionsOf(run).filter((p) => entries.some((e) => e.precision === p));
+  for (const e of entries) if (!precisions.includes(e.precision)) precisions.push(e.precision);
+  const ref = referenceOf(run);
+  const others = ref && precisions.includes(ref) ? precisions.filter((p) => p !== ref) : [];
+  const withBeside = entries.some((e) => e.beside !== undefined);
+  const get = (layer: number, p: string) => entries.find((e) => e.layer === layer && e.precision === p);
+  const layers = [...new Set(entries.map((e) => e.layer))].sort((a, b) => a - b);
+  const csvRows: unknown[][] = [];
+  const rows = layers.map((layer) => {
+    const cells = precisions.map((p) => {
+      const e = get(layer, p);
+      const main = e ? cell(metric, e.value, { 'data-precision': p, 'data-layer': layer, ...e.attrs }, e.shown) : cell(metric, undefined);
+      return withBeside ? main + `<td class="flag">${escapeText(e?.beside ?? '')}</td>` : main;
+    });
+    const deltas = others.map((p) => {
+      const e = get(layer, p), r0 = get(layer, ref!);
+      return deltaCell(metric, e && r0 ? e.value - r0.value : undefined, { 'data-precision': p, 'data-reference': ref, 'data-layer': layer });
+    });
+    for (const p of precisions) {
+      const e = get(layer, p), r0 = ref ? get(layer, ref) : undefined;
+      if (e) csvRows.push([layer, p, e.value, ...csvExtra.of(e), p !== ref && r0 ? e.value - r0.value : null]);
+    }
+    return `<tr><th scope="row">${layer}</th>${cells.join('')}${deltas.join('')}</tr>`;
+  });
+  const headCells = ['<th>layer</th>', ...precisions.map((p) => `<th${withBeside ? ' colspan="2"' : ''}>${escapeText(p)}</th>`), ...others.map((p) => `<th>Δ ${escapeText(p)} vs ${escapeText(ref!)}</th>`)];
+  const html = `<table><thead><tr>${headCells.join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
+  return { html, csv: { columns: ['layer', 'precision', metric, ...csvExtra.columns, 'delta_vs_reference'], rows: csvRows as Csv['rows'] } };
 }
 
 /** Dead neurons per layer (rows) and precision (columns), as "dead / total". */
-export function deadTable(run: RunData): string {
-  const rowsIn = run.dead ?? [];
-  if (!rowsIn.length) return '';
-  const precisions = precisionsOf(run).filter((p) => rowsIn.some((r) => r.precision === p));
-  const rows = layersOf(rowsIn).map((layer) => {
-    const cells = precisions.map((p) => {
-      const r = rowsIn.find((x) => x.layer === layer && x.precision === p);
-      if (!r) return cell('dead_count', undefined);
-      const ids = Array.isArray(r.dead_ids) && r.dead_ids.length ? { title: `dead neuron ids: ${r.dead_ids.slice(0, 50).join(', ')}${r.dead_ids.length > 50 ? ', …' : ''}` } : {};
-      return cell('dead_count', r.dead_count, { 'data-precision': p, 'data-layer': layer, 'data-total': r.total, ...ids }, `${formatMetric('dead_count', r.dead_count)} / ${formatMetric('total', r.total)}`);
-    });
-    return `<tr><th scope="row">${layer}</th>${cells.join('')}</tr>`;
-  });
-  return table(['layer', ...precisions], rows);
+export function deadTable(run: RunData): Built {
+  const entries = (run.dead ?? []).map((r) => ({
+    layer: r.layer, precision: r.precision, value: r.dead_count,
+    shown: `${formatMetric('dead_count', r.dead_count)} / ${formatMetric('total', r.total)}`,
+    attrs: { 'data-total': r.total, ...(Array.isArray(r.dead_ids) && r.dead_ids.length ? { title: `dead neuron ids: ${r.dead_ids.slice(0, 50).join(', ')}${r.dead_ids.length > 50 ? ', …' : ''}` } : {}) } as Attrs,
+    total: r.total,
+  }));
+  return layerCountTable(run, 'dead_count', entries, { columns: ['total'], of: (e) => [(e as (typeof entries)[number]).total] });
 }
 
 /**
- * Salient neurons per layer and precision: the union over examples, from summary.salience, or —
- * when the summary lacks it — the number of neurons in salience.parquet salient for ≥ 1 example.
+ * Salient neurons per layer and precision: the union over examples (summary.salience, else
+ * counted from salience.parquet), with "⚠k/n" beside a count when k of its n attributed examples
+ * did not reach completeness.
  */
-export function salientTable(run: RunData): string {
-  const counts = new Map<string, { value: number; source: string }>();
-  const layers = new Set<number>();
-  const fromSummary = run.summary?.salience;
-  if (fromSummary && typeof fromSummary === 'object') {
-    for (const [p, byLayer] of Object.entries(fromSummary)) {
-      for (const [layer, v] of Object.entries(byLayer ?? {})) {
-        const n = num(v?.union_count);
-        if (n === undefined || !Number.isFinite(Number(layer))) continue;
-        counts.set(`${p}\u0000${Number(layer)}`, { value: n, source: 'summary' });
-        layers.add(Number(layer));
-      }
-    }
-  }
-  if (!counts.size && run.salience?.length) {
-    for (const r of run.salience) {
-      const k = `${r.precision}\u0000${r.layer}`;
-      const prev = counts.get(k)?.value ?? 0;
-      counts.set(k, { value: prev + (r.salient_examples > 0 ? 1 : 0), source: 'salience.parquet' });
-      layers.add(r.layer);
-    }
-  }
-  if (!counts.size) return '';
-  const precisions = precisionsOf(run).filter((p) => [...layers].some((l) => counts.has(`${p}\u0000${l}`)));
-  for (const p of Object.keys(fromSummary ?? {})) if (!precisions.includes(p) && [...layers].some((l) => counts.has(`${p}\u0000${l}`))) precisions.push(p);
-  const rows = [...layers].sort((a, b) => a - b).map((layer) => {
-    const cells = precisions.map((p) => {
-      const c = counts.get(`${p}\u0000${layer}`);
-      return cell('union_count', c?.value, { 'data-precision': p, 'data-layer': layer, 'data-source': c?.source });
-    });
-    return `<tr><th scope="row">${layer}</th>${cells.join('')}</tr>`;
+export function salientTable(run: RunData): Built {
+  const entries = salientCounts(run).map((c) => ({
+    layer: c.layer, precision: c.precision, value: c.value, shown: formatMetric('union_count', c.value),
+    attrs: { 'data-source': c.source, 'data-unconverged': c.completeness?.unconverged } as Attrs,
+    beside: c.completeness ? unconvergedFlag(c) : undefined, c,
+  }));
+  return layerCountTable(run, 'union_count', entries, {
+    columns: ['examples', 'unconverged'],
+    of: (e) => { const c = (e as (typeof entries)[number]).c; return [c.completeness?.count ?? c.examples, c.completeness?.unconverged]; },
   });
-  return table(['layer', ...precisions], rows);
 }
 
-const OUTPUT_METRIC_ORDER = ['kl_mean', 'kl_median', 'kl_p90', 'kl_p99', 'kl_max', 'top1_agreement', 'delta_p_mean', 'flips_correct_to_wrong', 'flips_wrong_to_correct'];
-const LAYER_METRIC_ORDER = ['sqnr_db', 'cosine_mean', 'dead_jaccard', 'salient_jaccard'];
+const OUTPUT_METRIC_ORDER = ['examples', 'kl_mean', 'kl_median', 'kl_p90', 'kl_p99', 'kl_max', 'top1_agreement', 'delta_p_mean', 'flips_correct_to_wrong', 'flips_wrong_to_correct'];
+const LAYER_METRIC_ORDER = ['sqnr_db', 'cosine_mean', 'dead_jaccard', 'salient_jaccard', 'values', 'cosine_undefined_rows'];
 
-/** Column headings for agreement metrics; unknown metrics keep their own name. */
+/** Column headings for agreement metrics; an unknown metric keeps its own name. KL is in nats (natural log). */
 const METRIC_HEADINGS: Record<string, string> = {
-  kl_mean: 'KL mean', kl_median: 'KL median', kl_p90: 'KL p90', kl_p99: 'KL p99', kl_max: 'KL max',
+  examples: 'examples', kl_mean: 'KL mean (nats)', kl_median: 'KL median (nats)', kl_p90: 'KL p90 (nats)', kl_p99: 'KL p99 (nats)', kl_max: 'KL max (nats)',
   top1_agreement: 'same top-1', delta_p_mean: 'mean Δp', flips_correct_to_wrong: 'flips right→wrong',
   flips_wrong_to_correct: 'flips wrong→right', sqnr_db: 'SQNR (dB)', cosine_mean: 'mean cosine',
-  dead_jaccard: 'dead-set Jaccard', salient_jaccard: 'salient-set Jaccard',
+  dead_jaccard: 'dead-set Jaccard', salient_jaccard: 'salient-set Jaccard', values: 'activation values compared',
+  cosine_undefined_rows: 'rows without a cosine (zero norm)',
 };
 
-function heading(metric: string): string {
-  return METRIC_HEADINGS[metric] ?? metric;
+export function heading(metric: string): string {
+  return METRIC_HEADINGS[metric] ?? metric.replace(/_/g, ' ');
 }
 
 function orderMetrics(present: string[], preferred: string[]): string[] {
@@ -183,9 +230,9 @@ function orderMetrics(present: string[], preferred: string[]): string[] {
 }
 
 /** Output-level agreement (layer null): one row per precision compared with its reference. */
-export function agreementOutputTable(run: RunData): string {
+export function agreementOutputTable(run: RunData): Built {
   const rowsIn = (run.agreement ?? []).filter((r) => r.layer === null || r.layer === undefined);
-  if (!rowsIn.length) return '';
+  if (!rowsIn.length) return EMPTY;
   const metrics = orderMetrics([...new Set(rowsIn.map((r) => r.metric))], OUTPUT_METRIC_ORDER);
   const pairs = [...new Map(rowsIn.map((r) => [`${r.precision}\u0000${r.reference}`, r])).values()];
   const precisionOrder = precisionsOf(run);
@@ -197,13 +244,14 @@ export function agreementOutputTable(run: RunData): string {
     });
     return `<tr><th scope="row" class="nowrap">${escapeText(pair.precision)} vs ${escapeText(pair.reference)}</th>${cells.join('')}</tr>`;
   });
-  return table(['precision', ...metrics.map(heading)], rows);
+  const csv: Csv = { columns: ['precision', 'reference', 'metric', 'value'], rows: rowsIn.map((r) => [r.precision, r.reference, r.metric, r.value]) };
+  return { html: table(['precision', ...metrics.map(heading)], rows), csv };
 }
 
 /** Per-layer agreement (SQNR, cosine, Jaccard of dead/salient sets): one row per layer and precision. */
-export function agreementLayerTable(run: RunData): string {
+export function agreementLayerTable(run: RunData): Built {
   const rowsIn = (run.agreement ?? []).filter((r) => typeof r.layer === 'number');
-  if (!rowsIn.length) return '';
+  if (!rowsIn.length) return EMPTY;
   const metrics = orderMetrics([...new Set(rowsIn.map((r) => r.metric))], LAYER_METRIC_ORDER);
   const precisionOrder = precisionsOf(run);
   const keys = [...new Map(rowsIn.map((r) => [`${r.layer}\u0000${r.precision}\u0000${r.reference}`, r])).values()]
@@ -215,13 +263,14 @@ export function agreementLayerTable(run: RunData): string {
     });
     return `<tr><th scope="row">${k.layer}</th><td class="nowrap">${escapeText(k.precision)} vs ${escapeText(k.reference)}</td>${cells.join('')}</tr>`;
   });
-  return table(['layer', 'precision', ...metrics.map(heading)], rows);
+  const csv: Csv = { columns: ['layer', 'precision', 'reference', 'metric', 'value'], rows: rowsIn.map((r) => [r.layer, r.precision, r.reference, r.metric, r.value]) };
+  return { html: table(['layer', 'precision', ...metrics.map(heading)], rows), csv };
 }
 
 /** Per layer, tensor and precision: neuron count and the neuron-averaged mean, variance and near-zero fraction. */
-export function neuronTable(run: RunData): string {
+export function neuronTable(run: RunData): Built {
   const rowsIn = run.neurons ?? [];
-  if (!rowsIn.length) return '';
+  if (!rowsIn.length) return EMPTY;
   const groups = new Map<string, { layer: number; tensor: string; precision: string; n: number; mean: number; variance: number; nearZero: number }>();
   for (const r of rowsIn) {
     const k = `${r.layer}\u0000${r.tensor}\u0000${r.precision}`;
@@ -236,19 +285,6 @@ export function neuronTable(run: RunData): string {
     return `<tr><th scope="row">${g.layer}</th><td>${escapeText(g.tensor)}</td><td>${escapeText(g.precision)}</td>` +
       cell('neurons', g.n, extra) + cell('mean_activation', g.mean / g.n, extra) + cell('mean_variance', g.variance / g.n, extra) + cell('near_zero_fraction', g.nearZero / g.n, extra) + '</tr>';
   });
-  return table(['layer', 'tensor', 'precision', 'neurons', 'mean activation', 'mean variance', 'mean near-zero fraction'], rows);
-}
-
-/** All tables for one run, in reading order, skipping the empty ones. */
-export function buildTables(run: RunData): Table[] {
-  const all: Table[] = [
-    { id: 'metadata', title: 'Run metadata', html: metadataTable(run) },
-    { id: 'precisions', title: 'Results per precision', html: precisionTable(run) },
-    { id: 'agreement-output', title: 'Cross-precision agreement (output level)', html: agreementOutputTable(run) },
-    { id: 'agreement-layers', title: 'Cross-precision agreement per layer', html: agreementLayerTable(run) },
-    { id: 'dead', title: 'Dead neurons per layer (dead / total)', html: deadTable(run) },
-    { id: 'salient', title: 'Salient neurons per layer (union over examples)', html: salientTable(run) },
-    { id: 'neurons', title: 'Activation statistics per layer', html: neuronTable(run) },
-  ];
-  return all.filter((t) => t.html !== '');
+  const csv: Csv = { columns: ['layer', 'tensor', 'precision', 'neurons', 'mean_activation', 'mean_variance', 'mean_near_zero_fraction'], rows: sorted.map((g) => [g.layer, g.tensor, g.precision, g.n, g.mean / g.n, g.variance / g.n, g.nearZero / g.n]) };
+  return { html: table(['layer', 'tensor', 'precision', 'neurons', 'mean activation', 'mean variance', 'mean near-zero fraction'], rows), csv };
 }

@@ -57,6 +57,17 @@ function writeParquet(file: string, cols: Col[]): void {
   writeFileSync(file, new Uint8Array(buf));
 }
 
+/** The summary.json completeness record for per-example errors (ids 0..n-1; > 5% = unconverged). */
+function completenessOf(errors: number[]) {
+  const sorted = [...errors].sort((a, b) => a - b);
+  const n = sorted.length;
+  return {
+    count: n, min: sorted[0], median: (sorted[n / 2 - 1] + sorted[n / 2]) / 2, p90: sorted[Math.ceil(0.9 * n) - 1], max: sorted[n - 1],
+    above_threshold: errors.filter((e) => e > 0.05).length,
+    unconverged_example_ids: errors.map((e, i) => (e > 0.05 ? i : -1)).filter((i) => i >= 0),
+  };
+}
+
 export function makeRun(o: FixtureOptions = {}): Fixture {
   const rand = rng(o.seed ?? 1);
   const parts = new Set(o.parts ?? ALL_PARTS);
@@ -103,7 +114,11 @@ export function makeRun(o: FixtureOptions = {}): Fixture {
   for (const layer of layers) for (const p of precisions) {
     for (let b = 0; b < 10; b++) {
       // Counts spanning 10^1..10^6 so labels exercise compact K/M forms.
-      correlation.push({ layer, precision: p, bin_lo: b / 10, bin_hi: (b + 1) / 10, pairs: Math.floor(10 ** (6 - b * 0.5) * (0.5 + rand())) });
+      let pairs = Math.floor(10 ** (6 - b * 0.5) * (0.5 + rand()));
+      // The top bin holds 0 pairs for the third precision and 1 pair (one layer) for the second: the log axis must tell them apart.
+      if (b === 9 && p === precisions[2]) pairs = 0;
+      if (b === 9 && p === precisions[1]) pairs = layer === layers[0] ? 1 : 0;
+      correlation.push({ layer, precision: p, bin_lo: b / 10, bin_hi: (b + 1) / 10, pairs });
     }
     correlation.push({ layer, precision: p, bin_lo: null, bin_hi: null, pairs: Math.floor(rand() * 50) });
   }
@@ -136,10 +151,14 @@ export function makeRun(o: FixtureOptions = {}): Fixture {
     }
     summaryPrecisions[p] = entry;
   }
-  const salienceSummary: Record<string, Record<string, { union_count: number }>> = {};
+  const salienceSummary: Record<string, Record<string, { union_count: number; examples: number; completeness: any }>> = {};
   for (const p of precisions) {
     salienceSummary[p] = {};
-    for (const layer of layers) salienceSummary[p][String(layer)] = { union_count: salience.filter((s) => s.precision === p && s.layer === layer && s.salient_examples > 0).length };
+    for (const layer of layers) {
+      // Layer 0 is the sharp integrand: its errors reach far above the 5% flag, as on stories260K.
+      const errors = Array.from({ length: 8 }, () => round((layer === 0 ? 0.5 : 0.03) * rand() ** 2, 9));
+      salienceSummary[p][String(layer)] = { union_count: salience.filter((s) => s.precision === p && s.layer === layer && s.salient_examples > 0).length, examples: 8, completeness: completenessOf(errors) };
+    }
   }
   const summary = {
     name: o.name ?? 'fixture-run',

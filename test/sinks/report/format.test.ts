@@ -1,7 +1,7 @@
 /** Number formatting and escaping used everywhere in the report. */
 import { test } from 'uvu';
 import assert from 'node:assert/strict';
-import { dataValue, escapeText, formatCompact, formatCount, formatFraction, formatMetric, formatReal } from '../../../sinks/report/format.ts';
+import { dataValue, escapeText, formatCompact, formatCount, formatDelta, formatFraction, formatMetric, formatPercent, formatReal } from '../../../sinks/report/format.ts';
 
 test('compact counts as in the paper: 1.2M, 45.3K, 999', () => {
   const cases: [number, string][] = [[0, '0'], [999, '999'], [1000, '1.0K'], [45_300, '45.3K'], [45_349, '45.3K'], [999_949, '999.9K'], [999_960, '1.0M'], [1_234_567, '1.2M'], [2.5e9, '2.5B'], [-1500, '-1.5K']];
@@ -30,6 +30,21 @@ test('counts, fractions and reals', () => {
   assert.equal(formatMetric('accuracy', 0.5), '0.500');
   assert.equal(formatMetric('flips_correct_to_wrong', 1234), '1,234');
   assert.equal(formatMetric('kl_mean', 0.000123456), '0.0001235');
+});
+
+test('percentages keep three significant digits, so a tiny share is not shown as 0', () => {
+  const cases: [number, string][] = [[0, '0%'], [0.000123456, '0.0123%'], [0.5, '50.0%'], [0.01234, '1.23%'], [1, '100%'], [0.12345, '12.3%']];
+  for (const [v, s] of cases) assert.equal(formatPercent(v), s, String(v));
+  assert.equal(formatMetric('high_r_share', 0.000123456), '0.0123%');
+});
+
+test('deltas are signed in the metric\'s own format', () => {
+  assert.equal(formatDelta('accuracy', 0.0125), '+0.013');
+  assert.equal(formatDelta('accuracy', -0.05), '−0.050');
+  assert.equal(formatDelta('accuracy', 0.0001), '0.000');
+  assert.equal(formatDelta('dead_count', -3), '−3');
+  assert.equal(formatDelta('dead_count', 1234), '+1,234');
+  assert.equal(formatDelta('high_r_share', -0.0000972), '−0.00972 pp');
 });
 
 test('data values round-trip exactly', () => {

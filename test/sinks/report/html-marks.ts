@@ -91,3 +91,11 @@ export function assertShownCompact(shown: string | null, value: number, what: st
     assert.ok(Number(m![1]) < 1000, `${what}: ${shown} should use the next unit`);
   }
 }
+
+/** A shown percentage ("0.0123%", "12.3%") is the value × 100 to three significant digits. */
+export function assertShownPercent(shown: string | null, value: number, what: string): void {
+  assert.ok(shown !== null, `${what}: nothing shown`);
+  const m = /^(\d+(?:\.\d+)?)%$/.exec(shown!);
+  assert.ok(m, `${what}: "${shown}" is not a percentage`);
+  assert.ok(Math.abs(Number(m![1]) / 100 - value) <= Math.abs(value) * 5e-3 + 1e-15, `${what}: shows ${shown}, file has ${value}`);
+}
