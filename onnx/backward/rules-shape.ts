@@ -33,6 +33,16 @@ const concat: GradRule = (c) => {
   const r = c.e.rank(c.node.outputs[0]);
   const axis = normAxis(attrInt(c.node, 'axis', 0), r);
   const sizes = c.node.inputs.map((x) => c.e.op1('Slice', [c.e.shape(x), c.e.i64([axis]), c.e.i64([axis + 1])]));
+  if (c.e.opset < 13) {
+    // Split takes its sizes only as an attribute before opset 13: slice at run-time offsets instead.
+    let start = c.e.i64([0]);
+    return c.node.inputs.map((_, i) => {
+      const end = c.e.op1('Add', [start, sizes[i]]);
+      const part = c.needs[i] ? c.e.op1('Slice', [g, start, end, c.e.i64([axis])]) : null;
+      start = end;
+      return part;
+    });
+  }
   const split = c.e.op1('Concat', sizes, { axis: 0 });
   const parts = c.e.op('Split', [g, split], { axis }, c.node.inputs.length);
   return c.node.inputs.map((_, i) => (c.needs[i] ? parts[i] : null));

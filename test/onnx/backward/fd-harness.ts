@@ -133,7 +133,7 @@ export async function fdCheck(body: Body, opts: { seed?: number; positive?: bool
   }
   await session.release();
   if (skipped > n / 10) failures.push(`${skipped} of ${n} coordinates straddle a kink; too many to trust the check`);
-  return { coordinates: n, failures, maxAbsGrad, maxAbsErr, pathOps: [...new Set(info.pathNodes.map((x) => x.opType))] };
+  return { coordinates: n, failures, maxAbsGrad, maxAbsErr, pathOps: [...new Set([...info.pathNodes, ...info.decomposed].map((x) => x.opType))] };
 }
 
 export { tensor };
