@@ -21,7 +21,7 @@ import { fields, ProtoWriter, str } from '../wire.ts';
 import { FLOAT_TYPES, GradEmitter, floatTensor, type EmittedNode, type TensorMeta } from './emitter.ts';
 import { decomposePath, notDecomposedError, type Expansion } from './decompose.ts';
 import type { GradRule } from './rule.ts';
-import { ortTypeOf, probeTensors } from './probe.ts';
+import { ortTypeOf, probeTensors, type FeedBuilder } from './probe.ts';
 import { ruleFor } from './rules.ts';
 import { collapseQuantizedUnits } from './quantized-patterns.ts';
 
@@ -39,6 +39,8 @@ export interface AttributionGraphOptions {
   logits?: string;
   /** Folder of external initializer data when the model has it (default: the model's folder). */
   externalDataDir?: string;
+  /** Feeds for the probe batch (2 rows, 5 positions) when the model's inputs need them built by hand. */
+  feeds?: FeedBuilder;
 }
 
 export interface AttributionGraphInfo {
@@ -289,7 +291,7 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
   }
   const bytes = m.source.read(0, m.size);
   const externalDataDir = externalDataDirOf(m, opts);
-  const firstProbe = await probeTensors(m, bytes, [...wanted], { externalDataDir });
+  const firstProbe = await probeTensors(m, bytes, [...wanted], { externalDataDir, feeds: opts.feeds });
   let lookup = metaLookup(m, firstProbe);
   const tMeta = lookup(T);
   if (!tMeta || !FLOAT_TYPES.has(tMeta.type)) throw new QuantlensError('GRADIENT', `tensor "${T}" is ${tMeta?.type ?? 'of unknown type'}, not a float tensor`, where);
@@ -305,7 +307,7 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
   if (expansion.replaced.size > 0) {
     const probeBytes = appendGraphFragment(bytes, { nodes: forward.nodes });
     const decomposed = forward.nodes.flatMap((n) => n.outputs);
-    const probed = await probeTensors(m, probeBytes, decomposed, { externalDataDir });
+    const probed = await probeTensors(m, probeBytes, decomposed, { externalDataDir, feeds: opts.feeds });
     lookup = metaLookup(m, probed, firstProbe);
     pathNodes = splice(selected, expansion, active, useful, lookup);
   }

@@ -7,7 +7,8 @@
  * broadcast dim; that is the only fact about sizes the gradient rules rely on.
  */
 import { appendGraphOutputs } from '../builder.ts';
-import { buildFeeds, planInputs } from '../feeds.ts';
+import type ort from 'onnxruntime-node';
+import { buildFeeds, planInputs, type FeedBatch } from '../feeds.ts';
 import type { OnnxModel } from '../model-reader.ts';
 import { createSession, defaultSessionSettings } from '../session.ts';
 import { dtypeName } from '../dtypes.ts';
@@ -23,11 +24,14 @@ export function ortTypeOf(code: number): string {
   return ORT_TYPE[n] ?? n;
 }
 
+/** Builds the feeds of one batch for a model whose inputs planInputs cannot classify. */
+export type FeedBuilder = (batch: FeedBatch, padId: number) => Record<string, ort.Tensor>;
+
 export async function probeTensors(
   m: OnnxModel,
   modelBytes: Uint8Array,
   names: string[],
-  opts: { externalDataDir?: string } = {},
+  opts: { externalDataDir?: string; feeds?: FeedBuilder } = {},
 ): Promise<Map<string, TensorMeta>> {
   const existing = new Set(m.outputs.map((o) => o.name));
   const extra = [...new Set(names)].filter((n) => !existing.has(n)).map((name) => ({ name }));
@@ -36,7 +40,7 @@ export async function probeTensors(
   const settings = { ...defaultSessionSettings(), graphOptimizationLevel: 'disabled' as const, intraOpThreads: 1 };
   const session = await createSession(bytes, settings, { externalDataDir: opts.externalDataDir, where: 'backward graph probe' });
   try {
-    const feeds = buildFeeds(planInputs(session), PROBE_BATCH, 0);
+    const feeds = opts.feeds ? opts.feeds(PROBE_BATCH, 0) : buildFeeds(planInputs(session), PROBE_BATCH, 0);
     const results = await session.run(feeds);
     const out = new Map<string, TensorMeta>();
     for (const [name, t] of Object.entries(feeds)) out.set(name, { type: t.type, shape: [...t.dims] });

@@ -26,12 +26,15 @@ import {
   overrideName,
   TARGET_INPUT,
 } from '../../onnx/backward/graph.ts';
+import type { FeedBuilder } from '../../onnx/backward/probe.ts';
 import { gaussLegendre } from './gauss-legendre.ts';
 
 export interface AttributionSession {
   session: ort.InferenceSession;
   tensor: string;
   plan: InputPlan;
+  /** Hand-made feeds for models whose inputs planInputs cannot classify (see createAttributionSession). */
+  feeds?: FeedBuilder;
   logits: string;
   padId: number;
   /** Width of the attributed tensor [batch, sequence, width]. */
@@ -46,11 +49,11 @@ export interface AttributionSession {
 export async function createAttributionSession(
   model: string | OnnxModel,
   tensor: string,
-  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string } = {},
+  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string; feeds?: FeedBuilder } = {},
 ): Promise<AttributionSession> {
   const m = typeof model === 'string' ? readOnnxModel(model) : model;
   try {
-    const { bytes, info } = await buildAttributionGraphWithInfo(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir });
+    const { bytes, info } = await buildAttributionGraphWithInfo(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir, feeds: opts.feeds });
     const shape = info.tensorMeta.shape;
     if (shape.length !== 3 || info.tensorMeta.type !== 'float32') {
       throw new QuantlensError('UNSUPPORTED', `LIG needs a float32 [batch, sequence, width] activation; "${tensor}" is ${info.tensorMeta.type} of rank ${shape.length}`);
@@ -61,8 +64,9 @@ export async function createAttributionSession(
     });
     const ours = new Set([overrideName(tensor), TARGET_INPUT]);
     const metadata = (session.inputMetadata as readonly { name: string }[]).filter((x) => !ours.has(x.name));
-    const plan = planInputs({ inputMetadata: metadata } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
-    return { session, tensor, plan, logits: info.logits, padId: opts.padId ?? 0, width: shape[2], vocab: info.logitsShape[2], pathNodes: info.pathNodes.length, backwardNodes: info.backwardNodeCount };
+    // With hand-made feeds the plan is unused (its inputs may be ones planInputs refuses).
+    const plan = opts.feeds ? { idsName: 'input_ids', idsType: 'int64' as const, pastInputs: [] } : planInputs({ inputMetadata: metadata } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
+    return { session, tensor, plan, feeds: opts.feeds, logits: info.logits, padId: opts.padId ?? 0, width: shape[2], vocab: info.logitsShape[2], pathNodes: info.pathNodes.length, backwardNodes: info.backwardNodeCount };
   } finally {
     if (typeof model === 'string') m.source.close();
   }
@@ -205,7 +209,8 @@ async function runRows(
   fetches: string[],
 ): Promise<ort.InferenceSession.OnnxValueMapType> {
   const R = ids.length;
-  const feeds = buildFeeds(s.plan, { seqLen: S, lengths: Int32Array.from(lengths), ids }, s.padId);
+  const batch = { seqLen: S, lengths: Int32Array.from(lengths), ids };
+  const feeds = s.feeds ? s.feeds(batch, s.padId) : buildFeeds(s.plan, batch, s.padId);
   // The activation run reads `__original`, which ignores the override: feed zeros of the right shape.
   const ov = override ?? new Float32Array(R * S * s.width);
   feeds[overrideName(s.tensor)] = new ort.Tensor('float32', ov, [R, S, s.width]);
