@@ -2,10 +2,12 @@
 import { ATTENTION_DECOMPOSITIONS } from './decompose-attention.ts';
 import { GELU_DECOMPOSITIONS } from './decompose-gelu.ts';
 import { GQA_DECOMPOSITIONS } from './decompose-gqa.ts';
+import { ROTARY_DECOMPOSITIONS } from './decompose-rotary.ts';
 import type { Decomposition } from './decomposition.ts';
 
 export const DECOMPOSITIONS: Record<string, Decomposition> = {
   ...GELU_DECOMPOSITIONS,
   ...ATTENTION_DECOMPOSITIONS,
   ...GQA_DECOMPOSITIONS,
+  ...ROTARY_DECOMPOSITIONS,
 };

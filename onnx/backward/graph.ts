@@ -323,8 +323,24 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
   if (!gT) throw new QuantlensError('GRADIENT', `no gradient reached "${T}" from "${logits}"`, where);
   e.nodes.push({ opType: 'Identity', inputs: [gT], outputs: [gradName(T)], attrs: {}, name: '/quantlens/grad_output', domain: '' });
 
-  const out = writeModel(m, bytes, r.producer, T, tMeta, ltype, [...forward.nodes, ...e.nodes]);
+  const out = writeModel(m, bytes, r.producer, T, tMeta, ltype, [...pruneUnread(forward.nodes, e.nodes), ...e.nodes]);
   return { bytes: out, info: { tensor: T, logits, pathNodes, backwardNodeCount: e.nodes.length, decomposed: [...expansion.replaced.keys()], tensorMeta: tMeta, logitsShape } };
+}
+
+/**
+ * The decomposed forward nodes the backward nodes actually read (transitively). The rest (a
+ * decomposition's own outputs, constants a branch did not need) would only cost run time.
+ */
+function pruneUnread(forward: EmittedNode[], backward: EmittedNode[]): EmittedNode[] {
+  const read = new Set(backward.flatMap((n) => n.inputs));
+  const kept: EmittedNode[] = [];
+  for (let k = forward.length - 1; k >= 0; k--) {
+    const n = forward[k];
+    if (!n.outputs.some((o) => read.has(o))) continue;
+    kept.push(n);
+    for (const i of n.inputs) read.add(i);
+  }
+  return kept.reverse();
 }
 
 function writeModel(m: OnnxModel, bytes: Uint8Array, producer: NodeInfo, T: string, tMeta: TensorMeta, objectiveType: string, nodes: EmittedNode[]): Uint8Array {
