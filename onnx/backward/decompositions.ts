@@ -2,6 +2,7 @@
 import { ATTENTION_DECOMPOSITIONS } from './decompose-attention.ts';
 import { GELU_DECOMPOSITIONS } from './decompose-gelu.ts';
 import { GQA_DECOMPOSITIONS } from './decompose-gqa.ts';
+import { EMBED_DECOMPOSITIONS, NORM_DECOMPOSITIONS } from './decompose-norm.ts';
 import { ROTARY_DECOMPOSITIONS } from './decompose-rotary.ts';
 import type { Decomposition } from './decomposition.ts';
 
@@ -10,4 +11,6 @@ export const DECOMPOSITIONS: Record<string, Decomposition> = {
   ...ATTENTION_DECOMPOSITIONS,
   ...GQA_DECOMPOSITIONS,
   ...ROTARY_DECOMPOSITIONS,
+  ...NORM_DECOMPOSITIONS,
+  ...EMBED_DECOMPOSITIONS,
 };
