@@ -1,8 +1,9 @@
 /**
  * Attribution graphs on real exports that use contrib ops, with hand-made feeds (their inputs are
  * not yet classified by onnx/feeds.ts on this branch):
- *  - genai-llama-fp32 (onnxruntime-genai builder: GroupQueryAttention with rotary, GQA heads,
- *    SkipSimplifiedLayerNormalization), right-padded as its GroupQueryAttention expects;
+ *  - genai-llama-fp32 and -int4 (onnxruntime-genai builder: GroupQueryAttention with rotary, GQA
+ *    heads, SkipSimplifiedLayerNormalization; int4 MatMulNBits weights), right-padded as its
+ *    GroupQueryAttention expects;
  *  - tiny-random-gpt2-fp32 (onnxruntime.transformers: opset 11, com.microsoft Attention,
  *    FastGelu, SkipLayerNormalization), left-padded with its 2-D attention mask.
  * Each: gradient at an MLP activation == central differences on a padded batch of two, the
@@ -62,17 +63,24 @@ interface RealCase {
   feeds: FeedBuilder;
   ops: string[];
   vocab: number;
+  /**
+   * The forward is piecewise constant (MatMulNBits accuracy_level 4 rounds activations to int8 in
+   * ORT): central differences measure rounding steps, not slopes, so only LIG runs, with its
+   * completeness reported and bounded loosely, as for llm-int8.
+   */
+  piecewise?: boolean;
 }
 
 const CASES: RealCase[] = [
   { name: 'genai-llama-fp32 layer 1', rel: 'models/exporters/genai-llama-fp32', file: 'model.onnx', tensor: '/model/layers.1/mlp/act_fn/Mul/output_0', feeds: genaiFeeds, ops: ['GroupQueryAttention'], vocab: 512 },
+  { name: 'genai-llama-int4 layer 2 (MatMulNBits straight-through)', rel: 'models/exporters/genai-llama-int4', file: 'model.onnx', tensor: '/model/layers.2/mlp/act_fn/Mul/output_0', feeds: genaiFeeds, ops: ['GroupQueryAttention'], vocab: 512, piecewise: true },
   { name: 'tiny-random-gpt2-fp32 layer 2', rel: 'models/tiny-random-gpt2-fp32', file: 'past.onnx', tensor: 'FullyConnect_MatMul_5_input', feeds: gpt2Feeds, ops: ['Attention', 'FastGelu'], vocab: 1000 },
 ];
 
 const ROWS = [Int32Array.from([1, 45, 301, 77, 9, 260, 13]), Int32Array.from([1, 88, 402, 5])];
 
 for (const c of CASES) {
-  test(`${c.name}: gradient == central differences on a padded batch; __original == the plain model`, async () => {
+  if (!c.piecewise) test(`${c.name}: gradient == central differences on a padded batch; __original == the plain model`, async () => {
     const dir = sharedPath(c.rel, `${c.name} attribution graph`);
     if (!dir) return;
     const file = path.join(dir, c.file);
@@ -127,7 +135,8 @@ for (const c of CASES) {
       errors.push(res.completenessError);
     }
     console.log(`  ${c.name}: LIG completeness errors ${errors.map((x) => x.toExponential(2)).join(', ')}`);
-    for (const e of errors) assert.ok(e < 0.01, `completeness error ${e} < 1%`);
+    const bound = c.piecewise ? 0.05 : 0.01;
+    for (const e of errors) assert.ok(e < bound, `completeness error ${e} < ${bound}`);
     await s.session.release();
   });
 }
