@@ -35,6 +35,12 @@ export interface AttributionSession {
   plan: InputPlan;
   /** Hand-made feeds for models whose inputs planInputs cannot classify (see createAttributionSession). */
   feeds?: FeedBuilder;
+  /**
+   * Rows of different lengths never share a run (no padding at all). Set for models with
+   * GroupQueryAttention, whose kernel assumes each row's real tokens come first: left-padded
+   * rows would get other values than the example alone.
+   */
+  unpadded: boolean;
   logits: string;
   padId: number;
   /** Width of the attributed tensor [batch, sequence, width]. */
@@ -66,7 +72,8 @@ export async function createAttributionSession(
     const metadata = (session.inputMetadata as readonly { name: string }[]).filter((x) => !ours.has(x.name));
     // With hand-made feeds the plan is unused (its inputs may be ones planInputs refuses).
     const plan = opts.feeds ? { idsName: 'input_ids', idsType: 'int64' as const, pastInputs: [] } : planInputs({ inputMetadata: metadata } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
-    return { session, tensor, plan, feeds: opts.feeds, logits: info.logits, padId: opts.padId ?? 0, width: shape[2], vocab: info.logitsShape[2], pathNodes: info.pathNodes.length, backwardNodes: info.backwardNodeCount };
+    const unpadded = info.decomposed.some((n) => n.opType === 'GroupQueryAttention');
+    return { session, tensor, plan, feeds: opts.feeds, unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[2], vocab: info.logitsShape[2], pathNodes: info.pathNodes.length, backwardNodes: info.backwardNodeCount };
   } finally {
     if (typeof model === 'string') m.source.close();
   }
@@ -140,6 +147,7 @@ export async function attributeBatch(
 ): Promise<LigResult[]> {
   if (layerTensor !== s.tensor) throw new QuantlensError('CONFIG', `attribution session is for "${s.tensor}", not "${layerTensor}"`);
   if (examples.length === 0) return [];
+  if (s.unpadded && new Set(examples.map((e) => e.ids.length)).size > 1) return byLength(s, examples, layerTensor, opts);
   const E = examples.length;
   const S = Math.max(...examples.map((e) => e.ids.length));
   const lengths = Int32Array.from(examples.map((e) => e.ids.length));
@@ -197,6 +205,19 @@ export async function attributeBatch(
     }
     return { ...r, converged };
   });
+}
+
+/** attributeBatch on each group of equal-length examples, results in the input order. */
+async function byLength(s: AttributionSession, examples: { ids: Int32Array }[], layerTensor: string, opts: LigOptions): Promise<LigResult[]> {
+  const groups = new Map<number, number[]>();
+  examples.forEach((e, i) => groups.set(e.ids.length, [...(groups.get(e.ids.length) ?? []), i]));
+  const out = new Array<LigResult>(examples.length);
+  for (const idx of groups.values()) {
+    const targets = opts.targets ? idx.map((i) => opts.targets![i]) : undefined;
+    const rs = await attributeBatch(s, idx.map((i) => examples[i]), layerTensor, { ...opts, targets });
+    idx.forEach((i, k) => (out[i] = rs[k]));
+  }
+  return out;
 }
 
 async function runRows(

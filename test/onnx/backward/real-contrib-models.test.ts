@@ -7,7 +7,8 @@
  *  - tiny-random-gpt2-fp32 (onnxruntime.transformers: opset 11, com.microsoft Attention,
  *    FastGelu, SkipLayerNormalization), left-padded with its 2-D attention mask.
  * Each: gradient at an MLP activation == central differences on a padded batch of two, the
- * `__original` output == the plain model's activation, and LIG completeness on single examples.
+ * `__original` output == the plain model's activation, LIG completeness on single examples, and a
+ * LIG batch of two lengths == each example alone.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -18,7 +19,7 @@ import { appendGraphOutputs } from '../../../onnx/builder.ts';
 import { createSession, defaultSessionSettings } from '../../../onnx/session.ts';
 import { buildAttributionGraphWithInfo, gradName, OBJECTIVE_OUTPUT, originalName, overrideName, TARGET_INPUT } from '../../../onnx/backward/graph.ts';
 import type { FeedBuilder } from '../../../onnx/backward/probe.ts';
-import { attributeExample, createAttributionSession } from '../../../operators/attribution/lig.ts';
+import { attributeBatch, attributeExample, createAttributionSession } from '../../../operators/attribution/lig.ts';
 import { sharedPath } from '../../helpers/shared.ts';
 import { rng } from './fd-harness.ts';
 
@@ -128,12 +129,24 @@ for (const c of CASES) {
     if (!dir) return;
     const s = await createAttributionSession(path.join(dir, c.file), c.tensor, { feeds: c.feeds, externalDataDir: dir });
     const errors: number[] = [];
+    const singles = [];
     for (const ids of ROWS) {
       const res = await attributeExample(s, { ids }, c.tensor, { steps: 32, adaptiveSteps: true, onWarning: () => {} });
       assert.ok(Number.isFinite(res.F_input) && Number.isFinite(res.F_baseline), 'finite objective');
       assert.ok(res.attributions.every(Number.isFinite), 'finite attributions');
       errors.push(res.completenessError);
+      singles.push(await attributeExample(s, { ids }, c.tensor, { steps: 16, onWarning: () => {} }));
     }
+    // A batch of both rows (padded, or split by length where the attention needs it) == each alone.
+    assert.is(s.unpadded, c.ops.includes('GroupQueryAttention'), 'rows unpadded exactly for GroupQueryAttention models');
+    const batch = await attributeBatch(s, ROWS.map((ids) => ({ ids })), c.tensor, { steps: 16, onWarning: () => {} });
+    batch.forEach((b, i) => {
+      const a = singles[i].attributions;
+      const scale = Math.max(...Array.from(a, Math.abs));
+      const diff = Math.max(...Array.from(a, (v, j) => Math.abs(v - b.attributions[j])));
+      assert.is(b.target, singles[i].target);
+      assert.ok(diff <= 1e-4 * scale, `row ${i}: batch vs alone differ by ${diff} (scale ${scale})`);
+    });
     console.log(`  ${c.name}: LIG completeness errors ${errors.map((x) => x.toExponential(2)).join(', ')}`);
     const bound = c.piecewise ? 0.05 : 0.01;
     for (const e of errors) assert.ok(e < bound, `completeness error ${e} < ${bound}`);
