@@ -19,7 +19,7 @@ import { appendGraphOutputs } from '../../../onnx/builder.ts';
 import { createSession, defaultSessionSettings } from '../../../onnx/session.ts';
 import { buildAttributionGraphWithInfo, gradName, OBJECTIVE_OUTPUT, originalName, overrideName, TARGET_INPUT } from '../../../onnx/backward/graph.ts';
 import type { FeedBuilder } from '../../../onnx/backward/probe.ts';
-import { attributeBatch, attributeExample, createAttributionSession } from '../../../operators/attribution/lig.ts';
+import { attributeBatch, attributeExample, createAttributionSession, type LigResult } from '../../../operators/attribution/lig.ts';
 import { sharedPath } from '../../helpers/shared.ts';
 import { rng } from './fd-harness.ts';
 
@@ -129,7 +129,7 @@ for (const c of CASES) {
     if (!dir) return;
     const s = await createAttributionSession(path.join(dir, c.file), c.tensor, { feeds: c.feeds, externalDataDir: dir });
     const errors: number[] = [];
-    const singles = [];
+    const singles: LigResult[] = [];
     for (const ids of ROWS) {
       const res = await attributeExample(s, { ids }, c.tensor, { steps: 32, adaptiveSteps: true, onWarning: () => {} });
       assert.ok(Number.isFinite(res.F_input) && Number.isFinite(res.F_baseline), 'finite objective');
