@@ -38,7 +38,10 @@ export async function probeTensors(
   const bytes = appendGraphOutputs(modelBytes, extra);
   // No graph optimisation: every requested intermediate must exist as computed by the graph.
   const settings = { ...defaultSessionSettings(), graphOptimizationLevel: 'disabled' as const, intraOpThreads: 1 };
-  const session = await createSession(bytes, settings, { externalDataDir: opts.externalDataDir, where: 'backward graph probe' });
+  const where = { externalDataDir: opts.externalDataDir, where: 'backward graph probe' };
+  // Some exports load only after ORT's basic rewrites (transformers.js fp16 models declare float
+  // casts as float16 in value_info); basic keeps every graph output, so the probe still sees them.
+  const session = await createSession(bytes, settings, where).catch(() => createSession(bytes, { ...settings, graphOptimizationLevel: 'basic' }, where));
   try {
     const feeds = opts.feeds ? opts.feeds(PROBE_BATCH, 0) : buildFeeds(planInputs(session), PROBE_BATCH, 0);
     const results = await session.run(feeds);
