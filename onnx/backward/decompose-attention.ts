@@ -7,16 +7,16 @@
  *   MultiHeadAttention(query [B,S,D], key [B,L,D], value [B,L,Dv], bias?, key_padding_mask?,
  *                      attention_bias?, past_key? [B,N,P,H], past_value?)
  * Both: heads split (BNSH), keys/values appended to the past, scores = scale·q·kᵀ (scale 0 →
- * 1/√H) + attention_bias + m with m = 0 where attending is allowed and mask_filter_value where
- * not (padding from the mask; with unidirectional=1 also keys after the query's absolute position
- * P + s), softmax, · v, heads merged. present outputs are not reproduced.
+ * 1/√H) + attention_bias + m with m = 0 where attending is allowed, mask_filter_value at keys the
+ * mask pads, and float32's lowest at keys after the query's absolute position P + s (with
+ * unidirectional=1), softmax, · v, heads merged. present outputs are not reproduced.
  * Masks: 1-D [B] (each row's key length), 2-D [B, L] and 3-D [B, S, L] (1 = attend). Others
  * (packed or BNSH key/value, 4-D or start/end masks, rotary inside Attention, shared past
  * buffers) are refused with "not supported".
  */
 import type { GradEmitter } from './emitter.ts';
 import { attrFloat, attrInt, attrInts, gradError, optionalInput } from './rule.ts';
-import { attend, causalMask, dim, mergeHeads, range, splitHeads } from './decompose-attention-core.ts';
+import { attend, causalMask, dim, MASKED_SCORE, mergeHeads, range, splitHeads } from './decompose-attention-core.ts';
 import type { Decomposition } from './decomposition.ts';
 import type { NodeInfo } from '../model-reader.ts';
 
@@ -33,10 +33,12 @@ function additiveMask(e: GradEmitter, node: NodeInfo, mask: string | undefined, 
     else throw gradError(node, `not supported: a ${rank}-D mask in the decomposition (1-D lengths, 2-D and 3-D masks are)`);
     if (rank === 1 && e.meta(mask).shape[0] !== e.meta(node.inputs[0]).shape[0]) throw gradError(node, 'not supported: a 1-D mask with start positions ([2·batch]) in the decomposition');
   }
-  if (attrInt(node, 'unidirectional', 0) === 1) and(causalMask(e, S, L, past));
-  if (!allowed) return null;
+  // Padding adds mask_filter_value; keys after the query (unidirectional) get float32's lowest
+  // instead, whatever mask_filter_value is (as ORT's CPU kernel does: checked in the tests).
   const filter = attrFloat(node, 'mask_filter_value', -10000);
-  return e.op1('Where', [allowed, e.scalar(0, type), e.scalar(filter, type)]);
+  const padding = allowed ? e.op1('Where', [allowed, e.scalar(0, type), e.scalar(filter, type)]) : null;
+  if (attrInt(node, 'unidirectional', 0) !== 1) return padding;
+  return e.op1('Where', [causalMask(e, S, L, past), padding ?? e.scalar(0, type), e.scalar(MASKED_SCORE, type)]);
 }
 
 function scaleOf(node: NodeInfo, H: number): number {

@@ -38,6 +38,17 @@ const attentionCases: [string, OpCase][] = [
   ['past of 2, unidirectional, mask over past + new', attentionCase({ P: 2, mask: i32('mask', [2, 7], [1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1]), attrs: { unidirectional: 1 } })],
   ['attention_bias [1, 3, 5, 5]', attentionCase({ bias: f('attention_bias', [1, 3, 5, 5], 2), attrs: { unidirectional: 1 } })],
 ];
+// Random shapes: batch, sequence, heads, head size, left padding and direction drawn.
+for (let k = 0; k < 5; k++) {
+  const B = 1 + Math.floor(r() * 3);
+  const S = 1 + Math.floor(r() * 7);
+  const N = [1, 2, 4][Math.floor(r() * 3)];
+  const H = [2, 4, 8][Math.floor(r() * 3)];
+  const lengths = Array.from({ length: B }, () => 1 + Math.floor(r() * S));
+  const mask = i32('mask', [B, S], lengths.flatMap((l) => Array.from({ length: S }, (_, j) => (j >= S - l ? 1 : 0))));
+  const uni = Math.floor(r() * 2);
+  attentionCases.push([`random shape #${k} (B ${B}, S ${S}, ${N} heads of ${H}, left-padded, unidirectional ${uni})`, attentionCase({ B, S, inW: 5, N, sizes: [N * H, N * H, N * H], mask, attrs: { unidirectional: uni } })]);
+}
 for (const [name, c] of attentionCases) {
   test(`Attention ${name}: decomposition == ORT kernel (relative 1e-5)`, async () => {
     const { relErr } = await compareWithKernel(c);
@@ -59,7 +70,15 @@ const mhaCases: [string, OpCase][] = [
   ['cross-attention (L 6 ≠ S 3), value width 4, 1-D key lengths', mhaCase({ S: 3, L: 6, Dv: 4, mask: i32('key_padding_mask', [2], [6, 4]) })],
   ['past of 2 and attention_bias, scale', mhaCase({ P: 2, attnBias: f('attention_bias', [2, 1, 4, 6], 1), attrs: { scale: float(0.5) } })],
   ['unidirectional', mhaCase({ attrs: { unidirectional: 1 } })],
+  ['unidirectional with a left-padded key padding mask', mhaCase({ mask: i32('key_padding_mask', [2, 4], [1, 1, 1, 1, 0, 0, 1, 1]), attrs: { unidirectional: 1 } })],
+  ['unidirectional, padding mask, mask_filter_value −1e9', mhaCase({ mask: i32('key_padding_mask', [2, 4], [0, 1, 1, 1, 0, 0, 0, 1]), attrs: { unidirectional: 1, mask_filter_value: float(-1e9) } })],
 ];
+for (let k = 0; k < 3; k++) {
+  const S = 1 + Math.floor(r() * 6);
+  const L = 1 + Math.floor(r() * 6);
+  const lengths = [1 + Math.floor(r() * L), 1 + Math.floor(r() * L)];
+  mhaCases.push([`random shape #${k} (S ${S}, L ${L}, key lengths ${lengths})`, mhaCase({ S, L, mask: i32('key_padding_mask', [2], lengths) })]);
+}
 for (const [name, c] of mhaCases) {
   test(`MultiHeadAttention ${name}: decomposition == ORT kernel (relative 1e-5)`, async () => {
     const { relErr } = await compareWithKernel(c);

@@ -71,6 +71,19 @@ const cases: [string, GqaCase][] = [
   ['dense past of 3, one row', { B: 1, S: 2, N: 4, K: 2, H: 16, lengths: [5], past: 3, attrs: { do_rotary: 1 } }],
   ['decode step after a past of 3', { B: 2, S: 1, N: 4, K: 2, H: 16, lengths: [4, 4], past: 3, attrs: { do_rotary: 1 } }],
 ];
+// Random shapes: batch, sequence, heads, GQA ratio, head size, row lengths and rotary flavour drawn.
+const pick = <T,>(xs: T[]) => xs[Math.floor(r() * xs.length)];
+for (let k = 0; k < 6; k++) {
+  const S = 1 + Math.floor(r() * 7);
+  const B = 1 + Math.floor(r() * 3);
+  const K = pick([1, 2]);
+  const H = pick([16, 32]);
+  const rotary = pick([0, 1]);
+  cases.push([`random shape #${k} (B ${B}, S ${S}, ${K} kv heads, H ${H}, rotary ${rotary})`, {
+    B, S, K, H, N: K * pick([1, 2, 4]), lengths: Array.from({ length: B }, () => 1 + Math.floor(r() * S)),
+    packed: pick([true, false]), attrs: { do_rotary: rotary, rotary_interleaved: pick([0, 1]) },
+  }]);
+}
 for (const [name, c] of cases) {
   test(`GroupQueryAttention ${name}: decomposition == ORT kernel (relative 1e-5)`, async () => {
     const attrs = { num_heads: c.N, kv_num_heads: c.K, ...c.attrs };
