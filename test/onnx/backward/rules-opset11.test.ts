@@ -2,7 +2,7 @@
  * Gradient rules on opset 11 models, where Split/Squeeze/Unsqueeze/ReduceSum take axes and splits
  * as attributes and Softmax/LogSoftmax normalise over every axis from `axis` (default 1); the
  * emitted backward nodes use the same opset's forms (Concat's gradient slices, Clip's masks use
- * Not(Less)). Each against central differences.
+ * Not(Less), Gather's gradient before opset 16 a one-hot MatMul). Each against central differences.
  */
 import { test } from 'uvu';
 import { check } from './check.ts';
@@ -32,5 +32,17 @@ check('ReduceMean with axes attribute, no keepdims (opset 11)', 'ReduceMean', (g
   const [u] = g.node('Unsqueeze', [m], 1, { axes: [2] });
   return { out: g.node('Sub', [g.node('Mul', [x, x])[0], u])[0], k: 6 };
 }, o11);
+for (const opset of [11, 15]) {
+  // Before opset 16 Gather's gradient is a one-hot MatMul (no ScatterND reduction).
+  check(`Gather with repeated and negative indices (opset ${opset})`, 'Gather', (g, x, h) => ({ out: g.node('Gather', [x, h.i64([0, 2, 2, -1])], 1, { axis: 2 })[0], k: 4 }), { opset });
+  check(`Gather along T with 2-D indices (opset ${opset})`, 'Gather', (g, x, h) => {
+    const [gt] = g.node('Gather', [x, h.i64([0, 1, 1, 3], [2, 2])], 1, { axis: 1 }); // [B,2,2,W]
+    return { out: g.node('Reshape', [gt, h.i64([0, 4, 6])])[0], k: 6 };
+  }, { opset });
+  check(`Gather with a scalar index on axis 0 (opset ${opset})`, 'Gather', (g, x, h) => {
+    const [row] = g.node('Gather', [x, h.i64([1], [])], 1, { axis: 0 }); // [T,W]
+    return { out: g.node('Mul', [x, row])[0], k: 6 };
+  }, { opset });
+}
 
 test.run();
