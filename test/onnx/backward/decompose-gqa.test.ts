@@ -9,6 +9,10 @@ import * as assert from 'uvu/assert';
 import { mulberry32 } from '../../../core/random.ts';
 import { float, type AttrInput, type GraphBuilder } from '../../../onnx/builder.ts';
 import { check } from './check.ts';
+import { syntheticModel } from './fd-harness.ts';
+import { buildAttributionGraph } from '../../../onnx/backward/graph.ts';
+import { readOnnxModel } from '../../../onnx/model-reader.ts';
+import { QuantlensError } from '../../../core/errors.ts';
 import { compareWithKernel, randomValues, type InputSpec } from './kernel-harness.ts';
 
 const r = mulberry32(3);
@@ -119,5 +123,16 @@ const ms = { domains: { 'com.microsoft': 1 } };
 check('GroupQueryAttention (packed, rotary, GQA heads)', 'GroupQueryAttention', gqaBody(false, {}), ms);
 check('GroupQueryAttention with padded rows', 'GroupQueryAttention', gqaBody(true, {}), ms);
 check('GroupQueryAttention with softcap and interleaved rotary', 'GroupQueryAttention', gqaBody(true, { softcap: float(1.5), rotary_interleaved: 1 }), ms);
+
+test('a GroupQueryAttention feature the decomposition lacks is refused in one line naming the node', async () => {
+  const bytes = syntheticModel((g, act, h) => gqaBody(false, { smooth_softmax: 1 })(g, act, h), 7, ms.domains);
+  try {
+    await buildAttributionGraph(readOnnxModel(bytes), { layerTensors: ['act'] });
+    assert.unreachable('should refuse');
+  } catch (e) {
+    assert.instance(e, QuantlensError);
+    assert.match((e as Error).message, /^GroupQueryAttention \(node GroupQueryAttention_\d+\): not supported: smooth_softmax=1/);
+  }
+});
 
 test.run();

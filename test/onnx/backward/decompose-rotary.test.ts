@@ -38,6 +38,18 @@ const cases: [string, ReturnType<typeof rotaryCase>][] = [
   ['4-D input [B,N,S,H]', rotaryCase([2, 3, 5, 8], ids2(2, 5, [0, 4]), 4, {})],
   ['4-D input, interleaved, offset', rotaryCase([2, 2, 4, 8], offset(2), 4, { interleaved: 1 })],
 ];
+// Random shapes: batch, sequence, heads, head size (rotary half-dims), layout, positions drawn.
+for (let k = 0; k < 4; k++) {
+  const B = 1 + Math.floor(r() * 3);
+  const S = 1 + Math.floor(r() * 6);
+  const N = 1 + Math.floor(r() * 3);
+  const half = 1 + Math.floor(r() * 4);
+  const H = 2 * half;
+  const four = r() < 0.5;
+  const ids = r() < 0.5 ? offset(Math.floor(r() * 10)) : ids2(B, S, Array.from({ length: B }, () => Math.floor(r() * 10)));
+  const attrs = { interleaved: Math.floor(r() * 2), ...(four ? {} : { num_heads: N }) };
+  cases.push([`random shape #${k} (B ${B}, S ${S}, ${N} heads of ${H}, ${four ? '4-D' : '3-D'})`, rotaryCase(four ? [B, N, S, H] : [B, S, N * H], ids, half, attrs)]);
+}
 for (const [name, c] of cases) {
   test(`RotaryEmbedding ${name}: decomposition == ORT kernel (relative 1e-5)`, async () => {
     const { relErr } = await compareWithKernel(c);
