@@ -21,7 +21,7 @@ import { fields, ProtoWriter, str } from '../wire.ts';
 import { FLOAT_TYPES, GradEmitter, floatTensor, type EmittedNode, type TensorMeta } from './emitter.ts';
 import { decomposePath, notDecomposedError, type Expansion } from './decompose.ts';
 import type { GradRule } from './rule.ts';
-import { ortTypeOf, probeTensors, type FeedBuilder } from './probe.ts';
+import { ortTypeOf, probeTensors, type FeedBuilder, type ProbedTensor } from './probe.ts';
 import { ruleFor } from './rules.ts';
 import { collapseQuantizedUnits } from './quantized-patterns.ts';
 
@@ -225,6 +225,31 @@ function splice(pathNodes: NodeInfo[], x: Expansion, active: Set<string>, useful
   return out;
 }
 
+/**
+ * On the probe batch, every decomposed output must equal what ORT's kernel computed for the model
+ * (the unit tests check each decomposition on random inputs; this catches a configuration they did
+ * not cover). Tolerance: 1e-4 of the output's scale in float32, 1e-2 in float16.
+ */
+function checkAgainstKernel(x: Expansion, probed: Map<string, ProbedTensor>, where: string): void {
+  for (const [node, r] of x.replaced) {
+    for (const link of r.links) {
+      const a = probed.get(link.outputs[0]);
+      const b = probed.get(link.inputs[0])?.values;
+      if (!a?.values || !b) continue;
+      let scale = 0;
+      let err = a.values.length === b.length ? 0 : Infinity;
+      for (let i = 0; i < a.values.length && err !== Infinity; i++) {
+        scale = Math.max(scale, Math.abs(a.values[i]));
+        err = Math.max(err, Math.abs(a.values[i] - b[i]));
+      }
+      const rel = err / Math.max(scale, 1e-30);
+      if (!(rel <= (a.type === 'float16' ? 1e-2 : 1e-4))) {
+        throw new QuantlensError('GRADIENT', `${node.opType} (node ${node.name || node.outputs[0]}): its decomposition differs from ONNX Runtime's kernel on the probe batch (relative error ${rel.toExponential(2)}); not supported`, where);
+      }
+    }
+  }
+}
+
 /** The objective log_softmax(logits[:, last])[target] and its gradient at the logits. */
 function emitObjective(e: GradEmitter, logits: string, where: string): { dLogits: string; ltype: string; logitsShape: number[] } {
   const lMeta = e.meta(logits);
@@ -306,8 +331,11 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
   let pathNodes = selected;
   if (expansion.replaced.size > 0) {
     const probeBytes = appendGraphFragment(bytes, { nodes: forward.nodes });
-    const decomposed = forward.nodes.flatMap((n) => n.outputs);
-    const probed = await probeTensors(m, probeBytes, decomposed, { externalDataDir, feeds: opts.feeds });
+    const links = [...expansion.replaced.values()].flatMap((x) => x.links);
+    const keepValues = new Set(links.flatMap((l) => [l.inputs[0], l.outputs[0]]));
+    const decomposed = [...forward.nodes.flatMap((n) => n.outputs), ...keepValues];
+    const probed = await probeTensors(m, probeBytes, decomposed, { externalDataDir, feeds: opts.feeds, keepValues });
+    checkAgainstKernel(expansion, probed, where);
     lookup = metaLookup(m, probed, firstProbe);
     pathNodes = splice(selected, expansion, active, useful, lookup);
   }

@@ -4,6 +4,11 @@ import * as assert from 'uvu/assert';
 import { mulberry32 } from '../../../core/random.ts';
 import { float } from '../../../onnx/builder.ts';
 import { check } from './check.ts';
+import { syntheticModel } from './fd-harness.ts';
+import { buildAttributionGraph } from '../../../onnx/backward/graph.ts';
+import { DECOMPOSITIONS } from '../../../onnx/backward/decompositions.ts';
+import { readOnnxModel } from '../../../onnx/model-reader.ts';
+import { QuantlensError } from '../../../core/errors.ts';
 import { compareWithKernel, randomValues, type OpCase } from './kernel-harness.ts';
 
 const ms = { domains: { 'com.microsoft': 1 } };
@@ -29,5 +34,21 @@ check('FastGelu with bias', 'FastGelu', (g, a, h) => ({ out: g.node('FastGelu', 
 check('FastGelu without bias', 'FastGelu', (g, a) => ({ out: g.node('FastGelu', [a], 1, {}, { domain: 'com.microsoft' })[0], k: 6 }), ms);
 check('BiasGelu', 'BiasGelu', (g, a, h) => ({ out: g.node('BiasGelu', [a, h.rand([6])], 1, {}, { domain: 'com.microsoft' })[0], k: 6 }), ms);
 check('QuickGelu', 'QuickGelu', (g, a) => ({ out: g.node('QuickGelu', [a], 1, { alpha: float(1.5) }, { domain: 'com.microsoft' })[0], k: 6 }), ms);
+
+test('a decomposition that disagrees with the kernel on the probe batch is refused before any run', async () => {
+  const original = DECOMPOSITIONS['com.microsoft:QuickGelu'];
+  // A deliberately wrong decomposition (alpha 1 instead of the node's 1.5).
+  DECOMPOSITIONS['com.microsoft:QuickGelu'] = ({ node, e }) => [e.op1('Mul', [node.inputs[0], e.op1('Sigmoid', [node.inputs[0]])])];
+  try {
+    const bytes = syntheticModel((g, a) => ({ out: g.node('QuickGelu', [a], 1, { alpha: float(1.5) }, { domain: 'com.microsoft', name: 'my_gelu' })[0], k: 6 }), 7, ms.domains);
+    await buildAttributionGraph(readOnnxModel(bytes), { layerTensors: ['act'] });
+    assert.unreachable('should refuse');
+  } catch (e) {
+    assert.instance(e, QuantlensError);
+    assert.match((e as Error).message, /QuickGelu \(node my_gelu\): its decomposition differs from ONNX Runtime's kernel on the probe batch/);
+  } finally {
+    DECOMPOSITIONS['com.microsoft:QuickGelu'] = original;
+  }
+});
 
 test.run();
