@@ -5,8 +5,9 @@
  *            `T__grad` = d(Σ_b objective[b]) / d T__override (rows are independent, so row b's
  *            slice is row b's own gradient), and `T__original` (T as the model computed it).
  * Reverse mode runs over the nodes between the override and the logits only; weights never get
- * gradients. An op on that path without a rule aborts the build (QuantlensError GRADIENT) before
- * anything runs, so a wrong gradient is never computed silently.
+ * gradients. Contrib ops without a rule are differentiated through a standard-op decomposition
+ * (decompose.ts). An op on that path with neither aborts the build (QuantlensError GRADIENT)
+ * before anything runs, so a wrong gradient is never computed silently.
  *
  * The model is not decoded and re-encoded: every field is copied verbatim except the node that
  * produces T (its output is renamed to `T__original`, and an Identity `T__override` → T follows
