@@ -4,8 +4,8 @@
  * decide statically which axes a broadcast gradient must be summed over, while the emitted nodes
  * still take every size from Shape() at run time (batch and sequence stay symbolic).
  *
- * Emitted ops follow the model's default-domain opset (>= 13): ReduceSum/Squeeze/Unsqueeze/Split
- * take axes/split as inputs; ReduceMean does so only from opset 18.
+ * Emitted ops follow the model's default-domain opset: from 13 ReduceSum/Squeeze/Unsqueeze/Split
+ * take axes/split as inputs (attributes before, opsets 11 and 12); ReduceMean does so only from 18.
  */
 import { QuantlensError } from '../../core/errors.ts';
 import { floatToHalf } from '../dtypes.ts';
@@ -29,6 +29,8 @@ export class GradEmitter {
   private counter = 0;
   private shapeCache = new Map<string, string>();
   private metaOf = new Map<string, TensorMeta>();
+  /** Values of the int64 constants this emitter created (rules read axes / splits from them). */
+  readonly intConstants = new Map<string, number[]>();
 
   constructor(
     readonly opset: number,
@@ -82,7 +84,9 @@ export class GradEmitter {
   }
 
   i64(values: number[], dims: number[] = [values.length]): string {
-    return this.constTensor(tensor('int64', dims, BigInt64Array.from(values.map(BigInt))), 'i64');
+    const name = this.constTensor(tensor('int64', dims, BigInt64Array.from(values.map(BigInt))), 'i64');
+    this.intConstants.set(name, values);
+    return name;
   }
 
   shape(x: string): string {
@@ -101,6 +105,7 @@ export class GradEmitter {
   }
 
   reduceSum(x: string, axes: number[], keepdims: boolean): string {
+    if (this.opset < 13) return this.op1('ReduceSum', [x], { axes, keepdims: keepdims ? 1 : 0 });
     return this.op1('ReduceSum', [x, this.i64(axes)], { keepdims: keepdims ? 1 : 0 });
   }
 
@@ -110,11 +115,19 @@ export class GradEmitter {
   }
 
   unsqueeze(x: string, axes: number[]): string {
+    if (this.opset < 13) return this.op1('Unsqueeze', [x], { axes });
     return this.op1('Unsqueeze', [x, this.i64(axes)]);
   }
 
   squeeze(x: string, axes: number[]): string {
+    if (this.opset < 13) return this.op1('Squeeze', [x], { axes });
     return this.op1('Squeeze', [x, this.i64(axes)]);
+  }
+
+  /** Split into parts of static sizes along an axis. */
+  split(x: string, axis: number, sizes: number[]): string[] {
+    if (this.opset < 13) return this.op('Split', [x], { axis, split: sizes }, sizes.length);
+    return this.op('Split', [x, this.i64(sizes)], { axis }, sizes.length);
   }
 
   /**

@@ -5,8 +5,9 @@
  *            `T__grad` = d(Σ_b objective[b]) / d T__override (rows are independent, so row b's
  *            slice is row b's own gradient), and `T__original` (T as the model computed it).
  * Reverse mode runs over the nodes between the override and the logits only; weights never get
- * gradients. An op on that path without a rule aborts the build (QuantlensError GRADIENT) before
- * anything runs, so a wrong gradient is never computed silently.
+ * gradients. Contrib ops without a rule are differentiated through a standard-op decomposition
+ * (decompose.ts). An op on that path with neither aborts the build (QuantlensError GRADIENT)
+ * before anything runs, so a wrong gradient is never computed silently.
  *
  * The model is not decoded and re-encoded: every field is copied verbatim except the node that
  * produces T (its output is renamed to `T__original`, and an Identity `T__override` → T follows
@@ -14,12 +15,14 @@
  */
 import { QuantlensError } from '../../core/errors.ts';
 import path from 'node:path';
-import { encodeNode } from '../builder.ts';
+import { appendGraphFragment, encodeNode } from '../builder.ts';
 import { readOnnxModel, scanFields, type NodeInfo, type OnnxModel, constantTensor, readTensorBytes } from '../model-reader.ts';
 import { DTYPE } from '../dtypes.ts';
 import { fields, ProtoWriter, str } from '../wire.ts';
-import { FLOAT_TYPES, GradEmitter, floatTensor, type TensorMeta } from './emitter.ts';
-import { ortTypeOf, probeTensors } from './probe.ts';
+import { FLOAT_TYPES, GradEmitter, floatTensor, type EmittedNode, type TensorMeta } from './emitter.ts';
+import { decomposePath, notDecomposedError, type Expansion } from './decompose.ts';
+import type { GradRule } from './rule.ts';
+import { ortTypeOf, probeTensors, type FeedBuilder, type ProbedTensor } from './probe.ts';
 import { ruleFor } from './rules.ts';
 import { collapseQuantizedUnits } from './quantized-patterns.ts';
 
@@ -37,15 +40,19 @@ export interface AttributionGraphOptions {
   logits?: string;
   /** Folder of external initializer data when the model has it (default: the model's folder). */
   externalDataDir?: string;
+  /** Feeds for the probe batch (2 rows, 5 positions) when the model's inputs need them built by hand. */
+  feeds?: FeedBuilder;
 }
 
 export interface AttributionGraphInfo {
   tensor: string;
   logits: string;
-  /** Forward nodes on the override → logits path, in order. */
+  /** Nodes on the override → logits path the reverse sweep runs through, in order. */
   pathNodes: NodeInfo[];
   /** Backward nodes emitted. */
   backwardNodeCount: number;
+  /** Path nodes replaced by their standard-op decomposition (decompose.ts) for the gradient. */
+  decomposed: NodeInfo[];
   /** Element type and probe shape (batch 2, sequence 5) of the tensor. */
   tensorMeta: TensorMeta;
   /** Probe shape of the logits [2, 5, vocab]. */
@@ -100,7 +107,15 @@ export async function buildAttributionGraphWithInfo(
   }
 }
 
-async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ bytes: Uint8Array; info: AttributionGraphInfo }> {
+interface Request {
+  T: string;
+  opset: number;
+  producer: NodeInfo;
+  logits: string;
+  where: string;
+}
+
+function checkRequest(m: OnnxModel, opts: AttributionGraphOptions): Request {
   const where = m.path ?? 'model bytes';
   if ((opts.objective ?? 'log-softmax-at-last') !== 'log-softmax-at-last') {
     throw new QuantlensError('CONFIG', `unknown attribution objective "${opts.objective}"`);
@@ -109,24 +124,28 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
     throw new QuantlensError('UNSUPPORTED', `an attribution graph overrides exactly one tensor; got ${opts.layerTensors.length} (build one graph per layer)`);
   }
   const T = opts.layerTensors[0];
-  const opset = m.opsets.find((o) => o.domain === '')?.version ?? 0;
-  if (opset < 13) throw new QuantlensError('UNSUPPORTED', `backward graphs need opset >= 13; the model has ${opset}`, where);
+  const opset = m.opsets.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 0;
+  // Range, ScatterElements and Slice/Pad with tensor inputs, which the rules emit, exist from opset 11.
+  if (opset < 11) throw new QuantlensError('UNSUPPORTED', `backward graphs need ai.onnx opset >= 11; the model has ${opset}`, where);
   const producer = m.nodes.find((n) => n.outputs.includes(T));
   if (!producer) throw new QuantlensError('MODEL', `no node produces tensor "${T}"`, where);
   const logits = opts.logits ?? (m.outputs.find((o) => o.name === 'logits') ?? m.outputs[0])?.name;
   if (!logits || !m.outputs.some((o) => o.name === logits)) throw new QuantlensError('MODEL', `model has no output "${logits}"`, where);
+  return { T, opset, producer, logits, where };
+}
 
-  // Forward cone of T (any type) and backward cone of the logits.
+/** Forward cone of T (nodes reading it, transitively; any type) and backward cone of the logits. */
+function cones(nodes: NodeInfo[], T: string, logits: string) {
   const cone = new Set<string>([T]);
   const coneNodes: NodeInfo[] = [];
-  for (const n of m.nodes) {
+  for (const n of nodes) {
     if (n.inputs.some((i) => cone.has(i))) {
       coneNodes.push(n);
       for (const o of n.outputs) if (o) cone.add(o);
     }
   }
   const producerOf = new Map<string, NodeInfo>();
-  for (const n of m.nodes) for (const o of n.outputs) if (o) producerOf.set(o, n);
+  for (const n of nodes) for (const o of n.outputs) if (o) producerOf.set(o, n);
   const toLogits = new Set<string>();
   const stack = [logits];
   while (stack.length) {
@@ -136,47 +155,105 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
     const p = producerOf.get(t);
     if (p) for (const i of p.inputs) if (i) stack.push(i);
   }
+  return { coneNodes, producerOf, toLogits };
+}
 
-  // Probe types/ranks of the cone and of everything its nodes read.
-  const wanted = new Set<string>([T, logits]);
-  for (const n of coneNodes) {
-    for (const o of n.outputs) if (o) wanted.add(o);
-    for (const i of n.inputs) if (i && producerOf.has(i)) wanted.add(i);
-  }
-  const bytes = m.source.read(0, m.size);
-  const probed = await probeTensors(m, bytes, [...wanted], { externalDataDir: externalDataDirOf(m, opts) });
-  const lookup = (name: string): TensorMeta | undefined => {
-    const p = probed.get(name);
-    if (p) return p;
+type Lookup = (name: string) => TensorMeta | undefined;
+
+function metaLookup(m: OnnxModel, ...probes: Map<string, TensorMeta>[]): Lookup {
+  return (name) => {
+    for (const p of probes) {
+      const v = p.get(name);
+      if (v) return v;
+    }
     const init = m.initializers.get(name);
     if (init) return { type: ortTypeOf(init.dataType), shape: init.dims };
     return undefined;
   };
-  const tMeta = lookup(T);
-  if (!tMeta || !FLOAT_TYPES.has(tMeta.type)) throw new QuantlensError('GRADIENT', `tensor "${T}" is ${tMeta?.type ?? 'of unknown type'}, not a float tensor`, where);
+}
 
-  // Active = depends on the override through float tensors; useful = active and reaches the logits.
-  const active = new Set<string>([T]);
+const isFloat = (lookup: Lookup, t: string) => FLOAT_TYPES.has(lookup(t)?.type ?? '');
+
+/** Active = depends on the override through float tensors; useful = active and reaches the logits. */
+function selectPath(m: OnnxModel, coneNodes: NodeInfo[], toLogits: Set<string>, lookup: Lookup, r: Request) {
+  const active = new Set<string>([r.T]);
   for (const n of coneNodes) {
     if (!n.inputs.some((i) => active.has(i))) continue;
-    for (const o of n.outputs) if (o && FLOAT_TYPES.has(lookup(o)?.type ?? '')) active.add(o);
+    for (const o of n.outputs) if (o && isFloat(lookup, o)) active.add(o);
   }
-  if (!active.has(logits)) throw new QuantlensError('GRADIENT', `logits "${logits}" do not depend on "${T}"`, where);
+  if (!active.has(r.logits)) throw new QuantlensError('GRADIENT', `logits "${r.logits}" do not depend on "${r.T}"`, r.where);
   const useful = new Set([...active].filter((t) => toLogits.has(t)));
   // Quantized linear layers become one straight-through node each (quantized-patterns.ts).
-  const { nodes: pathNodes, rules: unitRules } = collapseQuantizedUnits(
+  const { nodes, rules } = collapseQuantizedUnits(
     m,
     coneNodes.filter((n) => n.inputs.some((i) => active.has(i)) && n.outputs.some((o) => useful.has(o))),
     active,
-    T,
+    r.T,
   );
-  for (const n of pathNodes) {
-    if (!unitRules.has(n) && !ruleFor(n.opType, n.domain)) throw new QuantlensError('GRADIENT', `no gradient rule for ${n.opType} (node ${n.name || n.outputs[0]})`, where);
-  }
+  return { pathNodes: nodes, unitRules: rules, active, useful };
+}
 
-  // Objective and its gradient at the logits.
-  const e = new GradEmitter(opset, lookup);
-  const lMeta = lookup(logits)!;
+/**
+ * Put each decomposed node's decomposition in its place on the path: the decomposed nodes that
+ * depend on the override and lead to a useful output, then the links to the original outputs.
+ */
+function splice(pathNodes: NodeInfo[], x: Expansion, active: Set<string>, useful: Set<string>, lookup: Lookup): NodeInfo[] {
+  const out: NodeInfo[] = [];
+  for (const node of pathNodes) {
+    const r = x.replaced.get(node);
+    if (!r) {
+      out.push(node);
+      continue;
+    }
+    for (const k of r.missing) if (useful.has(node.outputs[k])) throw notDecomposedError(node, k);
+    for (const n of r.nodes) {
+      if (!n.inputs.some((i) => active.has(i))) continue;
+      for (const o of n.outputs) if (o && isFloat(lookup, o)) active.add(o);
+    }
+    const links = r.links.filter((l) => useful.has(l.outputs[0]) && active.has(l.inputs[0]));
+    const needed = new Set(links.map((l) => l.inputs[0]));
+    for (let k = r.nodes.length - 1; k >= 0; k--) {
+      const n = r.nodes[k];
+      if (n.outputs.some((o) => needed.has(o))) for (const i of n.inputs) if (i && active.has(i)) needed.add(i);
+    }
+    for (const n of r.nodes) {
+      if (!n.inputs.some((i) => active.has(i)) || !n.outputs.some((o) => needed.has(o))) continue;
+      out.push(n);
+      for (const o of n.outputs) if (needed.has(o)) useful.add(o);
+    }
+    out.push(...links);
+  }
+  return out;
+}
+
+/**
+ * On the probe batch, every decomposed output must equal what ORT's kernel computed for the model
+ * (the unit tests check each decomposition on random inputs; this catches a configuration they did
+ * not cover). Tolerance: 1e-4 of the output's scale in float32, 1e-2 in float16.
+ */
+function checkAgainstKernel(x: Expansion, probed: Map<string, ProbedTensor>, where: string): void {
+  for (const [node, r] of x.replaced) {
+    for (const link of r.links) {
+      const a = probed.get(link.outputs[0]);
+      const b = probed.get(link.inputs[0])?.values;
+      if (!a?.values || !b) continue;
+      let scale = 0;
+      let err = a.values.length === b.length ? 0 : Infinity;
+      for (let i = 0; i < a.values.length && err !== Infinity; i++) {
+        scale = Math.max(scale, Math.abs(a.values[i]));
+        err = Math.max(err, Math.abs(a.values[i] - b[i]));
+      }
+      const rel = err / Math.max(scale, 1e-30);
+      if (!(rel <= (a.type === 'float16' ? 1e-2 : 1e-4))) {
+        throw new QuantlensError('GRADIENT', `${node.opType} (node ${node.name || node.outputs[0]}): its decomposition differs from ONNX Runtime's kernel on the probe batch (relative error ${rel.toExponential(2)}); not supported`, where);
+      }
+    }
+  }
+}
+
+/** The objective log_softmax(logits[:, last])[target] and its gradient at the logits. */
+function emitObjective(e: GradEmitter, logits: string, where: string): { dLogits: string; ltype: string; logitsShape: number[] } {
+  const lMeta = e.meta(logits);
   if (lMeta.shape.length !== 3) throw new QuantlensError('MODEL', `logits "${logits}" have rank ${lMeta.shape.length}, expected [batch, sequence, vocab]`, where);
   const ltype = lMeta.type;
   const last = e.squeeze(e.op1('Slice', [logits, e.i64([-1]), e.i64([Number.MAX_SAFE_INTEGER]), e.i64([1])]), [1]);
@@ -191,9 +268,20 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
   const zero1 = e.i64([0]);
   const pads = e.op1('Concat', [zero1, before, zero1, zero1, zero1, zero1], { axis: 0 });
   const dLogits = e.op1('Pad', [e.unsqueeze(dLast, [1]), pads], { mode: 'constant' });
+  return { dLogits, ltype, logitsShape: lMeta.shape };
+}
 
-  // Reverse sweep.
-  const contributions = new Map<string, string[]>([[logits, [dLogits]]]);
+/** Reverse sweep over the path; returns the gradient tensor of T, or null when none reached it. */
+function reverseSweep(
+  pathNodes: NodeInfo[],
+  e: GradEmitter,
+  seed: { tensor: string; grad: string },
+  sets: { active: Set<string>; useful: Set<string> },
+  ruleOf: (n: NodeInfo) => GradRule,
+  ints: (name: string) => number[] | undefined,
+  T: string,
+): string | null {
+  const contributions = new Map<string, string[]>([[seed.tensor, [seed.grad]]]);
   const gradOf = (t: string): string | null => {
     const parts = contributions.get(t);
     if (!parts || parts.length === 0) return null;
@@ -202,11 +290,10 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
   };
   for (let k = pathNodes.length - 1; k >= 0; k--) {
     const node = pathNodes[k];
-    const gy = node.outputs.map((o) => (useful.has(o) ? gradOf(o) : null));
+    const gy = node.outputs.map((o) => (sets.useful.has(o) ? gradOf(o) : null));
     if (gy.every((g) => g === null)) continue;
-    const needs = node.inputs.map((i) => i !== '' && active.has(i));
-    const rule = unitRules.get(node) ?? ruleFor(node.opType, node.domain)!;
-    const gx = rule({ node, gy, needs, e, constInts: (name) => constInts(m, name) });
+    const needs = node.inputs.map((i) => i !== '' && sets.active.has(i));
+    const gx = ruleOf(node)({ node, gy, needs, e, constInts: ints });
     node.inputs.forEach((inp, i) => {
       if (!needs[i] || !gx[i]) return;
       const list = contributions.get(inp) ?? [];
@@ -214,15 +301,78 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
       contributions.set(inp, list);
     });
   }
-  const gT = gradOf(T);
+  return gradOf(T);
+}
+
+async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ bytes: Uint8Array; info: AttributionGraphInfo }> {
+  const r = checkRequest(m, opts);
+  const { T, logits, where } = r;
+  const { coneNodes, producerOf, toLogits } = cones(m.nodes, T, logits);
+
+  // Probe types/ranks of the cone and of everything its nodes read.
+  const wanted = new Set<string>([T, logits]);
+  for (const n of coneNodes) {
+    for (const o of n.outputs) if (o) wanted.add(o);
+    for (const i of n.inputs) if (i && producerOf.has(i)) wanted.add(i);
+  }
+  const bytes = m.source.read(0, m.size);
+  const externalDataDir = externalDataDirOf(m, opts);
+  const firstProbe = await probeTensors(m, bytes, [...wanted], { externalDataDir, feeds: opts.feeds });
+  let lookup = metaLookup(m, firstProbe);
+  const tMeta = lookup(T);
+  if (!tMeta || !FLOAT_TYPES.has(tMeta.type)) throw new QuantlensError('GRADIENT', `tensor "${T}" is ${tMeta?.type ?? 'of unknown type'}, not a float tensor`, where);
+  const { pathNodes: selected, unitRules, active, useful } = selectPath(m, coneNodes, toLogits, lookup, r);
+
+  // Contrib ops without a rule are replaced on the path by their decompositions (decompose.ts);
+  // a second probe gives the types/ranks of the decomposed tensors.
+  const ints = (name: string) => constInts(m, name);
+  const forward = new GradEmitter(r.opset, lookup, '/quantlens/decomp');
+  const hasRule = (n: NodeInfo) => unitRules.has(n) || !!ruleFor(n.opType, n.domain);
+  const expansion = decomposePath(selected, hasRule, forward, ints);
+  let pathNodes = selected;
+  if (expansion.replaced.size > 0) {
+    const probeBytes = appendGraphFragment(bytes, { nodes: forward.nodes });
+    const links = [...expansion.replaced.values()].flatMap((x) => x.links);
+    const keepValues = new Set(links.flatMap((l) => [l.inputs[0], l.outputs[0]]));
+    const decomposed = [...forward.nodes.flatMap((n) => n.outputs), ...keepValues];
+    const probed = await probeTensors(m, probeBytes, decomposed, { externalDataDir, feeds: opts.feeds, keepValues });
+    checkAgainstKernel(expansion, probed, where);
+    lookup = metaLookup(m, probed, firstProbe);
+    pathNodes = splice(selected, expansion, active, useful, lookup);
+  }
+  for (const n of pathNodes) {
+    if (!unitRules.has(n) && !ruleFor(n.opType, n.domain)) throw new QuantlensError('GRADIENT', `no gradient rule for ${n.opType} (node ${n.name || n.outputs[0]})`, where);
+  }
+
+  const e = new GradEmitter(r.opset, lookup);
+  const { dLogits, ltype, logitsShape } = emitObjective(e, logits, where);
+  const allInts = (name: string) => expansion.intConstants.get(name) ?? ints(name);
+  const ruleOf = (n: NodeInfo) => unitRules.get(n) ?? ruleFor(n.opType, n.domain)!;
+  const gT = reverseSweep(pathNodes, e, { tensor: logits, grad: dLogits }, { active, useful }, ruleOf, allInts, T);
   if (!gT) throw new QuantlensError('GRADIENT', `no gradient reached "${T}" from "${logits}"`, where);
   e.nodes.push({ opType: 'Identity', inputs: [gT], outputs: [gradName(T)], attrs: {}, name: '/quantlens/grad_output', domain: '' });
 
-  const out = writeModel(m, bytes, producer, T, tMeta, ltype, e);
-  return { bytes: out, info: { tensor: T, logits, pathNodes, backwardNodeCount: e.nodes.length, tensorMeta: tMeta, logitsShape: lMeta.shape } };
+  const out = writeModel(m, bytes, r.producer, T, tMeta, ltype, [...pruneUnread(forward.nodes, e.nodes), ...e.nodes]);
+  return { bytes: out, info: { tensor: T, logits, pathNodes, backwardNodeCount: e.nodes.length, decomposed: [...expansion.replaced.keys()], tensorMeta: tMeta, logitsShape } };
 }
 
-function writeModel(m: OnnxModel, bytes: Uint8Array, producer: NodeInfo, T: string, tMeta: TensorMeta, objectiveType: string, e: GradEmitter): Uint8Array {
+/**
+ * The decomposed forward nodes the backward nodes actually read (transitively). The rest (a
+ * decomposition's own outputs, constants a branch did not need) would only cost run time.
+ */
+function pruneUnread(forward: EmittedNode[], backward: EmittedNode[]): EmittedNode[] {
+  const read = new Set(backward.flatMap((n) => n.inputs));
+  const kept: EmittedNode[] = [];
+  for (let k = forward.length - 1; k >= 0; k--) {
+    const n = forward[k];
+    if (!n.outputs.some((o) => read.has(o))) continue;
+    kept.push(n);
+    for (const i of n.inputs) read.add(i);
+  }
+  return kept.reverse();
+}
+
+function writeModel(m: OnnxModel, bytes: Uint8Array, producer: NodeInfo, T: string, tMeta: TensorMeta, objectiveType: string, nodes: EmittedNode[]): Uint8Array {
   const g = new ProtoWriter();
   for (const [start, end] of m.graphRanges) {
     for (const f of scanFields(m.source, start, end)) {
@@ -241,7 +391,7 @@ function writeModel(m: OnnxModel, bytes: Uint8Array, producer: NodeInfo, T: stri
       }
     }
   }
-  for (const n of e.nodes) g.message(1, (nw) => encodeNode(nw, n));
+  for (const n of nodes) g.message(1, (nw) => encodeNode(nw, n));
   const code = ONNX_CODE[tMeta.type];
   g.message(11, (w) => encodeValueInfo(w, overrideName(T), code, tMeta.shape.length));
   g.message(11, (w) => encodeValueInfo(w, TARGET_INPUT, DTYPE.int64, 1));

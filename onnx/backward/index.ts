@@ -13,3 +13,7 @@ export {
 } from './graph.ts';
 export { GRADIENT_RULES, ruleFor, ruleKey } from './rules.ts';
 export type { GradRule, RuleContext } from './rule.ts';
+export { DECOMPOSITIONS } from './decompositions.ts';
+export { decompositionFor } from './decompose.ts';
+export type { Decomposition, DecomposeContext } from './decomposition.ts';
+export type { FeedBuilder } from './probe.ts';

@@ -50,9 +50,13 @@ const gelu: GradRule = (c) => {
   return [geluExact(c)];
 };
 
-// Opset >= 13 semantics: a single axis (the model's opset is checked to be >= 13).
+// From opset 13 a single axis (default -1); before, the input is flattened to 2-D at `axis`
+// (default 1) and normalised over every axis from there on.
 function softmaxAxis(c: RuleContext): number[] {
-  return [normAxis(attrInt(c.node, 'axis', -1), c.e.rank(c.node.inputs[0]))];
+  const r = c.e.rank(c.node.inputs[0]);
+  const axis = normAxis(attrInt(c.node, 'axis', c.e.opset >= 13 ? -1 : 1), r);
+  if (c.e.opset >= 13) return [axis];
+  return Array.from({ length: r - axis }, (_, i) => axis + i);
 }
 
 // dx = y ⊙ (g − Σ g⊙y)

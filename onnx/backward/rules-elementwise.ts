@@ -102,9 +102,11 @@ const clip: GradRule = (c) => {
   const lo = optionalInput(c.node, 1);
   const hi = optionalInput(c.node, 2);
   let mask: string | null = null;
-  if (lo) mask = c.e.op1('GreaterOrEqual', [x, lo]);
+  // GreaterOrEqual / LessOrEqual exist from opset 12; Not(Less) / Not(Greater) before.
+  const ge = (a: string, b: string) => (c.e.opset >= 12 ? c.e.op1('GreaterOrEqual', [a, b]) : c.e.op1('Not', [c.e.op1('Less', [a, b])]));
+  if (lo) mask = ge(x, lo);
   if (hi) {
-    const m = c.e.op1('LessOrEqual', [x, hi]);
+    const m = ge(hi, x);
     mask = mask ? c.e.op1('And', [mask, m]) : m;
   }
   if (!mask) return [g, null, null];

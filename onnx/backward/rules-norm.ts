@@ -6,7 +6,7 @@
  *   RMSNorm:   dx = r ⊙ (gh − x̂ ⊙ mean(gh ⊙ x̂))
  */
 import { normAxis } from './emitter.ts';
-import { attrFloat, attrInt, gradError, optionalInput, type GradRule, type RuleContext } from './rule.ts';
+import { attrFloat, attrInt, gradError, type GradRule, type RuleContext } from './rule.ts';
 
 function normGrad(c: RuleContext, x: string, g: string, scale: string, axes: number[], eps: number, centred: boolean): string {
   const e = c.e;
@@ -32,7 +32,7 @@ function axesFrom(c: RuleContext, x: string, defaultAxis: number): number[] {
   return Array.from({ length: r - axis }, (_, i) => axis + i);
 }
 
-// LayerNormalization(X, Scale, B?) / SimplifiedLayerNormalization(X, Scale)
+// LayerNormalization(X, Scale, B?); centred=false is RMSNorm
 function layerNorm(centred: boolean): GradRule {
   return (c) => {
     refuseWeightsAndStats(c, [1, 2], [1, 2]);
@@ -44,37 +44,8 @@ function layerNorm(centred: boolean): GradRule {
   };
 }
 
-/**
- * Skip(Simplified)LayerNormalization (com.microsoft): s = input + skip (+ bias); y = norm(s)·γ(+β);
- * output 3 is s itself. Both input and skip get ds (skip may be broadcast).
- */
-function skipLayerNorm(centred: boolean): GradRule {
-  return (c) => {
-    const weights = centred ? [2, 3, 4] : [2, 3];
-    refuseWeightsAndStats(c, weights, [1, 2]);
-    const e = c.e;
-    const [input, skip, gamma] = c.node.inputs;
-    const bias = optionalInput(c.node, centred ? 4 : 3);
-    const sumOut = c.node.outputs[3] || undefined;
-    const type = e.meta(input).type;
-    let s = sumOut ?? e.op1('Add', [input, skip]);
-    if (!sumOut && bias) s = e.op1('Add', [s, bias]);
-    e.setMeta(s, { type, shape: e.meta(input).shape });
-    const parts: string[] = [];
-    if (c.gy[0]) parts.push(normGrad(c, s, c.gy[0], gamma, [e.rank(input) - 1], attrFloat(c.node, 'epsilon', 1e-5), centred));
-    if (c.gy[3]) parts.push(c.gy[3]);
-    const ds = parts.length === 1 ? parts[0] : e.op1('Sum', parts);
-    const out: (string | null)[] = c.node.inputs.map(() => null);
-    if (c.needs[0]) out[0] = e.unbroadcast(ds, e.meta(input).shape, input);
-    if (c.needs[1]) out[1] = e.unbroadcast(ds, e.meta(input).shape, skip);
-    return out;
-  };
-}
-
+// ORT's SimplifiedLayerNormalization and Skip(Simplified)LayerNormalization are differentiated
+// through their decompositions (decompose-norm.ts), checked against ORT's kernels.
 export const NORM_RULES: Record<string, GradRule> = {
   LayerNormalization: layerNorm(true),
-  SimplifiedLayerNormalization: layerNorm(false),
-  'com.microsoft:SimplifiedLayerNormalization': layerNorm(false),
-  'com.microsoft:SkipSimplifiedLayerNormalization': skipLayerNorm(false),
-  'com.microsoft:SkipLayerNormalization': skipLayerNorm(true),
 };

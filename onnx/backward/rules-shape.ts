@@ -3,7 +3,7 @@
  * time; only ranks and axes are fixed when the graph is built.
  */
 import { tensor } from '../builder.ts';
-import { normAxis } from './emitter.ts';
+import { floatTensor, normAxis } from './emitter.ts';
 import { attrInt, attrInts, gradError, onlyGrad, optionalInput, type GradRule, type RuleContext } from './rule.ts';
 
 const INT64 = 7;
@@ -33,6 +33,16 @@ const concat: GradRule = (c) => {
   const r = c.e.rank(c.node.outputs[0]);
   const axis = normAxis(attrInt(c.node, 'axis', 0), r);
   const sizes = c.node.inputs.map((x) => c.e.op1('Slice', [c.e.shape(x), c.e.i64([axis]), c.e.i64([axis + 1])]));
+  if (c.e.opset < 13) {
+    // Split takes its sizes only as an attribute before opset 13: slice at run-time offsets instead.
+    let start = c.e.i64([0]);
+    return c.node.inputs.map((_, i) => {
+      const end = c.e.op1('Add', [start, sizes[i]]);
+      const part = c.needs[i] ? c.e.op1('Slice', [g, start, end, c.e.i64([axis])]) : null;
+      start = end;
+      return part;
+    });
+  }
   const split = c.e.op1('Concat', sizes, { axis: 0 });
   const parts = c.e.op('Split', [g, split], { axis }, c.node.inputs.length);
   return c.node.inputs.map((_, i) => (c.needs[i] ? parts[i] : null));
@@ -106,7 +116,7 @@ function zeroTensor(type: string) {
 const gather: GradRule = (c: RuleContext) => {
   const e = c.e;
   if (c.needs[1]) throw gradError(c.node, 'indices cannot carry a gradient');
-  if (e.opset < 16) throw gradError(c.node, `needs opset >= 16 (ScatterND reduction), model has ${e.opset}`);
+  if (e.opset < 16) return [gatherByOneHot(c), null];
   const [data, indices] = c.node.inputs;
   const g = onlyGrad(c);
   const r = e.rank(data);
@@ -134,6 +144,31 @@ const gather: GradRule = (c: RuleContext) => {
   dataPerm.forEach((p, i) => (inverse[p] = i));
   return [e.op1('Transpose', [scattered], { perm: inverse }), null];
 };
+
+/**
+ * Gather's gradient before opset 16 (no ScatterND reduction): with g viewed as [pre, Q, post]
+ * (Q = the flattened indices), d data = (gᵀ·OneHot(indices, dim))ᵀ as [pre, dim, post]; repeated
+ * indices add up in the MatMul.
+ */
+function gatherByOneHot(c: RuleContext): string {
+  const e = c.e;
+  const [data, indices] = c.node.inputs;
+  const g = onlyGrad(c);
+  const r = e.rank(data);
+  const a = normAxis(attrInt(c.node, 'axis', 0), r);
+  const type = e.meta(data).type;
+  const dataShape = e.shape(data);
+  const idx64 = e.meta(indices).type === 'int64' ? indices : e.op1('Cast', [indices], { to: INT64 });
+  const dim = e.op1('Gather', [dataShape, e.i64([a], [])]);
+  const wrapped = e.op1('Where', [e.op1('Less', [idx64, e.i64([0], [])]), e.op1('Add', [idx64, dim]), idx64]);
+  const flat = e.op1('Reshape', [wrapped, e.i64([-1])]);
+  const oneHot = e.op1('OneHot', [flat, e.unsqueeze(dim, [0]), e.constTensor(floatTensor(type, [2], [0, 1]))], { axis: -1 }); // [Q, dim]
+  const size = (from: number, to: number) =>
+    from >= to ? e.i64([1]) : e.op1('ReduceProd', [e.op1('Slice', [dataShape, e.i64([from]), e.i64([to])])], { axes: [0], keepdims: 1 });
+  const g3 = e.op1('Reshape', [g, e.op1('Concat', [size(0, a), e.i64([-1]), size(a + 1, r)], { axis: 0 })]);
+  const summed = e.op1('MatMul', [e.op1('Transpose', [g3], { perm: [0, 2, 1] }), oneHot]); // [pre, post, dim]
+  return e.op1('Reshape', [e.op1('Transpose', [summed], { perm: [0, 2, 1] }), dataShape]);
+}
 
 export const SHAPE_RULES: Record<string, GradRule> = {
   Reshape: reshapeLike,

@@ -26,12 +26,21 @@ import {
   overrideName,
   TARGET_INPUT,
 } from '../../onnx/backward/graph.ts';
+import type { FeedBuilder } from '../../onnx/backward/probe.ts';
 import { gaussLegendre } from './gauss-legendre.ts';
 
 export interface AttributionSession {
   session: ort.InferenceSession;
   tensor: string;
   plan: InputPlan;
+  /** Hand-made feeds for models whose inputs planInputs cannot classify (see createAttributionSession). */
+  feeds?: FeedBuilder;
+  /**
+   * Rows of different lengths never share a run (no padding at all). Set for models with
+   * GroupQueryAttention, whose kernel assumes each row's real tokens come first: left-padded
+   * rows would get other values than the example alone.
+   */
+  unpadded: boolean;
   logits: string;
   padId: number;
   /** Width of the attributed tensor [batch, sequence, width]. */
@@ -46,11 +55,11 @@ export interface AttributionSession {
 export async function createAttributionSession(
   model: string | OnnxModel,
   tensor: string,
-  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string } = {},
+  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string; feeds?: FeedBuilder } = {},
 ): Promise<AttributionSession> {
   const m = typeof model === 'string' ? readOnnxModel(model) : model;
   try {
-    const { bytes, info } = await buildAttributionGraphWithInfo(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir });
+    const { bytes, info } = await buildAttributionGraphWithInfo(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir, feeds: opts.feeds });
     const shape = info.tensorMeta.shape;
     if (shape.length !== 3 || info.tensorMeta.type !== 'float32') {
       throw new QuantlensError('UNSUPPORTED', `LIG needs a float32 [batch, sequence, width] activation; "${tensor}" is ${info.tensorMeta.type} of rank ${shape.length}`);
@@ -61,8 +70,10 @@ export async function createAttributionSession(
     });
     const ours = new Set([overrideName(tensor), TARGET_INPUT]);
     const metadata = (session.inputMetadata as readonly { name: string }[]).filter((x) => !ours.has(x.name));
-    const plan = planInputs({ inputMetadata: metadata } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
-    return { session, tensor, plan, logits: info.logits, padId: opts.padId ?? 0, width: shape[2], vocab: info.logitsShape[2], pathNodes: info.pathNodes.length, backwardNodes: info.backwardNodeCount };
+    // With hand-made feeds the plan is unused (its inputs may be ones planInputs refuses).
+    const plan = opts.feeds ? { idsName: 'input_ids', idsType: 'int64' as const, pastInputs: [] } : planInputs({ inputMetadata: metadata } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
+    const unpadded = info.decomposed.some((n) => n.opType === 'GroupQueryAttention');
+    return { session, tensor, plan, feeds: opts.feeds, unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[2], vocab: info.logitsShape[2], pathNodes: info.pathNodes.length, backwardNodes: info.backwardNodeCount };
   } finally {
     if (typeof model === 'string') m.source.close();
   }
@@ -136,6 +147,7 @@ export async function attributeBatch(
 ): Promise<LigResult[]> {
   if (layerTensor !== s.tensor) throw new QuantlensError('CONFIG', `attribution session is for "${s.tensor}", not "${layerTensor}"`);
   if (examples.length === 0) return [];
+  if (s.unpadded && new Set(examples.map((e) => e.ids.length)).size > 1) return byLength(s, examples, layerTensor, opts);
   const E = examples.length;
   const S = Math.max(...examples.map((e) => e.ids.length));
   const lengths = Int32Array.from(examples.map((e) => e.ids.length));
@@ -195,6 +207,19 @@ export async function attributeBatch(
   });
 }
 
+/** attributeBatch on each group of equal-length examples, results in the input order. */
+async function byLength(s: AttributionSession, examples: { ids: Int32Array }[], layerTensor: string, opts: LigOptions): Promise<LigResult[]> {
+  const groups = new Map<number, number[]>();
+  examples.forEach((e, i) => groups.set(e.ids.length, [...(groups.get(e.ids.length) ?? []), i]));
+  const out = new Array<LigResult>(examples.length);
+  for (const idx of groups.values()) {
+    const targets = opts.targets ? idx.map((i) => opts.targets![i]) : undefined;
+    const rs = await attributeBatch(s, idx.map((i) => examples[i]), layerTensor, { ...opts, targets });
+    idx.forEach((i, k) => (out[i] = rs[k]));
+  }
+  return out;
+}
+
 async function runRows(
   s: AttributionSession,
   ids: Int32Array[],
@@ -205,7 +230,8 @@ async function runRows(
   fetches: string[],
 ): Promise<ort.InferenceSession.OnnxValueMapType> {
   const R = ids.length;
-  const feeds = buildFeeds(s.plan, { seqLen: S, lengths: Int32Array.from(lengths), ids }, s.padId);
+  const batch = { seqLen: S, lengths: Int32Array.from(lengths), ids };
+  const feeds = s.feeds ? s.feeds(batch, s.padId) : buildFeeds(s.plan, batch, s.padId);
   // The activation run reads `__original`, which ignores the override: feed zeros of the right shape.
   const ov = override ?? new Float32Array(R * S * s.width);
   feeds[overrideName(s.tensor)] = new ort.Tensor('float32', ov, [R, S, s.width]);

@@ -45,7 +45,7 @@ export interface Helpers {
  * The synthetic model. With actInput the same model without its first stage: `act` is a graph
  * input (the same random weights are drawn, so body and head weights are identical).
  */
-export function syntheticModel(body: Body, seed = 1, domains: Record<string, number> = {}, actInput = false): Uint8Array {
+export function syntheticModel(body: Body, seed = 1, domains: Record<string, number> = {}, actInput = false, opset = 17): Uint8Array {
   const g = new GraphBuilder('synthetic');
   const r = rng(seed);
   const randVals = (n: number, scale: number) => Array.from({ length: n }, () => (r() * 2 - 1) * scale);
@@ -62,14 +62,14 @@ export function syntheticModel(body: Body, seed = 1, domains: Record<string, num
   } else {
     g.input('input_ids', 'int64', ['batch', 'seq']);
     const [xf] = g.node('Cast', ['input_ids'], 1, { to: 1 });
-    const [xu] = g.node('Unsqueeze', [xf, g.constI64([-1])]);
+    const [xu] = opset < 13 ? g.node('Unsqueeze', [xf], 1, { axes: [2] }) : g.node('Unsqueeze', [xf, g.constI64([-1])]);
     const [xw] = g.node('Mul', [xu, h.rand([W])]);
     g.node('Add', [xw, h.rand([W])], ['act']);
   }
   const { out, k } = body(g, 'act', h);
   g.node('MatMul', [out, h.rand([k, V], 1.5)], ['logits']);
   g.output('logits', 'float', ['batch', 'seq', V]);
-  return g.toModel({ opset: 17, domains });
+  return g.toModel({ opset, domains });
 }
 
 export interface FdReport {
@@ -86,9 +86,9 @@ export interface FdReport {
  * no derivative exists; such coordinates are skipped (at most 10% of them, else the test fails).
  * The kink test uses only forward evaluations, so it cannot hide a wrong backward rule.
  */
-export async function fdCheck(body: Body, opts: { seed?: number; positive?: boolean; domains?: Record<string, number>; h?: number; kinks?: boolean } = {}): Promise<FdReport> {
+export async function fdCheck(body: Body, opts: { seed?: number; positive?: boolean; domains?: Record<string, number>; h?: number; kinks?: boolean; opset?: number } = {}): Promise<FdReport> {
   const seed = opts.seed ?? 7;
-  const model = readOnnxModel(syntheticModel(body, seed, opts.domains));
+  const model = readOnnxModel(syntheticModel(body, seed, opts.domains, false, opts.opset));
   const { bytes, info } = await buildAttributionGraphWithInfo(model, { layerTensors: ['act'] });
   const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'disabled' });
   const r = rng(seed + 1000);
@@ -133,7 +133,7 @@ export async function fdCheck(body: Body, opts: { seed?: number; positive?: bool
   }
   await session.release();
   if (skipped > n / 10) failures.push(`${skipped} of ${n} coordinates straddle a kink; too many to trust the check`);
-  return { coordinates: n, failures, maxAbsGrad, maxAbsErr, pathOps: [...new Set(info.pathNodes.map((x) => x.opType))] };
+  return { coordinates: n, failures, maxAbsGrad, maxAbsErr, pathOps: [...new Set([...info.pathNodes, ...info.decomposed].map((x) => x.opType))] };
 }
 
 export { tensor };

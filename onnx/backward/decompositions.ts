@@ -1,0 +1,16 @@
+/** Every decomposition, keyed as the rules are (`domain:OpType` outside the default domain). */
+import { ATTENTION_DECOMPOSITIONS } from './decompose-attention.ts';
+import { GELU_DECOMPOSITIONS } from './decompose-gelu.ts';
+import { GQA_DECOMPOSITIONS } from './decompose-gqa.ts';
+import { EMBED_DECOMPOSITIONS, NORM_DECOMPOSITIONS } from './decompose-norm.ts';
+import { ROTARY_DECOMPOSITIONS } from './decompose-rotary.ts';
+import type { Decomposition } from './decomposition.ts';
+
+export const DECOMPOSITIONS: Record<string, Decomposition> = {
+  ...GELU_DECOMPOSITIONS,
+  ...ATTENTION_DECOMPOSITIONS,
+  ...GQA_DECOMPOSITIONS,
+  ...ROTARY_DECOMPOSITIONS,
+  ...NORM_DECOMPOSITIONS,
+  ...EMBED_DECOMPOSITIONS,
+};
