@@ -50,49 +50,34 @@ function intAttr(n: NodeInfo, name: string): number {
   return a.value;
 }
 
-function nbitsUnit(m: OnnxModel, n: NodeInfo): QuantizedUnit {
+/** A unit that is one com.microsoft node with attributes K and N (MatMulNBits, MatMulBnb4). */
+function singleNodeUnit(kind: QuantizedUnit['kind'], n: NodeInfo, weight: (K: number, N: number) => Float32Array): QuantizedUnit {
   const K = intAttr(n, 'K');
   const N = intAttr(n, 'N');
-  return {
-    kind: 'MatMulNBits',
-    input: n.inputs[0],
-    output: n.outputs[0],
-    K,
-    N,
-    members: [n],
-    shared: [],
-    weight() {
-      const bits = intAttr(n, 'bits');
-      const blockSize = intAttr(n, 'block_size');
-      if (n.inputs[4]) throw new QuantlensError('UNSUPPORTED', `MatMulNBits (${where(n)}) has g_idx; its gradient is not supported`);
-      let zp: Uint8Array | undefined;
-      if (n.inputs[3]) {
-        const z = bytes(m, n.inputs[3], n);
-        if (z.type !== DTYPE.uint8) throw new QuantlensError('UNSUPPORTED', `MatMulNBits (${where(n)}) has non-uint8 zero points; their gradient is not supported`);
-        zp = z.data;
-      }
-      return dequantizeNBits(bytes(m, n.inputs[1], n).data, floats(m, n.inputs[2], n), zp, K, N, bits, blockSize);
-    },
-  };
+  return { kind, input: n.inputs[0], output: n.outputs[0], K, N, members: [n], shared: [], weight: () => weight(K, N) };
+}
+
+function nbitsUnit(m: OnnxModel, n: NodeInfo): QuantizedUnit {
+  return singleNodeUnit('MatMulNBits', n, (K, N) => {
+    const bits = intAttr(n, 'bits');
+    const blockSize = intAttr(n, 'block_size');
+    if (n.inputs[4]) throw new QuantlensError('UNSUPPORTED', `MatMulNBits (${where(n)}) has g_idx; its gradient is not supported`);
+    let zp: Uint8Array | undefined;
+    if (n.inputs[3]) {
+      const z = bytes(m, n.inputs[3], n);
+      if (z.type !== DTYPE.uint8) throw new QuantlensError('UNSUPPORTED', `MatMulNBits (${where(n)}) has non-uint8 zero points; their gradient is not supported`);
+      zp = z.data;
+    }
+    return dequantizeNBits(bytes(m, n.inputs[1], n).data, floats(m, n.inputs[2], n), zp, K, N, bits, blockSize);
+  });
 }
 
 function bnb4Unit(m: OnnxModel, n: NodeInfo): QuantizedUnit {
-  const K = intAttr(n, 'K');
-  const N = intAttr(n, 'N');
-  return {
-    kind: 'MatMulBnb4',
-    input: n.inputs[0],
-    output: n.outputs[0],
-    K,
-    N,
-    members: [n],
-    shared: [],
-    weight() {
-      const qt = intAttr(n, 'quant_type');
-      if (qt !== 0 && qt !== 1) throw new QuantlensError('UNSUPPORTED', `MatMulBnb4 (${where(n)}) quant_type ${qt} (0 = fp4, 1 = nf4)`);
-      return dequantizeBnb4(bytes(m, n.inputs[1], n).data, floats(m, n.inputs[2], n), K, N, intAttr(n, 'block_size'), qt === 1 ? 'nf4' : 'fp4');
-    },
-  };
+  return singleNodeUnit('MatMulBnb4', n, (K, N) => {
+    const qt = intAttr(n, 'quant_type');
+    if (qt !== 0 && qt !== 1) throw new QuantlensError('UNSUPPORTED', `MatMulBnb4 (${where(n)}) quant_type ${qt} (0 = fp4, 1 = nf4)`);
+    return dequantizeBnb4(bytes(m, n.inputs[1], n).data, floats(m, n.inputs[2], n), K, N, intAttr(n, 'block_size'), qt === 1 ? 'nf4' : 'fp4');
+  });
 }
 
 function intValues(b: { data: Uint8Array; type: number }): Int8Array | Uint8Array {
