@@ -145,7 +145,8 @@ export function selectTargets(m: OnnxModel, includeLmHead: boolean): TargetSelec
     const cand = candidateOf(node, c, producers);
     if (!cand) continue;
     const { weight, weightName } = cand;
-    const lmHead = isLmHead(m, node, weightName);
+    // Attention's graph outputs are its present key/value, never logits.
+    const lmHead = cand.kind !== 'attention' && isLmHead(m, node, weightName);
     const params = weight.dims.reduce((a, b) => a * b, 1);
     const dtype = FLOAT_TYPES[weight.dataType];
     let reason: string | null = null;
