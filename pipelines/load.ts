@@ -98,6 +98,7 @@ class Validator {
     const out = (items as YamlNode[]).map((it, i) => {
       const k = `${key}[${i}]`;
       if (isMap(it)) {
+        for (const req of ['name', 'model']) if (!it.has(req)) this.fail(it, `${k}.${req}`, 'is required');
         const o = this.object(it, { name: { kind: 'string', required: true }, model: { kind: 'string', required: true } }, k) as { name: string; model: string };
         if (!/^[\w.+-]+$/.test(o.name)) this.fail(it, `${k}.name`, `"${o.name}" must be letters, digits, _ . + or -`);
         return o;

@@ -60,9 +60,9 @@ async function ownModel(folder: ModelFolder, precision: string, model: string, a
   if (!existsSync(model)) throw new QuantlensError('CONFIG', `model not found: ${model}`, where);
   const other = statSync(model).isDirectory() ? await openModelFolder(model, where) : await openModelFolder(path.dirname(model), where);
   const file = statSync(model).isDirectory() ? other.onnxPath : model;
-  await checkSameTokenizer(folder, other, where);
+  const tokenizerNote = await checkSameTokenizer(folder, other, where);
   const r = resolveFilePrecision(other.dir, file, precision, { allowPartial });
-  return { ...r, settings: { ...r.settings, prebuilt: undefined, model: file } };
+  return { ...r, settings: { ...r.settings, prebuilt: undefined, model: file, ...(tokenizerNote ? { tokenizer: tokenizerNote } : {}) } };
 }
 
 /** Quantized variants are cached per user: QUANTLENS_CACHE, else ~/.cache/quantlens. */
