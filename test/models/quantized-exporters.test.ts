@@ -56,8 +56,10 @@ function pipelineYaml(model: string, precisions: string[], out: string, data: st
 /** Run one pipeline and check the quantization claims on its outputs; returns one report line. */
 async function checkRun(label: string, yaml: string, out: string, quantized: string[]): Promise<string> {
   const cfg = parsePipeline(yaml, path.join(out, 'p.yaml'));
-  await runPipeline(cfg, { quiet: true, report: false, cacheDir: path.join(out, '..', 'cache'), log: () => undefined });
+  const report = label === 'hf-gpt2'; // one report is enough to check the fraction is shown
+  await runPipeline(cfg, { quiet: true, report, cacheDir: path.join(out, '..', 'cache'), log: () => undefined });
   const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'));
+  if (report) assert.match(readFileSync(path.join(out, 'report.html'), 'utf8'), /Precision nf4: linear weights quantized<\/th><td[^>]*>100\.0% of decoder linear-weight parameters/);
   const conf = await duckdbQuery(`select precision, count(*) n, count(*) filter (where isfinite(confidence)) finite from '${out}/predictions.parquet' group by precision`);
   assert.is(conf.length, quantized.length + 1, `${label}: predictions for every precision`);
   for (const r of conf) assert.is(Number(r.finite), Number(r.n), `${label} ${r.precision}: finite confidences`);
