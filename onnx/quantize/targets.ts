@@ -11,7 +11,7 @@
  * Weights that are already quantized (MatMulNBits, MatMulBnb4, MatMulInteger, …) are listed too,
  * so a caller can refuse to quantize them again (census.ts).
  */
-import type { NodeInfo, OnnxModel, TensorInfo } from '../model-reader.ts';
+import { readTensorFloat32, type NodeInfo, type OnnxModel, type TensorInfo } from '../model-reader.ts';
 import { DTYPE } from '../dtypes.ts';
 import { alreadyQuantized, type LinearWeight } from './census.ts';
 
@@ -78,6 +78,14 @@ const floatAttr = (n: NodeInfo, k: string, dflt: number) => {
   return a?.type === 'float' ? a.value : dflt;
 };
 
+function isIdentity(m: OnnxModel, w: TensorInfo): boolean {
+  const [r, s] = w.dims;
+  if (w.dims.length !== 2 || r !== s || !FLOAT_TYPES[w.dataType]) return false;
+  const d = readTensorFloat32(m, w);
+  for (let i = 0; i < d.length; i++) if (d[i] !== (i % (r + 1) === 0 ? 1 : 0)) return false;
+  return true;
+}
+
 /** A candidate before its checks: the weight as the node sees it. */
 interface Candidate {
   node: NodeInfo;
@@ -104,7 +112,7 @@ function weightBehind(name: string, c: ReturnType<typeof constantIndex>, produce
   return swaps ? { weightName: p.inputs[0], weight: w, viaTranspose: p } : null;
 }
 
-function candidateOf(node: NodeInfo, c: ReturnType<typeof constantIndex>, producers: Map<string, NodeInfo>): Candidate | null {
+function candidateOf(m: OnnxModel, node: NodeInfo, c: ReturnType<typeof constantIndex>, producers: Map<string, NodeInfo>): Candidate | null {
   if (node.domain === '' && node.opType === 'MatMul' && node.inputs.length === 2) {
     if (c.tensor(node.inputs[0])) return null; // constant @ activation is not a linear layer
     const w = weightBehind(node.inputs[1], c, producers);
@@ -122,7 +130,8 @@ function candidateOf(node: NodeInfo, c: ReturnType<typeof constantIndex>, produc
   }
   if (node.domain === 'com.microsoft' && node.opType === 'Attention') {
     const w = c.tensor(node.inputs[1]);
-    if (!w) return null;
+    // An identity weight (what the quantized rewrite leaves, replacement.ts) holds no parameters.
+    if (!w || isIdentity(m, w)) return null;
     return { node, kind: 'attention', weightName: node.inputs[1], weight: w, transposed: false };
   }
   return null;
@@ -142,7 +151,7 @@ export function selectTargets(m: OnnxModel, includeLmHead: boolean): TargetSelec
       linear.push({ node: label, op: node.opType, weight: node.inputs[1], params: quantizedAlready.params, lmHead: isLmHead(m, node, node.inputs[1]), status: 'prequantized', reason: quantizedAlready.how });
       continue;
     }
-    const cand = candidateOf(node, c, producers);
+    const cand = candidateOf(m, node, c, producers);
     if (!cand) continue;
     const { weight, weightName } = cand;
     // Attention's graph outputs are its present key/value, never logits.
