@@ -15,7 +15,7 @@ import { QuantlensError } from '../core/errors.ts';
 import { openModelFolder, type ModelFolder } from '../sources/model/folder.ts';
 import { checkSameTokenizer } from '../sources/model/same-tokenizer.ts';
 import type { PipelineConfig } from './schema.ts';
-import { resolveFilePrecision, resolvePrecision } from '../sources/model/precision-files.ts';
+import { graphSettings, resolveFilePrecision, resolvePrecision } from '../sources/model/precision-files.ts';
 
 type Resolved = { path: string; source: string; settings: Record<string, unknown> };
 
@@ -29,7 +29,7 @@ export async function resolvePrecisionModel(
   const q = cfg.quantization;
   const own = cfg.precision_models?.[precision];
   if (own) return ownModel(folder, precision, own, q.allow_partial);
-  if (precision === nativePrecision) return { path: folder.onnxPath, source: 'original', settings: {} };
+  if (precision === nativePrecision) return { path: folder.onnxPath, source: 'original', settings: prequantizedOriginal(folder.onnxPath) };
   if (precision === 'fp32' || precision === 'fp16') {
     const prebuilt = folder.variants[precision];
     if (prebuilt && prebuilt !== folder.onnxPath) return resolveFilePrecision(folder.dir, prebuilt, precision, { allowPartial: q.allow_partial });
@@ -63,6 +63,12 @@ async function ownModel(folder: ModelFolder, precision: string, model: string, a
   const tokenizerNote = await checkSameTokenizer(folder, other, where);
   const r = resolveFilePrecision(other.dir, file, precision, { allowPartial });
   return { ...r, settings: { ...r.settings, prebuilt: undefined, model: file, ...(tokenizerNote ? { tokenizer: tokenizerNote } : {}) } };
+}
+
+/** The model as given records what it holds when its weights are quantized already (e.g. an int4 build run as `fp32`). */
+function prequantizedOriginal(file: string): Record<string, unknown> {
+  const g = graphSettings(file, true);
+  return (g.formats as unknown[]).length ? { note: 'the model as given holds quantized weights', ...g } : {};
 }
 
 /** Quantized variants are cached per user: QUANTLENS_CACHE, else ~/.cache/quantlens. */

@@ -7,13 +7,18 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GraphBuilder, tensor } from '../../../onnx/builder.ts';
 import { quantizeModel } from '../../../onnx/quantize/index.ts';
 import { resolvePrecision } from '../../../sources/model/precision-files.ts';
 import { QuantlensError } from '../../../core/errors.ts';
 import { gaussian, runY, tmpDir } from './fixtures.ts';
+import { readOnnxModel } from '../../../onnx/model-reader.ts';
+import { rewriteModel } from '../../../onnx/quantize/rewrite.ts';
+import { selectTargets } from '../../../onnx/quantize/targets.ts';
+import type { VariantEmitter } from '../../../onnx/quantize/variants.ts';
+import { sharedPath } from '../../helpers/shared.ts';
 
 const bin = path.resolve(import.meta.dirname, '..', '..', '..', 'pipelines', 'bin.mjs');
 
@@ -92,6 +97,46 @@ test('quantlens quantize on a partial model: one line, exit 1, no file; --allow-
   assert.is(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /50\.0% of decoder linear-weight parameters.*down_proj\/Gemm \(Gemm with transA=1 is not supported\)/);
   assert.ok(existsSync(path.join(out, 'model_q4.onnx')));
+});
+
+
+/** Rewrites one MatMul so that its weight is a 3-D [1, K, N] constant: still valid ONNX, same numbers, not quantizable. */
+const threeDimensional: VariantEmitter = {
+  weight(name, K, N, ctx) {
+    const w = ctx.fresh(`${name}_3d`);
+    return { tensors: [{ name: w, type: 'float', dims: [1, K, N] }], produce: (b) => ({ [w]: b }) };
+  },
+  nodes: (plan, a, y, _K, _N, mainName) => [{ opType: 'MatMul', inputs: [a, plan.tensors[0].name], outputs: [y], name: mainName }],
+};
+
+test('quantlens run on a real model with one 3-D decoder weight: one line naming the node, exit 1, nothing written; allow_partial runs and records it', () => {
+  const src = sharedPath('models/stories260K-onnx', 'partial model pipeline');
+  if (!src) return;
+  const dir = tmpDir();
+  const model = path.join(dir, 'model');
+  mkdirSync(model);
+  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) if (existsSync(path.join(src, f))) copyFileSync(path.join(src, f), path.join(model, f));
+  const m = readOnnxModel(path.join(src, 'model.onnx'));
+  const target = selectTargets(m, false).targets.find((t) => /layers\.1\/.*down_proj/.test(t.node.name))!;
+  const file = path.join(model, 'model.onnx');
+  rewriteModel({ model: m, targets: [target], emitter: threeDimensional }, { tmpOnnx: file, finalOnnx: file, openData: () => `${file}.data` });
+  m.source.close();
+  const yaml = (extra: string) => `model: model\nprecisions: [fp32, q4]\ndataset:\n  path: data.csv\n  limit: 4\noutput: out\n${extra}`;
+  writeFileSync(path.join(dir, 'data.csv'), 'prompt,gold\nOnce upon a time,True\nThe cat,False\nA dog,True\nSun,False\n');
+  const env = { ...process.env, CI: 'true', QUANTLENS_CACHE: path.join(dir, 'cache') };
+  writeFileSync(path.join(dir, 'p.yaml'), yaml(''));
+  const r = spawnSync(process.execPath, [bin, 'run', path.join(dir, 'p.yaml'), '--quiet'], { encoding: 'utf8', env });
+  assert.is.not(r.status, 0);
+  const lines = r.stderr.split('\n').filter((l) => l.trim());
+  assert.is(lines.length, 1, r.stderr);
+  assert.match(lines[0], new RegExp(`node ${target.node.name.replace(/[/.]/g, '\\$&')} stays in float: weight .*is 3-D`));
+  assert.not.ok(existsSync(path.join(dir, 'out')) && readdirSync(path.join(dir, 'out')).length > 0, 'nothing written');
+  writeFileSync(path.join(dir, 'p.yaml'), yaml('quantization: {allow_partial: true}\n'));
+  const ok = spawnSync(process.execPath, [bin, 'run', path.join(dir, 'p.yaml'), '--quiet'], { encoding: 'utf8', env });
+  assert.is(ok.status, 0, ok.stderr);
+  const rec = JSON.parse(readFileSync(path.join(dir, 'out', 'summary.json'), 'utf8')).precisions.q4.quantization.record;
+  assert.equal(rec.kept_float.map((k: any) => k.node), [target.node.name, '/lm_head/MatMul']);
+  assert.ok(rec.decoder_fraction_quantized < 1 && rec.decoder_fraction_quantized > 0.9, String(rec.decoder_fraction_quantized));
 });
 
 test.run();
