@@ -62,7 +62,7 @@ async function ownModel(folder: ModelFolder, precision: string, model: string, a
   const file = statSync(model).isDirectory() ? other.onnxPath : model;
   const tokenizerNote = await checkSameTokenizer(folder, other, where);
   const r = resolveFilePrecision(other.dir, file, precision, { allowPartial });
-  return { ...r, settings: { ...r.settings, prebuilt: undefined, model: file, ...(tokenizerNote ? { tokenizer: tokenizerNote } : {}) } };
+  return { ...r, source: 'model-path', settings: { ...r.settings, prebuilt: undefined, model: file, ...(tokenizerNote ? { tokenizer: tokenizerNote } : {}) } };
 }
 
 /** The model as given records what it holds when its weights are quantized already (e.g. an int4 build run as `fp32`). */

@@ -24,7 +24,7 @@ import { QUANT_VARIANTS, variantSettings, type QuantOptions, type QuantVariant }
 
 export interface ResolvedPrecision {
   path: string;
-  source: 'original' | 'prebuilt' | 'cache' | 'quantized';
+  source: 'original' | 'prebuilt' | 'cache' | 'quantized' | 'model-path';
   settings: Record<string, unknown>;
 }
 
@@ -124,7 +124,8 @@ export async function resolvePrecision(
     } catch {
       // unreadable settings: quantize again below
     }
-    if (cached) {
+    // Entries cached before the linear-layer census existed have no record: quantize them again.
+    if (cached?.record) {
       // A partial variant cached under allow_partial is still refused without it.
       refuseCachedPartial(cached.record as QuantizationRecord | undefined, onnxPath, opts.allowPartial ?? false);
       return { path: out, source: 'cache', settings: cached };
