@@ -30,3 +30,6 @@ export { scorePredictions } from './operators/score.ts';
 export { openParquetSink, writeParquetTable } from './sinks/parquet.ts';
 export { openActivationDump } from './sinks/activation-dump.ts';
 export { writeReport } from './sinks/report/index.ts';
+
+export { quantizeModel, QUANT_VARIANTS, type QuantVariant, type QuantOptions, type QuantizationRecord } from './onnx/quantize/index.ts';
+export { readGraphQuantization, type GraphQuantization } from './onnx/quantize/graph-settings.ts';
