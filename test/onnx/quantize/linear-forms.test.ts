@@ -15,6 +15,7 @@ import { readOnnxModel } from '../../../onnx/model-reader.ts';
 import { quantizeModel, quantSessionConfig, type QuantVariant } from '../../../onnx/quantize/index.ts';
 import { gaussian, identity, runY, tmpDir, writeMatMulModel } from './fixtures.ts';
 import { transpose } from '../../../onnx/quantize/variants.ts';
+import { floatToHalf, halfToFloat } from '../../../onnx/dtypes.ts';
 
 const K = 64, N = 48, M = 5;
 const W = gaussian(K * N, 11, 0.1);
@@ -91,6 +92,52 @@ test('llm-int8 at opset 11 (no GreaterOrEqual) equals opset 17 bit for bit, with
     ys.push(await runY(out, x, M, K));
   }
   assert.equal(Array.from(ys[0]), Array.from(ys[1]));
+});
+
+test('fp16 model: Gemm transB=1 with bias and MatMul(x, Transpose(W)) equal the plain fp16 MatMul quantized (+ bias in fp16)', async () => {
+  const dir = tmpDir();
+  const half = (x: Float32Array) => halfToFloat(floatToHalf(x));
+  const run16 = async (file: string) => {
+    const s = await ort.InferenceSession.create(file, { extra: quantSessionConfig() } as ort.InferenceSession.SessionOptions);
+    const r = await s.run({ X: new ort.Tensor('float16', floatToHalf(X), [M, K]) });
+    await s.release();
+    return halfToFloat(r.Y.data as Uint16Array);
+  };
+  const write16 = (form: 'gemm-transB' | 'matmul-transpose') => {
+    const g = new GraphBuilder(form);
+    g.input('X', 'float16', ['m', K]);
+    g.initializer('W', tensor('float16', [N, K], floatToHalf(transpose(W, K, N))));
+    if (form === 'gemm-transB') {
+      g.initializer('C', tensor('float16', [N], floatToHalf(BIAS)));
+      g.node('Gemm', ['X', 'W', 'C'], ['Y'], { transB: 1 }, { name: '/model/layers.0/mlp/fc1/Gemm' });
+    } else {
+      g.node('Transpose', ['W'], ['Wt'], {});
+      g.node('MatMul', ['X', 'Wt'], ['Y'], {}, { name: '/model/layers.0/mlp/fc1/MatMul' });
+    }
+    g.output('Y', 'float16', ['m', N]);
+    const file = path.join(dir, `${form}-fp16.onnx`);
+    writeFileSync(file, g.toModel({ opset: 17 }));
+    return file;
+  };
+  const plainQ = path.join(dir, 'plain16-q4.onnx');
+  await quantizeModel(writeMatMulModel(dir, K, N, W, { name: 'plain16.onnx', fp16: true }), 'q4', plainQ, { includeLmHead: true });
+  const ref = await run16(plainQ);
+  const b16 = half(BIAS);
+  for (const form of ['gemm-transB', 'matmul-transpose'] as const) {
+    const out = path.join(dir, `${form}-fp16-q4.onnx`);
+    const r = await quantizeModel(write16(form), 'q4', out, { includeLmHead: true });
+    assert.is(r.record.fraction_quantized, 1);
+    const y = await run16(out);
+    // The product is cast to fp16 first in both; the Gemm bias is then added in fp16.
+    const expect = form === 'gemm-transB' ? half(Float32Array.from(ref, (v, i) => v + b16[i % N])) : ref;
+    // At most one fp16 ulp apart (ORT's fp16 Add may round differently from float-then-round).
+    let maxUlps = 0;
+    for (let i = 0; i < M * N; i++) {
+      const ulp = 2 ** (Math.floor(Math.log2(Math.max(Math.abs(expect[i]), 2 ** -14))) - 10);
+      maxUlps = Math.max(maxUlps, Math.abs(y[i] - expect[i]) / ulp);
+    }
+    assert.ok(maxUlps <= 1, `${form} fp16: ${maxUlps} ulps`);
+  }
 });
 
 /** Attention(x, W, bias) with 2 heads, causal; x [1, S, K]. */
