@@ -130,13 +130,16 @@ test('fp16 model: Gemm transB=1 with bias and MatMul(x, Transpose(W)) equal the 
     const y = await run16(out);
     // The product is cast to fp16 first in both; the Gemm bias is then added in fp16.
     const expect = form === 'gemm-transB' ? half(Float32Array.from(ref, (v, i) => v + b16[i % N])) : ref;
-    // At most one fp16 ulp apart (ORT's fp16 Add may round differently from float-then-round).
+    // ORT may add the bias before or after the product's cast to fp16: the two differ by the
+    // product's rounding (½ ulp) plus two roundings of the sum (½ ulp of |sum| ≤ 2·max operand each),
+    // i.e. at most 2.5 ulps of the larger operand.
     let maxUlps = 0;
     for (let i = 0; i < M * N; i++) {
-      const ulp = 2 ** (Math.floor(Math.log2(Math.max(Math.abs(expect[i]), 2 ** -14))) - 10);
+      const operand = form === 'gemm-transB' ? Math.max(Math.abs(ref[i]), Math.abs(b16[i % N])) : Math.abs(expect[i]);
+      const ulp = 2 ** (Math.floor(Math.log2(Math.max(operand, 2 ** -14))) - 10);
       maxUlps = Math.max(maxUlps, Math.abs(y[i] - expect[i]) / ulp);
     }
-    assert.ok(maxUlps <= 1, `${form} fp16: ${maxUlps} ulps`);
+    assert.ok(maxUlps <= 2.5, `${form} fp16: ${maxUlps} ulps`);
   }
 });
 
