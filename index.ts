@@ -31,3 +31,5 @@ export { openParquetSink, writeParquetTable } from './sinks/parquet.ts';
 export { openActivationDump } from './sinks/activation-dump.ts';
 export { writeReport } from './sinks/report/index.ts';
 export { writeSuiteReport } from './sinks/report/index.ts';
+export { quantizeModel, QUANT_VARIANTS, type QuantVariant, type QuantOptions, type QuantizationRecord } from './onnx/quantize/index.ts';
+export { readGraphQuantization, type GraphQuantization } from './onnx/quantize/graph-settings.ts';

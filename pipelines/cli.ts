@@ -105,7 +105,8 @@ async function main(): Promise<void> {
           .option('no-double-quant', { type: 'boolean', describe: 'nf4/fp4: store absmax in float32' })
           .option('asymmetric', { type: 'boolean', describe: 'q4/int8: zero points' })
           .option('outlier-threshold', { type: 'number', describe: 'llm-int8: default 6.0' })
-          .option('include-lm-head', { type: 'boolean', default: false, describe: 'quantize lm_head too (bitsandbytes leaves it in float)' }),
+          .option('include-lm-head', { type: 'boolean', default: false, describe: 'quantize lm_head too (bitsandbytes leaves it in float)' })
+          .option('allow-partial', { type: 'boolean', default: false, describe: 'accept decoder linear weights that cannot be quantized (kept in float, listed)' }),
       async (a) => {
         const { QUANT_VARIANTS, quantizeModel } = await import('../onnx/quantize/index.ts');
         const { openModelFolder } = await import('../sources/model/folder.ts');
@@ -122,8 +123,11 @@ async function main(): Promise<void> {
             symmetric: a.asymmetric ? false : undefined,
             outlierThreshold: a.outlierThreshold,
             includeLmHead: a.includeLmHead,
+            allowPartial: a.allowPartial,
           });
-          console.log(`${v}: ${r.quantized.length} MatMuls quantized, ${r.skipped.length} kept in float → ${out}`);
+          const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+          const rec = r.record;
+          console.log(`${v}: ${r.quantized.length} linear layers quantized (${pct(rec.decoder_fraction_quantized)} of decoder linear-weight parameters, ${pct(rec.fraction_quantized)} of all), ${r.skipped.length} kept in float${r.skipped.length ? `: ${r.skipped.join(', ')}` : ''} → ${out}`);
         }
       },
     )

@@ -76,6 +76,8 @@ class Validator {
         if (new Set(out).size !== out.length) this.fail(node, key, 'has a duplicate entry');
         return out;
       }
+      case 'precisionList':
+        return this.precisionList(node, field.oneOf, key);
       case 'layers': {
         if (!isSeq(node)) this.fail(node, key, 'must be a list of first/middle/last, layer indices or tensor names');
         if (node.items.length === 0) this.fail(node, key, 'must not be empty');
@@ -88,6 +90,28 @@ class Validator {
       case 'object':
         return this.object(node, field.fields, key);
     }
+  }
+
+  /** `[fp32, nf4, model_q4, {name: int4, model: ../other}]` → names, with `{name, model}` kept as objects. */
+  precisionList(node: YamlNode, oneOf: readonly string[], key: string): (string | { name: string; model: string })[] {
+    const items = isSeq(node) ? node.items : isScalar(node) ? [node] : this.fail(node, key, 'must be a list of precision names or {name, model} mappings');
+    const out = (items as YamlNode[]).map((it, i) => {
+      const k = `${key}[${i}]`;
+      if (isMap(it)) {
+        for (const req of ['name', 'model']) if (!it.has(req)) this.fail(it, `${k}.${req}`, 'is required');
+        const o = this.object(it, { name: { kind: 'string', required: true }, model: { kind: 'string', required: true } }, k) as { name: string; model: string };
+        if (!/^[\w.+-]+$/.test(o.name)) this.fail(it, `${k}.name`, `"${o.name}" must be letters, digits, _ . + or -`);
+        return o;
+      }
+      if (!isScalar(it) || typeof it.value !== 'string') this.fail(it, k, 'must be a precision name or a {name, model} mapping');
+      const v = it.value as string;
+      if (!oneOf.includes(v) && !/^model_[A-Za-z0-9]+$/.test(v)) this.fail(it, k, `"${v}" is not one of ${oneOf.join(', ')}, model_<tag> (a prebuilt file) or {name, model}`);
+      return v;
+    });
+    const names = out.map((p) => (typeof p === 'string' ? p : p.name));
+    if (names.length === 0) this.fail(node, key, 'must not be empty');
+    if (new Set(names).size !== names.length) this.fail(node, key, 'has a duplicate entry');
+    return out;
   }
 
   object(node: YamlNode | undefined, fields: Record<string, Field>, key: string): Record<string, unknown> {
@@ -127,8 +151,12 @@ export function parsePipeline(text: string, file: string): PipelineConfig {
   const base = path.dirname(path.resolve(file));
   const resolve = (p: string) => (path.isAbsolute(p) ? p : path.resolve(base, p));
   const name = raw.name ?? path.basename(file).replace(/\.ya?ml$/i, '');
+  const precisionEntries = raw.precisions as (string | { name: string; model: string })[];
+  const precisionModels = Object.fromEntries(precisionEntries.flatMap((p) => (typeof p === 'string' ? [] : [[p.name, resolve(p.model)]])));
   const cfg: PipelineConfig = {
     ...raw,
+    precisions: precisionEntries.map((p) => (typeof p === 'string' ? p : p.name)),
+    ...(Object.keys(precisionModels).length ? { precision_models: precisionModels } : {}),
     name,
     file: path.resolve(file),
     model: /^demo(:\w+)?$/.test(raw.model) ? raw.model : resolve(raw.model),

@@ -15,7 +15,10 @@ export interface PipelineConfig {
   file: string;
   /** Absolute model folder, or 'demo' / 'demo:bench' for the built-in demo model. */
   model: string;
+  /** Precision names, in order (the first is the reference). */
   precisions: string[];
+  /** Precisions given as `{name, model}`: their own model (folder or .onnx file, absolute). */
+  precision_models?: Record<string, string>;
   dataset: {
     path: string;
     format?: 'csv' | 'jsonl' | 'parquet';
@@ -40,7 +43,7 @@ export interface PipelineConfig {
   calibration: { bins: number; bootstrap: number; seed: number };
   salience: { steps: number; threshold: number; normalise: 'abs' | 'signed'; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean };
   agreement: { reference?: string };
-  quantization: { block_size?: number; double_quant?: boolean; symmetric?: boolean; outlier_threshold?: number; include_lm_head?: boolean };
+  quantization: { block_size?: number; double_quant?: boolean; symmetric?: boolean; outlier_threshold?: number; include_lm_head?: boolean; allow_partial: boolean };
   activations?: { format: 'arrow' | 'parquet'; every: number; limit?: number };
   checkpoint_every: number;
 }
@@ -52,13 +55,15 @@ type Field =
   | { kind: 'number'; required?: boolean; default?: number; min?: number; max?: number }
   | { kind: 'bool'; default?: boolean }
   | { kind: 'stringList'; required?: boolean; default?: string[]; oneOf?: readonly string[]; nonEmpty?: boolean }
+  /** Names from `oneOf` or `model_<tag>` (a prebuilt file of the folder), or `{name, model}` mappings. */
+  | { kind: 'precisionList'; default: string[]; oneOf: readonly string[] }
   | { kind: 'layers'; default: LayerSpec[] }
   | { kind: 'object'; fields: Record<string, Field>; required?: boolean; optional?: boolean };
 
 export const SCHEMA: Record<string, Field> = {
   name: { kind: 'string' },
   model: { kind: 'string', required: true },
-  precisions: { kind: 'stringList', default: ['fp32'], oneOf: PRECISIONS, nonEmpty: true },
+  precisions: { kind: 'precisionList', default: ['fp32'], oneOf: PRECISIONS },
   dataset: {
     kind: 'object',
     required: true,
@@ -140,6 +145,8 @@ export const SCHEMA: Record<string, Field> = {
       symmetric: { kind: 'bool' },
       outlier_threshold: { kind: 'number', min: 0 },
       include_lm_head: { kind: 'bool' },
+      /** Accept a precision that leaves some decoder linear weights in float (default: refused). */
+      allow_partial: { kind: 'bool', default: false },
     },
   },
   activations: {

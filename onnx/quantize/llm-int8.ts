@@ -107,11 +107,15 @@ export function llmInt8Emitter(threshold: number): VariantEmitter {
       const reduceMax = (x: string, axes: string, axis: number, out: string) =>
         ctx.opset >= 18 ? add('ReduceMax', [x, axes], [out], { keepdims: 1 }) : add('ReduceMax', [x], [out], { axes: [axis], keepdims: 1 });
 
+      // GreaterOrEqual exists from opset 12; before it, a >= t is Not(a < t) (no NaN in |x| of finite x).
+      const atLeast = (x: string, t: string, out: string) =>
+        ctx.opset >= 12 ? add('GreaterOrEqual', [x, t], [out]) : add('Not', [add('Less', [x, t], [ctx.fresh(`${out}/less`)])], [out]);
+
       const x = add('Reshape', [a, shape2d], [v('x2d')]);
       const ax = add('Abs', [x], [v('abs')]);
       const colMax = reduceMax(ax, axes0, 0, v('col_absmax'));
-      const colOut = add('GreaterOrEqual', [colMax, thr], [v('outlier_cols')]);
-      const elemOut = add('GreaterOrEqual', [ax, thr], [v('outlier_elems')]);
+      const colOut = atLeast(colMax, thr, v('outlier_cols'));
+      const elemOut = atLeast(ax, thr, v('outlier_elems'));
       // int8 part
       const xz = add('Where', [elemOut, zero, x], [v('x_no_outliers')]);
       const rowMax = reduceMax(add('Abs', [xz], [v('abs_no_outliers')]), axes1, 1, v('SCA'));

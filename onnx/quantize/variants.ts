@@ -26,6 +26,8 @@ export interface QuantOptions {
   outlierThreshold?: number;
   /** Quantize the lm_head MatMul too (default false: it stays float, as bnb's skip list). */
   includeLmHead?: boolean;
+  /** Accept a model whose decoder linear weights are not all quantized (default false: refused). */
+  allowPartial?: boolean;
 }
 
 export interface NewTensor {

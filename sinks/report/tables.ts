@@ -80,6 +80,14 @@ export function metadataTable(run: RunData): Built {
   for (const [p, ps] of Object.entries(s.precisions ?? {})) {
     const q = settingsText(ps?.quantization);
     text(`Precision ${p}`, q || '(no quantization settings recorded)', `precisions.${p}.quantization`);
+    // The census of linear layers (onnx/quantize/census.ts): never a silently partial precision.
+    const rec = (ps?.quantization as { record?: { decoder_fraction_quantized?: number; fraction_quantized?: number; kept_float?: unknown[] } } | undefined)?.record;
+    if (typeof rec?.decoder_fraction_quantized === 'number')
+      text(
+        `Precision ${p}: linear weights quantized`,
+        `${(100 * rec.decoder_fraction_quantized).toFixed(1)}% of decoder linear-weight parameters, ${(100 * (rec.fraction_quantized ?? 0)).toFixed(1)}% of all; ${rec.kept_float?.length ?? 0} weights kept in float`,
+        `precisions.${p}.quantization.record`,
+      );
   }
   text('ONNX Runtime version', s.ort?.version, 'ort.version');
   text('ONNX Runtime settings', settingsText(s.ort?.settings), 'ort.settings');

@@ -17,12 +17,14 @@ import { readOnnxModel, type NodeInfo } from '../../onnx/model-reader.ts';
 import { externalDataBeside } from './folder.ts';
 import { modelHash } from './hash.ts';
 import { quantizeModel } from '../../onnx/quantize/index.ts';
+import { refusePartial, type QuantizationRecord } from '../../onnx/quantize/census.ts';
+import { readGraphQuantization } from '../../onnx/quantize/graph-settings.ts';
 import { quantSessionConfig } from '../../onnx/quantize/session-settings.ts';
 import { QUANT_VARIANTS, variantSettings, type QuantOptions, type QuantVariant } from '../../onnx/quantize/variants.ts';
 
 export interface ResolvedPrecision {
   path: string;
-  source: 'original' | 'prebuilt' | 'cache' | 'quantized';
+  source: 'original' | 'prebuilt' | 'cache' | 'quantized' | 'model-path';
   settings: Record<string, unknown>;
 }
 
@@ -100,7 +102,8 @@ export async function resolvePrecision(
       const why = prebuiltMismatch(file, variant, settings);
       if (why === null) {
         const extra = variant === 'nf4' || variant === 'fp4' ? { doubleQuant: 'unknown (prebuilt file stores dequantized absmax)' } : {};
-        return { path: file, source: 'prebuilt', settings: { ...settings, ...extra, prebuilt: path.relative(modelDir, file) } };
+        const fromGraph = graphSettings(file, opts.allowPartial ?? false);
+        return { path: file, source: 'prebuilt', settings: { ...settings, ...extra, prebuilt: path.relative(modelDir, file), ...fromGraph } };
       }
       rejected.push(`${path.relative(modelDir, file)}: ${why}`);
     }
@@ -115,14 +118,50 @@ export async function resolvePrecision(
   const out = path.join(dir, `model_${variant}.onnx`);
   const meta = path.join(dir, 'settings.json');
   if (existsSync(out) && existsSync(meta)) {
+    let cached: Record<string, unknown> | null = null;
     try {
-      return { path: out, source: 'cache', settings: JSON.parse(readFileSync(meta, 'utf8')) };
+      cached = JSON.parse(readFileSync(meta, 'utf8'));
     } catch {
       // unreadable settings: quantize again below
+    }
+    // Entries cached before the linear-layer census existed have no record: quantize them again.
+    if (cached?.record) {
+      // A partial variant cached under allow_partial is still refused without it.
+      refuseCachedPartial(cached.record as QuantizationRecord | undefined, onnxPath, opts.allowPartial ?? false);
+      return { path: out, source: 'cache', settings: cached };
     }
   }
   const r = await quantizeModel(onnxPath, variant, out, opts);
   const recorded = { ...settings, ...r.settings, sourceSha256, cacheKey: key, quantized: r.quantized, skipped: r.skipped };
   await writeFileAtomically(meta, JSON.stringify(recorded, null, 2));
   return { path: out, source: 'quantized', settings: recorded };
+}
+
+/** Settings a file's graph holds (formats, census record); refuses a partially quantized file unless allowed. */
+export function graphSettings(file: string, allowPartial: boolean): Record<string, unknown> {
+  const m = readOnnxModel(file);
+  try {
+    const g = readGraphQuantization(m);
+    // A float file (fp16 export, a float sibling) is not a quantized precision: nothing to refuse.
+    if (g.linear.some((w) => w.status === 'prequantized')) refusePartial(g.linear, file, allowPartial);
+    return { formats: g.formats, weightDtype: g.weightDtype, record: g.record };
+  } finally {
+    m.source.close();
+  }
+}
+
+function refuseCachedPartial(record: QuantizationRecord | undefined, where: string, allowPartial: boolean): void {
+  const f = record?.kept_float?.filter((k) => !k.lm_head) ?? [];
+  if (!f.length || allowPartial) return;
+  refusePartial(f.map((k) => ({ node: k.node, op: '', weight: k.weight, params: k.params, lmHead: false, status: 'float', reason: k.reason })), where, false);
+}
+
+/**
+ * A file used as it is, as a precision: a prebuilt variant (`model_<tag>` in the folder) or a
+ * precision's own model path. Its settings are read from its graph, never from its name.
+ */
+export function resolveFilePrecision(modelDir: string, file: string, label: string, opts: QuantOptions = {}): ResolvedPrecision {
+  if (!existsSync(file)) throw new QuantlensError('CONFIG', `precision ${label}: model file not found: ${file}`, 'precisions');
+  const fromGraph = graphSettings(file, opts.allowPartial ?? false);
+  return { path: file, source: 'prebuilt', settings: { variant: label, prebuilt: path.relative(modelDir, file), ...fromGraph, sessionConfig: quantSessionConfig() } };
 }
