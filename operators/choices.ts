@@ -14,7 +14,8 @@ import { QuantlensError } from '../core/errors.ts';
 import { labelTokenId, splitLabels, truncate, type LabelSplit, type TextTokenizer } from '../sources/tokenizer.ts';
 import { norm, type ScoreRow } from './score.ts';
 import { type PrecisionRunner } from './infer.ts';
-import { forwardLogits, logSoftmaxAt } from './forced-logits.ts';
+import { forwardLogits } from './forced-logits.ts';
+import { argmax, logSoftmaxAt, logSumExp } from './logits.ts';
 
 export interface ChoiceScoreRow extends ScoreRow {
   choice_loglik: number[];
@@ -80,17 +81,15 @@ function choiceRow(ex: TokenizedExample, precision: string, labels: string[], sp
   for (let s = 0; s < P; s++) prefixLL += steps[s][split.prefix[s]];
   const last = steps[steps.length - 1];
   const ll = split.tokens.map((id) => last[id]);
-  let best = 0;
-  for (let k = 1; k < ll.length; k++) if (ll[k] > ll[best]) best = k;
-  let z = 0;
-  for (const v of ll) z += Math.exp(v - ll[best]);
+  const best = argmax(ll);
+  const lz = logSumExp(ll);
   return {
     example_id: ex.example_id,
     precision,
     gold: ex.gold,
     predicted_token_id: split.tokens[best],
     predicted_token: labels[best],
-    confidence: 1 / z,
+    confidence: Math.exp(ll[best] - lz),
     correct: norm(labels[best]) === norm(ex.gold),
     choice_loglik: ll.map((v) => v + prefixLL),
     choice_tokens: ll.map(() => P + 1),

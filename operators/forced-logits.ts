@@ -23,14 +23,4 @@ export async function forwardLogits(runner: PrecisionRunner, seqs: Int32Array[],
   return { logits, T, V: t.dims[2] };
 }
 
-/** log-softmax of logits[off … off+V) in float64, the max subtracted. */
-export function logSoftmaxAt(logits: Float32Array, off: number, V: number): Float64Array {
-  let m = -Infinity;
-  for (let v = 0; v < V; v++) m = Math.max(m, logits[off + v]);
-  let z = 0;
-  for (let v = 0; v < V; v++) z += Math.exp(logits[off + v] - m);
-  const lz = m + Math.log(z);
-  const out = new Float64Array(V);
-  for (let v = 0; v < V; v++) out[v] = logits[off + v] - lz;
-  return out;
-}
+export { logSoftmaxAt } from './logits.ts';

@@ -14,6 +14,7 @@
  */
 import type { PredictionBatch } from '../core/types.ts';
 import { QuantlensError } from '../core/errors.ts';
+import { argmax, logSumExp } from './logits.ts';
 
 export type Scoring =
   | { mode: 'first-token'; decode: (id: number) => string }
@@ -52,13 +53,10 @@ export function scorePredictions(batch: PredictionBatch, scoring: Scoring): Scor
   if (scoring.mode === 'first-token') {
     for (let e = 0; e < n; e++) {
       const off = e * V;
-      let best = 0;
-      for (let v = 1; v < V; v++) if (logits[off + v] > logits[off + best]) best = v;
-      const m = logits[off + best];
-      let s = 0;
-      for (let v = 0; v < V; v++) s += Math.exp(logits[off + v] - m);
+      const best = argmax(logits, off, V);
+      const confidence = Math.exp(logits[off + best] - logSumExp(logits, off, V));
       const token = scoring.decode(best);
-      rows.push({ example_id: exampleIds[e], precision: batch.precision, gold: batch.gold[e], predicted_token_id: best, predicted_token: token, confidence: 1 / s, correct: firstTokenCorrect(token, batch.gold[e]) });
+      rows.push({ example_id: exampleIds[e], precision: batch.precision, gold: batch.gold[e], predicted_token_id: best, predicted_token: token, confidence, correct: firstTokenCorrect(token, batch.gold[e]) });
     }
     return rows;
   }
@@ -73,14 +71,11 @@ export function scorePredictions(batch: PredictionBatch, scoring: Scoring): Scor
   });
   for (let e = 0; e < n; e++) {
     const off = e * V;
-    let best = 0;
-    for (let k = 1; k < ids.length; k++) if (logits[off + ids[k]] > logits[off + ids[best]]) best = k;
-    const m = logits[off + ids[best]];
-    let s = 0;
-    for (const id of ids) s += Math.exp(logits[off + id] - m);
+    const chosen = ids.map((id) => logits[off + id]);
+    const best = argmax(chosen);
     rows.push({
       example_id: exampleIds[e], precision: batch.precision, gold: batch.gold[e], predicted_token_id: ids[best], predicted_token: labels[best],
-      confidence: 1 / s, correct: norm(labels[best]) === norm(batch.gold[e]),
+      confidence: Math.exp(chosen[best] - logSumExp(chosen)), correct: norm(labels[best]) === norm(batch.gold[e]),
     });
   }
   return rows;

@@ -16,6 +16,7 @@ import { QuantlensError } from '../../core/errors.ts';
 import { percentile } from './calibration.ts';
 import { compareKeys } from './neurons.ts';
 import { GrowableF64, decodeF64, encodeF64 } from './state-codec.ts';
+import { argmax, logSumExp } from '../logits.ts';
 
 export interface AgreementRow {
   precision: string;
@@ -56,23 +57,6 @@ export interface AgreementState {
   reference: string;
   outputs: { precision: string; kl: string; sameTop1: number; deltaPSum: number; flagged: number; correctToWrong: number; wrongToCorrect: number }[];
   activations: ({ precision: string } & ActivationAcc)[];
-}
-
-/** log Σ exp(x) of one logits row, stable, in float64. */
-export function logSumExp(x: Float32Array, off: number, n: number): number {
-  let m = -Infinity;
-  for (let v = 0; v < n; v++) if (x[off + v] > m) m = x[off + v];
-  if (m === -Infinity) return -Infinity;
-  let s = 0;
-  for (let v = 0; v < n; v++) s += Math.exp(x[off + v] - m);
-  return m + Math.log(s);
-}
-
-/** First index of the largest logit. */
-export function argmax(x: Float32Array, off: number, n: number): number {
-  let best = 0;
-  for (let v = 1; v < n; v++) if (x[off + v] > x[off + best]) best = v;
-  return best;
 }
 
 /** Jaccard similarity |a∩b| / |a∪b| of two id sets (1 when both are empty). */
