@@ -10,6 +10,24 @@ import { momentStatsFragment } from './moment-stats.ts';
 
 export const LAST_LOGITS = 'quantlens/last_logits';
 
+/** The [batch, seq, width] view of a captured [batch·seq, width] tensor (see `reshape3d`). */
+export function reshapedName(tensor: string): string {
+  return `quantlens/3d/${tensor}`;
+}
+
+/** Reshape each flat tensor to [B, T, -1] with B, T taken from the ids input's runtime shape. */
+function reshapeFragment(r: { idsName: string; tensors: string[] } | undefined): GraphFragment {
+  if (!r || r.tensors.length === 0) return {};
+  return {
+    initializers: [{ name: 'quantlens/3d_tail', ...tensor('int64', [1], BigInt64Array.from([-1n])) }],
+    nodes: [
+      { opType: 'Shape', name: 'quantlens/3d_ids_shape', inputs: [r.idsName], outputs: ['quantlens/3d_ids_shape'] },
+      { opType: 'Concat', name: 'quantlens/3d_shape', inputs: ['quantlens/3d_ids_shape', 'quantlens/3d_tail'], outputs: ['quantlens/3d_shape'], attrs: { axis: 0 } },
+      ...r.tensors.map((t) => ({ opType: 'Reshape', name: reshapedName(t), inputs: [t, 'quantlens/3d_shape'], outputs: [reshapedName(t)] })),
+    ],
+  };
+}
+
 export function augmentForRun(
   model: Uint8Array,
   opts: {
@@ -17,15 +35,19 @@ export function augmentForRun(
     logitsName?: string;
     /** In-graph moments of these tensors (see moment-stats.ts), masked by `maskName`. */
     moments?: { tensors: { name: string; width: number }[]; maskName: string; opset: number };
+    /** Flat [B·T, D] tensors to expose as reshapedName(t) = [B, T, D]; captures/moments then name those. */
+    reshape3d?: { idsName: string; tensors: string[] };
   },
 ): Uint8Array {
   const logits = opts.logitsName ?? 'logits';
   const i64 = (name: string, v: bigint) => ({ name, ...tensor('int64', [1], BigInt64Array.from([v])) });
+  const r = reshapeFragment(opts.reshape3d);
   const m: GraphFragment = opts.moments ? momentStatsFragment(opts.moments.tensors, opts.moments.maskName, opts.moments.opset) : {};
   return appendGraphFragment(model, {
-    initializers: [i64('quantlens/last_start', -1n), i64('quantlens/last_end', 9223372036854775807n), i64('quantlens/last_axis', 1n), ...(m.initializers ?? [])],
+    initializers: [i64('quantlens/last_start', -1n), i64('quantlens/last_end', 9223372036854775807n), i64('quantlens/last_axis', 1n), ...(r.initializers ?? []), ...(m.initializers ?? [])],
     nodes: [
       { opType: 'Slice', name: 'quantlens/LastLogits', inputs: [logits, 'quantlens/last_start', 'quantlens/last_end', 'quantlens/last_axis'], outputs: [LAST_LOGITS] },
+      ...(r.nodes ?? []),
       ...(m.nodes ?? []),
     ],
     inputs: m.inputs,

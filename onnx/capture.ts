@@ -29,6 +29,10 @@ export interface ActivationSite {
   bias?: string;
   /** One line: what was recognised and how the layer was numbered. */
   why?: string;
+  /** The tensor is [batch·seq, width] (a Gemm computed it); runs reshape it to [batch, seq, width]. */
+  flat?: boolean;
+  /** The graph output a run fetches for this site when it differs from `tensor` (the reshaped copy). */
+  capture?: string;
 }
 
 export type LayerSpec = 'first' | 'middle' | 'last' | number | string;
@@ -76,6 +80,7 @@ export function findActivationSites(m: OnnxModel, config?: Record<string, any> |
     act: s.act.kind,
     input: s.act.input,
     ...(s.act.bias ? { bias: s.act.bias } : {}),
+    ...(s.flat ? { flat: true } : {}),
     why: describe(s, by),
   }));
 }

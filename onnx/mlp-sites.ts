@@ -18,6 +18,8 @@ export interface MlpSite {
   /** The up projection's output when gated. */
   up?: string;
   width: number | null;
+  /** The tensor is [batch·seq, d_ff]: a Gemm (always 2-D) computed it from flattened tokens. */
+  flat: boolean;
 }
 
 /** Ops that compute x·W (or a quantized form of it). */
@@ -74,15 +76,24 @@ function widthOf(g: GraphIndex, down: NodeInfo, act: RecognisedActivation): numb
   return null;
 }
 
+/** Gemm outputs are 2-D; elementwise ops (bias, activation) keep that rank. */
+function flatFromGemm(g: GraphIndex, t: string, depth = 4): boolean {
+  const p = g.producer.get(t);
+  if (!p || depth < 0) return false;
+  if (p.opType === 'Gemm') return true;
+  if (p.opType === 'Add' || p.opType === 'Mul' || p.opType === 'Cast') return p.inputs.some((i) => !isConstant(g, i) && flatFromGemm(g, i, depth - 1));
+  return false;
+}
+
 function siteAt(g: GraphIndex, down: NodeInfo): MlpSite | null {
   const t = dataSource(g, down.inputs[0]);
   const direct = recogniseActivation(g, t);
-  if (direct && fromLinear(g, direct.input)) return { tensor: t, node: g.producer.get(t)!, act: direct, down, width: widthOf(g, down, direct) };
+  if (direct && fromLinear(g, direct.input)) return { tensor: t, node: g.producer.get(t)!, act: direct, down, width: widthOf(g, down, direct), flat: flatFromGemm(g, direct.input) };
   const mul = g.producer.get(t);
   if (!mul || mul.opType !== 'Mul' || mul.inputs.length !== 2) return null;
   for (const [a, b] of [mul.inputs, [...mul.inputs].reverse()]) {
     const act = recogniseActivation(g, a);
-    if (act && fromLinear(g, act.input) && fromLinear(g, b)) return { tensor: a, node: g.producer.get(a)!, act, down, up: b, width: widthOf(g, down, act) };
+    if (act && fromLinear(g, act.input) && fromLinear(g, b)) return { tensor: a, node: g.producer.get(a)!, act, down, up: b, width: widthOf(g, down, act), flat: flatFromGemm(g, act.input) };
   }
   return null;
 }

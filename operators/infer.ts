@@ -73,7 +73,7 @@ export function extraFeeds(runner: PrecisionRunner, shifts?: Float64Array[]): Re
 
 export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: number): Promise<PrecisionOutput> {
   const feeds = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
-  const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.tensor)];
+  const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.capture ?? s.tensor)];
   const shifts = runner.momentSites.map((s) => Float64Array.from(runner.momentShift?.(s) ?? new Float64Array(s.width ?? 0)));
   Object.assign(feeds, extraFeeds(runner, shifts));
   runner.momentSites.forEach((_, k) => {
@@ -94,7 +94,7 @@ export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: num
     vocab,
   };
   const chunks = runner.sites.map((s) => {
-    const t = out[s.tensor];
+    const t = out[s.capture ?? s.tensor];
     return activationChunk({ data: t.data as Float32Array | Uint16Array, dims: t.dims, batch, precision: runner.precision, layer: s.layer, tensor: s.tensor });
   });
   const moments = runner.momentSites.map((site, k): MomentStats => {

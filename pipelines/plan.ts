@@ -15,7 +15,7 @@ import { datasetColumns, type DatasetSpec } from '../sources/dataset/open.ts';
 import { compilePrompt, checkPromptColumns, type PromptTemplate } from '../sources/prompt.ts';
 import { readOnnxModel } from '../onnx/model-reader.ts';
 import { resolveLayers, type ActivationSite } from '../onnx/capture.ts';
-import { augmentForRun } from '../onnx/augment.ts';
+import { augmentForRun, reshapedName } from '../onnx/augment.ts';
 import { createSession, defaultSessionSettings, describeSettings, type SessionSettings } from '../onnx/session.ts';
 import { planInputs } from '../onnx/feeds.ts';
 import { checkCorrelationBudget } from '../operators/estimators/correlation.ts';
@@ -70,11 +70,15 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   const nativePrecision = logitsType === 10 ? 'fp16' : 'fp32';
   const opset = graph.opsets.find((o) => o.domain === '')?.version ?? 0;
   const maskInput = graph.inputs.find((i) => i.name === 'attention_mask')?.name;
+  const idsInput = graph.inputs.find((i) => i.name === 'input_ids')?.name ?? 'input_ids';
   try {
-    sites = resolveLayers(graph, cfg.layers, folder.config, where('layers'));
+    sites = resolveLayers(graph, cfg.layers, folder.config ?? folder.genai, where('layers'));
   } finally {
     graph.source.close();
   }
+  // [B·T, d_ff] activations (Gemm-based exports such as OPT) are fetched through a [B, T, d_ff] view.
+  sites = sites.map((s) => (s.flat ? { ...s, capture: reshapedName(s.tensor) } : s));
+  const flat = { idsName: idsInput, tensors: sites.filter((s) => s.flat).map((s) => s.tensor) };
 
   // Per-neuron moments (neurons, dead, and agreement's dead-set overlap) are reduced inside the
   // model's own graph when it has an attention mask and known widths (moment-stats.ts); the
@@ -104,8 +108,9 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     const resolved = await resolvePrecisionModel(folder, precision, cfg, nativePrecision, opts.cacheDir);
     precisions.push({ precision, ...resolved });
     const bytes = augmentForRun(readFileSync(resolved.path), {
-      captures: needsChunks ? sites.map((s) => s.tensor) : [],
-      moments: momentsInGraph ? { tensors: sites.map((s) => ({ name: s.tensor, width: s.width! })), maskName: maskInput!, opset } : undefined,
+      captures: needsChunks ? sites.map((s) => s.capture ?? s.tensor) : [],
+      moments: momentsInGraph ? { tensors: sites.map((s) => ({ name: s.capture ?? s.tensor, width: s.width! })), maskName: maskInput!, opset } : undefined,
+      reshape3d: flat,
     });
     const s = await createSession(bytes, session, { externalDataDir: path.dirname(resolved.path), where: resolved.path });
     // Inputs the fragment added (quantlens/…) are fed by operators/infer.ts, not planned as model inputs.
