@@ -22,11 +22,14 @@ export interface ActivationChunkArgs {
   precision: string;
   layer: number;
   tensor: string;
+  /** Where the batch's pads are (InputPlan.padSide); left when absent. */
+  padSide?: 'left' | 'right';
 }
 
 /** Build the ActivationChunk of non-pad tokens. For float32 input this compacts `data` in place. */
 export function activationChunk(args: ActivationChunkArgs): ActivationChunk {
   const { data, dims, batch, precision, layer, tensor } = args;
+  const startOf = (len: number) => (args.padSide === 'right' ? 0 : T - len);
   const where = `activation ${tensor} (layer ${layer}, ${precision}, batch ${batch.index})`;
   if (dims.length !== 3) throw new QuantlensError('MODEL', `expected a [batch, seq, width] tensor, got dims [${dims.join(', ')}]`, where);
   const [B, T, D] = dims;
@@ -64,7 +67,7 @@ export function activationChunk(args: ActivationChunkArgs): ActivationChunk {
     let dst = 0;
     for (let b = 0; b < B; b++) {
       const len = batch.lengths[b];
-      const src = (b * T + (T - len)) * D;
+      const src = (b * T + startOf(len)) * D;
       if (src !== dst) data.copyWithin(dst, src, src + len * D);
       dst += len * D;
     }
@@ -74,7 +77,7 @@ export function activationChunk(args: ActivationChunkArgs): ActivationChunk {
     let dst = 0;
     for (let b = 0; b < B; b++) {
       const len = batch.lengths[b];
-      const src = (b * T + (T - len)) * D;
+      const src = (b * T + startOf(len)) * D;
       halfToFloat(data.subarray(src, src + len * D), values.subarray(dst, dst + len * D));
       dst += len * D;
     }

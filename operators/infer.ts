@@ -8,7 +8,7 @@ import { concatMap, type OperatorFunction } from 'rxjs';
 import type { ActivationChunk, Batch, PredictionBatch } from '../core/types.ts';
 import { activationChunk } from './chunk.ts';
 import { buildFeeds, type InputPlan } from '../onnx/feeds.ts';
-import { LAST_LOGITS } from '../onnx/augment.ts';
+import { LAST_INDEX, LAST_LOGITS } from '../onnx/augment.ts';
 import { momentStatsNames, NEAR_HI, NEAR_LO } from '../onnx/moment-stats.ts';
 import { halfToFloat } from '../onnx/dtypes.ts';
 import type { ActivationSite } from '../onnx/capture.ts';
@@ -76,6 +76,9 @@ export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: num
   const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.capture ?? s.tensor)];
   const shifts = runner.momentSites.map((s) => Float64Array.from(runner.momentShift?.(s) ?? new Float64Array(s.width ?? 0)));
   Object.assign(feeds, extraFeeds(runner, shifts));
+  if (runner.plan.padSide === 'right') {
+    feeds[LAST_INDEX] = new ort.Tensor('int64', BigInt64Array.from(batch.lengths, (len, b) => BigInt(b * batch.seqLen + len - 1)), [batch.lengths.length]);
+  }
   runner.momentSites.forEach((_, k) => {
     const n = momentStatsNames(k);
     fetches.push(n.s1, n.s2, n.min, n.max, n.nearZero);
@@ -95,7 +98,7 @@ export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: num
   };
   const chunks = runner.sites.map((s) => {
     const t = out[s.capture ?? s.tensor];
-    return activationChunk({ data: t.data as Float32Array | Uint16Array, dims: t.dims, batch, precision: runner.precision, layer: s.layer, tensor: s.tensor });
+    return activationChunk({ data: t.data as Float32Array | Uint16Array, dims: t.dims, batch, precision: runner.precision, layer: s.layer, tensor: s.tensor, padSide: runner.plan.padSide });
   });
   const moments = runner.momentSites.map((site, k): MomentStats => {
     const n = momentStatsNames(k);

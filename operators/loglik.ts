@@ -10,7 +10,7 @@ import ort from 'onnxruntime-node';
 import type { TokenizedExample } from '../core/types.ts';
 import type { ScoreRow } from './score.ts';
 import type { TextTokenizer } from '../sources/tokenizer.ts';
-import { buildFeeds } from '../onnx/feeds.ts';
+import { buildFeeds, rowStart } from '../onnx/feeds.ts';
 import { halfToFloat } from '../onnx/dtypes.ts';
 import { extraFeeds, type PrecisionRunner } from './infer.ts';
 
@@ -63,9 +63,9 @@ export async function scoreLoglik(
     const V = t.dims[2];
     part.forEach((c, r) => {
       let sum = 0;
-      // Continuation token j sits at padded position T − n + j; its logits come from the position before.
+      // Continuation token j sits at padded position start + j; its logits come from the position before.
       for (let j = c.ids.length - c.continuation; j < c.ids.length; j++) {
-        const off = (r * T + (T - c.ids.length + j - 1)) * V;
+        const off = (r * T + (rowStart(runner.plan, T, c.ids.length) + j - 1)) * V;
         let m = -Infinity;
         for (let v = 0; v < V; v++) m = Math.max(m, logits[off + v]);
         let z = 0;

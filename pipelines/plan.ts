@@ -18,6 +18,7 @@ import { resolveLayers, type ActivationSite } from '../onnx/capture.ts';
 import { augmentForRun, reshapedName } from '../onnx/augment.ts';
 import { createSession, defaultSessionSettings, describeSettings, type SessionSettings } from '../onnx/session.ts';
 import { planInputs } from '../onnx/feeds.ts';
+import { paddingSideFor, pastHintsFor } from '../onnx/attention-layout.ts';
 import { checkCorrelationBudget } from '../operators/estimators/correlation.ts';
 import type { PrecisionRunner } from '../operators/infer.ts';
 import { resolveDemo } from './demo.ts';
@@ -71,6 +72,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   const opset = graph.opsets.find((o) => o.domain === '')?.version ?? 0;
   const maskInput = graph.inputs.find((i) => i.name === 'attention_mask')?.name;
   const idsInput = graph.inputs.find((i) => i.name === 'input_ids')?.name ?? 'input_ids';
+  const inputOptions = { padSide: paddingSideFor(graph).side, past: pastHintsFor(graph, folder.config, folder.genai) };
   try {
     sites = resolveLayers(graph, cfg.layers, folder.config ?? folder.genai, where('layers'));
   } finally {
@@ -111,6 +113,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
       captures: needsChunks ? sites.map((s) => s.capture ?? s.tensor) : [],
       moments: momentsInGraph ? { tensors: sites.map((s) => ({ name: s.capture ?? s.tensor, width: s.width! })), maskName: maskInput!, opset } : undefined,
       reshape3d: flat,
+      gatherLast: inputOptions.padSide === 'right',
     });
     const s = await createSession(bytes, session, { externalDataDir: path.dirname(resolved.path), where: resolved.path });
     // Inputs the fragment added (quantlens/…) are fed by operators/infer.ts, not planned as model inputs.
@@ -118,7 +121,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     runners.push({
       precision,
       session: s,
-      plan: planInputs(modelInputs, resolved.path),
+      plan: planInputs(modelInputs, resolved.path, inputOptions),
       sites: needsChunks ? sites : [],
       momentSites: momentsInGraph ? sites : [],
       nearZero: { lo: cfg.dead.lo, hi: cfg.dead.hi },
