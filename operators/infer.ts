@@ -7,7 +7,7 @@ import ort from 'onnxruntime-node';
 import { concatMap, type OperatorFunction } from 'rxjs';
 import type { ActivationChunk, Batch, PredictionBatch } from '../core/types.ts';
 import { activationChunk } from './chunk.ts';
-import { buildFeeds, type InputPlan } from '../onnx/feeds.ts';
+import { buildFeeds, rowStart, type InputPlan } from '../onnx/feeds.ts';
 import { LAST_INDEX, LAST_LOGITS } from '../onnx/augment.ts';
 import { momentStatsNames, NEAR_HI, NEAR_LO } from '../onnx/moment-stats.ts';
 import { halfToFloat } from '../onnx/dtypes.ts';
@@ -76,8 +76,9 @@ export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: num
   const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.capture ?? s.tensor)];
   const shifts = runner.momentSites.map((s) => Float64Array.from(runner.momentShift?.(s) ?? new Float64Array(s.width ?? 0)));
   Object.assign(feeds, extraFeeds(runner, shifts));
-  if (runner.plan.padSide === 'right') {
-    feeds[LAST_INDEX] = new ort.Tensor('int64', BigInt64Array.from(batch.lengths, (len, b) => BigInt(b * batch.seqLen + len - 1)), [batch.lengths.length]);
+  if (runner.session.inputNames.includes(LAST_INDEX)) {
+    const last = (len: number, b: number) => BigInt(b * batch.seqLen + rowStart(runner.plan, batch.seqLen, len) + len - 1);
+    feeds[LAST_INDEX] = new ort.Tensor('int64', BigInt64Array.from(batch.lengths, last), [batch.lengths.length]);
   }
   runner.momentSites.forEach((_, k) => {
     const n = momentStatsNames(k);
