@@ -12,7 +12,7 @@
 import { QuantlensError } from '../core/errors.ts';
 import type { NodeInfo, OnnxModel } from './model-reader.ts';
 import type { ActivationKind } from './activation-functions.ts';
-import { findMlpSites, type MlpSite } from './mlp-sites.ts';
+import { findMlpSites, unrecognisedActivationHint, type MlpSite } from './mlp-sites.ts';
 
 export interface ActivationSite {
   layer: number;
@@ -121,12 +121,14 @@ export function resolveLayers(m: OnnxModel, specs: LayerSpec[], config?: Record<
       return;
     }
     const site = sites.find((s) => s.layer === index);
-    if (!site)
+    if (!site) {
+      const hint = sites.length ? null : unrecognisedActivationHint(m);
       throw new QuantlensError(
         'MODEL',
-        `cannot find the MLP activation of layer ${index} (${sites.length} recognised: ${sites.map((s) => s.layer).join(', ') || 'none'}); name the tensor explicitly, see \`quantlens inspect\``,
+        `cannot find the MLP activation of layer ${index} (${sites.length} recognised: ${sites.map((s) => s.layer).join(', ') || 'none'}${hint ? `; ${hint}` : ''}); name the tensor explicitly, see \`quantlens inspect\``,
         at,
       );
+    }
     out.push(site);
   });
   // The same tensor twice would double-count every statistic.

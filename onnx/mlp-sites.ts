@@ -113,3 +113,28 @@ export function findMlpSites(m: OnnxModel): MlpSite[] {
   }
   return sites.sort((a, b) => g.order.get(a.node)! - g.order.get(b.node)!);
 }
+
+/** Ops that feed linear layers without being an MLP activation (norms, attention, reshapes). */
+const NOT_ACTIVATIONS = new Set([
+  'LayerNormalization', 'SimplifiedLayerNormalization', 'SkipLayerNormalization', 'SkipSimplifiedLayerNormalization', 'RMSNormalization',
+  'Gather', 'Concat', 'Transpose', 'Reshape', 'Softmax', 'Add', 'MatMul', 'Gemm', 'GroupQueryAttention', 'MultiHeadAttention', 'Attention',
+  'MatMulNBits', 'MatMulBnb4', 'Cast', 'Squeeze', 'Unsqueeze', 'Flatten', 'Identity', 'DynamicQuantizeLinear', 'Slice', 'Where',
+]);
+
+/**
+ * For an error when no site is found: the first node that feeds a linear layer and might have been
+ * meant as its activation, as `node "<name>" (<op>) feeds <linear>`; null when there is none.
+ */
+export function unrecognisedActivationHint(m: OnnxModel): string | null {
+  const g = indexGraph(m);
+  let mulHint: string | null = null;
+  for (const n of m.nodes) {
+    if (!isLinearNode(g, n)) continue;
+    const p = g.producer.get(dataSource(g, n.inputs[0]));
+    if (!p || NOT_ACTIVATIONS.has(p.opType)) continue;
+    const hint = `node "${p.name}" (${p.opType}) feeds linear "${n.name}" but computes no known activation`;
+    if (p.opType !== 'Mul') return hint;
+    mulHint ??= hint;
+  }
+  return mulHint;
+}
