@@ -15,6 +15,7 @@
 import ort from 'onnxruntime-node';
 import { QuantlensError } from '../../core/errors.ts';
 import { buildFeeds, planInputs, type InputPlan } from '../../onnx/feeds.ts';
+import { paddingSideFor } from '../../onnx/attention-layout.ts';
 import { readOnnxModel, type OnnxModel } from '../../onnx/model-reader.ts';
 import { createSession, defaultSessionSettings, type SessionSettings } from '../../onnx/session.ts';
 import {
@@ -50,6 +51,10 @@ export async function createAttributionSession(
 ): Promise<AttributionSession> {
   const m = typeof model === 'string' ? readOnnxModel(model) : model;
   try {
+    // The objective reads logits at the last column (left padding); a model whose attention needs
+    // its real tokens first would be attributed on pads. Refused until the objective gathers per row.
+    const side = paddingSideFor(m);
+    if (side.side === 'right') throw new QuantlensError('UNSUPPORTED', `not supported: salience on a model that needs right padding (${side.why})`);
     const { bytes, info } = await buildAttributionGraphWithInfo(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir });
     const shape = info.tensorMeta.shape;
     if (shape.length !== 3 || info.tensorMeta.type !== 'float32') {
