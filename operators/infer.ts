@@ -71,15 +71,19 @@ export function extraFeeds(runner: PrecisionRunner, shifts?: Float64Array[]): Re
   return feeds;
 }
 
+/** The per-row last-real-position index the augmented graph gathers logits at (see augment.ts). */
+export function lastIndexFeeds(runner: PrecisionRunner, lengths: Int32Array, seqLen: number): Record<string, ort.Tensor> {
+  if (!runner.session.inputNames.includes(LAST_INDEX)) return {};
+  const last = (len: number, b: number) => BigInt(b * seqLen + rowStart(runner.plan, seqLen, len) + len - 1);
+  return { [LAST_INDEX]: new ort.Tensor('int64', BigInt64Array.from(lengths, last), [lengths.length]) };
+}
+
 export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: number): Promise<PrecisionOutput> {
   const feeds = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
   const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.capture ?? s.tensor)];
   const shifts = runner.momentSites.map((s) => Float64Array.from(runner.momentShift?.(s) ?? new Float64Array(s.width ?? 0)));
   Object.assign(feeds, extraFeeds(runner, shifts));
-  if (runner.session.inputNames.includes(LAST_INDEX)) {
-    const last = (len: number, b: number) => BigInt(b * batch.seqLen + rowStart(runner.plan, batch.seqLen, len) + len - 1);
-    feeds[LAST_INDEX] = new ort.Tensor('int64', BigInt64Array.from(batch.lengths, last), [batch.lengths.length]);
-  }
+  Object.assign(feeds, lastIndexFeeds(runner, batch.lengths, batch.seqLen));
   runner.momentSites.forEach((_, k) => {
     const n = momentStatsNames(k);
     fetches.push(n.s1, n.s2, n.min, n.max, n.nearZero);

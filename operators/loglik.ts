@@ -12,7 +12,7 @@ import type { ScoreRow } from './score.ts';
 import type { TextTokenizer } from '../sources/tokenizer.ts';
 import { buildFeeds, rowStart } from '../onnx/feeds.ts';
 import { halfToFloat } from '../onnx/dtypes.ts';
-import { extraFeeds, type PrecisionRunner } from './infer.ts';
+import { extraFeeds, lastIndexFeeds, type PrecisionRunner } from './infer.ts';
 
 const norm = (s: string) => s.trim().toLowerCase();
 
@@ -56,7 +56,7 @@ export async function scoreLoglik(
     const part = cands.slice(start, start + maxRows);
     const lengths = Int32Array.from(part, (c) => c.ids.length);
     const T = Math.max(...lengths);
-    const feeds = { ...buildFeeds(runner.plan, { seqLen: T, lengths, ids: part.map((c) => c.ids) }, tok.padId), ...extraFeeds(runner) };
+    const feeds = { ...buildFeeds(runner.plan, { seqLen: T, lengths, ids: part.map((c) => c.ids) }, tok.padId), ...extraFeeds(runner), ...lastIndexFeeds(runner, lengths, T) };
     const out = await runner.session.run(feeds, ['logits']);
     const t = out.logits;
     const logits = t.type === 'float16' ? halfToFloat(t.data as Uint16Array) : (t.data as Float32Array);

@@ -22,6 +22,7 @@ import { paddingSideFor, pastHintsFor } from '../onnx/attention-layout.ts';
 import { checkCorrelationBudget } from '../operators/estimators/correlation.ts';
 import type { PrecisionRunner } from '../operators/infer.ts';
 import { resolveDemo } from './demo.ts';
+import { confirmPaddingSide } from './padding-probe.ts';
 import { resolvePrecisionModel } from './precisions.ts';
 import { quantSessionConfig } from '../onnx/quantize/index.ts';
 
@@ -72,7 +73,8 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   const opset = graph.opsets.find((o) => o.domain === '')?.version ?? 0;
   const maskInput = graph.inputs.find((i) => i.name === 'attention_mask')?.name;
   const idsInput = graph.inputs.find((i) => i.name === 'input_ids')?.name ?? 'input_ids';
-  const inputOptions = { padSide: paddingSideFor(graph).side, past: pastHintsFor(graph, folder.config, folder.genai) };
+  const padding = paddingSideFor(graph);
+  const inputOptions = { padSide: padding.side, past: pastHintsFor(graph, folder.config, folder.genai) };
   try {
     sites = resolveLayers(graph, cfg.layers, folder.config ?? folder.genai, where('layers'));
   } finally {
@@ -113,7 +115,8 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
       captures: needsChunks ? sites.map((s) => s.capture ?? s.tensor) : [],
       moments: momentsInGraph ? { tensors: sites.map((s) => ({ name: s.capture ?? s.tensor, width: s.width! })), maskName: maskInput!, opset } : undefined,
       reshape3d: flat,
-      gatherLast: inputOptions.padSide === 'right',
+      // Always gathered per row, so the padding probe below can switch sides without new sessions.
+      gatherLast: true,
     });
     const s = await createSession(bytes, session, { externalDataDir: path.dirname(resolved.path), where: resolved.path });
     // Inputs the fragment added (quantlens/…) are fed by operators/infer.ts, not planned as model inputs.
@@ -129,6 +132,8 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   }
 
   const maxContext = Math.min(folder.maxContext ?? 2048, 1 << 16);
+  const reference = runners.find((r) => r.precision === nativePrecision);
+  const padSide = await confirmPaddingSide(runners, reference, tokenizer, padding, { maxContext, where: where('model') });
   const metadata: Record<string, string> = {
     'quantlens.version': '0.1.0',
     'quantlens.pipeline': JSON.stringify({ ...cfg, file: undefined }),
@@ -137,6 +142,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     'quantlens.precisions': JSON.stringify(precisions),
     'quantlens.ort_version': ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown',
     'quantlens.session_settings': JSON.stringify(describeSettings(session)),
+    'quantlens.padding': JSON.stringify(padSide),
   };
   if (demo.label) metadata['quantlens.model_label'] = demo.label;
   return { cfg, folder, modelHash: hash, demoLabel: demo.label, tokenizer, template, dataset, sites, runners, precisions, session, maxContext, metadata };
