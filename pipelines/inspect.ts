@@ -4,6 +4,7 @@ import { openModelFolder } from '../sources/model/folder.ts';
 import { readOnnxModel } from '../onnx/model-reader.ts';
 import { configLayerCount, countDecoderLayers, findActivationSites } from '../onnx/capture.ts';
 import { dtypeName } from '../onnx/dtypes.ts';
+import { paddingSideFor } from '../onnx/attention-layout.ts';
 
 export interface InspectReport {
   folder: string;
@@ -17,6 +18,8 @@ export interface InspectReport {
   /** Where decoderLayers came from. */
   layersFrom: 'config.json' | 'genai_config.json' | 'graph';
   activations: { layer: number; tensor: string; opType: string; how: string; width: number | null; act?: string; input?: string; why?: string }[];
+  /** Padding side from the attention implementation (the pipeline confirms it with a probe batch). */
+  padding: { side: string; why: string };
   opTypes: Record<string, number>;
   quantizableMatMuls: number;
 }
@@ -40,6 +43,7 @@ export async function inspectModel(dir: string): Promise<InspectReport> {
       decoderLayers: countDecoderLayers(m, layerConfig),
       layersFrom: configLayerCount(folder.config) !== null ? 'config.json' : configLayerCount(folder.genai) !== null ? 'genai_config.json' : 'graph',
       activations: findActivationSites(m, layerConfig).map(({ layer, tensor, opType, how, width, act, input, why }) => ({ layer, tensor, opType, how, width, act, input, why })),
+      padding: paddingSideFor(m),
       opTypes,
       quantizableMatMuls: m.nodes.filter((n) => n.opType === 'MatMul' && m.initializers.get(n.inputs[1])?.dims.length === 2).length,
     };
@@ -59,6 +63,7 @@ export function formatInspect(r: InspectReport): string {
     ...r.inputs.map((i) => `  ${i.name}  ${i.type} ${dims(i.dims)}`),
     `outputs`,
     ...r.outputs.map((o) => `  ${o.name}  ${o.type} ${dims(o.dims)}`),
+    `padding        ${r.padding.side} (${r.padding.why})`,
     `decoder layers ${r.decoderLayers} (from ${r.layersFrom})`,
     `MLP activations (the paper's hooked tensor; use these names in layers: when needed)`,
     ...(r.activations.length
