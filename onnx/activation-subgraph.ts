@@ -73,8 +73,15 @@ function coneInputs(g: GraphIndex, n: NodeInfo): string[] | null {
   return null;
 }
 
-/** The elementwise cone ending at `t`, and the single tensor it reads; null when there is no such cone. */
-function collectCone(g: GraphIndex, t: string): { nodes: NodeInfo[]; leaf: string } | null {
+interface Cone {
+  nodes: NodeInfo[];
+  leaves: Set<string>;
+  /** Every tensor visited, leaves included. */
+  seen: Set<string>;
+}
+
+/** The elementwise cone ending at `t`, stopping at `stop` tensors; null when it grows past MAX_CONE. */
+function expandCone(g: GraphIndex, t: string, stop?: string): Cone | null {
   const nodes = new Set<NodeInfo>();
   const leaves = new Set<string>();
   const seen = new Set<string>();
@@ -83,7 +90,7 @@ function collectCone(g: GraphIndex, t: string): { nodes: NodeInfo[]; leaf: strin
     const name = stack.pop()!;
     if (seen.has(name)) continue;
     seen.add(name);
-    const p = g.producer.get(name);
+    const p = name === stop ? undefined : g.producer.get(name);
     const inputs = p ? coneInputs(g, p) : null;
     if (!p || !inputs || inputs.length === 0) {
       leaves.add(name);
@@ -93,8 +100,29 @@ function collectCone(g: GraphIndex, t: string): { nodes: NodeInfo[]; leaf: strin
     if (nodes.size > MAX_CONE) return null;
     stack.push(...inputs);
   }
-  if (leaves.size !== 1 || nodes.size === 0) return null;
-  return { nodes: [...nodes].sort((a, b) => g.order.get(a)! - g.order.get(b)!), leaf: [...leaves][0] };
+  return { nodes: [...nodes].sort((a, b) => g.order.get(a)! - g.order.get(b)!), leaves, seen };
+}
+
+/**
+ * Single-input cones ending at `t`, largest first. The whole cone comes first; when it reads
+ * several tensors because a linear output was itself rescaled elementwise (dynamic quantization:
+ * Cast(MatMulInteger) × scale), each inner tensor is tried as the activation's input instead.
+ */
+function* singleInputCones(g: GraphIndex, t: string): Generator<{ nodes: NodeInfo[]; leaf: string }> {
+  const full = expandCone(g, t);
+  if (!full) return;
+  const single = (c: Cone | null) => (c && c.leaves.size === 1 && c.nodes.length > 0 ? { nodes: c.nodes, leaf: [...c.leaves][0] } : null);
+  const whole = single(full);
+  if (whole) {
+    yield whole;
+    return;
+  }
+  const inner = [...full.seen]
+    .filter((x) => x !== t && !full.leaves.has(x))
+    .map((x) => single(expandCone(g, t, x)))
+    .filter((c): c is { nodes: NodeInfo[]; leaf: string } => c !== null)
+    .sort((a, b) => b.nodes.length - a.nodes.length);
+  yield* inner;
 }
 
 /** Evaluate the cone at x (float64), reading scalar constants from the graph. */
@@ -118,10 +146,11 @@ function coneFunction(g: GraphIndex, nodes: NodeInfo[], leaf: string, out: strin
 
 /** What activation `t` is the output of, or null if it is not one of the known activations. */
 export function recogniseActivation(g: GraphIndex, t: string): RecognisedActivation | null {
-  const cone = collectCone(g, t);
-  if (!cone) return null;
-  const kind = identifyActivation(coneFunction(g, cone.nodes, cone.leaf, t));
-  if (!kind) return null;
-  const fused = cone.nodes.find((n) => FUSED_BIAS.has(n.opType) && n.inputs[1]);
-  return { kind, input: cone.leaf, bias: fused?.inputs[1], ops: cone.nodes.map((n) => n.opType).join('+') };
+  for (const cone of singleInputCones(g, t)) {
+    const kind = identifyActivation(coneFunction(g, cone.nodes, cone.leaf, t));
+    if (!kind) continue;
+    const fused = cone.nodes.find((n) => FUSED_BIAS.has(n.opType) && n.inputs[1]);
+    return { kind, input: cone.leaf, bias: fused?.inputs[1], ops: cone.nodes.map((n) => n.opType).join('+') };
+  }
+  return null;
 }

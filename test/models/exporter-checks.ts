@@ -97,6 +97,25 @@ export async function checkLayerCount(dir: string): Promise<ActivationSite[]> {
   }
 }
 
+/**
+ * Every prebuilt variant beside the base model (transformers.js model_q4 / bnb4 / int8 / uint8 /
+ * fp16) has the same hooked tensors, activations and widths as the base, whatever its linear ops.
+ */
+export async function checkVariantSites(dir: string, base: ActivationSite[]): Promise<string[]> {
+  const folder = await openModelFolder(dir);
+  const tags = Object.keys(folder.variants).filter((t) => folder.variants[t] !== folder.onnxPath);
+  const key = (s: ActivationSite) => [s.layer, s.tensor, s.act, s.input, s.width];
+  for (const tag of tags) {
+    const m = readOnnxModel(folder.variants[tag]);
+    try {
+      assert.equal(findActivationSites(m, folder.config ?? folder.genai).map(key), base.map(key), `variant ${tag}`);
+    } finally {
+      m.source.close();
+    }
+  }
+  return tags;
+}
+
 /** Input options exactly as a pipeline plans them for this folder. */
 function inputOptions(folder: ModelFolder): { padSide: PadSide; past: ReturnType<typeof pastHintsFor> } {
   const m = readOnnxModel(folder.onnxPath);

@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import path from 'node:path';
 import { sharedPath } from '../helpers/shared.ts';
-import { EXPORTERS_REL, exporterFolders, checkLayerCount, checkActivationValues, paddedVsAlone, checkRun } from './exporter-checks.ts';
+import { EXPORTERS_REL, exporterFolders, checkLayerCount, checkActivationValues, checkVariantSites, paddedVsAlone, checkRun } from './exporter-checks.ts';
 
 const folders = sharedPath(EXPORTERS_REL, 'exporter matrix') ? exporterFolders()! : [];
 
@@ -23,7 +23,8 @@ for (const dir of folders) {
   test(`${name}: layer count from its config; one MLP activation per layer, captured = act(input) to 1e-5`, async () => {
     const sites = await checkLayerCount(dir);
     const worst = await checkActivationValues(dir, sites);
-    console.log(`${name}: ${sites.length} layers, ${sites[0].act} (${sites.map((s) => s.width).join('/')} wide), max rel error ${worst.toExponential(2)}`);
+    const variants = await checkVariantSites(dir, sites);
+    console.log(`${name}: ${sites.length} layers, ${sites[0].act} (${sites.map((s) => s.width).join('/')} wide), max rel error ${worst.toExponential(2)}${variants.length ? `; same sites in ${variants.join(', ')}` : ''}`);
   });
 
   test(`${name}: padded batch = each example alone (last logits and activations < 1e-4)`, async () => {
