@@ -54,7 +54,8 @@ export function activationFromConfigName(name: unknown): ActivationKind | null {
 /** The activation a config declares (`hidden_act`, GPT-2's `activation_function`, OPT's too). */
 export function configActivation(config: Record<string, unknown> | null | undefined): ActivationKind | null {
   if (!config) return null;
-  return activationFromConfigName(config.hidden_act ?? config.activation_function ?? config.hidden_activation);
+  // Gemma: hidden_activation overrides the legacy hidden_act, as in transformers.
+  return activationFromConfigName(config.hidden_activation ?? config.hidden_act ?? config.activation_function);
 }
 
 /** Sample points for recognising a function by value: dense near 0 where the GELUs differ most. */

@@ -5,6 +5,7 @@ import { readOnnxModel } from '../onnx/model-reader.ts';
 import { configLayerCount, countDecoderLayers, findActivationSites } from '../onnx/capture.ts';
 import { dtypeName } from '../onnx/dtypes.ts';
 import { paddingSideFor } from '../onnx/attention-layout.ts';
+import { configActivation } from '../onnx/activation-functions.ts';
 
 export interface InspectReport {
   folder: string;
@@ -15,6 +16,8 @@ export interface InspectReport {
   inputs: { name: string; type: string; dims: (number | string | null)[] }[];
   outputs: { name: string; type: string; dims: (number | string | null)[] }[];
   decoderLayers: number;
+  /** The activation config.json declares (hidden_act / activation_function), when it names one we know. */
+  configActivation: string | null;
   /** Where decoderLayers came from. */
   layersFrom: 'config.json' | 'genai_config.json' | 'graph';
   activations: { layer: number; tensor: string; opType: string; how: string; width: number | null; act?: string; input?: string; why?: string }[];
@@ -44,6 +47,7 @@ export async function inspectModel(dir: string): Promise<InspectReport> {
       layersFrom: configLayerCount(folder.config) !== null ? 'config.json' : configLayerCount(folder.genai) !== null ? 'genai_config.json' : 'graph',
       activations: findActivationSites(m, layerConfig).map(({ layer, tensor, opType, how, width, act, input, why }) => ({ layer, tensor, opType, how, width, act, input, why })),
       padding: paddingSideFor(m),
+      configActivation: configActivation(folder.config),
       opTypes,
       quantizableMatMuls: m.nodes.filter((n) => n.opType === 'MatMul' && m.initializers.get(n.inputs[1])?.dims.length === 2).length,
     };
@@ -70,6 +74,9 @@ export function formatInspect(r: InspectReport): string {
       ? r.activations.flatMap((a) => [`  layer ${a.layer}  ${a.tensor}  (${a.opType}, width ${a.width ?? '?'})`, `    why: ${a.why ?? a.how}`])
       : ['  none recognised: no linear layer reads SiLU/GELU/ReLU of a linear output; name tensors explicitly in layers:']),
     ...(r.activations.length && r.activations.length !== r.decoderLayers ? [`  warning: ${r.activations.length} MLP activations found for ${r.decoderLayers} decoder layers`] : []),
+    ...(r.configActivation && r.activations.some((a) => a.act !== r.configActivation)
+      ? [`  warning: the config declares ${r.configActivation}, the graph computes ${[...new Set(r.activations.map((a) => a.act))].join(', ')}`]
+      : []),
     `quantizable MatMuls (2-D constant weight) ${r.quantizableMatMuls}`,
     `ops            ${Object.entries(r.opTypes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}×${v}`).join(' ')}`,
   ];
