@@ -69,6 +69,8 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   let sites: ActivationSite[];
   // The float type the model was exported in: 'fp32' / 'fp16' name the model as given.
   const logitsType = graph.outputs.find((o) => o.name === 'logits')?.elemType ?? graph.outputs[0]?.elemType;
+  // Without a vocab_size in the configs, the logits' last dim is the model's id range.
+  const logitsDim = (graph.outputs.find((o) => o.name === 'logits') ?? graph.outputs[0])?.dims?.at(-1);
   const nativePrecision = logitsType === 10 ? 'fp16' : 'fp32';
   const opset = graph.opsets.find((o) => o.domain === '')?.version ?? 0;
   const maskInput = graph.inputs.find((i) => i.name === 'attention_mask')?.name;
@@ -80,6 +82,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   } finally {
     graph.source.close();
   }
+  if (folder.vocabSize === null && typeof logitsDim === 'number') checkTokenizerFitsModel(tokenizer, { ...folder, vocabSize: logitsDim }, where('model'));
   // [B·T, d_ff] activations (Gemm-based exports such as OPT) are fetched through a [B, T, d_ff] view.
   sites = sites.map((s) => (s.flat ? { ...s, capture: reshapedName(s.tensor) } : s));
   const flat = { idsName: idsInput, tensors: sites.filter((s) => s.flat).map((s) => s.tensor) };

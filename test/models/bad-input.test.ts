@@ -14,10 +14,10 @@ import { SeededRandom } from '../../core/random.ts';
 import { sharedPath } from '../helpers/shared.ts';
 
 const bin = path.resolve(import.meta.dirname, '..', '..', 'pipelines', 'bin.mjs');
-const V = 512, D = 8, F = 16;
+const D = 8, F = 16;
 
 /** A one-layer decoder-shaped model: embed → norm → fc1 → act → fc2 → residual → lm_head. */
-function tinyDecoder(act: (g: GraphBuilder, x: string) => string, extraInput = false): Uint8Array {
+function tinyDecoder(act: (g: GraphBuilder, x: string) => string, extraInput = false, V = 512): Uint8Array {
   const rnd = new SeededRandom(11);
   const g = new GraphBuilder('tiny');
   const w = (r: number, c: number) => g.constF32(Array.from({ length: r * c }, () => rnd.normal() * 0.3), [r, c]);
@@ -36,7 +36,7 @@ function tinyDecoder(act: (g: GraphBuilder, x: string) => string, extraInput = f
   return g.toModel();
 }
 
-function runOn(model: Uint8Array): { code: number | null; stderr: string; out: string; dir: string } | null {
+function runOn(model: Uint8Array, config: Record<string, unknown> = { num_hidden_layers: 1, vocab_size: 512, hidden_act: 'relu' }): { code: number | null; stderr: string; out: string; dir: string } | null {
   const tok = sharedPath('models/exporters/hf-llama/tokenizer.json', 'bad model folders');
   const data = sharedPath('datasets/boolq.csv', 'bad model folders');
   if (!tok || !data) return null;
@@ -44,7 +44,7 @@ function runOn(model: Uint8Array): { code: number | null; stderr: string; out: s
   const modelDir = path.join(dir, 'model');
   mkdirSync(modelDir);
   writeFileSync(path.join(modelDir, 'model.onnx'), model);
-  writeFileSync(path.join(modelDir, 'config.json'), JSON.stringify({ num_hidden_layers: 1, vocab_size: V, hidden_act: 'relu' }));
+  writeFileSync(path.join(modelDir, 'config.json'), JSON.stringify(config));
   copyFileSync(tok, path.join(modelDir, 'tokenizer.json'));
   writeFileSync(path.join(dir, 'p.yaml'), `model: model\ndataset:\n  path: ${data}\n  limit: 4\nmeasure: [predictions, neurons]\noutput: out\n`);
   const r = spawnSync(process.execPath, [bin, 'run', path.join(dir, 'p.yaml'), '--quiet'], { encoding: 'utf8', env: { ...process.env, CI: 'true' } });
@@ -77,6 +77,12 @@ test('an input that cannot be fed: one line naming the input', () => {
   const r = runOn(tinyDecoder((g, x) => g.node('Relu', [x])[0], true));
   if (!r) return;
   expectCleanFailure(r, 'model input "recurrent_state" is not understood (float32 [batch_size, 1, 8])');
+});
+
+test('no vocab_size in the config: the logits width is the model\'s id range, and a larger tokenizer is refused', () => {
+  const r = runOn(tinyDecoder((g, x) => g.node('Relu', [x])[0], false, 256), { num_hidden_layers: 1 });
+  if (!r) return;
+  expectCleanFailure(r, "tokenizer vocabulary (512) exceeds the model's (256)");
 });
 
 test.run();
