@@ -13,7 +13,7 @@ import { modelHash } from '../sources/model/hash.ts';
 import { loadTokenizer, checkTokenizerFitsModel, type TextTokenizer } from '../sources/tokenizer.ts';
 import { datasetColumns, type DatasetSpec } from '../sources/dataset/open.ts';
 import { compilePrompt, checkPromptColumns, type PromptTemplate } from '../sources/prompt.ts';
-import { readOnnxModel } from '../onnx/model-reader.ts';
+import { readOnnxModel, type OnnxModel } from '../onnx/model-reader.ts';
 import { resolveLayers, type ActivationSite } from '../onnx/capture.ts';
 import { augmentForRun, reshapedName } from '../onnx/augment.ts';
 import { createSession, defaultSessionSettings, describeSettings, type SessionSettings } from '../onnx/session.ts';
@@ -69,23 +69,17 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   let sites: ActivationSite[];
   // The float type the model was exported in: 'fp32' / 'fp16' name the model as given.
   const logitsType = graph.outputs.find((o) => o.name === 'logits')?.elemType ?? graph.outputs[0]?.elemType;
-  // Without a vocab_size in the configs, the logits' last dim is the model's id range.
-  const logitsDim = (graph.outputs.find((o) => o.name === 'logits') ?? graph.outputs[0])?.dims?.at(-1);
   const nativePrecision = logitsType === 10 ? 'fp16' : 'fp32';
   const opset = graph.opsets.find((o) => o.domain === '')?.version ?? 0;
   const maskInput = graph.inputs.find((i) => i.name === 'attention_mask')?.name;
-  const idsInput = graph.inputs.find((i) => i.name === 'input_ids')?.name ?? 'input_ids';
-  const padding = paddingSideFor(graph);
-  const inputOptions = { padSide: padding.side, past: pastHintsFor(graph, folder.config, folder.genai) };
+  const feed = graphFeedInfo(graph, folder);
   try {
     sites = resolveLayers(graph, cfg.layers, folder.config ?? folder.genai, where('layers'));
   } finally {
     graph.source.close();
   }
-  if (folder.vocabSize === null && typeof logitsDim === 'number') checkTokenizerFitsModel(tokenizer, { ...folder, vocabSize: logitsDim }, where('model'));
-  // [B·T, d_ff] activations (Gemm-based exports such as OPT) are fetched through a [B, T, d_ff] view.
+  if (folder.vocabSize === null && feed.logitsDim) checkTokenizerFitsModel(tokenizer, { ...folder, vocabSize: feed.logitsDim }, where('model'));
   sites = sites.map((s) => (s.flat ? { ...s, capture: reshapedName(s.tensor) } : s));
-  const flat = { idsName: idsInput, tensors: sites.filter((s) => s.flat).map((s) => s.tensor) };
 
   // Per-neuron moments (neurons, dead, and agreement's dead-set overlap) are reduced inside the
   // model's own graph when it has an attention mask and known widths (moment-stats.ts); the
@@ -117,9 +111,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     const bytes = augmentForRun(readFileSync(resolved.path), {
       captures: needsChunks ? sites.map((s) => s.capture ?? s.tensor) : [],
       moments: momentsInGraph ? { tensors: sites.map((s) => ({ name: s.capture ?? s.tensor, width: s.width! })), maskName: maskInput!, opset } : undefined,
-      reshape3d: flat,
-      // Always gathered per row, so the padding probe below can switch sides without new sessions.
-      gatherLast: true,
+      ...captureViews(sites, feed.idsName),
     });
     const s = await createSession(bytes, session, { externalDataDir: path.dirname(resolved.path), where: resolved.path });
     // Inputs the fragment added (quantlens/…) are fed by operators/infer.ts, not planned as model inputs.
@@ -127,7 +119,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     runners.push({
       precision,
       session: s,
-      plan: planInputs(modelInputs, resolved.path, inputOptions),
+      plan: planInputs(modelInputs, resolved.path, feed.inputOptions),
       sites: needsChunks ? sites : [],
       momentSites: momentsInGraph ? sites : [],
       nearZero: { lo: cfg.dead.lo, hi: cfg.dead.hi },
@@ -136,7 +128,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
 
   const maxContext = Math.min(folder.maxContext ?? 2048, 1 << 16);
   const reference = runners.find((r) => r.precision === nativePrecision);
-  const padSide = await confirmPaddingSide(runners, reference, tokenizer, padding, { maxContext, where: where('model') });
+  const padSide = await confirmPaddingSide(runners, reference, tokenizer, feed.padding, { maxContext, where: where('model') });
   const metadata: Record<string, string> = {
     'quantlens.version': '0.1.0',
     'quantlens.pipeline': JSON.stringify({ ...cfg, file: undefined }),
@@ -149,6 +141,29 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   };
   if (demo.label) metadata['quantlens.model_label'] = demo.label;
   return { cfg, folder, modelHash: hash, demoLabel: demo.label, tokenizer, template, dataset, sites, runners, precisions, session, maxContext, metadata };
+}
+
+/** What feeding this graph needs: input names, the padding side and past dims, the logits width. */
+function graphFeedInfo(graph: OnnxModel, folder: ModelFolder) {
+  const padding = paddingSideFor(graph);
+  const logits = graph.outputs.find((o) => o.name === 'logits') ?? graph.outputs[0];
+  const width = logits?.dims?.at(-1);
+  return {
+    idsName: graph.inputs.find((i) => i.name === 'input_ids')?.name ?? 'input_ids',
+    padding,
+    inputOptions: { padSide: padding.side, past: pastHintsFor(graph, folder.config, folder.genai) },
+    /** Without a vocab_size in the configs, the logits' last dim is the model's id range. */
+    logitsDim: typeof width === 'number' ? width : null,
+  };
+}
+
+/**
+ * augmentForRun options for how sites are read: [B·T, d_ff] activations (Gemm-based exports such
+ * as OPT) through a [B, T, d_ff] view; last logits always gathered per row, so the padding probe
+ * can switch sides without new sessions.
+ */
+function captureViews(sites: ActivationSite[], idsName: string) {
+  return { reshape3d: { idsName, tensors: sites.filter((s) => s.flat).map((s) => s.tensor) }, gatherLast: true };
 }
 
 export async function releasePlan(plan: Plan): Promise<void> {
