@@ -21,7 +21,7 @@ import { planInputs, buildFeeds, type PadSide } from '../../onnx/feeds.ts';
 import { paddingSideFor, pastHintsFor } from '../../onnx/attention-layout.ts';
 import { createSession, defaultSessionSettings } from '../../onnx/session.ts';
 import { openModelFolder, type ModelFolder } from '../../sources/model/folder.ts';
-import { inspectModel } from '../../pipelines/inspect.ts';
+import { formatInspect, inspectModel } from '../../pipelines/inspect.ts';
 import { readTable } from '../helpers/run-tables.ts';
 import type { TokenizedExample } from '../../core/types.ts';
 
@@ -91,6 +91,10 @@ export async function checkLayerCount(dir: string): Promise<ActivationSite[]> {
     assert.is(report.decoderLayers, expected);
     assert.is(report.layersFrom, existsSync(path.join(dir, 'config.json')) ? 'config.json' : 'genai_config.json');
     assert.ok(report.activations.every((a) => a.why && a.why.includes(a.input!)), 'inspect says why');
+    const text = formatInspect(report);
+    for (const s of sites) assert.ok(text.includes(`layer ${s.layer}  ${s.tensor}`) && text.includes(`why: ${s.why}`), `inspect lists layer ${s.layer}`);
+    assert.match(text, `decoder layers ${expected} (from ${report.layersFrom})`);
+    assert.not.match(text, 'warning:');
     return sites;
   } finally {
     m.source.close();
