@@ -29,6 +29,8 @@ export interface ActivationSite {
   bias?: string;
   /** One line: what was recognised and how the layer was numbered. */
   why?: string;
+  /** How `layer` was found: a name agreeing with the residual order, or the position along it. */
+  layerBy?: 'name' | 'order';
   /** The tensor is [batch·seq, width] (a Gemm computed it); runs reshape it to [batch, seq, width]. */
   flat?: boolean;
   /** The graph output a run fetches for this site when it differs from `tensor` (the reshaped copy). */
@@ -53,12 +55,12 @@ export function configLayerCount(config?: Record<string, any> | null): number | 
 }
 
 /** Layer numbers for sites in graph order: names when they agree with that order and the count, else the order. */
-function numberLayers(sites: MlpSite[], count: number | null): { layers: number[]; by: string } {
+function numberLayers(sites: MlpSite[], count: number | null): { layers: number[]; by: string; layerBy: 'name' | 'order' } {
   const named = sites.map((s) => layerIndexOf(s.node.name) ?? layerIndexOf(s.down.name));
   const increasing = named.every((l, i) => l !== null && (i === 0 || l > named[i - 1]!));
   const fits = count === null || named.every((l) => l! < count);
-  if (sites.length && increasing && fits) return { layers: named as number[], by: 'layer from its name, in residual order' };
-  return { layers: sites.map((_, i) => i), by: 'layer = position along the residual stream' };
+  if (sites.length && increasing && fits) return { layers: named as number[], by: 'layer from its name, in residual order', layerBy: 'name' };
+  return { layers: sites.map((_, i) => i), by: 'layer = position along the residual stream', layerBy: 'order' };
 }
 
 function describe(s: MlpSite, by: string): string {
@@ -69,7 +71,7 @@ function describe(s: MlpSite, by: string): string {
 /** Every MLP activation site found, ordered by layer. `config` (HF or genai) cross-checks the numbering. */
 export function findActivationSites(m: OnnxModel, config?: Record<string, any> | null): ActivationSite[] {
   const found = findMlpSites(m);
-  const { layers, by } = numberLayers(found, configLayerCount(config));
+  const { layers, by, layerBy } = numberLayers(found, configLayerCount(config));
   return found.map((s, i) => ({
     layer: layers[i],
     tensor: s.tensor,
@@ -82,6 +84,7 @@ export function findActivationSites(m: OnnxModel, config?: Record<string, any> |
     ...(s.act.bias ? { bias: s.act.bias } : {}),
     ...(s.flat ? { flat: true } : {}),
     why: describe(s, by),
+    layerBy,
   }));
 }
 
@@ -120,6 +123,13 @@ export function resolveLayers(m: OnnxModel, specs: LayerSpec[], config?: Record<
       out.push(known ? { ...known, how: 'explicit' } : { layer: layerIndexOf(spec) ?? -1, tensor: spec, node: node.name, opType: node.opType, how: 'explicit', width: null });
       return;
     }
+    // Numbered by position only: with a site missing or extra, position k is not layer k.
+    if (sites.length !== nLayers && sites.some((s) => s.layerBy === 'order'))
+      throw new QuantlensError(
+        'MODEL',
+        `${sites.length} MLP activations found for ${nLayers} decoder layers and their names do not number them, so layer ${index} is ambiguous; name the tensors explicitly, see \`quantlens inspect\``,
+        at,
+      );
     const site = sites.find((s) => s.layer === index);
     if (!site) {
       const hint = sites.length ? null : unrecognisedActivationHint(m);

@@ -178,6 +178,11 @@ test('layer numbers: `layers.N`-style names with boundaries, only when they agre
   assert.equal(findActivationSites(anon).map((s) => s.layer), [0, 1, 2]);
   assert.is(countDecoderLayers(anon), 3);
   assert.is(countDecoderLayers(anon, { model: { decoder: { num_hidden_layers: 3 } } }), 3);
+  assert.equal(resolveLayers(anon, ['middle'], { num_hidden_layers: 3 }).map((s) => s.layer), [1]);
+  // Positions cannot stand for layers when the config counts more layers than sites were found.
+  assert.throws(() => resolveLayers(anon, ['middle'], { num_hidden_layers: 4 }), /3 MLP activations found for 4 decoder layers .* layer 2 is ambiguous/);
+  // With names that agree, a missing site is simply that layer being absent.
+  assert.equal(resolveLayers(named, [2, 4], { num_hidden_layers: 6 }).map((s) => s.layer), [2, 4]);
 });
 
 test.run();
