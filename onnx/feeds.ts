@@ -46,6 +46,9 @@ export interface InputPlan {
   /** onnxruntime-genai style GroupQueryAttention inputs: int32 [B] (length - 1) and int32 scalar. */
   seqlensKName?: string;
   totalSequenceLengthName?: string;
+  /** transformers' cache slots being written: 0..S−1 with an empty cache (int64 [S]). */
+  cachePositionName?: string;
+  cachePositionType?: IntType;
 }
 
 export interface FeedBatch {
@@ -88,6 +91,9 @@ export function planInputs(
       plan.seqlensKName = m.name;
     } else if (m.name === 'total_sequence_length' && m.type === 'int32') {
       plan.totalSequenceLengthName = m.name;
+    } else if (m.name === 'cache_position' && (m.shape ?? []).length === 1) {
+      plan.cachePositionName = m.name;
+      plan.cachePositionType = intTypeOf(m, where);
     } else if (PAST_NAME.test(m.name)) {
       if (m.type !== 'float32' && m.type !== 'float16') {
         throw new QuantlensError('MODEL', `model input "${m.name}" has type ${m.type}, expected float32 or float16`, where);
@@ -99,7 +105,7 @@ export function planInputs(
       const shape = `${m.type ?? '?'} [${(m.shape ?? []).join(', ')}]`;
       throw new QuantlensError(
         'MODEL',
-        `model input "${m.name}" is not understood (${shape}): quantlens feeds input_ids, attention_mask, position_ids, seqlens_k, total_sequence_length and empty past_* caches, not static caches or recurrent state`,
+        `model input "${m.name}" is not understood (${shape}): quantlens feeds input_ids, attention_mask, position_ids, seqlens_k, total_sequence_length, cache_position and empty past_* caches, not static caches or recurrent state`,
         where,
       );
     }
@@ -183,6 +189,7 @@ export function buildFeeds(plan: InputPlan, batch: FeedBatch, padId: number): Re
   if (plan.useCacheBranchName) feeds[plan.useCacheBranchName] = new ort.Tensor('bool', new Uint8Array([0]), [1]);
   if (plan.seqlensKName) feeds[plan.seqlensKName] = new ort.Tensor('int32', Int32Array.from(batch.lengths, (l) => l - 1), [B]);
   if (plan.totalSequenceLengthName) feeds[plan.totalSequenceLengthName] = new ort.Tensor('int32', Int32Array.of(S), []);
+  if (plan.cachePositionName) feeds[plan.cachePositionName] = intTensor(plan.cachePositionType!, Int32Array.from({ length: S }, (_, j) => j), [S]);
   for (const p of plan.pastInputs) {
     const { batch: batchAxis, past: pastAxis } = pastAxes(p.name, p.dims);
     const dims = p.dims.map((d, i) => (i === batchAxis ? B : i === pastAxis ? 0 : (d as number)));

@@ -57,7 +57,7 @@ test('right padding: position ids count real tokens from 0, as if each row ran a
 
 test('inputs that cannot be fed (static cache, recurrent state) are named with their type and shape', () => {
   for (const bad of [
-    { name: 'cache_position', type: 'int64', shape: ['seq'] },
+    { name: 'token_type_ids', type: 'int64', shape: ['batch', 'seq'] },
     { name: 'recurrent_state', type: 'float32', shape: ['batch', 64] },
   ]) {
     assert.throws(
@@ -65,6 +65,16 @@ test('inputs that cannot be fed (static cache, recurrent state) are named with t
       (e: Error) => e.message.startsWith(`model.onnx: model input "${bad.name}" is not understood (${bad.type} [${bad.shape.join(', ')}])`) && !e.message.includes('\n'),
     );
   }
+});
+
+test('cache_position is fed 0..S−1 (empty cache); a static cache (fixed past length) is refused naming it', () => {
+  const plan = planInputs(fakeSession([genaiInputs[0], { name: 'cache_position', type: 'int64', shape: ['sequence_length'] }]), 'm');
+  const f = buildFeeds(plan, { seqLen: 3, lengths: Int32Array.from([3, 1]), ids: [Int32Array.from([1, 2, 3]), Int32Array.from([1])] }, 0);
+  assert.equal(Array.from(f.cache_position.data as BigInt64Array, Number), [0, 1, 2]);
+  assert.throws(
+    () => planInputs(fakeSession([genaiInputs[0], { name: 'past_key_values.0.key', type: 'float32', shape: [1, 4, 128, 16] }]), 'model.onnx'),
+    (e: Error) => e.message.includes('model input "past_key_values.0.key" has shape [1,4,128,16]'),
+  );
 });
 
 test('padding side and past hints from the graph: GroupQueryAttention → right, its kv heads and head size', () => {
