@@ -81,8 +81,14 @@ export function declaredActivation(dir: string): { name: string; f: (x: number) 
 export async function checkLayerCount(dir: string): Promise<ActivationSite[]> {
   const expected = declaredLayers(dir);
   const folder = await openModelFolder(dir);
+  // The folder as it lies: config.json and/or genai_config.json, the model at the root or in onnx/, external data beside it.
+  assert.is(folder.config !== null, existsSync(path.join(dir, 'config.json')));
+  assert.is(folder.genai !== null, existsSync(path.join(dir, 'genai_config.json')));
+  assert.is(folder.onnxPath, [path.join(dir, 'model.onnx'), path.join(dir, 'onnx', 'model.onnx')].find((f) => existsSync(f)));
+  assert.equal(folder.externalData, existsSync(`${folder.onnxPath}.data`) ? [`${folder.onnxPath}.data`] : []);
   const m = readOnnxModel(folder.onnxPath);
   try {
+    assert.is(folder.vocabSize, m.outputs.find((o) => o.name === 'logits')?.dims?.at(-1), 'vocab size = logits width');
     const config = folder.config ?? folder.genai;
     assert.is(countDecoderLayers(m, config), expected);
     const sites = findActivationSites(m, config);
