@@ -3,18 +3,18 @@
  *  - the captured activation tensors as graph outputs;
  *  - `quantlens/last_logits` = logits[:, -1:, :], so only the predicted position's logits are
  *    copied out of ONNX Runtime (the full [B, T, V] tensor can be hundreds of MB per batch).
- * With left padding the last column is every row's last real token; with right padding the
- *    logits are gathered at each row's own last real position (LAST_INDEX).
+ * With left padding the last column is every row's last real token (`Slice`); with `gatherLast`
+ *    the logits are gathered at each row's own last real position (LAST_INDEX), for either side.
  */
 import { appendGraphFragment, tensor, type GraphFragment } from './builder.ts';
 import { momentStatsFragment } from './moment-stats.ts';
 
 export const LAST_LOGITS = 'quantlens/last_logits';
 
-/** With right padding: int64 [B], row b's last real position as a flat index b·T + len_b − 1. */
+/** int64 [B]: row b's last real position as a flat index b·T + position (see operators/infer.ts). */
 export const LAST_INDEX = 'quantlens/last_index';
 
-/** logits[b, lastIndex_b, :] as [B, 1, V] (right padding: every row ends at its own column). */
+/** logits[b, lastIndex_b, :] as [B, 1, V]: right-padded rows each end at their own column. */
 function gatherLastFragment(logits: string): GraphFragment {
   return {
     initializers: [{ name: 'quantlens/last_shape', ...tensor('int64', [3], BigInt64Array.from([0n, 1n, -1n])) }],
@@ -54,7 +54,7 @@ export function augmentForRun(
     moments?: { tensors: { name: string; width: number }[]; maskName: string; opset: number };
     /** Flat [B·T, D] tensors to expose as reshapedName(t) = [B, T, D]; captures/moments then name those. */
     reshape3d?: { idsName: string; tensors: string[] };
-    /** Right padding: last logits gathered at LAST_INDEX (fed per batch) instead of column −1. */
+    /** Last logits gathered at LAST_INDEX (fed per batch) instead of column −1: any padding side. */
     gatherLast?: boolean;
   },
 ): Uint8Array {

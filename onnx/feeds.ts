@@ -98,7 +98,7 @@ export function planInputs(
       if (m.type !== 'float32' && m.type !== 'float16') {
         throw new QuantlensError('MODEL', `model input "${m.name}" has type ${m.type}, expected float32 or float16`, where);
       }
-      const dims = fillPastDims(m.name, [...(m.shape ?? [])], opts.past);
+      const dims = fillPastDims([...(m.shape ?? [])], opts.past);
       pastAxes(m.name, dims, where); // validate now, not at the first batch
       plan.pastInputs.push({ name: m.name, type: m.type, dims });
     } else {
@@ -120,7 +120,7 @@ export function planInputs(
  * genai_config.json or the graph's GroupQueryAttention, a 4-D past's axis 1 is the kv head count
  * and axis 3 the head size; only dims that are neither batch nor past are filled.
  */
-function fillPastDims(name: string, dims: (number | string)[], hints?: PastHints): (number | string)[] {
+function fillPastDims(dims: (number | string)[], hints?: PastHints): (number | string)[] {
   if (!hints || dims.length !== 4) return dims;
   const isBatch = (d: number | string) => typeof d === 'string' && /batch/i.test(d);
   const isPast = (d: number | string) => typeof d === 'string' && /past|seq|len/i.test(d);
@@ -128,7 +128,6 @@ function fillPastDims(name: string, dims: (number | string)[], hints?: PastHints
   const out = [...dims];
   if (typeof out[1] === 'string' && hints.kvHeads) out[1] = hints.kvHeads;
   if (typeof out[3] === 'string' && hints.headSize) out[3] = hints.headSize;
-  void name;
   return out;
 }
 

@@ -1,9 +1,10 @@
 /**
- * Turn one ORT activation output [B, T, D] of a left-padded batch into an ActivationChunk holding
- * only the real (non-pad) tokens, and view a chunk as an Arrow RecordBatch without copying.
+ * Turn one ORT activation output [B, T, D] of a padded batch (left by default, right when the
+ * plan says so) into an ActivationChunk holding only the real (non-pad) tokens, and view a chunk
+ * as an Arrow RecordBatch without copying.
  *
- * Memory: for float32 input the ORT output buffer is REUSED. Row b's real tokens are the last
- * lengths[b] of its T positions, contiguous in [B,T,D] memory, so we move them toward the start of
+ * Memory: for float32 input the ORT output buffer is REUSED. Row b's real tokens are lengths[b]
+ * of its T positions, contiguous in [B,T,D] memory, so we move them toward the start of
  * the same buffer with copyWithin (destination never passes the source, so overlap is safe) and
  * return `values` as a subarray view of it. The caller must not read the ORT tensor afterwards,
  * and must not hand that buffer back to ORT (e.g. as a pre-bound output) while the chunk lives.
