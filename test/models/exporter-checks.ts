@@ -238,6 +238,31 @@ export async function paddedVsAlone(dir: string, padSide?: PadSide): Promise<{ l
   }
 }
 
+/**
+ * loglik scoring (full logits at every continuation position) from batches of 6 against batches
+ * of 1: largest |Δ confidence| and whether every prediction agrees.
+ */
+export async function loglikBatchedVsAlone(dir: string): Promise<{ maxDiff: number; same: boolean }> {
+  const run = async (maxExamples: number) => {
+    const out = mkdtempSync(path.join(os.tmpdir(), 'ql-exp-loglik-'));
+    const yaml = configYaml(dir, out, ['predictions'], ['fp32'], 6)
+      .replace('batch: {max_tokens: 2048, max_examples: 6}', `batch: {max_tokens: 2048, max_examples: ${maxExamples}}\nscoring: {mode: loglik, choices: [" True", " False"]}`);
+    await runPipeline(parsePipeline(yaml, path.join(out, 'p.yaml')), { quiet: true, report: false, log: () => undefined });
+    const rows = (await readTable(path.join(out, 'predictions.parquet'))).rows;
+    return new Map(rows.map((r) => [Number(r.example_id), r]));
+  };
+  const batched = await run(6);
+  const alone = await run(1);
+  let maxDiff = 0;
+  let same = batched.size === 6 && alone.size === 6;
+  for (const [id, r] of batched) {
+    const a = alone.get(id)!;
+    maxDiff = Math.max(maxDiff, Math.abs((r.confidence as number) - (a.confidence as number)));
+    same &&= r.predicted_token === a.predicted_token;
+  }
+  return { maxDiff, same };
+}
+
 const finite = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
 
 /**

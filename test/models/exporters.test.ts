@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import path from 'node:path';
 import { sharedPath } from '../helpers/shared.ts';
-import { EXPORTERS_REL, exporterFolders, checkLayerCount, checkActivationValues, checkVariantSites, paddedVsAlone, checkRun } from './exporter-checks.ts';
+import { EXPORTERS_REL, exporterFolders, checkLayerCount, checkActivationValues, checkVariantSites, paddedVsAlone, checkRun, loglikBatchedVsAlone } from './exporter-checks.ts';
 
 const folders = sharedPath(EXPORTERS_REL, 'exporter matrix') ? exporterFolders()! : [];
 
@@ -37,6 +37,10 @@ for (const dir of folders) {
       const wrong = await paddedVsAlone(dir, 'left');
       console.log(`${name}: left padding would give max |diff| logits ${wrong.logits.toExponential(2)}`);
       assert.ok(wrong.logits > 1e-3, `left padding differs (${wrong.logits})`);
+      // loglik reads every continuation position, so it checks the right-padded offsets too.
+      const ll = await loglikBatchedVsAlone(dir);
+      console.log(`${name}: loglik batched vs alone max |Δ confidence| ${ll.maxDiff.toExponential(2)}`);
+      assert.ok(ll.same && ll.maxDiff < 1e-4, `loglik ${ll.maxDiff}`);
     }
   });
 
