@@ -23,6 +23,7 @@ import { batchesOf } from '../pipelines/assemble.ts';
 import { RunMeasures } from '../pipelines/measures.ts';
 import type { PipelineConfig } from '../pipelines/schema.ts';
 import { buildFeeds } from '../onnx/feeds.ts';
+import { lastIndexFeeds } from '../operators/infer.ts';
 import { LAST_LOGITS } from '../onnx/augment.ts';
 import { NeuronsEstimator } from '../operators/estimators/neurons.ts';
 import { CorrelationEstimator } from '../operators/estimators/correlation.ts';
@@ -210,7 +211,7 @@ export async function benchPipelineThroughput(opts: ThroughputOptions): Promise<
     const padId = barePlan.tokenizer.padId;
     const bare = barePlan.runners[0];
     const capture = capturePlan.runners[0];
-    const feeds = batches.map((b) => buildFeeds(bare.plan, { seqLen: b.seqLen, lengths: b.lengths, ids: b.examples.map((e) => e.ids) }, padId));
+    const feeds = batches.map((b) => ({ ...buildFeeds(bare.plan, { seqLen: b.seqLen, lengths: b.lengths, ids: b.examples.map((e) => e.ids) }, padId), ...lastIndexFeeds(bare, b.lengths, b.seqLen) }));
     const tokens = batches.reduce((s, b) => s + b.realTokens, 0);
     const captureFetches = [LAST_LOGITS, ...capture.sites.map((s) => s.tensor)];
     const graph = capturePlan.folder.config as Record<string, any>;

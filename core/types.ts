@@ -29,7 +29,8 @@ export interface TokenizedExample {
 
 /**
  * A left-padded batch. Row b holds its real tokens at positions seqLen-lengths[b] … seqLen-1,
- * so the last real token of every row sits at column seqLen-1 (the predicted position).
+ * so the last real token of every row sits at column seqLen-1 (the predicted position). Models
+ * whose attention needs real tokens first are fed it right-padded (InputPlan.padSide, onnx/feeds.ts).
  */
 export interface Batch {
   index: number;

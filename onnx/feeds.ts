@@ -1,11 +1,14 @@
 /**
  * The inputs of a decoder-only ONNX model, discovered from the session, and the tensors that feed
- * one left-padded batch through it in a single pass (no KV cache: past inputs are fed empty).
+ * one padded batch through it in a single pass (no KV cache: past inputs are fed empty).
  *
- * Left padding: row b's real tokens sit in the last lengths[b] columns, so the predicted position
- * is column seqLen-1 for every row. attention_mask is 1 on real tokens and 0 on pads, and
- * position_ids = max(cumsum(mask) - 1, 0) so each row's first real token gets position 0,
- * exactly as if it ran alone.
+ * Left padding (the default): row b's real tokens sit in the last lengths[b] columns, so the
+ * predicted position is column seqLen-1 for every row. Right padding (real tokens first) is for
+ * attention kernels that assume it, such as com.microsoft GroupQueryAttention, which reads each
+ * row's length from the mask and places its tokens at 0..len-1 (see paddingSideFor).
+ * attention_mask is 1 on real tokens and 0 on pads, and position_ids count real tokens from 0,
+ * exactly as if each row ran alone. `seqlens_k` (older onnxruntime-genai exports) is each row's
+ * real length - 1, `total_sequence_length` the padded length.
  */
 import ort from 'onnxruntime-node';
 import { QuantlensError } from '../core/errors.ts';
@@ -20,7 +23,17 @@ export interface PastInput {
   dims: (number | string)[];
 }
 
+export type PadSide = 'left' | 'right';
+
+/** Values for past dims a graph leaves symbolic, in onnxruntime-genai's [batch, kv_heads, past, head] layout. */
+export interface PastHints {
+  kvHeads?: number;
+  headSize?: number;
+}
+
 export interface InputPlan {
+  /** Where pads go; left (also when absent) unless the model's attention needs its real tokens first. */
+  padSide?: PadSide;
   idsName: string;
   idsType: IntType;
   maskName?: string;
@@ -30,6 +43,12 @@ export interface InputPlan {
   pastInputs: PastInput[];
   /** Optimum merged decoders switch between with/without-past branches with a bool input. */
   useCacheBranchName?: string;
+  /** onnxruntime-genai style GroupQueryAttention inputs: int32 [B] (length - 1) and int32 scalar. */
+  seqlensKName?: string;
+  totalSequenceLengthName?: string;
+  /** transformers' cache slots being written: 0..S−1 with an empty cache (int64 [S]). */
+  cachePositionName?: string;
+  cachePositionType?: IntType;
 }
 
 export interface FeedBatch {
@@ -49,9 +68,13 @@ function intTypeOf(m: Metadata, where?: string): IntType {
 }
 
 /** Classify the session's inputs; anything else is refused rather than fed a guess. */
-export function planInputs(session: Pick<ort.InferenceSession, 'inputMetadata'>, where?: string): InputPlan {
+export function planInputs(
+  session: Pick<ort.InferenceSession, 'inputMetadata'>,
+  where?: string,
+  opts: { padSide?: PadSide; past?: PastHints } = {},
+): InputPlan {
   const metadata = session.inputMetadata as readonly Metadata[];
-  const plan: Partial<InputPlan> & { pastInputs: PastInput[] } = { pastInputs: [] };
+  const plan: Partial<InputPlan> & { pastInputs: PastInput[] } = { pastInputs: [], padSide: opts.padSide ?? 'left' };
   for (const m of metadata) {
     if (m.name === 'input_ids') {
       plan.idsName = m.name;
@@ -64,19 +87,48 @@ export function planInputs(session: Pick<ort.InferenceSession, 'inputMetadata'>,
       plan.positionType = intTypeOf(m, where);
     } else if (m.name === 'use_cache_branch' && m.type === 'bool') {
       plan.useCacheBranchName = m.name;
+    } else if (m.name === 'seqlens_k' && m.type === 'int32') {
+      plan.seqlensKName = m.name;
+    } else if (m.name === 'total_sequence_length' && m.type === 'int32') {
+      plan.totalSequenceLengthName = m.name;
+    } else if (m.name === 'cache_position' && (m.shape ?? []).length === 1) {
+      plan.cachePositionName = m.name;
+      plan.cachePositionType = intTypeOf(m, where);
     } else if (PAST_NAME.test(m.name)) {
       if (m.type !== 'float32' && m.type !== 'float16') {
         throw new QuantlensError('MODEL', `model input "${m.name}" has type ${m.type}, expected float32 or float16`, where);
       }
-      const dims = [...(m.shape ?? [])];
+      const dims = fillPastDims([...(m.shape ?? [])], opts.past);
       pastAxes(m.name, dims, where); // validate now, not at the first batch
       plan.pastInputs.push({ name: m.name, type: m.type, dims });
     } else {
-      throw new QuantlensError('MODEL', `model input "${m.name}" is not understood`, where);
+      const shape = `${m.type ?? '?'} [${(m.shape ?? []).join(', ')}]`;
+      throw new QuantlensError(
+        'MODEL',
+        `model input "${m.name}" is not understood (${shape}): quantlens feeds input_ids, attention_mask, position_ids, seqlens_k, total_sequence_length, cache_position and empty past_* caches, not static caches or recurrent state`,
+        where,
+      );
     }
   }
   if (plan.idsName === undefined) throw new QuantlensError('MODEL', `model has no "input_ids" input`, where);
   return plan as InputPlan;
+}
+
+/**
+ * onnxruntime-genai writes past inputs as [batch_size, kv_heads, past_sequence_length, head_size]
+ * with head_size (and sometimes kv_heads) symbolic, e.g. `kv_cache_dim`. With hints from
+ * genai_config.json or the graph's GroupQueryAttention, a 4-D past's axis 1 is the kv head count
+ * and axis 3 the head size; only dims that are neither batch nor past are filled.
+ */
+function fillPastDims(dims: (number | string)[], hints?: PastHints): (number | string)[] {
+  if (!hints || dims.length !== 4) return dims;
+  const isBatch = (d: number | string) => typeof d === 'string' && /batch/i.test(d);
+  const isPast = (d: number | string) => typeof d === 'string' && /past|seq|len/i.test(d);
+  if (!isBatch(dims[0]) || !isPast(dims[2])) return dims;
+  const out = [...dims];
+  if (typeof out[1] === 'string' && hints.kvHeads) out[1] = hints.kvHeads;
+  if (typeof out[3] === 'string' && hints.headSize) out[3] = hints.headSize;
+  return out;
 }
 
 /**
@@ -103,6 +155,11 @@ function intTensor(type: IntType, values: Int32Array, dims: number[]): ort.Tenso
   return new ort.Tensor('int64', big, dims);
 }
 
+/** Column of row b's first real token in a padded batch of length seqLen. */
+export function rowStart(plan: Pick<InputPlan, 'padSide'>, seqLen: number, length: number): number {
+  return plan.padSide === 'right' ? 0 : seqLen - length;
+}
+
 export function buildFeeds(plan: InputPlan, batch: FeedBatch, padId: number): Record<string, ort.Tensor> {
   const B = batch.ids.length;
   const S = batch.seqLen;
@@ -115,11 +172,12 @@ export function buildFeeds(plan: InputPlan, batch: FeedBatch, padId: number): Re
     if (batch.ids[b].length !== len || len > S || len < 1) {
       throw new RangeError(`row ${b}: ${batch.ids[b].length} ids, length ${len}, seqLen ${S}`);
     }
-    const start = S - len;
+    const start = rowStart(plan, S, len);
     ids.set(batch.ids[b], b * S + start);
-    mask.fill(1, b * S + start, (b + 1) * S);
-    // cumsum(mask) - 1 clipped at 0: pads get 0, real tokens 0..len-1.
-    for (let j = start; j < S; j++) positions[b * S + j] = j - start;
+    mask.fill(1, b * S + start, b * S + start + len);
+    // Real tokens get 0..len-1 as if the row ran alone; left pads get 0 (cumsum(mask) - 1 clipped),
+    // right pads continue counting (masked, so their value does not matter, but stays in range).
+    for (let j = 0; j < S; j++) positions[b * S + j] = Math.max(0, j - start);
   }
 
   const feeds: Record<string, ort.Tensor> = {};
@@ -128,6 +186,9 @@ export function buildFeeds(plan: InputPlan, batch: FeedBatch, padId: number): Re
   if (plan.maskName) feeds[plan.maskName] = intTensor(plan.maskType!, mask, [B, S]);
   if (plan.positionName) feeds[plan.positionName] = intTensor(plan.positionType!, positions, [B, S]);
   if (plan.useCacheBranchName) feeds[plan.useCacheBranchName] = new ort.Tensor('bool', new Uint8Array([0]), [1]);
+  if (plan.seqlensKName) feeds[plan.seqlensKName] = new ort.Tensor('int32', Int32Array.from(batch.lengths, (l) => l - 1), [B]);
+  if (plan.totalSequenceLengthName) feeds[plan.totalSequenceLengthName] = new ort.Tensor('int32', Int32Array.of(S), []);
+  if (plan.cachePositionName) feeds[plan.cachePositionName] = intTensor(plan.cachePositionType!, Int32Array.from({ length: S }, (_, j) => j), [S]);
   for (const p of plan.pastInputs) {
     const { batch: batchAxis, past: pastAxis } = pastAxes(p.name, p.dims);
     const dims = p.dims.map((d, i) => (i === batchAxis ? B : i === pastAxis ? 0 : (d as number)));

@@ -68,7 +68,7 @@ export async function scoreChoices(
       const P = splits[i].prefix.length;
       const n = seqs[r].length;
       // Positions n−1−P … n−1 predict prefix[0], …, prefix[P−1], then the distinguishing token.
-      steps[i] = Array.from({ length: P + 1 }, (_, s) => logSoftmaxAt(out.logits, (r * out.T + out.T - n + (n - 1 - P + s)) * out.V, out.V));
+      steps[i] = Array.from({ length: P + 1 }, (_, s) => logSoftmaxAt(out.logits, (r * out.T + out.start(n) + (n - 1 - P + s)) * out.V, out.V));
     });
   }
   return examples.map((ex, i) => choiceRow(ex, runner.precision, labels, splits[i], steps[i]));

@@ -1,9 +1,10 @@
 /**
- * Turn one ORT activation output [B, T, D] of a left-padded batch into an ActivationChunk holding
- * only the real (non-pad) tokens, and view a chunk as an Arrow RecordBatch without copying.
+ * Turn one ORT activation output [B, T, D] of a padded batch (left by default, right when the
+ * plan says so) into an ActivationChunk holding only the real (non-pad) tokens, and view a chunk
+ * as an Arrow RecordBatch without copying.
  *
- * Memory: for float32 input the ORT output buffer is REUSED. Row b's real tokens are the last
- * lengths[b] of its T positions, contiguous in [B,T,D] memory, so we move them toward the start of
+ * Memory: for float32 input the ORT output buffer is REUSED. Row b's real tokens are lengths[b]
+ * of its T positions, contiguous in [B,T,D] memory, so we move them toward the start of
  * the same buffer with copyWithin (destination never passes the source, so overlap is safe) and
  * return `values` as a subarray view of it. The caller must not read the ORT tensor afterwards,
  * and must not hand that buffer back to ORT (e.g. as a pre-bound output) while the chunk lives.
@@ -22,11 +23,14 @@ export interface ActivationChunkArgs {
   precision: string;
   layer: number;
   tensor: string;
+  /** Where the batch's pads are (InputPlan.padSide); left when absent. */
+  padSide?: 'left' | 'right';
 }
 
 /** Build the ActivationChunk of non-pad tokens. For float32 input this compacts `data` in place. */
 export function activationChunk(args: ActivationChunkArgs): ActivationChunk {
   const { data, dims, batch, precision, layer, tensor } = args;
+  const startOf = (len: number) => (args.padSide === 'right' ? 0 : T - len);
   const where = `activation ${tensor} (layer ${layer}, ${precision}, batch ${batch.index})`;
   if (dims.length !== 3) throw new QuantlensError('MODEL', `expected a [batch, seq, width] tensor, got dims [${dims.join(', ')}]`, where);
   const [B, T, D] = dims;
@@ -64,7 +68,7 @@ export function activationChunk(args: ActivationChunkArgs): ActivationChunk {
     let dst = 0;
     for (let b = 0; b < B; b++) {
       const len = batch.lengths[b];
-      const src = (b * T + (T - len)) * D;
+      const src = (b * T + startOf(len)) * D;
       if (src !== dst) data.copyWithin(dst, src, src + len * D);
       dst += len * D;
     }
@@ -74,7 +78,7 @@ export function activationChunk(args: ActivationChunkArgs): ActivationChunk {
     let dst = 0;
     for (let b = 0; b < B; b++) {
       const len = batch.lengths[b];
-      const src = (b * T + (T - len)) * D;
+      const src = (b * T + startOf(len)) * D;
       halfToFloat(data.subarray(src, src + len * D), values.subarray(dst, dst + len * D));
       dst += len * D;
     }

@@ -7,8 +7,8 @@ import ort from 'onnxruntime-node';
 import { concatMap, type OperatorFunction } from 'rxjs';
 import type { ActivationChunk, Batch, BatchMoments, PredictionBatch } from '../core/types.ts';
 import { activationChunk } from './chunk.ts';
-import { buildFeeds, type InputPlan } from '../onnx/feeds.ts';
-import { LAST_LOGITS } from '../onnx/augment.ts';
+import { buildFeeds, rowStart, type InputPlan } from '../onnx/feeds.ts';
+import { LAST_INDEX, LAST_LOGITS } from '../onnx/augment.ts';
 import type { InGraphMoments } from '../onnx/moment-stats.ts';
 import { halfToFloat } from '../onnx/dtypes.ts';
 import type { ActivationSite } from '../onnx/capture.ts';
@@ -47,10 +47,18 @@ export function extraFeeds(runner: PrecisionRunner): Record<string, ort.Tensor> 
   return runner.moments?.feeds() ?? {};
 }
 
+/** The per-row last-real-position index the augmented graph gathers logits at (see augment.ts). */
+export function lastIndexFeeds(runner: PrecisionRunner, lengths: Int32Array, seqLen: number): Record<string, ort.Tensor> {
+  if (!runner.session.inputNames.includes(LAST_INDEX)) return {};
+  const last = (len: number, b: number) => BigInt(b * seqLen + rowStart(runner.plan, seqLen, len) + len - 1);
+  return { [LAST_INDEX]: new ort.Tensor('int64', BigInt64Array.from(lengths, last), [lengths.length]) };
+}
+
 export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: number): Promise<PrecisionOutput> {
   const feeds = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
-  const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.tensor)];
+  const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.capture ?? s.tensor)];
   Object.assign(feeds, extraFeeds(runner));
+  Object.assign(feeds, lastIndexFeeds(runner, batch.lengths, batch.seqLen));
   if (runner.moments) fetches.push(...runner.moments.fetches());
   const t0 = performance.now();
   const out = await runner.session.run(feeds, fetches);
@@ -66,8 +74,8 @@ export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: num
     vocab,
   };
   const chunks = runner.sites.map((s) => {
-    const t = out[s.tensor];
-    return activationChunk({ data: t.data as Float32Array | Uint16Array, dims: t.dims, batch, precision: runner.precision, layer: s.layer, tensor: s.tensor });
+    const t = out[s.capture ?? s.tensor];
+    return activationChunk({ data: t.data as Float32Array | Uint16Array, dims: t.dims, batch, precision: runner.precision, layer: s.layer, tensor: s.tensor, padSide: runner.plan.padSide });
   });
   const moments = runner.moments?.read(out, batch.realTokens, runner.precision) ?? [];
   return { precision: runner.precision, prediction, chunks, moments, seconds };

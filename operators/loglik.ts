@@ -54,12 +54,12 @@ export async function scoreLoglik(
   const maxRows = opts.maxRows ?? 32;
   for (let start = 0; start < cands.length; start += maxRows) {
     const part = cands.slice(start, start + maxRows);
-    const { logits, T, V } = await forwardLogits(runner, part.map((c) => c.ids), tok.padId);
+    const { logits, T, V, start: rowStart } = await forwardLogits(runner, part.map((c) => c.ids), tok.padId);
     part.forEach((c, r) => {
       let sum = 0;
-      // Continuation token j sits at padded position T − n + j; its logits come from the position before.
+      // Continuation token j sits at padded position start(n) + j; its logits come from the position before.
       for (let j = c.ids.length - c.continuation; j < c.ids.length; j++) {
-        const off = (r * T + (T - c.ids.length + j - 1)) * V;
+        const off = (r * T + (rowStart(c.ids.length) + j - 1)) * V;
         let m = -Infinity;
         for (let v = 0; v < V; v++) m = Math.max(m, logits[off + v]);
         let z = 0;

@@ -13,17 +13,19 @@ import { modelHash } from '../sources/model/hash.ts';
 import { loadTokenizer, checkTokenizerFitsModel, type TextTokenizer } from '../sources/tokenizer.ts';
 import { datasetColumns, type DatasetSpec } from '../sources/dataset/open.ts';
 import { compilePrompt, checkPromptColumns, type PromptTemplate } from '../sources/prompt.ts';
-import { readOnnxModel } from '../onnx/model-reader.ts';
+import { readOnnxModel, type OnnxModel } from '../onnx/model-reader.ts';
 import { resolveLayers, type ActivationSite } from '../onnx/capture.ts';
-import { augmentForRun } from '../onnx/augment.ts';
+import { augmentForRun, reshapedName } from '../onnx/augment.ts';
 import { InGraphMoments } from '../onnx/moment-stats.ts';
 import { createSession, defaultSessionSettings, describeSettings, type SessionSettings } from '../onnx/session.ts';
 import { checkExecutionProviders } from '../onnx/execution-providers.ts';
 import { planInputs } from '../onnx/feeds.ts';
+import { paddingSideFor, pastHintsFor } from '../onnx/attention-layout.ts';
 import { checkCorrelationBudget } from '../operators/estimators/correlation.ts';
 import type { PrecisionRunner } from '../operators/infer.ts';
 import { datasetPath, modelRecord, outputMetadata } from './output-metadata.ts';
 import { resolveDemo } from './demo.ts';
+import { confirmPaddingSide } from './padding-probe.ts';
 import { resolvePrecisionModel } from './precisions.ts';
 import { quantSessionConfig } from '../onnx/quantize/index.ts';
 
@@ -73,11 +75,14 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   const nativePrecision = logitsType === 10 ? 'fp16' : 'fp32';
   const opset = graph.opsets.find((o) => o.domain === '')?.version ?? 0;
   const maskInput = graph.inputs.find((i) => i.name === 'attention_mask')?.name;
+  const feed = graphFeedInfo(graph, folder);
   try {
-    sites = resolveLayers(graph, cfg.layers, folder.config, where('layers'));
+    sites = resolveLayers(graph, cfg.layers, folder.config ?? folder.genai, where('layers'));
   } finally {
     graph.source.close();
   }
+  if (folder.vocabSize === null && feed.logitsDim) checkTokenizerFitsModel(tokenizer, { ...folder, vocabSize: feed.logitsDim }, where('model'));
+  sites = sites.map((s) => (s.flat ? { ...s, capture: reshapedName(s.tensor) } : s));
 
   // Per-neuron moments (neurons, dead, and agreement's dead-set overlap) are reduced inside the
   // model's own graph when it has an attention mask and known widths (moment-stats.ts); the
@@ -110,8 +115,9 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     const resolved = await resolvePrecisionModel(folder, precision, cfg, nativePrecision, opts.cacheDir);
     precisions.push({ precision, ...resolved });
     const bytes = augmentForRun(readFileSync(resolved.path), {
-      captures: needsChunks ? sites.map((s) => s.tensor) : [],
-      moments: momentsInGraph ? { tensors: sites.map((s) => ({ name: s.tensor, width: s.width! })), maskName: maskInput!, opset } : undefined,
+      captures: needsChunks ? sites.map((s) => s.capture ?? s.tensor) : [],
+      moments: momentsInGraph ? { tensors: sites.map((s) => ({ name: s.capture ?? s.tensor, width: s.width! })), maskName: maskInput!, opset } : undefined,
+      ...captureViews(sites, feed.idsName),
     });
     const s = await createSession(bytes, session, { externalDataDir: path.dirname(resolved.path), where: resolved.path });
     // Inputs the fragment added (quantlens/…) are fed by operators/infer.ts, not planned as model inputs.
@@ -119,13 +125,15 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     runners.push({
       precision,
       session: s,
-      plan: planInputs(modelInputs, resolved.path),
+      plan: planInputs(modelInputs, resolved.path, feed.inputOptions),
       sites: needsChunks ? sites : [],
       moments: momentsInGraph ? new InGraphMoments(sites, { lo: cfg.dead.lo, hi: cfg.dead.hi }) : undefined,
     });
   }
 
   const maxContext = Math.min(folder.maxContext ?? 2048, 1 << 16);
+  const reference = runners.find((r) => r.precision === nativePrecision);
+  const padSide = await confirmPaddingSide(runners, reference, tokenizer, feed.padding, { maxContext, where: where('model') });
   // Paths relative to the output folder, no cache paths (pipelines/output-metadata.ts).
   const model = modelRecord(cfg, folder.dir, hash, !!demo.label);
   const metadata: Record<string, string> = {
@@ -133,9 +141,33 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     ...outputMetadata(cfg, model, datasetPath(cfg, demo.datasetPath), precisions, !!demo.label),
     'quantlens.ort_version': ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown',
     'quantlens.session_settings': JSON.stringify(describeSettings(session)),
+    'quantlens.padding': JSON.stringify(padSide),
   };
   if (demo.label) metadata['quantlens.model_label'] = demo.label;
   return { cfg, folder, modelHash: hash, demoLabel: demo.label, tokenizer, template, dataset, sites, runners, precisions, session, maxContext, metadata };
+}
+
+/** What feeding this graph needs: input names, the padding side and past dims, the logits width. */
+function graphFeedInfo(graph: OnnxModel, folder: ModelFolder) {
+  const padding = paddingSideFor(graph);
+  const logits = graph.outputs.find((o) => o.name === 'logits') ?? graph.outputs[0];
+  const width = logits?.dims?.at(-1);
+  return {
+    idsName: graph.inputs.find((i) => i.name === 'input_ids')?.name ?? 'input_ids',
+    padding,
+    inputOptions: { padSide: padding.side, past: pastHintsFor(graph, folder.config, folder.genai) },
+    /** Without a vocab_size in the configs, the logits' last dim is the model's id range. */
+    logitsDim: typeof width === 'number' ? width : null,
+  };
+}
+
+/**
+ * augmentForRun options for how sites are read: [B·T, d_ff] activations (Gemm-based exports such
+ * as OPT) through a [B, T, d_ff] view; last logits always gathered per row, so the padding probe
+ * can switch sides without new sessions.
+ */
+function captureViews(sites: ActivationSite[], idsName: string) {
+  return { reshape3d: { idsName, tensors: sites.filter((s) => s.flat).map((s) => s.tensor) }, gatherLast: true };
 }
 
 export async function releasePlan(plan: Plan): Promise<void> {

@@ -56,6 +56,27 @@ function firstId(v: unknown): number | null {
   return null;
 }
 
+/**
+ * tokenizer.json sections that Hugging Face treats as optional (absent = none) but the JS library
+ * requires as keys: an export without a "decoder" or "normalizer" is valid and loads in Python.
+ */
+function withOptionalSections(json: Record<string, any>): Record<string, any> {
+  const out = { ...json };
+  for (const k of ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder']) out[k] ??= null;
+  out.added_tokens ??= [];
+  return out;
+}
+
+/** Highest id + 1 in tokenizer.json itself: model.vocab (BPE/WordPiece map, Unigram list) and added_tokens. */
+function idRangeOf(json: Record<string, any>): number {
+  let n = 0;
+  const vocab = json.model?.vocab;
+  if (Array.isArray(vocab)) n = vocab.length;
+  else if (vocab && typeof vocab === 'object') for (const id of Object.values(vocab)) if (typeof id === 'number') n = Math.max(n, id + 1);
+  for (const t of Array.isArray(json.added_tokens) ? json.added_tokens : []) if (typeof t?.id === 'number') n = Math.max(n, t.id + 1);
+  return n;
+}
+
 export async function loadTokenizer(folder: string): Promise<TextTokenizer> {
   const tokenizerFile = path.join(folder, 'tokenizer.json');
   const configFile = path.join(folder, 'tokenizer_config.json');
@@ -76,7 +97,7 @@ export async function loadTokenizer(folder: string): Promise<TextTokenizer> {
 
   let tok: Tokenizer;
   try {
-    tok = new Tokenizer(tokenizerJson, tokConfig);
+    tok = new Tokenizer(withOptionalSections(tokenizerJson), tokConfig);
   } catch (e) {
     throw new QuantlensError('TOKENIZER', `cannot build tokenizer: ${(e as Error).message}`, tokenizerFile, { cause: e });
   }
@@ -91,7 +112,8 @@ export async function loadTokenizer(folder: string): Promise<TextTokenizer> {
   const eosId = specialId('eos_token');
   const padId = specialId('pad_token') ?? eosId ?? 0;
 
-  let vocabSize = 0;
+  // The real id range: the highest id of the model vocabulary or the added tokens, + 1.
+  let vocabSize = idRangeOf(tokenizerJson);
   for (const id of tok.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
 
   // Does the post-processor (e.g. TemplateProcessing "<s> $A") already put BOS in front?

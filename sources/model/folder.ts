@@ -17,6 +17,8 @@ import { QuantlensError } from '../../core/errors.ts';
 export interface ModelFolder {
   dir: string;
   config: Record<string, any> | null;
+  /** onnxruntime-genai's genai_config.json (model.decoder holds layer count, heads, input names). */
+  genai: Record<string, any> | null;
   /** The base model (variants.fp32 when present). */
   onnxPath: string;
   /** Precision / file tag → path. 'fp32' is the untagged base file (transformers.js naming; the
@@ -115,5 +117,5 @@ export async function openModelFolder(dir: string, where?: string): Promise<Mode
 
   const tokenizerDir = [dir, path.dirname(base)].find((d) => existsSync(path.join(d, 'tokenizer.json'))) ?? dir;
 
-  return { dir, config, onnxPath: base, variants, externalData: externalDataBeside(base), maxContext, vocabSize, tokenizerDir };
+  return { dir, config, genai, onnxPath: base, variants, externalData: externalDataBeside(base), maxContext, vocabSize, tokenizerDir };
 }

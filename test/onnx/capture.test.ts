@@ -57,7 +57,7 @@ test('structural SiLU is found without names; explicit tensor names are accepted
   g.node('MatMul', ['h', 'wd'], ['y']);
   g.output('y', 'float', ['n', 4]);
   const m = readOnnxModel(g.toModel());
-  assert.equal(findActivationSites(m).map((s) => [s.layer, s.tensor, s.how, s.width]), [[0, 'act', 'silu pattern', 6]]);
+  assert.equal(findActivationSites(m).map((s) => [s.layer, s.tensor, s.how, s.width]), [[0, 'act', 'structure', 6]]);
   assert.equal(resolveLayers(m, ['u']).map((s) => [s.tensor, s.how]), [['u', 'explicit']]);
   assert.throws(() => resolveLayers(m, ['nope']), /no tensor named "nope"/);
 });
