@@ -104,6 +104,11 @@ export interface OnnxModel {
   source: ByteSource;
 }
 
+/** The model's ai.onnx (default-domain) opset version; 0 when it declares none. */
+export function defaultOpset(m: Pick<OnnxModel, 'opsets'>): number {
+  return m.opsets.find((o) => o.domain === '')?.version ?? 0;
+}
+
 /** Scan fields of a message stored in src[start, end) reading only tag headers. */
 export function* scanFields(src: ByteSource, start: number, end: number): Generator<WireField> {
   let pos = start;

@@ -13,7 +13,7 @@ import { modelHash } from '../sources/model/hash.ts';
 import { loadTokenizer, checkTokenizerFitsModel, type TextTokenizer } from '../sources/tokenizer.ts';
 import { datasetColumns, type DatasetSpec } from '../sources/dataset/open.ts';
 import { compilePrompt, checkPromptColumns, type PromptTemplate } from '../sources/prompt.ts';
-import { readOnnxModel, type OnnxModel } from '../onnx/model-reader.ts';
+import { defaultOpset, readOnnxModel, type OnnxModel } from '../onnx/model-reader.ts';
 import { resolveLayers, type ActivationSite } from '../onnx/capture.ts';
 import { augmentForRun, reshapedName } from '../onnx/augment.ts';
 import { InGraphMoments } from '../onnx/moment-stats.ts';
@@ -73,7 +73,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   // The float type the model was exported in: 'fp32' / 'fp16' name the model as given.
   const logitsType = graph.outputs.find((o) => o.name === 'logits')?.elemType ?? graph.outputs[0]?.elemType;
   const nativePrecision = logitsType === 10 ? 'fp16' : 'fp32';
-  const opset = graph.opsets.find((o) => o.domain === '')?.version ?? 0;
+  const opset = defaultOpset(graph);
   const maskInput = graph.inputs.find((i) => i.name === 'attention_mask')?.name;
   const feed = graphFeedInfo(graph, folder);
   try {

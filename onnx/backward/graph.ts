@@ -16,7 +16,7 @@
 import { QuantlensError } from '../../core/errors.ts';
 import path from 'node:path';
 import { appendGraphFragment, encodeNode } from '../builder.ts';
-import { readOnnxModel, scanFields, type NodeInfo, type OnnxModel, constantTensor, readTensorBytes } from '../model-reader.ts';
+import { defaultOpset, readOnnxModel, scanFields, type NodeInfo, type OnnxModel, constantTensor, readTensorBytes } from '../model-reader.ts';
 import { DTYPE } from '../dtypes.ts';
 import { fields, ProtoWriter, str } from '../wire.ts';
 import { FLOAT_TYPES, GradEmitter, floatTensor, type EmittedNode, type TensorMeta } from './emitter.ts';
@@ -124,7 +124,7 @@ function checkRequest(m: OnnxModel, opts: AttributionGraphOptions): Request {
     throw new QuantlensError('UNSUPPORTED', `an attribution graph overrides exactly one tensor; got ${opts.layerTensors.length} (build one graph per layer)`);
   }
   const T = opts.layerTensors[0];
-  const opset = m.opsets.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 0;
+  const opset = defaultOpset(m);
   // Range, ScatterElements and Slice/Pad with tensor inputs, which the rules emit, exist from opset 11.
   if (opset < 11) throw new QuantlensError('UNSUPPORTED', `backward graphs need ai.onnx opset >= 11; the model has ${opset}`, where);
   const producer = m.nodes.find((n) => n.outputs.includes(T));

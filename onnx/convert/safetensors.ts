@@ -81,12 +81,12 @@ export function readSafetensorsFloat32(name: string, e: SafetensorsEntry): Float
   } finally {
     closeSync(fd);
   }
-  // Copy to an aligned buffer before viewing it as a typed array.
-  const aligned = new Uint8Array(bytes.length);
-  aligned.set(bytes);
-  if (e.dtype === 'F32') return new Float32Array(aligned.buffer);
-  if (e.dtype === 'F64') return Float32Array.from(new Float64Array(aligned.buffer));
-  const u16 = new Uint16Array(aligned.buffer);
+  // A large Buffer owns its ArrayBuffer at offset 0; a small pooled one may be misaligned: copy it.
+  const aligned = bytes.byteOffset % per === 0 ? bytes : Uint8Array.from(bytes);
+  const view = <T>(C: new (b: ArrayBufferLike, o: number, n: number) => T) => new C(aligned.buffer, aligned.byteOffset, numel);
+  if (e.dtype === 'F32') return view(Float32Array);
+  if (e.dtype === 'F64') return Float32Array.from(view(Float64Array));
+  const u16 = view(Uint16Array);
   return e.dtype === 'F16' ? halfToFloat(u16) : bfloat16ToFloat(u16);
 }
 
@@ -181,6 +181,12 @@ export function readSafetensorsCheckpoint(dir: string): { config: LlamaConfig; w
 /** Files copied verbatim into the output folder when present. */
 const COPIED = ['special_tokens_map.json', 'generation_config.json'];
 
+/**
+ * Converted weights above this many bytes go to model.onnx.data, streamed one tensor at a time:
+ * real checkpoints never hold the model in memory; tiny test checkpoints stay a single file.
+ */
+export const CONVERT_INLINE_LIMIT = 64 * 2 ** 20;
+
 export async function convertSafetensors(dir: string, outDir: string, opts: { inlineLimitBytes?: number } = {}): Promise<string> {
   const { config, weights } = readSafetensorsCheckpoint(dir);
   const tokFile = path.join(dir, 'tokenizer.json');
@@ -189,6 +195,6 @@ export async function convertSafetensors(dir: string, outDir: string, opts: { in
   const tokConfig = existsSync(tokConfigFile) ? readFileSync(tokConfigFile, 'utf8') : '{}\n';
   const files: Record<string, Uint8Array> = {};
   for (const name of COPIED) if (existsSync(path.join(dir, name))) files[name] = readFileSync(path.join(dir, name));
-  await writeModelFolder(outDir, config, weights, readFileSync(tokFile, 'utf8'), tokConfig, { quantlens_converted_from: 'safetensors' }, { files, inlineLimitBytes: opts.inlineLimitBytes });
+  await writeModelFolder(outDir, config, weights, readFileSync(tokFile, 'utf8'), tokConfig, { quantlens_converted_from: 'safetensors' }, { files, inlineLimitBytes: opts.inlineLimitBytes ?? CONVERT_INLINE_LIMIT });
   return outDir;
 }

@@ -11,7 +11,7 @@ import { promises as fsp, rmSync } from 'node:fs';
 import path from 'node:path';
 import { tempPathFor, writeAtomically } from '../../core/atomic-write.ts';
 import { QuantlensError } from '../../core/errors.ts';
-import { readOnnxModel, type OnnxModel } from '../model-reader.ts';
+import { defaultOpset, readOnnxModel, type OnnxModel } from '../model-reader.ts';
 import { refusePartial, refuseRequantize, summariseLinear, type QuantizationRecord } from './census.ts';
 import { bnb4Emitter } from './nf4.ts';
 import { dynamicInt8Emitter } from './dynamic-int8.ts';
@@ -67,7 +67,7 @@ export async function quantizeModel(srcOnnx: string, variant: QuantVariant, outO
       throw new QuantlensError('QUANTIZE', `no quantizable MatMul, Gemm or Attention (2-D constant float weight) found${why}`, srcOnnx);
     }
     refusePartial(linear, srcOnnx, opts.allowPartial ?? false);
-    const opset = m.opsets.find((o) => o.domain === '')?.version ?? 0;
+    const opset = defaultOpset(m);
     const minOpset = MIN_OPSET[variant] ?? 0;
     if (opset < minOpset) throw new QuantlensError('UNSUPPORTED', `not supported: ${variant} needs ai.onnx opset >= ${minOpset} (Round, DynamicQuantizeLinear), the model has ${opset}`, srcOnnx);
     const emitter = emitterFor(variant, settings);

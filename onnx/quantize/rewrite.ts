@@ -18,7 +18,7 @@
 import path from 'node:path';
 import type { TypedData } from '../builder.ts';
 import { DTYPE } from '../dtypes.ts';
-import { readTensorFloat32, scanFields, type OnnxModel } from '../model-reader.ts';
+import { defaultOpset, readTensorFloat32, scanFields, type OnnxModel } from '../model-reader.ts';
 import { fields, ProtoWriter, str, WIRE_LEN } from '../wire.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import { replacementFor } from './replacement.ts';
@@ -62,7 +62,7 @@ function variantContext(m: OnnxModel): VariantContext {
   for (const k of m.initializers.keys()) used.add(k);
   for (const i of m.inputs) used.add(i.name);
   return {
-    opset: m.opsets.find((o) => o.domain === '')?.version ?? 0,
+    opset: defaultOpset(m),
     fresh(base) {
       let name = base;
       for (let i = 1; used.has(name); i++) name = `${base}_${i}`;
