@@ -6,7 +6,7 @@
  *                                     bench/attribution.ts when present (~10 min on 2 cores)
  *   npm run bench -- --quick          smaller sizes (a few minutes); memory at 2k / 20k prompts
  *   npm run bench -- --all            also bench/parquet-writers.ts
- *   npm run bench -- --only pipeline,memory,estimators,quantize,attribution,parquet
+ *   npm run bench -- --only pipeline,memory,estimators,quantize,convert,attribution,parquet
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -27,8 +27,8 @@ const only = onlyAt >= 0 ? new Set((args[onlyAt + 1] ?? '').split(',')) : null;
 const wanted = (section: string) => (only ? only.has(section) : section !== 'parquet' || all);
 
 const SIZES = quick
-  ? { throughputPrompts: 400, rounds: 2, memory: [2_000, 20_000] as [number, number], prompts: 100, widePrompts: 24, quantizeArgs: ['1'], attributionArgs: ['4'], parquetArgs: ['200000'] }
-  : { throughputPrompts: 2_000, rounds: 3, memory: [10_000, 100_000] as [number, number], prompts: 300, widePrompts: 64, quantizeArgs: [] as string[], attributionArgs: [] as string[], parquetArgs: [] as string[] };
+  ? { throughputPrompts: 400, rounds: 2, memory: [2_000, 20_000] as [number, number], prompts: 100, widePrompts: 24, quantizeArgs: ['1'], convertArgs: ['1'], attributionArgs: ['4'], parquetArgs: ['200000'] }
+  : { throughputPrompts: 2_000, rounds: 3, memory: [10_000, 100_000] as [number, number], prompts: 300, widePrompts: 64, quantizeArgs: [] as string[], convertArgs: [] as string[], attributionArgs: [] as string[], parquetArgs: [] as string[] };
 
 const log = (line: string) => process.stderr.write(`  · ${line}\n`);
 const verdict = (met: boolean) => (met ? 'goal met' : 'GOAL MISSED');
@@ -166,6 +166,7 @@ async function main(): Promise<void> {
     if (wanted('estimators')) await section('estimators', results, () => benchEstimators({ prompts: SIZES.prompts, widePrompts: SIZES.widePrompts, tmpDir, log }), printEstimators);
     const scripts: Record<string, unknown>[] = [];
     if (wanted('quantize')) scripts.push(runScript('quantize', path.join(REPO, 'bench', 'quantize.ts'), SIZES.quantizeArgs));
+    if (wanted('convert')) scripts.push(runScript('convert', path.join(REPO, 'bench', 'convert.ts'), SIZES.convertArgs));
     if (wanted('attribution')) scripts.push(runScript('attribution', path.join(REPO, 'bench', 'attribution.ts'), SIZES.attributionArgs));
     if (wanted('parquet')) scripts.push(runScript('parquet writers', path.join(REPO, 'bench', 'parquet-writers.ts'), SIZES.parquetArgs));
     else console.log('\n(parquet writer micro-benchmark: run with --all)');
