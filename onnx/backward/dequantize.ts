@@ -11,7 +11,7 @@
  */
 import { QuantlensError } from '../../core/errors.ts';
 import { dequantize4bit, type FourBitType } from '../quantize/nf4.ts';
-import { transpose } from '../quantize/variants.ts';
+import { transposeMatrix } from '../matrix.ts';
 
 /**
  * MatMulNBits storage → Ŵ [K, N]. packed [N, kBlocks, blockSize·bits/8] (4-bit: low nibble
@@ -61,7 +61,7 @@ export function dequantizeBnb4(packed: Uint8Array, absmax: Float32Array, K: numb
   if (packed.length !== Math.ceil((N * K) / 2) || absmax.length !== Math.ceil((N * K) / blockSize)) {
     throw new QuantlensError('MODEL', `MatMulBnb4 storage (${packed.length} code bytes, ${absmax.length} absmax) does not fit K=${K} N=${N} block_size=${blockSize}`);
   }
-  return transpose(dequantize4bit(packed, absmax, N * K, blockSize, type), N, K);
+  return transposeMatrix(dequantize4bit(packed, absmax, N * K, blockSize, type), N, K);
 }
 
 /** llm-int8 outlier-path weight: f(f(CB[k,n]·SCB[n])·inv127), CB [K, N] int8. */

@@ -11,6 +11,7 @@
 import { promises as fsp, existsSync } from 'node:fs';
 import path from 'node:path';
 import { GraphBuilder, float, tensor, type ModelOptions } from '../builder.ts';
+import { transposeMatrix } from '../matrix.ts';
 import { writeAtomically } from '../../core/atomic-write.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import { hfConfigJson, validateLlamaConfig, type LlamaConfig } from './llama-config.ts';
@@ -63,23 +64,7 @@ export interface LlamaGraphOptions {
 const MASKED = -1e9;
 
 /** W [out, in] row-major → [in, out] row-major (MatMul's B). */
-export function transposeMatrix(w: Float32Array, out: number, inp: number): Float32Array {
-  const t = new Float32Array(w.length);
-  // 64×64 tiles: both the reads and the strided writes of a tile stay in cache (a plain double loop
-  // misses on every write once a row of the output exceeds the cache; several times slower at 7B).
-  const B = 64;
-  for (let o0 = 0; o0 < out; o0 += B) {
-    const o1 = Math.min(out, o0 + B);
-    for (let i0 = 0; i0 < inp; i0 += B) {
-      const i1 = Math.min(inp, i0 + B);
-      for (let o = o0; o < o1; o++) {
-        const row = o * inp;
-        for (let i = i0; i < i1; i++) t[i * out + o] = w[row + i];
-      }
-    }
-  }
-  return t;
-}
+export { transposeMatrix } from '../matrix.ts';
 
 /** RoPE inverse frequencies theta^(-2k/d), with HF's linear / llama3 scaling applied. */
 export function ropeInverseFrequencies(cfg: LlamaConfig): Float64Array {

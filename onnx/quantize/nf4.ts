@@ -21,7 +21,8 @@
  * float32 pairwise; can differ in the last bit of `offset`); an all-zero block gets code "0" and
  * absmax 0 where bnb would compute 0 * inf (NaN) and its kernel's comparisons decide.
  */
-import { transpose, type VariantEmitter, type WeightPlan } from './variants.ts';
+import { type VariantEmitter, type WeightPlan } from './variants.ts';
+import { transposeMatrix } from '../matrix.ts';
 
 export type FourBitType = 'nf4' | 'fp4';
 
@@ -70,21 +71,7 @@ export function dynamicMap(): Float32Array {
   return (dynamicMapCache ??= dynamicMap8());
 }
 
-/** Index of the nearest level in a table (ties → lowest index, like torch.argmin). */
-function nearestIndex(table: Float32Array, x: number): number {
-  let best = 0;
-  let bestD = Infinity;
-  for (let i = 0; i < table.length; i++) {
-    const d = Math.abs(x - table[i]);
-    if (d < bestD) {
-      bestD = d;
-      best = i;
-    }
-  }
-  return best;
-}
-
-/** Nearest index in an ascending table by binary search (same result as nearestIndex). */
+/** Nearest index in an ascending table by binary search; ties and duplicates go to the lowest index. */
 function nearestSorted(table: Float32Array, x: number): number {
   let lo = 0;
   let hi = table.length - 1;
@@ -107,13 +94,41 @@ function nearestSorted(table: Float32Array, x: number): number {
 
 
 /** NF4 code of a value already scaled to [-1, 1] (nearest level; ties → lower index). */
+/**
+ * Nearest-code search as decision thresholds: code = how many midpoints of neighbouring table
+ * values lie below x, with x exactly on a midpoint going to the lower code (as nearestSorted and
+ * bnb do). A table value and a scaled float32 weight are both float32, so (a + b) / 2 and the
+ * comparison are exact in float64 and the codes are identical to the |x − t| search, at four
+ * comparisons per weight instead of a search loop and a function call.
+ */
+const NF4_MIDPOINTS = Float64Array.from({ length: 15 }, (_, k) => (NF4_TABLE[k] + NF4_TABLE[k + 1]) / 2);
+
 export function nf4Code(x: number): number {
-  return nearestSorted(NF4_TABLE, x);
+  const m = NF4_MIDPOINTS;
+  let c = x > m[7] ? 8 : 0;
+  if (x > m[c + 3]) c += 4;
+  if (x > m[c + 1]) c += 2;
+  if (x > m[c]) c += 1;
+  return c;
 }
 
-/** FP4 code: sign bit 3 from x < 0, magnitude = nearest of the 8 non-negative levels. */
+/**
+ * FP4 magnitudes are not stored in order ([0, 0.0625, 8, 12, 4, 6, 2, 3] / 12), so the nearest
+ * magnitude is found in sorted order and mapped back; a tie between two magnitudes goes to the
+ * lower table index, as the linear |x − t| search does.
+ */
+const FP4_BY_SIZE = Array.from({ length: 8 }, (_, i) => i).sort((a, b) => FP4_TABLE[a] - FP4_TABLE[b]);
+const FP4_SPLITS = FP4_BY_SIZE.slice(0, 7).map((code, k) => ({
+  mid: (FP4_TABLE[code] + FP4_TABLE[FP4_BY_SIZE[k + 1]]) / 2,
+  /** On the midpoint itself: the upper magnitude wins only if its table index is lower. */
+  tieUp: FP4_BY_SIZE[k + 1] < code,
+}));
+
 export function fp4Code(x: number): number {
-  const mag = nearestIndex(FP4_TABLE.subarray(0, 8), Math.abs(x));
+  const a = Math.abs(x);
+  let k = 0;
+  while (k < 7 && (a > FP4_SPLITS[k].mid || (a === FP4_SPLITS[k].mid && FP4_SPLITS[k].tieUp))) k++;
+  const mag = FP4_BY_SIZE[k];
   return x < 0 ? mag | 8 : mag;
 }
 
@@ -214,7 +229,7 @@ export function bnb4Emitter(type: FourBitType, blockSize: number, doubleQuant: b
           { name: absmax, type: 'float', dims: [Math.ceil((N * K) / blockSize)] },
         ],
         produce(b) {
-          const q = quantize4bit(transpose(b, K, N), blockSize, type, doubleQuant);
+          const q = quantize4bit(transposeMatrix(b, K, N), blockSize, type, doubleQuant);
           return { [codes]: q.packed, [absmax]: q.absmaxForNode };
         },
       };

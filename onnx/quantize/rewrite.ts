@@ -27,7 +27,8 @@ import {
   type Piece, type PlanEntry,
 } from './rewrite-pieces.ts';
 import type { QuantTarget } from './targets.ts';
-import { transpose, type VariantContext, type VariantEmitter } from './variants.ts';
+import { type VariantContext, type VariantEmitter } from './variants.ts';
+import { transposeMatrix } from '../matrix.ts';
 
 const MAX_INLINE_MODEL = 1.9 * 2 ** 30;
 const EXTERNAL_MIN_BYTES = 1024;
@@ -99,7 +100,7 @@ function planReplacements(m: OnnxModel, targets: QuantTarget[], emitter: Variant
     let entry = plans.get(key);
     if (!entry) {
       const weight = t.weight;
-      const read = () => (t.transposed ? transpose(readTensorFloat32(m, weight), t.N, t.K) : readTensorFloat32(m, weight));
+      const read = () => (t.transposed ? transposeMatrix(readTensorFloat32(m, weight), t.N, t.K) : readTensorFloat32(m, weight));
       entry = { key, read, plan: emitter.weight(t.weightName, t.K, t.N, ctx) };
       plans.set(key, entry);
     }

@@ -119,12 +119,3 @@ export function roundHalfAway(x: number): number {
   return Math.sign(x) * Math.round(Math.abs(x));
 }
 
-/** [K, N] row-major → [N, K] row-major. */
-export function transpose(b: Float32Array, K: number, N: number): Float32Array {
-  const w = new Float32Array(K * N);
-  for (let k = 0; k < K; k++) {
-    const row = k * N;
-    for (let n = 0; n < N; n++) w[n * K + k] = b[row + n];
-  }
-  return w;
-}

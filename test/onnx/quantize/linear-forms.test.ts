@@ -14,7 +14,7 @@ import { GraphBuilder, tensor } from '../../../onnx/builder.ts';
 import { readOnnxModel } from '../../../onnx/model-reader.ts';
 import { quantizeModel, quantSessionConfig, type QuantVariant } from '../../../onnx/quantize/index.ts';
 import { gaussian, identity, runY, tmpDir, writeMatMulModel } from './fixtures.ts';
-import { transpose } from '../../../onnx/quantize/variants.ts';
+import { transposeMatrix as transpose } from '../../../onnx/matrix.ts';
 import { floatToHalf, halfToFloat } from '../../../onnx/dtypes.ts';
 
 const K = 64, N = 48, M = 5;

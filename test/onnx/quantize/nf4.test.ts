@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import path from 'node:path';
 import { quantizeModel } from '../../../onnx/quantize/index.ts';
-import { dynamicMap, quantize4bit } from '../../../onnx/quantize/nf4.ts';
+import { dynamicMap, fp4Code, nf4Code, quantize4bit } from '../../../onnx/quantize/nf4.ts';
 import { f32, gaussian, identity, quantizedNode, runY, tmpDir, writeMatMulModel } from './fixtures.ts';
 
 // ---- an independent, from-scratch bitsandbytes reference (QLoRA appendix / bnb quantize_4bit) ----
@@ -53,6 +53,35 @@ function refQuantize(w: Float32Array, bs: number, type: 'nf4' | 'fp4'): { codes:
 function unpack(packed: Uint8Array, n: number): number[] {
   return Array.from({ length: n }, (_, i) => (i % 2 === 0 ? packed[i >> 1] >> 4 : packed[i >> 1] & 15));
 }
+
+test('threshold code lookup = the |x − level| search: table values, midpoints and their float32 neighbours, random values', () => {
+  const xs: number[] = [];
+  const f32Next = (x: number, up: boolean) => {
+    const b = new Float32Array([x]);
+    const u = new Int32Array(b.buffer);
+    u[0] += (x >= 0) === up ? 1 : -1;
+    return b[0];
+  };
+  for (const levels of [NF4, FP4, FP4.map((v) => -v)])
+    for (let i = 0; i < levels.length; i++) {
+      xs.push(levels[i]);
+      for (let j = 0; j < levels.length; j++) {
+        if (i === j) continue;
+        const mid = Math.fround((levels[i] + levels[j]) / 2);
+        xs.push(mid, f32Next(mid, true), f32Next(mid, false));
+      }
+    }
+  let seed = 12345;
+  for (let k = 0; k < 100_000; k++) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    xs.push(Math.fround((seed / 2 ** 32) * 2 - 1));
+  }
+  xs.push(-1, 1, 0, -0);
+  for (const x of xs.filter((v) => v >= -1 && v <= 1)) {
+    assert.is(nf4Code(x), argminAbs(NF4, x), `nf4 ${x}`);
+    assert.is(fp4Code(x), (x < 0 ? 8 : 0) | argminAbs(FP4, Math.abs(x)), `fp4 ${x}`);
+  }
+});
 
 test('NF4 and FP4 codes equal a from-scratch bnb quantizer on fixed vectors (block 64, high nibble first)', () => {
   const fixed = Float32Array.from([0, 1, -1, 0.5, -0.5, 0.0796, 0.04, -0.045, 0.999, -0.7, 0.3379, 3, -2.25]);
