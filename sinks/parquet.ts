@@ -14,7 +14,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
 import type { SchemaElement } from 'hyparquet';
-import { writeAtomically } from '../core/atomic-write.ts';
+import { writeAtomically, writeError } from '../core/atomic-write.ts';
 import { QuantlensError } from '../core/errors.ts';
 
 /** `list<float>` exists for activation dumps (values per row); tables use the others. */
@@ -94,12 +94,18 @@ export async function holdTemporaryFile(finalPath: string): Promise<HeldTemporar
 
 /** hyparquet-writer's ByteWriter that appends each finished row group to an open file. */
 class FileByteWriter extends ByteWriter {
-  constructor(private readonly file: FileHandle) {
+  constructor(
+    private readonly file: FileHandle,
+    /** Named in a write error (ENOSPC): Node's own message names no file. */
+    private readonly finalPath: string,
+  ) {
     super(1 << 20);
   }
   async flush(): Promise<void> {
     if (this.index === 0) return;
-    await this.file.write(new Uint8Array(this.buffer, 0, this.index));
+    await this.file.write(new Uint8Array(this.buffer, 0, this.index)).catch((e) => {
+      throw writeError(this.finalPath, e);
+    });
     this.index = 0;
     // A very wide row group may have grown the buffer; give the memory back between groups.
     if (this.buffer.byteLength > 64 << 20) {
@@ -196,7 +202,7 @@ export async function openParquetSink(
     await held.discard();
     throw new QuantlensError('IO', `cannot create temporary file: ${(e as Error).message}`, finalPath, { cause: e });
   }
-  const out = new FileByteWriter(file);
+  const out = new FileByteWriter(file, finalPath);
   const pq = new ParquetWriter({
     writer: out,
     schema,
