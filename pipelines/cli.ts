@@ -147,6 +147,8 @@ async function main(): Promise<void> {
       (y) => y.positional('runs', { type: 'string', array: true, demandOption: true }).option('out', { type: 'string' }),
       async (a) => {
         const { writeReport } = await import('../sinks/report/index.ts');
+        const { checkOutputComplete } = await import('./output-folder.ts');
+        for (const d of a.runs as string[]) checkOutputComplete(path.resolve(d));
         const r = await writeReport((a.runs as string[]).map((p) => path.resolve(p)), { out: a.out ? path.resolve(a.out) : undefined });
         console.log(r.html);
       },

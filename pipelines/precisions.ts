@@ -32,7 +32,8 @@ export async function resolvePrecisionModel(
     outlierThreshold: q.outlier_threshold,
     includeLmHead: q.include_lm_head,
   });
-  return r;
+  // A cache hit is the same file an uninterrupted run quantized: metadata must not depend on cache state.
+  return { ...r, source: r.source === 'cache' ? 'quantized' : r.source };
 }
 
 /** Quantized variants are cached per user: QUANTLENS_CACHE, else ~/.cache/quantlens. */

@@ -9,7 +9,7 @@
  */
 import { promises as fsp, rmSync } from 'node:fs';
 import path from 'node:path';
-import { tempPathFor, writeAtomically } from '../../core/atomic-write.ts';
+import { removeStaleTemporaries, tempPathFor, writeAtomically } from '../../core/atomic-write.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import { readOnnxModel } from '../model-reader.ts';
 import { bnb4Emitter } from './nf4.ts';
@@ -66,6 +66,8 @@ export async function quantizeModel(srcOnnx: string, variant: QuantVariant, outO
     let dataTmp: string | null = null;
     let dataRenamed = false;
     let result: { quantized: string[] };
+    // A killed quantize (CLI or quantize-on-first-use) leaves .model_<variant>.onnx.tmp-* behind.
+    removeStaleTemporaries(path.dirname(outOnnx));
     try {
       result = await writeAtomically(outOnnx, async (tmpOnnx) => {
         const r = rewriteModel({ model: m, targets, emitter }, { tmpOnnx, finalOnnx: outOnnx, openData: () => (dataTmp = tempPathFor(dataFinal)) });
