@@ -89,7 +89,7 @@ function fingerprintOf(plan: Plan, rows: string): RunFingerprint {
     pipeline: sha256(canonicalJson(pipeline)),
     model: plan.modelHash,
     precisions: sha256(canonicalJson(precisions)),
-    dataset: { path: file, size: st?.size ?? null, mtimeMs: st?.mtimeMs ?? null, rows },
+    dataset: { path: file, size: st?.size ?? null, mtimeMs: st ? Math.floor(st.mtimeMs) : null, rows },
   };
 }
 
@@ -360,7 +360,7 @@ export class RunCheckpoints {
     if (ck.configHash !== hash)
       throw new QuantlensError('STATE', `checkpoint belongs to a different pipeline or model (config hash ${ck.configHash.slice(0, 12)} ≠ ${hash.slice(0, 12)}); ${START_OVER}`, file);
     keepListedParts(dir, ck, file);
-    new StateChecker(file).mergeStates(ck.states, plan.cfg, measures);
+    new StateChecker(file).mergeStates(ck.states, plan.cfg, measures, plan.sites.length);
     ledger.restore(ck.ledger, measures.tally, file);
     opts.log?.(`quantlens: resuming after batch ${ck.batches} (${ck.ledger.tally[plan.cfg.precisions[0]]?.examples ?? 0} examples done) from ${file}`);
     return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, ck.batches, ck.parts, ck.fingerprint.dataset.rows);

@@ -180,7 +180,7 @@ async function mergeInto(outDir: string, plan: Plan, shards: LoadedShard[], opts
   const examples: { id: number; length: number }[] = [];
   for (const { dir, state: s } of shards) {
     const file = path.join(dir, SHARD_STATE_FILE);
-    new StateChecker(file).mergeStates(s.states, cfg, measures);
+    new StateChecker(file).mergeStates(s.states, cfg, measures, plan.sites.length);
     for (const [precision, t] of Object.entries(s.ledger.tally)) {
       const mine = measures.tally.get(precision)!;
       mine.examples += t.examples;

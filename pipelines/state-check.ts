@@ -77,8 +77,21 @@ export class StateChecker {
       if (n !== ids) this.fail(`${field}.tally.${precisions[i]}.examples`, `is ${n}, but the ledger lists ${ids} examples`);
   }
 
+  /** One moments entry per precision and captured site: a state with entries missing would resume silently short. */
+  neuronEntries(v: unknown, precisions: string[], sites: number, field: string): void {
+    const entries = this.array(this.object(v, field).entries, `${field}.entries`);
+    if (entries.length !== precisions.length * sites) this.fail(`${field}.entries`, `has ${entries.length} entries, expected ${precisions.length * sites} (precisions × layers)`);
+    for (const [i, e] of entries.entries()) {
+      const o = this.object(e, `${field}.entries[${i}]`);
+      if (!precisions.includes(o.precision as string)) this.fail(`${field}.entries[${i}].precision`, `is ${JSON.stringify(o.precision)}, not a precision of this run`);
+      const m = this.object(o.moments, `${field}.entries[${i}].moments`);
+      this.count(m.width, `${field}.entries[${i}].moments.width`);
+      this.count(m.count, `${field}.entries[${i}].moments.count`);
+    }
+  }
+
   /** Estimator states: one per estimator the pipeline runs, merged with every error named. */
-  mergeStates(v: unknown, cfg: PipelineConfig, measures: RunMeasures, field = 'states'): void {
+  mergeStates(v: unknown, cfg: PipelineConfig, measures: RunMeasures, sites: number, field = 'states'): void {
     const s = this.object(v, field) as MeasureStates;
     const m = new Set(cfg.measure);
     // Which estimators exist mirrors RunMeasures' constructor.
@@ -89,6 +102,7 @@ export class StateChecker {
       ['salience', m.has('salience')],
     ] as const;
     for (const [k, needed] of expected) if (needed) this.object((s as Record<string, unknown>)[k], `${field}.${k}`);
+    if (s.neurons) this.neuronEntries(s.neurons, cfg.precisions, sites, `${field}.neurons`);
     try {
       measures.merge(s);
     } catch (e) {
