@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cpSync, existsSync, readFileSync, rmSync, utimesSync, writeFileSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { caseDir, expectError, quiet } from './harness.ts';
 import { parsePipeline } from '../../pipelines/load.ts';
@@ -27,6 +27,8 @@ const yaml = (extra = '') =>
 async function crashedRun(extra = ''): Promise<{ dir: string; file: string; ck: string }> {
   const dir = caseDir({ 'd.jsonl': dataset(40), 'p.yaml': yaml(extra) });
   const file = path.join(dir, 'p.yaml');
+  // A whole-second mtime, so a test can restore it exactly after editing the file.
+  utimesSync(path.join(dir, 'd.jsonl'), WHOLE_SECOND, WHOLE_SECOND);
   let n = 0;
   await runPipeline(parsePipeline(yaml(extra), file), { ...quiet, onBatch: () => { if (++n === 5) throw new Error('crash'); } }).catch((e) => assert.is(e.message, 'crash'));
   const ck = path.join(dir, 'out', 'state', 'checkpoint.json');
@@ -34,6 +36,8 @@ async function crashedRun(extra = ''): Promise<{ dir: string; file: string; ck: 
   assert.ok(existsSync(path.join(dir, 'out', INCOMPLETE_MARKER)), 'the folder is marked incomplete');
   return { dir, file, ck };
 }
+
+const WHOLE_SECOND = 1_700_000_000;
 
 const resume = (file: string, extra = '') => runPipeline(parsePipeline(yaml(extra), file), { ...quiet, resume: true });
 
@@ -48,9 +52,8 @@ const CHECKPOINT_CASES: { name: string; change: (r: { dir: string; ck: string })
     name: 'dataset content changed, same size and mtime',
     change: ({ dir }) => {
       const d = path.join(dir, 'd.jsonl');
-      const st = statSync(d);
       writeFileSync(d, readFileSync(d, 'utf8').replace('"gold":"True"', '"gold":"Txue"'));
-      utimesSync(d, st.atime, st.mtime);
+      utimesSync(d, WHOLE_SECOND, WHOLE_SECOND);
     },
     error: /checkpoint\.json: the dataset's rows in the first 4 batches differ from those the checkpoint consumed/,
   },
