@@ -17,7 +17,8 @@ import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync } f
 import path from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { QuantlensError } from '../core/errors.ts';
-import { removeStaleTemporaries, syncPath, writeFileAtomically } from '../core/atomic-write.ts';
+import { syncPath, writeFileAtomically } from '../core/atomic-write.ts';
+import { faultPoint } from '../core/fault-point.ts';
 import type { Batch } from '../core/types.ts';
 import type { BatchResult } from '../operators/infer.ts';
 import type { TokenizeStats } from '../operators/encode.ts';
@@ -420,6 +421,7 @@ export class RunCheckpoints {
     if (this.parts === 0) {
       renameSync(this.partPath(0), final);
       await syncPath(this.outDir);
+      faultPoint('renamed', final);
       return;
     }
     const parts = Array.from({ length: this.parts + 1 }, (_, k) => this.partPath(k));
