@@ -60,7 +60,6 @@ test('disk full at every size from a few KB to enough: one line naming the file,
         }
         if (err) {
           failedOn.add(/cannot write ([\w.-]+)/.exec(err.message)![1].replace(/-\d+\.parquet$/, '-<k>.parquet'));
-          if (process.env.QL_DEBUG) console.log(kb, err.message);
           assert.equal(resultsIn(out), [], `${kb} KB: no result under a final name`);
           const files = readdirSync(mnt, { recursive: true }).map(String);
           assert.equal(files.filter((f) => f.includes('.tmp-')), [], `${kb} KB: no temporaries`);
