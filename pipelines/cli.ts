@@ -167,7 +167,8 @@ try {
   await main();
 } catch (e) {
   removePendingTemporaries();
-  if (debug || !isQuantlensError(e)) console.error(debug ? e : `quantlens: ${(e as Error).message}`);
-  else console.error(`quantlens: ${e.message}`);
+  // One line even for an error quantlens did not anticipate (ORT's kernel messages span several).
+  if (debug) console.error(e);
+  else console.error(`quantlens: ${String((e as Error)?.message ?? e).replace(/\s*\n\s*/g, ' ')}`);
   process.exitCode = isQuantlensError(e) && e.code === 'INTERRUPTED' ? 130 : 1;
 }

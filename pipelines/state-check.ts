@@ -77,6 +77,11 @@ export class StateChecker {
       if (n !== ids) this.fail(`${field}.tally.${precisions[i]}.examples`, `is ${n}, but the ledger lists ${ids} examples`);
   }
 
+  entryCount(v: unknown, expected: number, field: string): void {
+    const n = this.array(v, field).length;
+    if (n !== expected) this.fail(field, `has ${n} entries, expected ${expected}`);
+  }
+
   /** One moments entry per precision and captured site: a state with entries missing would resume silently short. */
   neuronEntries(v: unknown, precisions: string[], sites: number, field: string): void {
     const entries = this.array(this.object(v, field).entries, `${field}.entries`);
@@ -103,6 +108,9 @@ export class StateChecker {
     ] as const;
     for (const [k, needed] of expected) if (needed) this.object((s as Record<string, unknown>)[k], `${field}.${k}`);
     if (s.neurons) this.neuronEntries(s.neurons, cfg.precisions, sites, `${field}.neurons`);
+    // One co-moment entry per precision and layer, one agreement row per compared precision: fewer would resume silently short.
+    if (s.correlation) this.entryCount(this.object(s.correlation, `${field}.correlation`).entries, cfg.precisions.length * sites, `${field}.correlation.entries`);
+    if (s.agreement) this.entryCount(this.object(s.agreement, `${field}.agreement`).outputs, cfg.precisions.length - 1, `${field}.agreement.outputs`);
     try {
       measures.merge(s);
     } catch (e) {
