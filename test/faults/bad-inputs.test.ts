@@ -4,13 +4,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { copyFileSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { assertNothingLeft, caseDir, expectError, runFile } from './harness.ts';
 import { sharedPath } from '../helpers/shared.ts';
 import { GraphBuilder, tensor } from '../../onnx/builder.ts';
 import { quantizeModel } from '../../onnx/quantize/index.ts';
-import { readFileSync } from 'node:fs';
 
 const demo = (extra = '') => `model: demo\ndataset:\n  path: demo\noutput: out\n${extra}`;
 const csvPipeline = (dataset: string, extra = '') => `model: demo\ndataset:\n  path: ${dataset}\n${extra}output: out\n`;
@@ -30,7 +29,7 @@ const YAML_CASES: Case[] = [
   { name: 'unknown nested key', yaml: demo('batch: {max_tokenz: 5}\n'), error: /p\.yaml:5: batch\.max_tokenz: unknown key/ },
   { name: 'key constructor', yaml: demo('constructor: 1\n'), error: /p\.yaml:5: constructor: unknown key/ },
   { name: 'key toString', yaml: demo('toString: 1\n'), error: /p\.yaml:5: toString: unknown key/ },
-  { name: 'key hasOwnProperty', yaml: demo('dataset2: 1\nhasOwnProperty: 1\n').replace('dataset2: 1\n', ''), error: /p\.yaml:5: hasOwnProperty: unknown key/ },
+  { name: 'key hasOwnProperty', yaml: demo('hasOwnProperty: 1\n'), error: /p\.yaml:5: hasOwnProperty: unknown key/ },
   { name: 'key __proto__', yaml: demo('__proto__: {model: x}\n'), error: /p\.yaml:5: __proto__: unknown key/ },
   { name: 'nested key __proto__', yaml: demo('dead: {__proto__: 1}\n'), error: /p\.yaml:5: dead\.__proto__: unknown key/ },
   { name: 'duplicate key', yaml: demo('name: a\nname: b\n'), error: /p\.yaml:6: name: duplicate key/ },

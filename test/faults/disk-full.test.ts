@@ -9,7 +9,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expectError, quiet } from './harness.ts';
@@ -30,7 +30,7 @@ function mountTmpfs(dir: string, bytes: number): boolean {
   try {
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir], { stdio: 'pipe' });
     return true;
-  } catch (e) {
+  } catch {
     return false;
   }
 }
@@ -104,7 +104,6 @@ test('after a full disk, --resume with room finishes from the checkpoint', async
   assert.ok(logs.some((l) => l.includes('resuming after batch')), logs.join('\n'));
   assert.ok(existsSync(path.join(moved, 'summary.json')));
   assert.not.ok(existsSync(path.join(moved, INCOMPLETE_MARKER)));
-  mkdirSync(saved, { recursive: true });
   rmSync(saved, { recursive: true, force: true });
 });
 
