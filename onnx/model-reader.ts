@@ -4,7 +4,7 @@
  * so a multi-gigabyte model is described in memory proportional to its graph, not its weights.
  * Tensor data is read one tensor at a time with readTensorBytes / readTensorFloat32.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { QuantlensError } from '../core/errors.ts';
 import { fields, floats, readVarint, str, varints, WIRE_LEN, WIRE_VARINT, type WireField } from './wire.ts';
@@ -222,14 +222,33 @@ function parseTensor(
   if (isExternal) {
     const location = external.location;
     if (!location) throw new QuantlensError('MODEL', `tensor "${t.name}" is marked external but has no location`);
-    t.location = {
-      kind: 'external',
-      file: modelDir ? path.resolve(modelDir, location) : location,
-      offset: Number(external.offset ?? 0),
-      length: external.length !== undefined ? Number(external.length) : -1,
-    };
+    const offset = Number(external.offset ?? 0);
+    const length = external.length !== undefined ? Number(external.length) : -1;
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < -1)
+      throw new QuantlensError('MODEL', `tensor "${t.name}": external data offset "${external.offset}" / length "${external.length}" are not byte counts`);
+    t.location = { kind: 'external', file: modelDir === null ? undefined : confinedExternalFile(modelDir, location, t.name), offset, length };
   }
   return t;
+}
+
+/**
+ * An external-data location is a file inside the model's folder: never absolute, never leaving
+ * it through `..`, and, once symlinks are resolved, still inside it. Otherwise a model file could
+ * make `run` or `quantize` read (and copy into a quantized model) any file the user can read.
+ */
+export function confinedExternalFile(dir: string, location: string, tensor: string): string {
+  const refuse = (why: string): never => {
+    throw new QuantlensError('MODEL', `tensor "${tensor}": external data location "${location}" ${why}`, dir);
+  };
+  if (path.isAbsolute(location) || path.win32.isAbsolute(location)) refuse('is an absolute path; it must be a file in the model folder');
+  const file = path.resolve(dir, location);
+  const inside = (root: string, p: string) => {
+    const rel = path.relative(root, p);
+    return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+  };
+  if (!inside(dir, file)) refuse('leaves the model folder');
+  if (existsSync(file) && !inside(realpathSync(dir), realpathSync(file))) refuse('is a symlink that leaves the model folder');
+  return file;
 }
 
 function parseAttribute(buf: Uint8Array, start: number, end: number, modelDir: string | null, base: number, src: ByteSource): [string, AttributeValue] {
@@ -362,7 +381,8 @@ export function readTensorBytes(m: OnnxModel, t: TensorInfo): Uint8Array {
   const loc = t.location;
   if (loc.kind === 'empty') return new Uint8Array(0);
   if (loc.kind === 'external') {
-    const ext = fileSource(loc.file!);
+    if (!loc.file) throw new QuantlensError('UNSUPPORTED', `not supported: tensor "${t.name}" has external data but the model was given as bytes without a folder`);
+    const ext = fileSource(loc.file);
     try {
       const length = loc.length >= 0 ? loc.length : ext.size - loc.offset;
       return ext.read(loc.offset, length).slice();

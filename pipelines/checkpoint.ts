@@ -13,11 +13,12 @@
  * one run without opening the model (pipelines/merge.ts).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { QuantlensError } from '../core/errors.ts';
-import { writeFileAtomically } from '../core/atomic-write.ts';
+import { syncPath, writeFileAtomically } from '../core/atomic-write.ts';
+import { faultPoint } from '../core/fault-point.ts';
 import type { Batch } from '../core/types.ts';
 import type { BatchResult } from '../operators/infer.ts';
 import type { TokenizeStats } from '../operators/encode.ts';
@@ -25,11 +26,12 @@ import type { ActivationSite } from '../onnx/capture.ts';
 import type { Plan, PrecisionInfo } from './plan.ts';
 import type { MeasureStates, PrecisionTally, RunMeasures } from './measures.ts';
 import { PREDICTIONS_COLUMNS, openPredictionsSink } from '../sinks/output-schemas.ts';
+import { StateChecker } from './state-check.ts';
 
 export const STATE_DIR = 'state';
 export const CHECKPOINT_FILE = 'checkpoint.json';
 export const SHARD_STATE_FILE = 'state.json';
-const CHECKPOINT_FORMAT = 'quantlens-checkpoint/1';
+const CHECKPOINT_FORMAT = 'quantlens-checkpoint/2';
 export const SHARD_STATE_FORMAT = 'quantlens-shard-state/1';
 
 // ---------------------------------------------------------------------------------------------
@@ -53,10 +55,72 @@ function canonicalJson(v: unknown): string {
  * the model's content hash and each precision's quantization settings.
  */
 export function configHash(plan: Pick<Plan, 'cfg' | 'modelHash' | 'precisions'>): string {
+  const { pipeline, precisions } = identityParts(plan);
+  return sha256(canonicalJson({ pipeline, model: plan.modelHash, precisions }));
+}
+
+function identityParts(plan: Pick<Plan, 'cfg' | 'precisions'>): { pipeline: object; precisions: object } {
   const { file: _file, output: _output, checkpoint_every: _every, model: _model, ...rest } = plan.cfg;
   const pipeline = { ...rest, dataset: { ...rest.dataset, shard: undefined } };
   const precisions = plan.precisions.map((p) => ({ precision: p.precision, settings: p.settings }));
-  return createHash('sha256').update(canonicalJson({ pipeline, model: plan.modelHash, precisions })).digest('hex');
+  return { pipeline, precisions };
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/**
+ * What a checkpoint continues, part by part, so that a refusal can say what changed: the
+ * pipeline, the model's content hash, the quantization settings, the quantlens version and the
+ * dataset (path, size, mtime, and a hash of the rows consumed so far, checked as they are re-read).
+ */
+export interface RunFingerprint {
+  version: string;
+  pipeline: string;
+  model: string;
+  precisions: string;
+  dataset: { path: string; size: number | null; mtimeMs: number | null; rows: string };
+}
+
+function fingerprintOf(plan: Plan, rows: string): RunFingerprint {
+  const { pipeline, precisions } = identityParts(plan);
+  const file = plan.dataset.path;
+  const st = file !== 'demo' && existsSync(file) ? statSync(file) : null;
+  return {
+    version: plan.metadata['quantlens.version'],
+    pipeline: sha256(canonicalJson(pipeline)),
+    model: plan.modelHash,
+    precisions: sha256(canonicalJson(precisions)),
+    dataset: { path: file, size: st?.size ?? null, mtimeMs: st ? Math.floor(st.mtimeMs) : null, rows },
+  };
+}
+
+/** The first difference between a checkpoint's fingerprint and this run's, as a sentence, or null. */
+function fingerprintChange(old: RunFingerprint, now: RunFingerprint): string | null {
+  const short = (h: string) => h.slice(0, 12);
+  if (old.version !== now.version) return `it was written by quantlens ${old.version}, this is ${now.version}`;
+  if (old.pipeline !== now.pipeline) return `checkpoint belongs to a different pipeline or model: the pipeline changed (hash ${short(old.pipeline)} ≠ ${short(now.pipeline)})`;
+  if (old.model !== now.model) return `checkpoint belongs to a different pipeline or model: the model changed (hash ${short(old.model)} ≠ ${short(now.model)})`;
+  if (old.precisions !== now.precisions) return `checkpoint belongs to a different pipeline or model: the quantization settings changed (hash ${short(old.precisions)} ≠ ${short(now.precisions)})`;
+  const [a, b] = [old.dataset, now.dataset];
+  if (a.path !== b.path) return `the dataset path changed (${a.path} → ${b.path})`;
+  if (a.size !== b.size) return `the dataset ${b.path} changed since the checkpoint (size ${a.size} → ${b.size} bytes)`;
+  if (a.mtimeMs !== b.mtimeMs)
+    return `the dataset ${b.path} was modified since the checkpoint (mtime ${new Date(a.mtimeMs ?? 0).toISOString()} → ${new Date(b.mtimeMs ?? 0).toISOString()})`;
+  return null;
+}
+
+/** A running hash of the rows a run has consumed (id, gold, token ids), in batch order. */
+class RowsHash {
+  private readonly h = createHash('sha256');
+  add(batch: Batch): void {
+    for (const e of batch.examples) {
+      this.h.update(`${e.example_id}\u0000${e.gold}\u0000`);
+      this.h.update(new Uint8Array(e.ids.buffer, e.ids.byteOffset, e.ids.byteLength));
+    }
+  }
+  digest(): string {
+    return this.h.copy().digest('hex');
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -75,9 +139,9 @@ export function encodeI32(a: Int32Array): string {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
 }
 
-export function decodeI32(s: string, what: string): Int32Array {
+export function decodeI32(s: string, what: string, file?: string): Int32Array {
   const buf = typeof s === 'string' ? Buffer.from(s, 'base64') : null;
-  if (!buf || buf.byteLength % 4 !== 0) throw new QuantlensError('STATE', `state field ${what} is not base64 int32`);
+  if (!buf || buf.byteLength % 4 !== 0) throw new QuantlensError('STATE', `state field ${what} is not base64 int32`, file);
   const out = new Int32Array(buf.byteLength / 4);
   new Uint8Array(out.buffer).set(buf);
   return out;
@@ -139,15 +203,15 @@ export class RunLedger {
   }
 
   /** Load a checkpoint's ledger into this (fresh) one and into the measures' tallies. */
-  restore(s: LedgerState, tally: Map<string, PrecisionTally>): void {
+  restore(s: LedgerState, tally: Map<string, PrecisionTally>, file?: string): void {
     this.padded = s.tokens.padded;
     this.real = s.tokens.real;
     this.priorSeconds = s.seconds;
-    this.ids = GrowableI32.from(decodeI32(s.examples.ids, 'examples.ids'));
-    this.lengths = GrowableI32.from(decodeI32(s.examples.lengths, 'examples.lengths'));
+    this.ids = GrowableI32.from(decodeI32(s.examples.ids, 'examples.ids', file));
+    this.lengths = GrowableI32.from(decodeI32(s.examples.lengths, 'examples.lengths', file));
     for (const [k, t] of Object.entries(s.tally)) {
       const mine = tally.get(k);
-      if (!mine) throw new QuantlensError('STATE', `checkpoint has precision ${k}, which this run does not`);
+      if (!mine) throw new QuantlensError('STATE', `checkpoint has precision ${k}, which this run does not`, file);
       Object.assign(mine, t);
     }
   }
@@ -164,10 +228,14 @@ export function runTiming(ledger: RunLedger): { seconds: number; tokensPerSecond
 
 /** Rows of one predictions file, in file order (small files: parts and shards). */
 export async function readPredictionRows(file: string): Promise<Record<string, unknown>[]> {
-  const buf = await asyncBufferFromFile(file);
-  const meta = await parquetMetadataAsync(buf);
-  if (Number(meta.num_rows) === 0) return [];
-  return (await parquetReadObjects({ file: buf, metadata: meta })) as Record<string, unknown>[];
+  try {
+    const buf = await asyncBufferFromFile(file);
+    const meta = await parquetMetadataAsync(buf);
+    if (Number(meta.num_rows) === 0) return [];
+    return (await parquetReadObjects({ file: buf, metadata: meta })) as Record<string, unknown>[];
+  } catch (e) {
+    throw new QuantlensError('STATE', `cannot read predictions (${(e as Error).message.split('\n')[0]})`, file, { cause: e });
+  }
 }
 
 /** Write rows (objects) as predictions.parquet, appended in slices so row groups match a single run. */
@@ -195,20 +263,13 @@ export async function writePredictionRows(finalPath: string, metadata: Record<st
   }
 }
 
-/** Temporaries of core/atomic-write.ts (".name.tmp-<pid>-<rand>") left by a killed process. */
-const TEMPORARY = /^\..+\.tmp-\d+-[a-z0-9]+$/;
-
-function removeTemporaries(dir: string): void {
-  if (!existsSync(dir)) return;
-  for (const name of readdirSync(dir)) if (TEMPORARY.test(name)) rmSync(path.join(dir, name), { force: true, recursive: true });
-}
-
 // ---------------------------------------------------------------------------------------------
 // Checkpoints of one run.
 
 export interface Checkpoint {
   format: string;
   configHash: string;
+  fingerprint: RunFingerprint;
   /** Batches folded into `states` (and written to parts 0 … parts-1). */
   batches: number;
   parts: number;
@@ -216,21 +277,37 @@ export interface Checkpoint {
   ledger: LedgerState;
 }
 
-function readCheckpoint(file: string): Checkpoint | null {
+const START_OVER = 'run without --resume to start over';
+
+/** The checkpoint with every field checked (the estimator states are checked when merged). */
+function readCheckpoint(file: string, plan: Plan): Checkpoint | null {
   if (!existsSync(file)) return null;
   let ck: Checkpoint;
   try {
     ck = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new QuantlensError('STATE', `checkpoint is not valid JSON (${(e as Error).message}); run without --resume to start over`, file);
+    throw new QuantlensError('STATE', `checkpoint is not valid JSON (${(e as Error).message}); ${START_OVER}`, file);
   }
-  if (ck?.format !== CHECKPOINT_FORMAT) throw new QuantlensError('STATE', `not a quantlens checkpoint (format ${String(ck?.format)}); run without --resume to start over`, file);
+  if (ck?.format !== CHECKPOINT_FORMAT) throw new QuantlensError('STATE', `not a quantlens checkpoint of this version (format ${String(ck?.format)}); ${START_OVER}`, file);
+  const c = new StateChecker(file);
+  c.string(ck.configHash, 'configHash');
+  const f = c.object(ck.fingerprint, 'fingerprint');
+  for (const k of ['version', 'pipeline', 'model', 'precisions'] as const) c.string(f[k], `fingerprint.${k}`);
+  const d = c.object(f.dataset, 'fingerprint.dataset');
+  c.string(d.path, 'fingerprint.dataset.path');
+  c.string(d.rows, 'fingerprint.dataset.rows');
+  c.count(ck.batches, 'batches');
+  if (ck.batches < 1) c.fail('batches', 'is 0');
+  c.count(ck.parts, 'parts', ck.batches);
+  c.object(ck.states, 'states');
+  c.ledger(ck.ledger, plan.cfg.precisions);
   return ck;
 }
 
 export class RunCheckpoints {
   /** Batches consumed so far, counting those restored from a checkpoint. */
   private batches: number;
+  private readonly rows = new RowsHash();
 
   private constructor(
     private readonly plan: Plan,
@@ -243,6 +320,8 @@ export class RunCheckpoints {
     /** Batches of the checkpoint to skip (0 for a fresh run). */
     readonly resumeAfter: number,
     private parts: number,
+    /** The checkpoint's hash of the rows in those batches (null for a fresh run). */
+    private readonly resumeRows: string | null = null,
   ) {
     this.batches = resumeAfter;
   }
@@ -269,7 +348,7 @@ export class RunCheckpoints {
     const hash = configHash(plan);
     const enabled = !plan.cfg.activations;
     const ledger = new RunLedger();
-    const ck = opts.resume ? readCheckpoint(file) : null;
+    const ck = opts.resume ? readCheckpoint(file, plan) : null;
     // A shard's state.json is written last; until then this folder is not a finished shard.
     rmSync(path.join(outDir, SHARD_STATE_FILE), { force: true });
     if (!ck) {
@@ -277,21 +356,15 @@ export class RunCheckpoints {
       rmSync(dir, { recursive: true, force: true });
       return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, 0, 0);
     }
+    const changed = fingerprintChange(ck.fingerprint, fingerprintOf(plan, ck.fingerprint.dataset.rows));
+    if (changed) throw new QuantlensError('STATE', `${changed}; ${START_OVER}`, file);
     if (ck.configHash !== hash)
-      throw new QuantlensError('STATE', `checkpoint belongs to a different pipeline or model (config hash ${ck.configHash.slice(0, 12)} ≠ ${hash.slice(0, 12)}); run without --resume to start over`, file);
-    const keep = new Set([CHECKPOINT_FILE]);
-    for (let k = 0; k < ck.parts; k++) {
-      const part = `predictions-${k}.parquet`;
-      if (!existsSync(path.join(dir, part))) throw new QuantlensError('STATE', `checkpoint lists ${part}, which is missing; run without --resume to start over`, file);
-      keep.add(part);
-    }
-    // Parts closed after the checkpoint was written, and temporaries of the killed process.
-    for (const name of readdirSync(dir)) if (!keep.has(name)) rmSync(path.join(dir, name), { recursive: true, force: true });
-    removeTemporaries(outDir);
-    measures.merge(ck.states);
-    ledger.restore(ck.ledger, measures.tally);
+      throw new QuantlensError('STATE', `checkpoint belongs to a different pipeline or model (config hash ${ck.configHash.slice(0, 12)} ≠ ${hash.slice(0, 12)}); ${START_OVER}`, file);
+    keepListedParts(dir, ck, file);
+    new StateChecker(file).mergeStates(ck.states, plan.cfg, measures, plan.sites.length);
+    ledger.restore(ck.ledger, measures.tally, file);
     opts.log?.(`quantlens: resuming after batch ${ck.batches} (${ck.ledger.tally[plan.cfg.precisions[0]]?.examples ?? 0} examples done) from ${file}`);
-    return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, ck.batches, ck.parts);
+    return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, ck.batches, ck.parts, ck.fingerprint.dataset.rows);
   }
 
   /** Where measures.open() should write predictions. */
@@ -302,12 +375,28 @@ export class RunCheckpoints {
   /** The batch stream without the batches the checkpoint already holds (read, not inferred). */
   async *skipDone(batches: AsyncIterable<Batch>): AsyncGenerator<Batch> {
     let seen = 0;
-    for await (const b of batches) if (seen++ >= this.resumeAfter) yield b;
+    for await (const b of batches) {
+      if (seen >= this.resumeAfter) {
+        yield b;
+        continue;
+      }
+      this.rows.add(b);
+      if (++seen === this.resumeAfter) this.verifyResumedRows();
+    }
+    if (seen < this.resumeAfter)
+      throw new QuantlensError('STATE', `checkpoint claims ${this.resumeAfter} batches, but the dataset now gives only ${seen}; ${START_OVER}`, this.checkpointPath);
+  }
+
+  /** The re-read rows of the checkpointed batches must be the rows the checkpoint consumed. */
+  private verifyResumedRows(): void {
+    if (this.resumeRows !== null && this.rows.digest() !== this.resumeRows)
+      throw new QuantlensError('STATE', `the dataset's rows in the first ${this.resumeAfter} batches differ from those the checkpoint consumed (content hash changed); ${START_OVER}`, this.checkpointPath);
   }
 
   /** After a batch is folded into the measures: book it, and checkpoint every `checkpoint_every`. */
   async afterBatch(r: BatchResult): Promise<void> {
     this.ledger.record(r.batch);
+    this.rows.add(r.batch);
     this.batches++;
     if (!this.enabled || this.batches % this.plan.cfg.checkpoint_every !== 0) return;
     // Close the current part first: the checkpoint may only list parts that are complete.
@@ -316,6 +405,7 @@ export class RunCheckpoints {
     const ck: Checkpoint = {
       format: CHECKPOINT_FORMAT,
       configHash: this.hash,
+      fingerprint: fingerprintOf(this.plan, this.rows.digest()),
       batches: this.batches,
       parts: this.parts,
       states: this.measures.states(),
@@ -330,6 +420,8 @@ export class RunCheckpoints {
     const final = path.join(this.outDir, 'predictions.parquet');
     if (this.parts === 0) {
       renameSync(this.partPath(0), final);
+      await syncPath(this.outDir);
+      faultPoint('renamed', final);
       return;
     }
     const parts = Array.from({ length: this.parts + 1 }, (_, k) => this.partPath(k));
@@ -349,6 +441,18 @@ export class RunCheckpoints {
   cleanupAfterError(): void {
     if (!existsSync(this.checkpointPath)) rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Keep the part files a checkpoint lists (refusing if one is missing); remove the rest. */
+function keepListedParts(dir: string, ck: Checkpoint, file: string): void {
+  const keep = new Set([CHECKPOINT_FILE]);
+  for (let k = 0; k < ck.parts; k++) {
+    const part = `predictions-${k}.parquet`;
+    if (!existsSync(path.join(dir, part))) throw new QuantlensError('STATE', `checkpoint lists ${part}, which is missing; ${START_OVER}`, file);
+    keep.add(part);
+  }
+  // Parts closed after the checkpoint was written, and temporaries of the killed process.
+  for (const name of readdirSync(dir)) if (!keep.has(name)) rmSync(path.join(dir, name), { recursive: true, force: true });
 }
 
 // ---------------------------------------------------------------------------------------------

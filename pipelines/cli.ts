@@ -152,7 +152,9 @@ async function main(): Promise<void> {
         .option('suite', { type: 'boolean', default: false, describe: 'one cross-task report of task runs (one folder per task) into --out (default: their parent folder)' }),
       async (a) => {
         const { writeReport, writeSuiteReport } = await import('../sinks/report/index.ts');
+        const { checkOutputComplete } = await import('./output-folder.ts');
         const runs = (a.runs as string[]).map((p) => path.resolve(p));
+        for (const d of runs) checkOutputComplete(d);
         const out = a.out ? path.resolve(a.out) : undefined;
         const r = a.suite ? await writeSuiteReport(runs, out ?? path.dirname(runs[0])) : await writeReport(runs, { out });
         console.log(r.html);
@@ -172,7 +174,8 @@ try {
   await main();
 } catch (e) {
   removePendingTemporaries();
-  if (debug || !isQuantlensError(e)) console.error(debug ? e : `quantlens: ${(e as Error).message}`);
-  else console.error(`quantlens: ${e.message}`);
+  // One line even for an error quantlens did not anticipate (ORT's kernel messages span several).
+  if (debug) console.error(e);
+  else console.error(`quantlens: ${String((e as Error)?.message ?? e).replace(/\s*\n\s*/g, ' ')}`);
   process.exitCode = isQuantlensError(e) && e.code === 'INTERRUPTED' ? 130 : 1;
 }

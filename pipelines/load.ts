@@ -2,15 +2,14 @@
  * Reads a pipeline YAML file into a validated PipelineConfig. Every problem is reported on one
  * line as `<file>:<line>: <key>: <message>`; relative paths resolve from the YAML file's folder.
  */
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node as YamlNode, type Document } from 'yaml';
 import { QuantlensError } from '../core/errors.ts';
-import { SCHEMA, type PipelineConfig } from './schema.ts';
-
-type Field = (typeof SCHEMA)[string];
+import { INT_CAP, MAX_PIPELINE_BYTES, RULES, SCHEMA, type Field, type PipelineConfig } from './schema.ts';
 
 function closest(word: string, options: string[]): string | null {
+  if (word.length > 64) return null; // no key is that long; edit distance would cost length × options
   const dist = (a: string, b: string) => {
     const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
     for (let j = 1; j <= b.length; j++) d[0][j] = j;
@@ -53,14 +52,8 @@ class Validator {
         return v;
       }
       case 'int':
-      case 'number': {
-        if (!isScalar(node) || typeof node.value !== 'number' || (field.kind === 'int' && !Number.isInteger(node.value)))
-          this.fail(node, key, `must be ${field.kind === 'int' ? 'an integer' : 'a number'}`);
-        const v = node.value as number;
-        if (field.min !== undefined && v < field.min) this.fail(node, key, `must be ≥ ${field.min}`);
-        if (field.max !== undefined && v > field.max) this.fail(node, key, `must be ≤ ${field.max}`);
-        return v;
-      }
+      case 'number':
+        return this.number(node, field, key);
       case 'bool':
         if (!isScalar(node) || typeof node.value !== 'boolean') this.fail(node, key, 'must be true or false');
         return node.value;
@@ -114,14 +107,31 @@ class Validator {
     return out;
   }
 
+  /** NaN and ±Infinity are refused for every numeric key; ints are safe integers under a cap. */
+  number(node: YamlNode, field: Extract<Field, { kind: 'int' | 'number' }>, key: string): number {
+    const isInt = field.kind === 'int';
+    if (!isScalar(node) || typeof node.value !== 'number' || (isInt && !Number.isInteger(node.value)))
+      this.fail(node, key, `must be ${isInt ? 'an integer' : 'a number'}`);
+    const v = node.value as number;
+    if (!Number.isFinite(v)) this.fail(node, key, `must be a finite number, got ${v}`);
+    const max = field.max ?? (isInt ? INT_CAP : undefined);
+    if (field.min !== undefined && v < field.min) this.fail(node, key, `must be ≥ ${field.min}`);
+    if (max !== undefined && v > max) this.fail(node, key, `must be ≤ ${max}`);
+    return v;
+  }
+
   object(node: YamlNode | undefined, fields: Record<string, Field>, key: string): Record<string, unknown> {
     if (node !== undefined && !isMap(node)) this.fail(node, key, 'must be a mapping');
     const out: Record<string, unknown> = {};
+    // A Map, not `key in object`: prototype names (constructor, __proto__, …) are unknown keys like any other.
     const given = new Map<string, YamlNode | null>();
     for (const pair of node && isMap(node) ? node.items : []) {
       const k = isScalar(pair.key) ? String(pair.key.value) : '';
-      const full = key ? `${key}.${k}` : k;
-      if (!(k in fields)) {
+      const shown = k.length > 80 ? `${k.slice(0, 77)}...` : k;
+      const full = key ? `${key}.${shown}` : shown;
+      // Duplicates are found here in one pass (the YAML library's own check is quadratic).
+      if (given.has(k)) this.fail(pair.key as YamlNode, full, 'duplicate key');
+      if (!Object.hasOwn(fields, k)) {
         const hint = closest(k, Object.keys(fields));
         this.fail(pair.key as YamlNode, full, `unknown key${hint ? ` (did you mean "${hint}"?)` : ''}`);
       }
@@ -139,7 +149,8 @@ class Validator {
 /** Parse and validate YAML text. `file` is used for messages and to resolve relative paths. */
 export function parsePipeline(text: string, file: string): PipelineConfig {
   const lines = new LineCounter();
-  const doc: Document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if (text.length > MAX_PIPELINE_BYTES) throw new QuantlensError('CONFIG', `pipeline file is larger than ${MAX_PIPELINE_BYTES} bytes`, file);
+  const doc: Document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
   if (doc.errors.length) {
     const e = doc.errors[0];
     const line = e.linePos?.[0]?.line ?? (e.pos ? lines.linePos(e.pos[0]).line : undefined);
@@ -163,20 +174,27 @@ export function parsePipeline(text: string, file: string): PipelineConfig {
     dataset: { ...raw.dataset, path: raw.dataset.path === 'demo' ? 'demo' : resolve(raw.dataset.path) },
     output: resolve(raw.output ?? path.join('runs', name)),
   };
-  const shard = cfg.dataset.shard;
-  if (shard && shard.index >= shard.count) {
-    const node = (doc.getIn(['dataset', 'shard', 'index'], true) as YamlNode) ?? undefined;
-    v.fail(node, 'dataset.shard.index', `must be < shard.count (${shard.count})`);
+  for (const rule of RULES) {
+    const msg = rule.check(cfg);
+    if (msg !== null) v.fail(nodeAt(doc, rule.at), rule.at, msg);
   }
-  if (cfg.scoring.mode !== 'first-token' && !cfg.scoring.choices?.length)
-    v.fail(doc.getIn(['scoring'], true) as YamlNode, 'scoring.choices', `is required when scoring.mode is ${cfg.scoring.mode}`);
-  const dependsOnRef = cfg.measure.includes('agreement');
-  if (dependsOnRef && cfg.precisions.length < 2)
-    v.fail(doc.getIn(['measure'], true) as YamlNode, 'measure', 'agreement needs at least two precisions');
   return cfg;
+}
+
+/** The YAML node of a dotted key, or of its nearest given parent (a key left at its default). */
+function nodeAt(doc: Document, key: string): YamlNode | undefined {
+  const parts = key.split('.');
+  for (let n = parts.length; n > 0; n--) {
+    const node = doc.getIn(parts.slice(0, n), true) as YamlNode | undefined;
+    if (node && typeof node === 'object') return node;
+  }
+  return undefined;
 }
 
 export function loadPipeline(file: string): PipelineConfig {
   if (!existsSync(file)) throw new QuantlensError('CONFIG', 'pipeline file not found', file);
+  const st = statSync(file);
+  if (!st.isFile()) throw new QuantlensError('CONFIG', 'pipeline path is not a file', file);
+  if (st.size > MAX_PIPELINE_BYTES) throw new QuantlensError('CONFIG', `pipeline file is ${st.size} bytes, more than the ${MAX_PIPELINE_BYTES} allowed`, file);
   return parsePipeline(readFileSync(file, 'utf8'), file);
 }

@@ -22,6 +22,9 @@ import type { Plan } from './plan.ts';
 import { RunMeasures } from './measures.ts';
 import { finishRun, type RunResult } from './run.ts';
 import { SHARD_STATE_FILE, SHARD_STATE_FORMAT, decodeI32, readPredictionRows, writePredictionRows, type ShardState } from './checkpoint.ts';
+import { StateChecker } from './state-check.ts';
+import { abortOutput, beginOutput, checkOutputComplete, endOutput } from './output-folder.ts';
+import { removePendingTemporaries } from '../core/atomic-write.ts';
 
 export interface MergeOptions {
   /** Output folder; default the pipeline's `output` (the folder the shard folders sit in). */
@@ -39,6 +42,7 @@ export interface LoadedShard {
 export function readShardState(dir: string): ShardState {
   const file = path.join(dir, SHARD_STATE_FILE);
   if (!existsSync(file)) throw new QuantlensError('STATE', `no ${SHARD_STATE_FILE}: not a finished shard folder (run with --shard i/n writes one at the end)`, dir);
+  checkOutputComplete(dir);
   let s: ShardState;
   try {
     s = JSON.parse(readFileSync(file, 'utf8'));
@@ -46,8 +50,42 @@ export function readShardState(dir: string): ShardState {
     throw new QuantlensError('STATE', `${SHARD_STATE_FILE} is not valid JSON: ${(e as Error).message}`, dir);
   }
   if (s?.format !== SHARD_STATE_FORMAT) throw new QuantlensError('STATE', `${SHARD_STATE_FILE} is not a quantlens shard state (format ${String(s?.format)})`, dir);
+  checkShardFields(s, file);
   if (!existsSync(path.join(dir, 'predictions.parquet'))) throw new QuantlensError('STATE', 'shard folder has state.json but no predictions.parquet', dir);
   return s;
+}
+
+/** Every field merge reads, checked before use (the estimator states when they are merged). */
+function checkShardFields(s: ShardState, file: string): void {
+  const c = new StateChecker(file);
+  c.string(s.configHash, 'configHash');
+  const shard = c.object(s.shard, 'shard');
+  const count = c.count(shard.count, 'shard.count');
+  if (count < 1) c.fail('shard.count', 'is 0');
+  c.count(shard.index, 'shard.index', count - 1);
+  const meta = c.object(s.metadata, 'metadata');
+  let cfg: PipelineConfig;
+  try {
+    cfg = JSON.parse(c.string(meta['quantlens.pipeline'], 'metadata.quantlens.pipeline'));
+  } catch (e) {
+    if (e instanceof QuantlensError) throw e;
+    c.fail('metadata.quantlens.pipeline', 'is not JSON');
+  }
+  const cf = c.object(cfg!, 'metadata.quantlens.pipeline');
+  const precisions = c.array(cf.precisions, 'metadata.quantlens.pipeline.precisions');
+  if (!precisions.length || precisions.some((p) => typeof p !== 'string')) c.fail('metadata.quantlens.pipeline.precisions', 'is not a list of precision names');
+  c.array(cf.measure, 'metadata.quantlens.pipeline.measure');
+  const batch = c.object(cf.batch, 'metadata.quantlens.pipeline.batch');
+  for (const k of ['max_tokens', 'max_examples', 'window']) if (c.count(batch[k], `metadata.quantlens.pipeline.batch.${k}`) < 1) c.fail(`metadata.quantlens.pipeline.batch.${k}`, 'is 0');
+  const plan = c.object(s.plan, 'plan');
+  c.string(plan.modelDir, 'plan.modelDir');
+  c.string(plan.modelHash, 'plan.modelHash');
+  c.array(plan.sites, 'plan.sites');
+  c.array(plan.precisions, 'plan.precisions');
+  c.object(s.states, 'states');
+  c.ledger(s.ledger, precisions as string[]);
+  const stats = c.object(s.stats, 'stats');
+  for (const k of ['examples', 'truncated', 'tokens']) c.count(stats[k], `stats.${k}`);
 }
 
 /** Refuse shards from different pipelines/models, duplicates and incomplete sets; returns them by index. */
@@ -119,6 +157,22 @@ export async function mergeShards(dirs: string[], opts: MergeOptions = {}): Prom
   const outDir = path.resolve(opts.output ?? cfg.output);
   await mkdir(outDir, { recursive: true });
   log(`quantlens: merging ${shards.length} shards of ${cfg.name} → ${outDir}`);
+  await beginOutput(outDir);
+  try {
+    const summary = await mergeInto(outDir, plan, shards, opts);
+    await endOutput(outDir);
+    log(`quantlens: merged ${shards.length} shards, ${summary.dataset.examples} examples in ${((performance.now() - t0) / 1000).toFixed(1)} s → ${outDir}`);
+    return { outDir, summary };
+  } catch (e) {
+    removePendingTemporaries();
+    abortOutput(outDir, false);
+    throw e;
+  }
+}
+
+/** The merged outputs, written into `outDir` (marked incomplete by the caller). */
+async function mergeInto(outDir: string, plan: Plan, shards: LoadedShard[], opts: MergeOptions): Promise<Record<string, any>> {
+  const { cfg } = plan;
 
   // The scoring is never used: merge calls no update().
   const measures = new RunMeasures(plan, outDir, { mode: 'loglik' });
@@ -126,8 +180,9 @@ export async function mergeShards(dirs: string[], opts: MergeOptions = {}): Prom
   const tokens = { padded: 0, real: 0 };
   let seconds = 0;
   const examples: { id: number; length: number }[] = [];
-  for (const { state: s } of shards) {
-    measures.merge(s.states);
+  for (const { dir, state: s } of shards) {
+    const file = path.join(dir, SHARD_STATE_FILE);
+    new StateChecker(file).mergeStates(s.states, cfg, measures, plan.sites.length);
     for (const [precision, t] of Object.entries(s.ledger.tally)) {
       const mine = measures.tally.get(precision)!;
       mine.examples += t.examples;
@@ -141,8 +196,8 @@ export async function mergeShards(dirs: string[], opts: MergeOptions = {}): Prom
     tokens.padded += s.ledger.tokens.padded;
     tokens.real += s.ledger.tokens.real;
     seconds += s.ledger.seconds;
-    const ids = decodeI32(s.ledger.examples.ids, 'examples.ids');
-    const lengths = decodeI32(s.ledger.examples.lengths, 'examples.lengths');
+    const ids = decodeI32(s.ledger.examples.ids, 'examples.ids', file);
+    const lengths = decodeI32(s.ledger.examples.lengths, 'examples.lengths', file);
     for (let i = 0; i < ids.length; i++) examples.push({ id: ids[i], length: lengths[i] });
   }
 
@@ -173,7 +228,5 @@ export async function mergeShards(dirs: string[], opts: MergeOptions = {}): Prom
   if (rows.size) throw new QuantlensError('STATE', `${rows.size} prediction rows belong to no example of the shards' ledgers`, outDir);
 
   const timing = { seconds, tokensPerSecond: tokens.real / Math.max(seconds, 1e-9) };
-  const summary = await finishRun(plan, measures, outDir, { stats, timing, tokens, report: opts.report });
-  log(`quantlens: merged ${shards.length} shards, ${stats.examples} examples in ${((performance.now() - t0) / 1000).toFixed(1)} s → ${outDir}`);
-  return { outDir, summary };
+  return finishRun(plan, measures, outDir, { stats, timing, tokens, report: opts.report });
 }

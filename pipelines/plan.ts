@@ -69,6 +69,16 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   checkPromptColumns(template, columns, where('dataset.prompt'));
 
   const graph = readOnnxModel(folder.onnxPath);
+  // Without config.json the logits width is the model's vocabulary: refuse before ORT meets an id out of range.
+  const logitsWidth = graph.outputs.find((o) => o.name === 'logits')?.dims?.at(-1);
+  if (folder.vocabSize === null && typeof logitsWidth === 'number') {
+    try {
+      checkTokenizerFitsModel(tokenizer, { ...folder, vocabSize: logitsWidth }, where('model'));
+    } catch (e) {
+      graph.source.close();
+      throw e;
+    }
+  }
   let sites: ActivationSite[];
   // The float type the model was exported in: 'fp32' / 'fp16' name the model as given.
   const logitsType = graph.outputs.find((o) => o.name === 'logits')?.elemType ?? graph.outputs[0]?.elemType;

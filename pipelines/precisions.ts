@@ -44,7 +44,7 @@ export async function resolvePrecisionModel(
     }
     return resolveFilePrecision(folder.dir, file, precision, { allowPartial: q.allow_partial });
   }
-  return resolvePrecision(folder.dir, folder.onnxPath, precision, cacheDir ?? defaultCacheDir(), {
+  const r = await resolvePrecision(folder.dir, folder.onnxPath, precision, cacheDir ?? defaultCacheDir(), {
     blockSize: q.block_size,
     doubleQuant: q.double_quant,
     symmetric: q.symmetric,
@@ -52,6 +52,8 @@ export async function resolvePrecisionModel(
     includeLmHead: q.include_lm_head,
     allowPartial: q.allow_partial,
   });
+  // A cache hit is the same file an uninterrupted run quantized: metadata must not depend on cache state.
+  return { ...r, source: r.source === 'cache' ? 'quantized' : r.source };
 }
 
 /** `{name, model}`: a folder (its base model) or an .onnx file, with the same tokenizer and vocabulary. */

@@ -17,8 +17,9 @@ import { Progress } from './progress.ts';
 import { writeCalibration } from './calibration-output.ts';
 import type { TokenizeStats } from '../operators/encode.ts';
 import type { BatchResult } from '../operators/infer.ts';
-import { RunCheckpoints, runTiming, writeShardState } from './checkpoint.ts';
+import { CHECKPOINT_FILE, RunCheckpoints, STATE_DIR, runTiming, writeShardState } from './checkpoint.ts';
 import { datasetPath, modelRecord, precisionPath } from './output-metadata.ts';
+import { abortOutput, beginOutput, endOutput } from './output-folder.ts';
 
 export interface RunOptions {
   shard?: { index: number; count: number };
@@ -45,7 +46,13 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   const plan = await preparePlan(cfg, { shard: opts.shard, cacheDir: opts.cacheDir });
   const outDir = opts.shard ? path.join(cfg.output, `shard-${opts.shard.index}-of-${opts.shard.count}`) : cfg.output;
   const created = !existsSync(outDir);
-  mkdirSync(outDir, { recursive: true });
+  try {
+    mkdirSync(outDir, { recursive: true });
+  } catch (e) {
+    throw new QuantlensError('IO', `cannot create the output folder: ${(e as Error).message}`, outDir, { cause: e });
+  }
+  // Only after the plan is valid: a bad input never touches an older run's folder.
+  await beginOutput(outDir);
   const measures = new RunMeasures(plan, outDir);
   let stopped = false;
   const stop$ = new Subject<void>();
@@ -97,12 +104,14 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     });
     if (opts.shard && shardState) await writeShardState(outDir, plan, opts.shard, shardState.states, shardState.ledger, stats);
     ck.complete();
+    await endOutput(outDir);
     log(`quantlens: ${stats.examples} examples, ${Math.round(timing.tokensPerSecond)} tokens/s, ${timing.seconds.toFixed(1)} s → ${outDir}`);
     return { outDir, summary };
   } catch (e) {
     await measures.abort().catch(() => undefined);
     removePendingTemporaries();
     ck?.cleanupAfterError();
+    abortOutput(outDir, existsSync(path.join(outDir, STATE_DIR, CHECKPOINT_FILE)));
     // A failed run leaves no trace: not even the empty output folder it made.
     if (created && readdirSync(outDir).length === 0) rmdirSync(outDir);
     throw e;

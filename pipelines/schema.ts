@@ -48,8 +48,12 @@ export interface PipelineConfig {
   checkpoint_every: number;
 }
 
-/** A field description used by the validator: type checks plus defaults. */
-type Field =
+/**
+ * A field description used by the validator: type checks plus defaults. Numbers are always
+ * finite; an int without `max` is capped at INT_CAP (ids, counts and rows are int32 downstream),
+ * and keys that size work or memory (bootstrap, bins, steps, threads, batches) carry their own.
+ */
+export type Field =
   | { kind: 'string'; required?: boolean; default?: string; oneOf?: readonly string[] }
   | { kind: 'int'; required?: boolean; default?: number; min?: number; max?: number }
   | { kind: 'number'; required?: boolean; default?: number; min?: number; max?: number }
@@ -59,6 +63,9 @@ type Field =
   | { kind: 'precisionList'; default: string[]; oneOf: readonly string[] }
   | { kind: 'layers'; default: LayerSpec[] }
   | { kind: 'object'; fields: Record<string, Field>; required?: boolean; optional?: boolean };
+
+/** The largest integer any key accepts unless its field says less. */
+export const INT_CAP = 2 ** 31 - 1;
 
 export const SCHEMA: Record<string, Field> = {
   name: { kind: 'string' },
@@ -82,9 +89,9 @@ export const SCHEMA: Record<string, Field> = {
   batch: {
     kind: 'object',
     fields: {
-      max_tokens: { kind: 'int', default: 4096, min: 1 },
-      max_examples: { kind: 'int', default: 64, min: 1 },
-      window: { kind: 'int', default: 256, min: 1 },
+      max_tokens: { kind: 'int', default: 4096, min: 1, max: 1 << 24 },
+      max_examples: { kind: 'int', default: 64, min: 1, max: 4096 },
+      window: { kind: 'int', default: 256, min: 1, max: 1 << 20 },
     },
   },
   measure: { kind: 'stringList', default: ['predictions', 'neurons'], oneOf: MEASURES, nonEmpty: true },
@@ -100,18 +107,18 @@ export const SCHEMA: Record<string, Field> = {
   session: {
     kind: 'object',
     fields: {
-      intra_op_threads: { kind: 'int', default: 0, min: 0 },
+      intra_op_threads: { kind: 'int', default: 0, min: 0, max: 1024 },
       graph_optimization_level: { kind: 'string', default: 'all', oneOf: ['disabled', 'basic', 'extended', 'all'] },
       execution_providers: { kind: 'stringList', default: ['cpu'], nonEmpty: true },
     },
   },
-  dead: { kind: 'object', fields: { lo: { kind: 'number', default: -0.1 }, hi: { kind: 'number', default: 0.1 } } },
+  dead: { kind: 'object', fields: { lo: { kind: 'number', default: -0.1, min: -1e6, max: 1e6 }, hi: { kind: 'number', default: 0.1, min: -1e6, max: 1e6 } } },
   correlation: {
     kind: 'object',
     fields: {
       threshold: { kind: 'number', default: 0.5, min: 0, max: 1 },
-      top_k: { kind: 'int', default: 20, min: 0 },
-      memory_budget_gb: { kind: 'number', default: 4, min: 0 },
+      top_k: { kind: 'int', default: 20, min: 0, max: 100_000 },
+      memory_budget_gb: { kind: 'number', default: 4, min: 0, max: 1 << 20 },
       clusters: { kind: 'bool', default: true },
       compute: { kind: 'string', default: 'float32', oneOf: ['float32', 'float64'] },
     },
@@ -119,15 +126,15 @@ export const SCHEMA: Record<string, Field> = {
   calibration: {
     kind: 'object',
     fields: {
-      bins: { kind: 'int', default: 10, min: 1 },
-      bootstrap: { kind: 'int', default: 1000, min: 0 },
-      seed: { kind: 'int', default: 0, min: 0 },
+      bins: { kind: 'int', default: 10, min: 1, max: 10_000 },
+      bootstrap: { kind: 'int', default: 1000, min: 0, max: 100_000 },
+      seed: { kind: 'int', default: 0, min: 0, max: 2 ** 32 - 1 },
     },
   },
   salience: {
     kind: 'object',
     fields: {
-      steps: { kind: 'int', default: 50, min: 1 },
+      steps: { kind: 'int', default: 50, min: 1, max: 1024 },
       threshold: { kind: 'number', default: 0.7, min: 0, max: 1 },
       normalise: { kind: 'string', default: 'abs', oneOf: ['abs', 'signed'] },
       baseline_token_id: { kind: 'int', default: 0, min: 0 },
@@ -143,7 +150,7 @@ export const SCHEMA: Record<string, Field> = {
       block_size: { kind: 'int', min: 16, max: 256 },
       double_quant: { kind: 'bool' },
       symmetric: { kind: 'bool' },
-      outlier_threshold: { kind: 'number', min: 0 },
+      outlier_threshold: { kind: 'number', min: 0, max: 1e6 },
       include_lm_head: { kind: 'bool' },
       /** Accept a precision that leaves some decoder linear weights in float (default: refused). */
       allow_partial: { kind: 'bool', default: false },
@@ -160,3 +167,27 @@ export const SCHEMA: Record<string, Field> = {
   },
   checkpoint_every: { kind: 'int', default: 50, min: 1 },
 };
+
+/**
+ * Rules across keys, checked after every key on its own is valid. `at` is the key reported
+ * (file:line of that key, or of its parent mapping when the key was left at its default);
+ * `check` returns the message, or null when the rule holds. A new rule is one entry.
+ */
+export interface CrossFieldRule {
+  at: string;
+  check(cfg: PipelineConfig): string | null;
+}
+
+export const RULES: CrossFieldRule[] = [
+  { at: 'dataset.shard.index', check: (c) => (c.dataset.shard && c.dataset.shard.index >= c.dataset.shard.count ? `must be < shard.count (${c.dataset.shard.count})` : null) },
+  { at: 'dead.lo', check: (c) => (c.dead.lo < c.dead.hi ? null : `must be < dead.hi (${c.dead.hi}), got ${c.dead.lo}`) },
+  { at: 'scoring.choices', check: (c) => (c.scoring.mode !== 'first-token' && !c.scoring.choices?.length ? `is required when scoring.mode is ${c.scoring.mode}` : null) },
+  { at: 'measure', check: (c) => (c.measure.includes('agreement') && c.precisions.length < 2 ? 'agreement needs at least two precisions' : null) },
+  {
+    at: 'agreement.reference',
+    check: (c) => (c.agreement.reference !== undefined && !c.precisions.includes(c.agreement.reference) ? `"${c.agreement.reference}" is not one of precisions (${c.precisions.join(', ')})` : null),
+  },
+];
+
+/** Pipeline files are small; anything larger is refused before it is parsed. */
+export const MAX_PIPELINE_BYTES = 1 << 20;

@@ -15,6 +15,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
 import type { SchemaElement } from 'hyparquet';
 import { HeldFile } from '../core/held-file.ts';
+import { writeError } from '../core/atomic-write.ts';
 import { QuantlensError } from '../core/errors.ts';
 
 /** `list<float>` exists for activation dumps (values per row); tables use the others. */
@@ -40,12 +41,18 @@ export const DEFAULT_ROW_GROUP_ROWS = 65_536;
 
 /** hyparquet-writer's ByteWriter that appends each finished row group to an open file. */
 class FileByteWriter extends ByteWriter {
-  constructor(private readonly file: FileHandle) {
+  constructor(
+    private readonly file: FileHandle,
+    /** Named in a write error (ENOSPC): Node's own message names no file. */
+    private readonly finalPath: string,
+  ) {
     super(1 << 20);
   }
   async flush(): Promise<void> {
     if (this.index === 0) return;
-    await this.file.write(new Uint8Array(this.buffer, 0, this.index));
+    await this.file.write(new Uint8Array(this.buffer, 0, this.index)).catch((e) => {
+      throw writeError(this.finalPath, e);
+    });
     this.index = 0;
     // A very wide row group may have grown the buffer; give the memory back between groups.
     if (this.buffer.byteLength > 64 << 20) {
@@ -207,7 +214,7 @@ class ParquetFileSink implements ParquetSink {
   private pq: ParquetWriter;
 
   constructor(private f: HeldFile, private columns: ColumnSpec[], private names: Set<string>, private rowGroupRows: number, schema: SchemaElement[], metadata: Record<string, string>) {
-    this.out = new FileByteWriter(f.file);
+    this.out = new FileByteWriter(f.file, f.finalPath);
     this.pq = new ParquetWriter({
       writer: this.out,
       schema,

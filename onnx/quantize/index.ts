@@ -9,7 +9,7 @@
  */
 import { promises as fsp, rmSync } from 'node:fs';
 import path from 'node:path';
-import { tempPathFor, writeAtomically } from '../../core/atomic-write.ts';
+import { removeStaleTemporaries, tempPathFor, writeAtomically } from '../../core/atomic-write.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import { defaultOpset, readOnnxModel, type OnnxModel } from '../model-reader.ts';
 import { refusePartial, refuseRequantize, summariseLinear, type QuantizationRecord } from './census.ts';
@@ -71,6 +71,8 @@ export async function quantizeModel(srcOnnx: string, variant: QuantVariant, outO
     const minOpset = MIN_OPSET[variant] ?? 0;
     if (opset < minOpset) throw new QuantlensError('UNSUPPORTED', `not supported: ${variant} needs ai.onnx opset >= ${minOpset} (Round, DynamicQuantizeLinear), the model has ${opset}`, srcOnnx);
     const emitter = emitterFor(variant, settings);
+    // A killed quantize (CLI or quantize-on-first-use) leaves .model_<variant>.onnx.tmp-* behind.
+    removeStaleTemporaries(path.dirname(outOnnx));
     const result = await writeRewritten(m, targets, emitter, outOnnx);
     const record = summariseLinear(linear);
     settings.source = path.basename(srcOnnx);

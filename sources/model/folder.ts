@@ -10,7 +10,7 @@
  *   otherwise a single *.onnx of any name                (e.g. genai's past.onnx)
  * External data: `<name>.onnx.data` or `<name>.onnx_data` beside the .onnx file.
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { QuantlensError } from '../../core/errors.ts';
 
@@ -37,8 +37,21 @@ const BASE_NAMES = ['model', 'decoder_model_merged', 'decoder_model'];
 /** transformers' "no limit" model_max_length is 1e30; anything this large is not a real context. */
 const ABSURD_CONTEXT = 1e8;
 
+/**
+ * Every file a model folder names (ONNX files, external data, config and tokenizer files) must
+ * lie inside the folder once symlinks are resolved, so a downloaded folder cannot make quantlens
+ * read files elsewhere on the machine.
+ */
+export function checkInsideFolder(dir: string, file: string, where?: string): void {
+  if (!existsSync(file)) return;
+  const rel = path.relative(realpathSync(dir), realpathSync(file));
+  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel))
+    throw new QuantlensError('MODEL', `${path.relative(dir, file)} is a symlink that leaves the model folder ${dir}`, where ?? file);
+}
+
 function readJsonIfPresent(file: string, where: string): Record<string, any> | null {
   if (!existsSync(file)) return null;
+  checkInsideFolder(path.dirname(file), file, where);
   try {
     const v = JSON.parse(readFileSync(file, 'utf8'));
     return v && typeof v === 'object' && !Array.isArray(v) ? v : null;
@@ -116,6 +129,8 @@ export async function openModelFolder(dir: string, where?: string): Promise<Mode
   const vocabSize = positiveInt(config?.vocab_size) ?? positiveInt(config?.model?.vocab_size) ?? positiveInt(genaiModel.vocab_size);
 
   const tokenizerDir = [dir, path.dirname(base)].find((d) => existsSync(path.join(d, 'tokenizer.json'))) ?? dir;
+  const named = [...Object.values(variants), ...externalDataBeside(base), path.join(tokenizerDir, 'tokenizer.json'), path.join(tokenizerDir, 'tokenizer_config.json')];
+  for (const f of named) checkInsideFolder(dir, f, where);
 
   return { dir, config, genai, onnxPath: base, variants, externalData: externalDataBeside(base), maxContext, vocabSize, tokenizerDir };
 }

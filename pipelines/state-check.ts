@@ -1,0 +1,121 @@
+/**
+ * Validation of what resume and merge continue from. A checkpoint or shard state is a JSON file
+ * a user can edit, truncate or copy from elsewhere; every field is checked before it is used, and
+ * anything wrong is one STATE error naming the file and the field, never a JS TypeError.
+ */
+import { QuantlensError } from '../core/errors.ts';
+import type { PipelineConfig } from './schema.ts';
+import type { RunMeasures, MeasureStates } from './measures.ts';
+
+export class StateChecker {
+  constructor(
+    /** The state file, named in every message. */
+    readonly file: string,
+  ) {}
+
+  fail(field: string, msg: string): never {
+    throw new QuantlensError('STATE', `${field} ${msg}; the state is corrupt or from another version`, this.file);
+  }
+
+  object(v: unknown, field: string): Record<string, unknown> {
+    if (!v || typeof v !== 'object' || Array.isArray(v)) this.fail(field, 'is missing or not an object');
+    return v as Record<string, unknown>;
+  }
+
+  string(v: unknown, field: string): string {
+    if (typeof v !== 'string' || v === '') this.fail(field, 'is missing or not a string');
+    return v as string;
+  }
+
+  /** A non-negative integer (counts, batches, indices). */
+  count(v: unknown, field: string, max = Number.MAX_SAFE_INTEGER): number {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max) this.fail(field, `is ${JSON.stringify(v)}, not an integer in [0, ${max}]`);
+    return v as number;
+  }
+
+  /** A finite non-negative number (seconds). */
+  seconds(v: unknown, field: string): number {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) this.fail(field, `is ${JSON.stringify(v)}, not a non-negative number`);
+    return v as number;
+  }
+
+  array(v: unknown, field: string): unknown[] {
+    if (!Array.isArray(v)) this.fail(field, 'is missing or not a list');
+    return v as unknown[];
+  }
+
+  /** base64 of int32 values; returns the number of values. */
+  int32s(v: unknown, field: string): number {
+    if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) this.fail(field, 'is not base64 int32');
+    const bytes = Buffer.byteLength(v as string, 'base64');
+    if (bytes % 4 !== 0) this.fail(field, `has ${bytes} bytes, not a multiple of 4 (int32)`);
+    return bytes / 4;
+  }
+
+  /** The ledger (pipelines/checkpoint.ts LedgerState) of a run over `precisions`. */
+  ledger(v: unknown, precisions: string[], field = 'ledger'): void {
+    const l = this.object(v, field);
+    const tally = this.object(l.tally, `${field}.tally`);
+    for (const k of Object.keys(tally)) if (!precisions.includes(k)) this.fail(`${field}.tally.${k}`, `is a precision this run does not have (${precisions.join(', ')})`);
+    const examples: number[] = [];
+    for (const p of precisions) {
+      const t = this.object(tally[p], `${field}.tally.${p}`);
+      examples.push(this.count(t.examples, `${field}.tally.${p}.examples`));
+      this.count(t.tokens, `${field}.tally.${p}.tokens`);
+      this.count(t.truncated, `${field}.tally.${p}.truncated`);
+      this.seconds(t.inference_seconds, `${field}.tally.${p}.inference_seconds`);
+    }
+    const tokens = this.object(l.tokens, `${field}.tokens`);
+    this.count(tokens.padded, `${field}.tokens.padded`);
+    this.count(tokens.real, `${field}.tokens.real`);
+    this.seconds(l.seconds, `${field}.seconds`);
+    const ex = this.object(l.examples, `${field}.examples`);
+    const ids = this.int32s(ex.ids, `${field}.examples.ids`);
+    const lengths = this.int32s(ex.lengths, `${field}.examples.lengths`);
+    if (ids !== lengths) this.fail(`${field}.examples`, `has ${ids} ids but ${lengths} lengths`);
+    for (const [i, n] of examples.entries())
+      if (n !== ids) this.fail(`${field}.tally.${precisions[i]}.examples`, `is ${n}, but the ledger lists ${ids} examples`);
+  }
+
+  entryCount(v: unknown, expected: number, field: string): void {
+    const n = this.array(v, field).length;
+    if (n !== expected) this.fail(field, `has ${n} entries, expected ${expected}`);
+  }
+
+  /** One moments entry per precision and captured site: a state with entries missing would resume silently short. */
+  neuronEntries(v: unknown, precisions: string[], sites: number, field: string): void {
+    const entries = this.array(this.object(v, field).entries, `${field}.entries`);
+    if (entries.length !== precisions.length * sites) this.fail(`${field}.entries`, `has ${entries.length} entries, expected ${precisions.length * sites} (precisions × layers)`);
+    for (const [i, e] of entries.entries()) {
+      const o = this.object(e, `${field}.entries[${i}]`);
+      if (!precisions.includes(o.precision as string)) this.fail(`${field}.entries[${i}].precision`, `is ${JSON.stringify(o.precision)}, not a precision of this run`);
+      const m = this.object(o.moments, `${field}.entries[${i}].moments`);
+      this.count(m.width, `${field}.entries[${i}].moments.width`);
+      this.count(m.count, `${field}.entries[${i}].moments.count`);
+    }
+  }
+
+  /** Estimator states: one per estimator the pipeline runs, merged with every error named. */
+  mergeStates(v: unknown, cfg: PipelineConfig, measures: RunMeasures, sites: number, field = 'states'): void {
+    const s = this.object(v, field) as MeasureStates;
+    const m = new Set(cfg.measure);
+    // Which estimators exist mirrors RunMeasures' constructor.
+    const expected = [
+      ['neurons', m.has('neurons') || m.has('dead') || m.has('agreement')],
+      ['correlation', m.has('correlation')],
+      ['agreement', m.has('agreement')],
+      ['salience', m.has('salience')],
+    ] as const;
+    for (const [k, needed] of expected) if (needed) this.object((s as Record<string, unknown>)[k], `${field}.${k}`);
+    if (s.neurons) this.neuronEntries(s.neurons, cfg.precisions, sites, `${field}.neurons`);
+    // One co-moment entry per precision and layer, one agreement row per compared precision: fewer would resume silently short.
+    if (s.correlation) this.entryCount(this.object(s.correlation, `${field}.correlation`).entries, cfg.precisions.length * sites, `${field}.correlation.entries`);
+    if (s.agreement) this.entryCount(this.object(s.agreement, `${field}.agreement`).outputs, cfg.precisions.length - 1, `${field}.agreement.outputs`);
+    try {
+      measures.merge(s);
+    } catch (e) {
+      const msg = (e as Error)?.message ?? String(e);
+      throw new QuantlensError('STATE', `${field}: estimator states cannot be merged (${msg.split('\n')[0]}); the state is corrupt or from another version`, this.file, { cause: e });
+    }
+  }
+}
