@@ -7,6 +7,7 @@ import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node as YamlNode, type Document } from 'yaml';
 import { QuantlensError } from '../core/errors.ts';
 import { SCHEMA, type PipelineConfig } from './schema.ts';
+import { applyOverrides, overrideFlag, type Override } from './overrides.ts';
 
 type Field = (typeof SCHEMA)[string];
 
@@ -34,6 +35,8 @@ class Validator {
   ) {}
 
   fail(node: YamlNode | null | undefined, key: string, msg: string): never {
+    const flag = overrideFlag(node);
+    if (flag) throw new QuantlensError('USAGE', `${key}: ${msg}`, flag); // a bad flag value is a usage error (exit 2)
     const offset = node?.range?.[0];
     const line = offset !== undefined ? this.lines.linePos(offset).line : undefined;
     throw new QuantlensError('CONFIG', `${key}: ${msg}`, line !== undefined ? `${this.file}:${line}` : this.file);
@@ -112,8 +115,12 @@ class Validator {
   }
 }
 
-/** Parse and validate YAML text. `file` is used for messages and to resolve relative paths. */
-export function parsePipeline(text: string, file: string): PipelineConfig {
+/**
+ * Parse and validate YAML text. `file` is used for messages and to resolve relative paths.
+ * `overrides` (command-line flags) replace keys before validation; their paths resolve from the
+ * current directory.
+ */
+export function parsePipeline(text: string, file: string, overrides: Override[] = []): PipelineConfig {
   const lines = new LineCounter();
   const doc: Document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length) {
@@ -122,18 +129,21 @@ export function parsePipeline(text: string, file: string): PipelineConfig {
     throw new QuantlensError('CONFIG', `invalid YAML: ${e.message.split('\n')[0]}`, line ? `${file}:${line}` : file);
   }
   if (!isMap(doc.contents)) throw new QuantlensError('CONFIG', 'the pipeline file must be a YAML mapping (key: value)', file);
+  applyOverrides(doc, overrides, file);
   const v = new Validator(file, lines);
   const raw = v.object(doc.contents as YamlNode, SCHEMA, '') as any;
   const base = path.dirname(path.resolve(file));
-  const resolve = (p: string) => (path.isAbsolute(p) ? p : path.resolve(base, p));
+  const resolveAt = (keys: string[]) => (p: string) =>
+    path.isAbsolute(p) ? p : path.resolve(overrideFlag(doc.getIn(keys, true)) ? process.cwd() : base, p);
+  const resolve = resolveAt(['model']);
   const name = raw.name ?? path.basename(file).replace(/\.ya?ml$/i, '');
   const cfg: PipelineConfig = {
     ...raw,
     name,
     file: path.resolve(file),
     model: /^demo(:\w+)?$/.test(raw.model) ? raw.model : resolve(raw.model),
-    dataset: { ...raw.dataset, path: raw.dataset.path === 'demo' ? 'demo' : resolve(raw.dataset.path) },
-    output: resolve(raw.output ?? path.join('runs', name)),
+    dataset: { ...raw.dataset, path: raw.dataset.path === 'demo' ? 'demo' : resolveAt(['dataset', 'path'])(raw.dataset.path) },
+    output: resolveAt(['output'])(raw.output ?? path.join('runs', name)),
   };
   const shard = cfg.dataset.shard;
   if (shard && shard.index >= shard.count) {
@@ -148,7 +158,7 @@ export function parsePipeline(text: string, file: string): PipelineConfig {
   return cfg;
 }
 
-export function loadPipeline(file: string): PipelineConfig {
+export function loadPipeline(file: string, overrides: Override[] = []): PipelineConfig {
   if (!existsSync(file)) throw new QuantlensError('CONFIG', 'pipeline file not found', file);
-  return parsePipeline(readFileSync(file, 'utf8'), file);
+  return parsePipeline(readFileSync(file, 'utf8'), file, overrides);
 }

@@ -61,8 +61,8 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     total = 0;
     for await (const _ of openDataset(plan.dataset)) total++;
   }
-  const progress = new Progress(total, { quiet: opts.quiet });
   log(`quantlens: ${cfg.name}: ${plan.demoLabel ? `${plan.demoLabel}, ` : ''}${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => s.layer).join(', ')} → ${outDir}`);
+  const progress = new Progress(total, { quiet: opts.quiet, phase: cfg.measure.includes('salience') ? 'inference + attribution' : 'inference' });
   let ck: RunCheckpoints | undefined;
   try {
     ck = RunCheckpoints.open(plan, outDir, measures, { resume: opts.resume, log });
@@ -106,6 +106,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     if (created && readdirSync(outDir).length === 0) rmdirSync(outDir);
     throw e;
   } finally {
+    progress.done();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await measures.release();
