@@ -7,7 +7,6 @@ import path from 'node:path';
 import type { Argv } from 'yargs';
 import { QuantlensError } from '../core/errors.ts';
 import { loadPipeline } from './load.ts';
-import { runPipeline } from './run.ts';
 import { parseSetFlag, type Override } from './overrides.ts';
 import { checkRunOutput } from './output-guard.ts';
 import { packageFile } from './package-info.ts';
@@ -61,6 +60,7 @@ async function runCommand(a: Args): Promise<void> {
     console.error(`quantlens: ${outDir}: already complete; nothing to resume (--force runs it again)`);
     return;
   }
+  const { runPipeline } = await import('./run.ts'); // loaded on use: --help and usage errors stay fast
   await runPipeline(cfg, { shard, quiet: a.quiet, report: a.report, resume: a.resume });
 }
 
@@ -77,6 +77,7 @@ async function quickstartCommand(a: Args): Promise<void> {
   const here: Override = { flag: 'quickstart', keys: ['output'], text: path.join('runs', 'quickstart') };
   const cfg = loadPipeline(packageFile('pipelines', 'examples', 'quickstart.yaml'), [here, ...collectOverrides(a)]);
   checkRunOutput(cfg.output, { force: a.force });
+  const { runPipeline } = await import('./run.ts');
   const r = await runPipeline(cfg, { quiet: a.quiet });
   console.log(`results: ${r.outDir} (open report.html; demo model, random weights)`);
 }

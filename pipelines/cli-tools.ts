@@ -6,7 +6,6 @@
 import path from 'node:path';
 import type { Argv } from 'yargs';
 import { QuantlensError } from '../core/errors.ts';
-import { inspectModel, formatInspect } from './inspect.ts';
 import { checkFilesAbsent, checkFolderEmpty, checkRunOutput } from './output-guard.ts';
 
 type Args = Record<string, any>;
@@ -103,6 +102,7 @@ export function toolCommands<T>(y: Argv<T>): Argv<T> {
       'show a model folder: inputs, outputs, layers and candidate activation tensors',
       (c) => c.positional('model', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
       async (a: Args) => {
+        const { inspectModel, formatInspect } = await import('./inspect.ts');
         const r = await inspectModel(path.resolve(a.model));
         console.log(a.json ? JSON.stringify(r, null, 2) : formatInspect(r));
       },
