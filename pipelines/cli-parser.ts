@@ -7,6 +7,7 @@ import { isQuantlensError, QuantlensError } from '../core/errors.ts';
 import { pipelineCommands } from './cli-run.ts';
 import { toolCommands } from './cli-tools.ts';
 import { packageInfo } from './package-info.ts';
+import { setProgressQuiet } from './progress.ts';
 
 export const EXIT = { ok: 0, error: 1, usage: 2, interrupted: 130 } as const;
 
@@ -23,7 +24,7 @@ export function buildParser(args: string[]) {
     .usage('$0 <command> [options]\n\nSee what quantization does inside an LLM.')
     .option('debug', { type: 'boolean', default: false, describe: 'print stack traces on errors' })
     .option('quiet', { type: 'boolean', default: quietDefault, describe: 'no progress line (default in CI)' });
-  return toolCommands(pipelineCommands(y))
+  return toolCommands(pipelineCommands(y.middleware((a) => setProgressQuiet(!!a.quiet))))
     .demandCommand(1, 'name a command')
     .recommendCommands()
     .strict()

@@ -10,6 +10,7 @@ import { QuantlensError } from '../core/errors.ts';
 import type { ModelFolder } from '../sources/model/folder.ts';
 import type { PipelineConfig } from './schema.ts';
 import { resolvePrecision } from '../sources/model/precision-files.ts';
+import { Progress } from './progress.ts';
 
 export async function resolvePrecisionModel(
   folder: ModelFolder,
@@ -25,14 +26,23 @@ export async function resolvePrecisionModel(
     throw new QuantlensError('UNSUPPORTED', `the model is ${nativePrecision} and has no ${precision} variant; list ${nativePrecision} in precisions`, 'precisions');
   }
   const q = cfg.quantization;
-  const r = await resolvePrecision(folder.dir, folder.onnxPath, precision, cacheDir ?? defaultCacheDir(), {
-    blockSize: q.block_size,
-    doubleQuant: q.double_quant,
-    symmetric: q.symmetric,
-    outlierThreshold: q.outlier_threshold,
-    includeLmHead: q.include_lm_head,
-  });
-  return r;
+  // Quantizing a large model takes minutes: say so at once (erased again for a cache hit).
+  const progress = new Progress(1, { phase: `quantization ${precision}`, unit: 'variant', ttyOnly: true });
+  let source = '';
+  try {
+    const r = await resolvePrecision(folder.dir, folder.onnxPath, precision, cacheDir ?? defaultCacheDir(), {
+      blockSize: q.block_size,
+      doubleQuant: q.double_quant,
+      symmetric: q.symmetric,
+      outlierThreshold: q.outlier_threshold,
+      includeLmHead: q.include_lm_head,
+    });
+    source = r.source;
+    if (source === 'quantized') progress.tick(1, 0);
+    return r;
+  } finally {
+    progress.done({ erase: source !== 'quantized' });
+  }
 }
 
 /** Quantized variants are cached per user: QUANTLENS_CACHE, else ~/.cache/quantlens. */

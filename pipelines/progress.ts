@@ -9,6 +9,12 @@
 type Write = NodeJS.WriteStream['write'];
 
 const active = new Set<Progress>();
+let quietByDefault = false;
+
+/** The CLI's --quiet for progress lines made where no option reaches (quantization in the plan). */
+export function setProgressQuiet(quiet: boolean): void {
+  quietByDefault = quiet;
+}
 
 /** End every progress line still drawn (the CLI calls it before printing an error). */
 export function endProgressLines(): void {
@@ -27,21 +33,24 @@ export class Progress {
   private restore: (() => void)[] = [];
   private drawn = false;
   private finished = false;
+  private suffix = '';
   examples = 0;
   tokens = 0;
 
   constructor(
     private total: number | null,
-    private opts: { quiet?: boolean; stream?: NodeJS.WriteStream; phase?: string; unit?: string } = {},
+    private opts: { quiet?: boolean; stream?: NodeJS.WriteStream; phase?: string; unit?: string; ttyOnly?: boolean } = {},
   ) {
-    this.tty = !!this.out.isTTY && !opts.quiet;
+    const quiet = opts.quiet ?? quietByDefault;
+    this.opts = { ...opts, quiet: quiet || (opts.ttyOnly && !this.out.isTTY) };
+    this.tty = !!this.out.isTTY && !quiet;
     if (this.tty) {
       active.add(this);
       this.guardTerminal();
       this.draw();
       this.timer = setInterval(() => this.draw(), 1000);
       this.timer.unref();
-    } else if (!opts.quiet) {
+    } else if (!this.opts.quiet) {
       this.lastLog = performance.now();
       this.out.write(this.line() + '\n');
     }
@@ -70,11 +79,19 @@ export class Progress {
   private draw(): void {
     if (this.finished) return;
     this.lastLog = performance.now();
+    this.drawn = false; // our own redraw overwrites the line (\r); only foreign writes end it
     this.out.write(`\r\x1b[K${this.line()}`);
-    this.drawn = true; // set after the write: the guard must not treat our own line as foreign
+    this.drawn = true;
+  }
+
+  /** A note on the work item in progress (e.g. `attribution 3/9`), drawn now; the next tick clears it. */
+  note(text: string): void {
+    this.suffix = text;
+    if (this.tty) this.draw();
   }
 
   tick(examples: number, tokens: number): void {
+    this.suffix = '';
     this.examples += examples;
     this.tokens += tokens;
     const now = performance.now();
@@ -95,18 +112,22 @@ export class Progress {
     if (this.tokens > 0) parts.push(`${Math.round(this.tokens / Math.max(s, 1e-9))} tokens/s`);
     parts.push(`${s.toFixed(0)} s`);
     if (this.total) parts.push(`ETA ${this.examples > 0 ? formatEta((s / this.examples) * Math.max(0, this.total - this.examples)) : '…'}`);
+    if (this.suffix) parts.push(this.suffix);
     return parts.join(' · ');
   }
 
-  /** Ends the phase (idempotent): the last state stays on its own line; the terminal is given back. */
-  done(): { seconds: number; tokensPerSecond: number } {
+  /**
+   * Ends the phase (idempotent): the last state stays on its own line (or is erased, for a phase
+   * that turned out to have nothing to do); the terminal is given back.
+   */
+  done(opts: { erase?: boolean } = {}): { seconds: number; tokensPerSecond: number } {
     const seconds = (performance.now() - this.t0) / 1000;
     if (!this.finished) {
       this.finished = true;
       clearInterval(this.timer);
       for (const r of this.restore.reverse()) r();
       this.restore = [];
-      if (this.tty && this.drawn) this.out.write(`\r\x1b[K${this.line()}\n`);
+      if (this.tty && this.drawn) this.out.write(opts.erase ? '\r\x1b[K' : `\r\x1b[K${this.line()}\n`);
       this.drawn = false;
       active.delete(this);
     }

@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
-import { lastValueFrom, defaultIfEmpty, Subject } from 'rxjs';
+import { lastValueFrom, defaultIfEmpty, ReplaySubject } from 'rxjs';
 import { QuantlensError } from '../core/errors.ts';
 import { removePendingTemporaries, writeFileAtomically } from '../core/atomic-write.ts';
 import type { PipelineConfig } from './schema.ts';
@@ -47,7 +47,8 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   mkdirSync(outDir, { recursive: true });
   const measures = new RunMeasures(plan, outDir);
   let stopped = false;
-  const stop$ = new Subject<void>();
+  // Replayed: a Ctrl-C during set-up (attribution sessions take a while) must still stop the graph subscribed later.
+  const stop$ = new ReplaySubject<void>(1);
   const onSignal = () => {
     stopped = true;
     stop$.next();
@@ -63,6 +64,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   }
   log(`quantlens: ${cfg.name}: ${plan.demoLabel ? `${plan.demoLabel}, ` : ''}${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => s.layer).join(', ')} → ${outDir}`);
   const progress = new Progress(total, { quiet: opts.quiet, phase: cfg.measure.includes('salience') ? 'inference + attribution' : 'inference' });
+  if (measures.salience) measures.salience.onProgress = (k, n) => progress.note(`attributing ${k}/${n} precision×layer of this batch`);
   let ck: RunCheckpoints | undefined;
   try {
     ck = RunCheckpoints.open(plan, outDir, measures, { resume: opts.resume, log });

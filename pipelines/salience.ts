@@ -32,6 +32,8 @@ export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisi
 export class SalienceMeasure {
   readonly estimator: SalienceEstimator;
   warnings = 0;
+  /** Called as each (precision, layer) of a batch is attributed: a batch can take minutes (the progress line shows it). */
+  onProgress?: (done: number, total: number) => void;
 
   constructor(
     private plan: Plan,
@@ -49,7 +51,8 @@ export class SalienceMeasure {
     const examples = r.batch.examples.filter((e) => e.example_id - (dataset.skip ?? 0) < limit);
     if (examples.length === 0) return;
     const targets = salience.target === 'gold' ? examples.map((e) => labelTokenId(this.plan.tokenizer, e.gold)) : undefined;
-    for (const a of this.runners) {
+    for (const [i, a] of this.runners.entries()) {
+      this.onProgress?.(i, this.runners.length);
       const results = await attributeBatch(a.session, examples.map((e) => ({ ids: e.ids })), a.site.tensor, {
         steps: salience.steps,
         baselineTokenId: salience.baseline_token_id,
