@@ -28,6 +28,13 @@ test('drawn at once, with the phase, a percentage and an ETA placeholder', () =>
   const t = fakeTty();
   const p = new Progress(200, { stream: t.stream, phase: 'attribution' });
   assert.equal(screen(t.text()), ['attribution: 0/200 examples · 0% · 0 s · ETA …']);
+  for (let k = 0; k < 3; k++) (p as any).draw(); // the 1 s timer's redraws
+  assert.not.ok(t.text().includes('\n'), 'redraws rewrite the line in place');
+  p.note('attributing 2/9');
+  assert.match(screen(t.text()).at(-1)!, / · attributing 2\/9$/);
+  (p as any).lastLog = 0; // past the 100 ms redraw throttle
+  p.tick(1, 0);
+  assert.not.match(screen(t.text()).at(-1)!, /attributing/, 'the next tick clears the note');
   p.done();
 });
 
