@@ -16,7 +16,8 @@ import path from 'node:path';
 
 const repo = path.resolve(import.meta.dirname, '..', '..');
 const pkg = JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8'));
-const env = { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip', npm_config_offline: 'true', npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false', CI: 'true' };
+const cache = mkdtempSync(path.join(os.tmpdir(), 'ql-pack-cache-'));
+const env = { ...process.env, QUANTLENS_CACHE: cache, ONNXRUNTIME_NODE_INSTALL: 'skip', npm_config_offline: 'true', npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false', CI: 'true' };
 
 function sh(cmd: string, args: string[], opts: SpawnSyncOptions = {}): string {
   const t0 = Date.now();
@@ -88,7 +89,9 @@ test('npm pack → offline install → CLI, quickstart, .mjs import, tsc on a .t
     assert.is(summary.dataset.examples, 8);
     assert.equal(Object.keys(summary.precisions), ['fp32', 'nf4', 'llm-int8']);
     assert.ok(existsSync(path.join(project, 'runs', 'quickstart', 'report.html')));
-    assert.not.ok(existsSync(path.join(project, 'node_modules', 'quantlens', 'runs')), 'nothing written into the installed package');
+    const installed = readdirSync(path.join(project, 'node_modules', 'quantlens'), { recursive: true }) as string[];
+    assert.equal(installed.filter((f) => /(^|\/)(runs|\.cache)(\/|$)/.test(f)), [], 'nothing written into the installed package');
+    assert.ok(existsSync(path.join(cache, 'demo')), 'the demo model went to the user cache');
 
     writeFileSync(path.join(project, 'consumer.mjs'), CONSUMER_MJS);
     const mjs = JSON.parse(sh(process.execPath, ['consumer.mjs'], { cwd: project }));
@@ -100,6 +103,7 @@ test('npm pack → offline install → CLI, quickstart, .mjs import, tsc on a .t
     assert.is(tsc.status, 0, `tsc found errors:\n${tsc.stdout}${tsc.stderr}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    rmSync(cache, { recursive: true, force: true });
   }
 });
 
