@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Argv } from 'yargs';
 import { QuantlensError } from '../core/errors.ts';
 import { checkFilesAbsent, checkFolderEmpty, checkRunOutput } from './output-guard.ts';
+import { Progress } from './progress.ts';
 
 type Args = Record<string, any>;
 
@@ -49,7 +50,12 @@ async function quantizeCommand(a: Args): Promise<void> {
     const { resolvePrecision } = await import('../sources/model/precision-files.ts');
     const { defaultCacheDir } = await import('./precisions.ts');
     for (const v of variants) {
-      const r = await resolvePrecision(folder.dir, folder.onnxPath, v, defaultCacheDir(), opts);
+      const progress = new Progress(null, { phase: `quantization ${v}`, unit: 'weights', ttyOnly: true });
+      const r = await resolvePrecision(folder.dir, folder.onnxPath, v, defaultCacheDir(), { ...opts, onProgress: (d, t) => progress.update(d, t) }).catch((e) => {
+        progress.done();
+        throw e;
+      });
+      progress.done({ erase: r.source !== 'quantized' });
       console.log(`${v}: ${r.source === 'quantized' ? 'quantized into the cache' : r.source === 'cache' ? 'already in the cache' : 'prebuilt file in the model folder'} → ${r.path}`);
     }
     return;
@@ -58,7 +64,8 @@ async function quantizeCommand(a: Args): Promise<void> {
   const files = variants.map((v) => path.join(outDir, `model_${v}.onnx`));
   checkFilesAbsent(files, { force: a.force });
   for (const [k, v] of variants.entries()) {
-    const r = await quantizeModel(folder.onnxPath, v, files[k], opts);
+    const progress = new Progress(null, { phase: `quantization ${v}`, unit: 'weights', ttyOnly: true });
+    const r = await quantizeModel(folder.onnxPath, v, files[k], { ...opts, onProgress: (d, t) => progress.update(d, t) }).finally(() => progress.done());
     console.log(`${v}: ${r.quantized.length} MatMuls quantized, ${r.skipped.length} kept in float → ${files[k]}`);
   }
 }

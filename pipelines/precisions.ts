@@ -27,7 +27,7 @@ export async function resolvePrecisionModel(
   }
   const q = cfg.quantization;
   // Quantizing a large model takes minutes: say so at once (erased again for a cache hit).
-  const progress = new Progress(1, { phase: `quantization ${precision}`, unit: 'variant', ttyOnly: true });
+  const progress = new Progress(null, { phase: `quantization ${precision}`, unit: 'weights', ttyOnly: true });
   let source = '';
   try {
     const r = await resolvePrecision(folder.dir, folder.onnxPath, precision, cacheDir ?? defaultCacheDir(), {
@@ -36,9 +36,9 @@ export async function resolvePrecisionModel(
       symmetric: q.symmetric,
       outlierThreshold: q.outlier_threshold,
       includeLmHead: q.include_lm_head,
+      onProgress: (done, total) => progress.update(done, total),
     });
     source = r.source;
-    if (source === 'quantized') progress.tick(1, 0);
     return r;
   } finally {
     progress.done({ erase: source !== 'quantized' });

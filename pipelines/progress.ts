@@ -90,6 +90,12 @@ export class Progress {
     if (this.tty) this.draw();
   }
 
+  /** Absolute progress (done of total), for phases that count themselves (quantization: weights). */
+  update(done: number, total: number): void {
+    this.total = total;
+    this.tick(done - this.examples, 0);
+  }
+
   tick(examples: number, tokens: number): void {
     this.suffix = '';
     this.examples += examples;

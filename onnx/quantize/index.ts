@@ -68,7 +68,7 @@ export async function quantizeModel(srcOnnx: string, variant: QuantVariant, outO
     let result: { quantized: string[] };
     try {
       result = await writeAtomically(outOnnx, async (tmpOnnx) => {
-        const r = rewriteModel({ model: m, targets, emitter }, { tmpOnnx, finalOnnx: outOnnx, openData: () => (dataTmp = tempPathFor(dataFinal)) });
+        const r = rewriteModel({ model: m, targets, emitter }, { tmpOnnx, finalOnnx: outOnnx, openData: () => (dataTmp = tempPathFor(dataFinal)), onProgress: opts.onProgress });
         // The data file takes its final name first, so a model under its final name is always complete.
         if (dataTmp) {
           await fsp.rename(dataTmp, dataFinal);

@@ -152,7 +152,7 @@ export interface RewritePlan {
 /** Write the rewritten model to `tmpOnnx` (and its data to `tmpData` when needed). */
 export function rewriteModel(
   { model: m, targets, emitter }: RewritePlan,
-  out: { tmpOnnx: string; finalOnnx: string; openData: () => string; /** tests: as if over 2 GiB */ forceExternal?: boolean },
+  out: { tmpOnnx: string; finalOnnx: string; openData: () => string; /** tests: as if over 2 GiB */ forceExternal?: boolean; onProgress?: (done: number, total: number) => void },
 ): RewriteResult {
   const opset = m.opsets.find((o) => o.domain === '')?.version ?? 0;
   // ---- names in use, and a fresh-name generator
@@ -307,6 +307,8 @@ export function rewriteModel(
   const data = dataFile ? new SyncWriter(dataFile) : null;
   let produced: { entry: PlanEntry; values: Record<string, TypedData> } | null = null;
   const quantizedNames: string[] = targets.map((t) => t.node.name || t.node.outputs[0]);
+  let weightsDone = 0;
+  out.onProgress?.(0, plans.size);
   try {
     const writePiece = (p: Piece) => {
       if (p.kind === 'copy') onnx.copy(m.source, p.start, p.end);
@@ -320,6 +322,7 @@ export function rewriteModel(
           produced = null; // let the previous weight's buffers go before reading the next
           const b = readTensorFloat32(m, p.plan.weight);
           produced = { entry: p.plan, values: p.plan.plan.produce(b) };
+          out.onProgress?.(++weightsDone, plans.size);
         }
         const bytes = bytesOf(produced.values[p.tensor.name]);
         if (bytes.length !== p.rawLength) throw new QuantlensError('QUANTIZE', `internal: tensor ${p.tensor.name} has ${bytes.length} bytes, planned ${p.rawLength}`);

@@ -26,6 +26,8 @@ export interface QuantOptions {
   outlierThreshold?: number;
   /** Quantize the lm_head MatMul too (default false: it stays float, as bnb's skip list). */
   includeLmHead?: boolean;
+  /** Called with (weights done, weights in all) as the rewrite quantizes them (a progress line; not a setting). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface NewTensor {
