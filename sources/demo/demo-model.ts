@@ -1,7 +1,8 @@
 /**
  * The built-in demo model: a small Llama with seeded random weights and a code-built tokenizer,
  * so quantlens runs end to end with no download. Generated once into
- * `<repo>/.cache/demo/<size>-<seed>/` and reused while its settings hash matches.
+ * `<repo>/.cache/demo/<size>-<seed>/` (an installed package: the user cache) and reused while its
+ * settings hash matches.
  * It is labelled as random in config.json and in the ONNX metadata: results on it mean nothing.
  */
 import { createHash } from 'node:crypto';
@@ -65,7 +66,7 @@ export function demoWeights(cfg: LlamaConfig, seed: number): LlamaWeights {
 }
 
 export interface DemoModelOptions {
-  /** Folder to write; default `<repo>/.cache/demo/<size>-<seed>`. */
+  /** Folder to write; default `<repo>/.cache/demo/<size>-<seed>` (installed: `$QUANTLENS_CACHE/demo/…`). */
   dir?: string;
   size?: DemoSize;
   seed?: number;
