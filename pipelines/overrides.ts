@@ -62,7 +62,8 @@ function valueNode(o: Override): YamlNode {
   if (f?.kind === 'string') return new Scalar(o.text);
   if ((f?.kind === 'stringList' || f?.kind === 'layers') && !o.text.trim().startsWith('[')) {
     const seq = new YAMLSeq();
-    for (const item of o.text.split(',').map((s) => s.trim())) seq.items.push(f.kind === 'layers' ? yamlValue(item) : new Scalar(item));
+    // Items stay verbatim (a label like " True" keeps its space); layer items are read as YAML (2 → int).
+    for (const item of o.text.split(',')) seq.items.push(f.kind === 'layers' ? yamlValue(item.trim()) : new Scalar(item));
     return seq;
   }
   return yamlValue(o.text);

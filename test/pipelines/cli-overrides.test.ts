@@ -58,6 +58,11 @@ test('shortcuts: --precisions, --measure, --layers, --limit, --output (relative 
   assert.is(parse({}).output, path.join(dir, 'out'), 'without the flag: relative to the YAML file');
 });
 
+test('comma lists keep their items verbatim (label spaces matter)', () => {
+  assert.equal(parse({ set: ['scoring.mode=choices', 'scoring.choices= True, False'] }).scoring.choices, [' True', ' False']);
+  assert.match(usageError({ precisions: 'fp32, nf4' }), /^--precisions: precisions\[1\]: " nf4" is not one of/);
+});
+
 test('--set wins over a shortcut; YAML list syntax works too', () => {
   const cfg = parse({ precisions: 'fp32,nf4', set: ['precisions=[fp32, q4]', 'dataset.limit=2'], limit: '9' });
   assert.equal(cfg.precisions, ['fp32', 'q4']);
