@@ -23,7 +23,8 @@ function sh(cmd: string, args: string[], opts: SpawnSyncOptions = {}): string {
   const t0 = Date.now();
   const r = spawnSync(cmd, args, { encoding: 'utf8', env, ...opts });
   const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
-  assert.is(r.status, 0, `${cmd} ${args.join(' ')} → exit ${r.status}\n${out}`);
+  const hint = out.includes('ENOTCACHED') ? '\n(the npm cache lacks a runtime dependency: this test installs offline from what `npm ci` cached)' : '';
+  assert.is(r.status, 0, `${cmd} ${args.join(' ')} → exit ${r.status}\n${out}${hint}`);
   if (process.env.QL_TIMING) console.log(`    ${((Date.now() - t0) / 1000).toFixed(1)} s  ${cmd} ${args.slice(0, 3).join(' ')}`);
   return String(r.stdout ?? '');
 }
