@@ -112,7 +112,8 @@ test('convert: a non-empty --output folder is refused without --force', () => {
   const r = cli(['convert', path.join(root, 'missing.bin'), '--out', dir]);
   assert.is(r.code, 1);
   assert.is(r.stderr, `quantlens: ${dir}: is not empty; use --force to write into it, or --output for another folder`);
-  rmSync(root, { recursive: true, force: true });
 });
+
+test.after(() => rmSync(root, { recursive: true, force: true }));
 
 test.run();

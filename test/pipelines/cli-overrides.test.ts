@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
@@ -123,5 +123,7 @@ test('one spelling: every command that writes takes --output, with --out as its 
   for (const cmd of ['run', 'validate', 'quickstart']) assert.match(await helpOf(cmd), /--set[\s\S]*--precisions[\s\S]*--measure[\s\S]*--layers[\s\S]*--limit/, cmd);
   assert.match(await helpOf('quantize'), /--no-double-quant/);
 });
+
+test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 test.run();
