@@ -4,6 +4,7 @@
 export { QuantlensError, isQuantlensError, type ErrorCode } from './core/errors.ts';
 export type { PipelineConfig, MeasureName } from './pipelines/schema.ts';
 export { loadPipeline, parsePipeline } from './pipelines/load.ts';
+export type { Override } from './pipelines/overrides.ts';
 export { runPipeline, type RunOptions, type RunResult } from './pipelines/run.ts';
 export { preparePlan, type Plan } from './pipelines/plan.ts';
 export { inspectModel, type InspectReport } from './pipelines/inspect.ts';

@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'IO'
   | 'STATE' // shard/checkpoint state mismatch
   | 'INTERRUPTED'
+  | 'USAGE' // the command line itself: unknown option, malformed flag or bad flag value (exit 2)
   | 'UNSUPPORTED';
 
 export class QuantlensError extends Error {

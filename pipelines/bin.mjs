@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The `quantlens` executable: TypeScript runs through tsx, so there is no build step.
+// `quantlens` from a clone: the TypeScript source runs through tsx (no build step). The
+// installed package's bin is the compiled dist/pipelines/cli.js.
 import { register } from 'tsx/esm/api';
 register();
 await import('./cli.ts');

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node as YamlNode, type Document } from 'yaml';
 import { QuantlensError } from '../core/errors.ts';
 import { INT_CAP, MAX_PIPELINE_BYTES, RULES, SCHEMA, type Field, type PipelineConfig } from './schema.ts';
+import { applyOverrides, overrideFlag, type Override } from './overrides.ts';
 
 function closest(word: string, options: string[]): string | null {
   if (word.length > 64) return null; // no key is that long; edit distance would cost length × options
@@ -33,6 +34,8 @@ class Validator {
   ) {}
 
   fail(node: YamlNode | null | undefined, key: string, msg: string): never {
+    const flag = overrideFlag(node);
+    if (flag) throw new QuantlensError('USAGE', `${key}: ${msg}`, flag); // a bad flag value is a usage error (exit 2)
     const offset = node?.range?.[0];
     const line = offset !== undefined ? this.lines.linePos(offset).line : undefined;
     throw new QuantlensError('CONFIG', `${key}: ${msg}`, line !== undefined ? `${this.file}:${line}` : this.file);
@@ -146,8 +149,12 @@ class Validator {
   }
 }
 
-/** Parse and validate YAML text. `file` is used for messages and to resolve relative paths. */
-export function parsePipeline(text: string, file: string): PipelineConfig {
+/**
+ * Parse and validate YAML text. `file` is used for messages and to resolve relative paths.
+ * `overrides` (command-line flags) replace keys before validation; their paths resolve from the
+ * current directory.
+ */
+export function parsePipeline(text: string, file: string, overrides: Override[] = []): PipelineConfig {
   const lines = new LineCounter();
   if (text.length > MAX_PIPELINE_BYTES) throw new QuantlensError('CONFIG', `pipeline file is larger than ${MAX_PIPELINE_BYTES} bytes`, file);
   const doc: Document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
@@ -157,10 +164,13 @@ export function parsePipeline(text: string, file: string): PipelineConfig {
     throw new QuantlensError('CONFIG', `invalid YAML: ${e.message.split('\n')[0]}`, line ? `${file}:${line}` : file);
   }
   if (!isMap(doc.contents)) throw new QuantlensError('CONFIG', 'the pipeline file must be a YAML mapping (key: value)', file);
+  applyOverrides(doc, overrides, file);
   const v = new Validator(file, lines);
   const raw = v.object(doc.contents as YamlNode, SCHEMA, '') as any;
   const base = path.dirname(path.resolve(file));
-  const resolve = (p: string) => (path.isAbsolute(p) ? p : path.resolve(base, p));
+  const resolveAt = (keys: string[]) => (p: string) =>
+    path.isAbsolute(p) ? p : path.resolve(overrideFlag(doc.getIn(keys, true)) ? process.cwd() : base, p);
+  const resolve = resolveAt(['model']);
   const name = raw.name ?? path.basename(file).replace(/\.ya?ml$/i, '');
   const precisionEntries = raw.precisions as (string | { name: string; model: string })[];
   const precisionModels = Object.fromEntries(precisionEntries.flatMap((p) => (typeof p === 'string' ? [] : [[p.name, resolve(p.model)]])));
@@ -171,8 +181,8 @@ export function parsePipeline(text: string, file: string): PipelineConfig {
     name,
     file: path.resolve(file),
     model: /^demo(:\w+)?$/.test(raw.model) ? raw.model : resolve(raw.model),
-    dataset: { ...raw.dataset, path: raw.dataset.path === 'demo' ? 'demo' : resolve(raw.dataset.path) },
-    output: resolve(raw.output ?? path.join('runs', name)),
+    dataset: { ...raw.dataset, path: raw.dataset.path === 'demo' ? 'demo' : resolveAt(['dataset', 'path'])(raw.dataset.path) },
+    output: resolveAt(['output'])(raw.output ?? path.join('runs', name)),
   };
   for (const rule of RULES) {
     const msg = rule.check(cfg);
@@ -191,10 +201,10 @@ function nodeAt(doc: Document, key: string): YamlNode | undefined {
   return undefined;
 }
 
-export function loadPipeline(file: string): PipelineConfig {
+export function loadPipeline(file: string, overrides: Override[] = []): PipelineConfig {
   if (!existsSync(file)) throw new QuantlensError('CONFIG', 'pipeline file not found', file);
   const st = statSync(file);
   if (!st.isFile()) throw new QuantlensError('CONFIG', 'pipeline path is not a file', file);
   if (st.size > MAX_PIPELINE_BYTES) throw new QuantlensError('CONFIG', `pipeline file is ${st.size} bytes, more than the ${MAX_PIPELINE_BYTES} allowed`, file);
-  return parsePipeline(readFileSync(file, 'utf8'), file);
+  return parsePipeline(readFileSync(file, 'utf8'), file, overrides);
 }

@@ -32,6 +32,8 @@ export interface MergeOptions {
   /** Write report.html (default true). */
   report?: boolean;
   log?: (line: string) => void;
+  /** Called with the output folder once the shard set is checked, before anything is written (the CLI refuses finished folders). */
+  beforeWrite?: (outDir: string) => void;
 }
 
 export interface LoadedShard {
@@ -155,6 +157,7 @@ export async function mergeShards(dirs: string[], opts: MergeOptions = {}): Prom
   const plan = planFromState(shards[0].state);
   const { cfg } = plan;
   const outDir = path.resolve(opts.output ?? cfg.output);
+  opts.beforeWrite?.(outDir);
   await mkdir(outDir, { recursive: true });
   log(`quantlens: merging ${shards.length} shards of ${cfg.name} → ${outDir}`);
   await beginOutput(outDir);

@@ -16,6 +16,7 @@ import { openModelFolder, type ModelFolder } from '../sources/model/folder.ts';
 import { checkSameTokenizer } from '../sources/model/same-tokenizer.ts';
 import type { PipelineConfig } from './schema.ts';
 import { graphSettings, resolveFilePrecision, resolvePrecision } from '../sources/model/precision-files.ts';
+import { Progress } from './progress.ts';
 
 type Resolved = { path: string; source: string; settings: Record<string, unknown> };
 
@@ -44,16 +45,25 @@ export async function resolvePrecisionModel(
     }
     return resolveFilePrecision(folder.dir, file, precision, { allowPartial: q.allow_partial });
   }
-  const r = await resolvePrecision(folder.dir, folder.onnxPath, precision, cacheDir ?? defaultCacheDir(), {
-    blockSize: q.block_size,
-    doubleQuant: q.double_quant,
-    symmetric: q.symmetric,
-    outlierThreshold: q.outlier_threshold,
-    includeLmHead: q.include_lm_head,
-    allowPartial: q.allow_partial,
-  });
-  // A cache hit is the same file an uninterrupted run quantized: metadata must not depend on cache state.
-  return { ...r, source: r.source === 'cache' ? 'quantized' : r.source };
+  // Quantizing a large model takes minutes: say so at once (erased again for a cache hit).
+  const progress = new Progress(null, { phase: `quantization ${precision}`, unit: 'weights', ttyOnly: true });
+  let source = '';
+  try {
+    const r = await resolvePrecision(folder.dir, folder.onnxPath, precision, cacheDir ?? defaultCacheDir(), {
+      blockSize: q.block_size,
+      doubleQuant: q.double_quant,
+      symmetric: q.symmetric,
+      outlierThreshold: q.outlier_threshold,
+      includeLmHead: q.include_lm_head,
+      allowPartial: q.allow_partial,
+      onProgress: (done, total) => progress.update(done, total),
+    });
+    source = r.source;
+    // A cache hit is the same file an uninterrupted run quantized: metadata must not depend on cache state.
+    return { ...r, source: r.source === 'cache' ? 'quantized' : r.source };
+  } finally {
+    progress.done({ erase: source !== 'quantized' });
+  }
 }
 
 /** `{name, model}`: a folder (its base model) or an .onnx file, with the same tokenizer and vocabulary. */

@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
-import { lastValueFrom, defaultIfEmpty, Subject } from 'rxjs';
+import { lastValueFrom, defaultIfEmpty, ReplaySubject } from 'rxjs';
 import { QuantlensError } from '../core/errors.ts';
 import { removePendingTemporaries, writeFileAtomically } from '../core/atomic-write.ts';
 import type { PipelineConfig } from './schema.ts';
@@ -55,7 +55,8 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   await beginOutput(outDir);
   const measures = new RunMeasures(plan, outDir);
   let stopped = false;
-  const stop$ = new Subject<void>();
+  // Replayed: a Ctrl-C during set-up (attribution sessions take a while) must still stop the graph subscribed later.
+  const stop$ = new ReplaySubject<void>(1);
   const onSignal = () => {
     stopped = true;
     stop$.next();
@@ -69,8 +70,9 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     total = 0;
     for await (const _ of openDataset(plan.dataset)) total++;
   }
-  const progress = new Progress(total, { quiet: opts.quiet });
   log(`quantlens: ${cfg.name}: ${plan.demoLabel ? `${plan.demoLabel}, ` : ''}${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => s.layer).join(', ')} → ${outDir}`);
+  const progress = new Progress(total, { quiet: opts.quiet, phase: cfg.measure.includes('salience') ? 'inference + attribution' : 'inference' });
+  if (measures.salience) measures.salience.onProgress = (k, n) => progress.note(`attributing ${k}/${n} precision×layer of this batch`);
   let ck: RunCheckpoints | undefined;
   try {
     ck = RunCheckpoints.open(plan, outDir, measures, { resume: opts.resume, log });
@@ -116,6 +118,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     if (created && readdirSync(outDir).length === 0) rmdirSync(outDir);
     throw e;
   } finally {
+    progress.done();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await measures.release();

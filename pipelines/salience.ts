@@ -32,6 +32,8 @@ export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisi
 export class SalienceMeasure {
   readonly estimator: SalienceEstimator;
   warnings = 0;
+  /** Called as each (precision, layer) of a batch is attributed: a batch can take minutes (the progress line shows it). */
+  onProgress?: (done: number, total: number) => void;
 
   constructor(
     private plan: Plan,
@@ -52,7 +54,8 @@ export class SalienceMeasure {
     const gold = salience.target === 'gold' ? examples.map((e) => goldTarget(this.plan.tokenizer, e, this.plan.template.render(e.fields), this.plan.cfg.scoring.choices ?? [], this.plan.maxContext)) : undefined;
     const inputs = examples.map((e, k) => ({ ids: gold ? gold[k].ids : e.ids }));
     const targets = gold?.map((g) => g.target);
-    for (const a of this.runners) {
+    for (const [i, a] of this.runners.entries()) {
+      this.onProgress?.(i, this.runners.length);
       const results = await attributeBatch(a.session, inputs, a.site.tensor, {
         steps: salience.steps,
         baselineTokenId: salience.baseline_token_id,

@@ -73,7 +73,7 @@ export async function quantizeModel(srcOnnx: string, variant: QuantVariant, outO
     const emitter = emitterFor(variant, settings);
     // A killed quantize (CLI or quantize-on-first-use) leaves .model_<variant>.onnx.tmp-* behind.
     removeStaleTemporaries(path.dirname(outOnnx));
-    const result = await writeRewritten(m, targets, emitter, outOnnx);
+    const result = await writeRewritten(m, targets, emitter, outOnnx, opts.onProgress);
     const record = summariseLinear(linear);
     settings.source = path.basename(srcOnnx);
     settings.quantizedCount = result.quantized.length;
@@ -85,13 +85,13 @@ export async function quantizeModel(srcOnnx: string, variant: QuantVariant, outO
 }
 
 /** The rewrite under temporary names; the data file takes its final name before the model does. */
-async function writeRewritten(m: OnnxModel, targets: QuantTarget[], emitter: VariantEmitter, outOnnx: string): Promise<{ quantized: string[] }> {
+async function writeRewritten(m: OnnxModel, targets: QuantTarget[], emitter: VariantEmitter, outOnnx: string, onProgress?: (done: number, total: number) => void): Promise<{ quantized: string[] }> {
   const dataFinal = `${outOnnx}.data`;
   let dataTmp: string | null = null;
   let dataRenamed = false;
   try {
     return await writeAtomically(outOnnx, async (tmpOnnx) => {
-      const r = rewriteModel({ model: m, targets, emitter }, { tmpOnnx, finalOnnx: outOnnx, openData: () => (dataTmp = tempPathFor(dataFinal)) });
+      const r = rewriteModel({ model: m, targets, emitter }, { tmpOnnx, finalOnnx: outOnnx, openData: () => (dataTmp = tempPathFor(dataFinal)), onProgress });
       // The data file takes its final name first, so a model under its final name is always complete.
       if (dataTmp) {
         await fsp.rename(dataTmp, dataFinal);

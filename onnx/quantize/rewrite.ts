@@ -50,6 +50,8 @@ export interface RewriteOutput {
   openData: () => string;
   /** tests: as if over 2 GiB */
   forceExternal?: boolean;
+  /** Called with (weights done, weights in all) as weights are quantized (a progress line; not a setting). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** Names in use, and a fresh-name generator over them. */
@@ -207,7 +209,7 @@ function newTensorPieces(plans: Iterable<PlanEntry>, externalNew: boolean, dataL
 }
 
 /** Stream the pieces to disk; quantized tensors are produced one weight at a time. */
-function writePieces(m: OnnxModel, graphs: Piece[][], usesContrib: boolean, onnx: SyncWriter, data: SyncWriter | null): void {
+function writePieces(m: OnnxModel, graphs: Piece[][], usesContrib: boolean, onnx: SyncWriter, data: SyncWriter | null, progress?: () => void): void {
   let produced: { entry: PlanEntry; values: Record<string, TypedData> } | null = null;
   const writePiece = (p: Piece) => {
     if (p.kind === 'copy') onnx.copy(m.source, p.start, p.end);
@@ -220,6 +222,7 @@ function writePieces(m: OnnxModel, graphs: Piece[][], usesContrib: boolean, onnx
       if (produced?.entry !== p.plan) {
         produced = null; // let the previous weight's buffers go before reading the next
         produced = { entry: p.plan, values: p.plan.plan.produce(p.plan.read() as Float32Array) };
+        progress?.();
       }
       const bytes = bytesOf(produced.values[p.tensor.name]);
       if (bytes.length !== p.rawLength) throw new QuantlensError('QUANTIZE', `internal: tensor ${p.tensor.name} has ${bytes.length} bytes, planned ${p.rawLength}`);
@@ -269,7 +272,9 @@ export function rewriteModel({ model: m, targets, emitter }: RewritePlan, out: R
   const onnx = new SyncWriter(out.tmpOnnx);
   const data = dataFile ? new SyncWriter(dataFile) : null;
   try {
-    writePieces(m, graphs, usesContrib, onnx, data);
+    let weightsDone = 0;
+    out.onProgress?.(0, plans.size);
+    writePieces(m, graphs, usesContrib, onnx, data, () => out.onProgress?.(++weightsDone, plans.size));
   } finally {
     onnx.close();
     data?.close();

@@ -28,6 +28,8 @@ export interface QuantOptions {
   includeLmHead?: boolean;
   /** Accept a model whose decoder linear weights are not all quantized (default false: refused). */
   allowPartial?: boolean;
+  /** Called with (weights done, weights in all) as the rewrite quantizes them (a progress line; not a setting). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface NewTensor {

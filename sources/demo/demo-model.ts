@@ -1,11 +1,13 @@
 /**
  * The built-in demo model: a small Llama with seeded random weights and a code-built tokenizer,
  * so quantlens runs end to end with no download. Generated once into
- * `<repo>/.cache/demo/<size>-<seed>/` and reused while its settings hash matches.
+ * `<repo>/.cache/demo/<size>-<seed>/` (an installed package: the user cache) and reused while its
+ * settings hash matches.
  * It is labelled as random in config.json and in the ONNX metadata: results on it mean nothing.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { SeededRandom } from '../../core/random.ts';
 import type { LlamaConfig } from '../../onnx/models/llama-config.ts';
@@ -20,6 +22,11 @@ export const DEMO_LABEL = 'demo model, random weights';
 const DEMO_FORMAT = 1;
 const STAMP_FILE = 'quantlens-demo.json';
 const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
+// An installed package's folder may be read-only (global installs) and is no place for data:
+// there the demo model goes to the user cache that quantized variants use.
+const DEMO_CACHE = REPO_ROOT.split(path.sep).includes('node_modules')
+  ? path.join(process.env.QUANTLENS_CACHE ?? path.join(os.homedir(), '.cache', 'quantlens'), 'demo')
+  : path.join(REPO_ROOT, '.cache', 'demo');
 
 export function demoConfig(size: DemoSize, vocabSize: number): LlamaConfig {
   const base = { modelType: 'llama' as const, vocabSize, rmsNormEps: 1e-5, ropeTheta: 10000, ropeLayout: 'half' as const, tieWordEmbeddings: false, attentionBias: false, bosId: 1, eosId: 2, padId: 0 };
@@ -59,7 +66,7 @@ export function demoWeights(cfg: LlamaConfig, seed: number): LlamaWeights {
 }
 
 export interface DemoModelOptions {
-  /** Folder to write; default `<repo>/.cache/demo/<size>-<seed>`. */
+  /** Folder to write; default `<repo>/.cache/demo/<size>-<seed>` (installed: `$QUANTLENS_CACHE/demo/…`). */
   dir?: string;
   size?: DemoSize;
   seed?: number;
@@ -69,7 +76,7 @@ export interface DemoModelOptions {
 export async function ensureDemoModel(opts: DemoModelOptions = {}): Promise<string> {
   const size = opts.size ?? 'tiny';
   const seed = opts.seed ?? 0;
-  const dir = opts.dir ?? path.join(REPO_ROOT, '.cache', 'demo', `${size}-${seed}`);
+  const dir = opts.dir ?? path.join(DEMO_CACHE, `${size}-${seed}`);
   const { tokenizerJson, tokenizerConfig, vocabSize } = demoTokenizerFiles(size === 'tiny' ? 256 : 512);
   const cfg = demoConfig(size, vocabSize);
   const settings = JSON.stringify({ format: DEMO_FORMAT, size, seed, cfg });

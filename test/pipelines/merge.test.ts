@@ -165,6 +165,12 @@ test('ordinary batching: merged = single run at float32 tolerance; refusals name
   assert.is(cliDup.status, 1);
   assert.is(cliDup.stderr.trim().split('\n').length, 1, cliDup.stderr);
   assert.match(cliDup.stderr, /duplicate shard/);
+  // A finished merge folder is not overwritten without --force (the shard set is checked first).
+  const again = spawnSync(process.execPath, [path.join(repo, 'pipelines', 'bin.mjs'), 'merge', ...dirs, '--out', outCli, '--quiet', '--no-report'], { encoding: 'utf8' });
+  assert.is(again.status, 1);
+  assert.is(again.stderr.trim(), `quantlens: ${outCli}: holds a finished run (summary.json); use --force to overwrite it, or --output for another folder`);
+  const forced = spawnSync(process.execPath, [path.join(repo, 'pipelines', 'bin.mjs'), 'merge', ...dirs, '--output', outCli, '--force', '--quiet', '--no-report'], { encoding: 'utf8' });
+  assert.is(forced.status, 0, forced.stderr);
   rmSync(root, { recursive: true, force: true });
 });
 

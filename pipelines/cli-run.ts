@@ -1,0 +1,112 @@
+/**
+ * The pipeline commands of the CLI — run, validate, quickstart — and the flags that override
+ * pipeline keys: `--set key.path=value` (repeatable) and the shortcuts --precisions, --measure,
+ * --layers, --limit, --output. Overrides are validated exactly like the YAML (pipelines/overrides.ts).
+ */
+import path from 'node:path';
+import type { Argv } from 'yargs';
+import { QuantlensError } from '../core/errors.ts';
+import { loadPipeline } from './load.ts';
+import { parseSetFlag, type Override } from './overrides.ts';
+import { checkRunOutput } from './output-guard.ts';
+import { packageFile } from './package-info.ts';
+
+type Args = Record<string, any>;
+
+/** The shortcut flags and the key each one sets. */
+const SHORTCUTS: [flag: string, keys: string[], describe: string][] = [
+  ['precisions', ['precisions'], 'override precisions, e.g. fp32,nf4,llm-int8'],
+  ['measure', ['measure'], 'override measure, e.g. predictions,neurons,dead'],
+  ['layers', ['layers'], 'override layers, e.g. 0,2,4 or first,last'],
+  ['limit', ['dataset', 'limit'], 'override dataset.limit'],
+  ['output', ['output'], 'override the output folder (relative to the current folder)'],
+];
+
+export function overrideOptions<T>(y: Argv<T>): Argv<T> {
+  let out = y.option('set', {
+    type: 'string',
+    describe: 'set any pipeline key: --set batch.max_examples=8 --set salience.steps=16 (repeatable; validated like the YAML)',
+  }) as Argv<T>;
+  for (const [flag, , describe] of SHORTCUTS)
+    out = out.option(flag, { type: 'string', describe, requiresArg: true, ...(flag === 'output' ? { alias: 'out' } : {}) }) as Argv<T>;
+  return out;
+}
+
+/** The overrides a command line gives, in the order they apply: shortcuts, then every --set. */
+export function collectOverrides(a: Args): Override[] {
+  const out: Override[] = [];
+  for (const [flag, keys] of SHORTCUTS) {
+    const v = a[flag];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) throw new QuantlensError('USAGE', `--${flag} given more than once`, `--${flag}`);
+    out.push({ flag: `--${flag}`, keys, text: String(v) });
+  }
+  for (const s of [a.set ?? []].flat()) out.push(parseSetFlag(String(s)));
+  return out;
+}
+
+function parseShard(s: string | undefined): { index: number; count: number } | undefined {
+  if (s === undefined) return undefined;
+  const m = /^(\d+)\/(\d+)$/.exec(s);
+  if (!m || Number(m[1]) >= Number(m[2])) throw new QuantlensError('USAGE', `must look like i/n with 0 ≤ i < n, got "${s}"`, '--shard');
+  return { index: Number(m[1]), count: Number(m[2]) };
+}
+
+async function runCommand(a: Args): Promise<void> {
+  const shard = parseShard(a.shard);
+  const cfg = loadPipeline(a.pipeline, collectOverrides(a));
+  const outDir = shard ? path.join(cfg.output, `shard-${shard.index}-of-${shard.count}`) : cfg.output;
+  if (checkRunOutput(outDir, { force: a.force, resume: a.resume, shard: !!shard }) === 'already-complete') {
+    console.error(`quantlens: ${outDir}: already complete; nothing to resume (--force runs it again)`);
+    return;
+  }
+  const { runPipeline } = await import('./run.ts'); // loaded on use: --help and usage errors stay fast
+  await runPipeline(cfg, { shard, quiet: a.quiet, report: a.report, resume: a.resume });
+}
+
+async function validateCommand(a: Args): Promise<void> {
+  const cfg = loadPipeline(a.pipeline, collectOverrides(a));
+  const { preparePlan, releasePlan } = await import('./plan.ts');
+  const plan = await preparePlan(cfg);
+  await releasePlan(plan);
+  console.log(`${a.pipeline}: ok — ${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => `${s.layer} (${s.tensor})`).join(', ')}`);
+}
+
+async function quickstartCommand(a: Args): Promise<void> {
+  // The example's own output is relative to the package; a user's quickstart belongs in ./runs.
+  const here: Override = { flag: 'quickstart', keys: ['output'], text: path.join('runs', 'quickstart') };
+  const cfg = loadPipeline(packageFile('pipelines', 'examples', 'quickstart.yaml'), [here, ...collectOverrides(a)]);
+  checkRunOutput(cfg.output, { force: a.force });
+  const { runPipeline } = await import('./run.ts');
+  const r = await runPipeline(cfg, { quiet: a.quiet });
+  console.log(`results: ${r.outDir} (open report.html; demo model, random weights)`);
+}
+
+const forceOption = { type: 'boolean', default: false, describe: 'overwrite a finished output folder' } as const;
+
+export function pipelineCommands<T>(y: Argv<T>): Argv<T> {
+  return y
+    .command(
+      'run <pipeline>',
+      'run a pipeline file and write its results',
+      (c) =>
+        overrideOptions(c.positional('pipeline', { type: 'string', demandOption: true, describe: 'pipeline YAML file' }))
+          .option('shard', { type: 'string', describe: 'process slice i of n (e.g. 3/16) and write a mergeable shard state' })
+          .option('report', { type: 'boolean', default: true, describe: 'write report.html at the end' })
+          .option('resume', { type: 'boolean', default: false, describe: 'continue from <output>/state/checkpoint.json when present, else start fresh' })
+          .option('force', forceOption),
+      runCommand,
+    )
+    .command(
+      'validate <pipeline>',
+      'check a pipeline file, its model, dataset and layers without running it',
+      (c) => overrideOptions(c.positional('pipeline', { type: 'string', demandOption: true })),
+      validateCommand,
+    )
+    .command(
+      'quickstart',
+      'run the built-in demo pipeline into ./runs/quickstart (generated demo model, random weights; no downloads)',
+      (c) => overrideOptions(c).option('force', forceOption),
+      quickstartCommand,
+    ) as Argv<T>;
+}
