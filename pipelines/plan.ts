@@ -28,6 +28,7 @@ import { resolveDemo } from './demo.ts';
 import { confirmPaddingSide } from './padding-probe.ts';
 import { resolvePrecisionModel } from './precisions.ts';
 import { quantSessionConfig } from '../onnx/quantize/index.ts';
+import { packageInfo } from './package-info.ts';
 
 export interface PrecisionInfo {
   precision: string;
@@ -60,54 +61,103 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   const folder = await openModelFolder(demo.modelDir, where('model'));
   const tokenizer = await loadTokenizer(folder.tokenizerDir);
   checkTokenizerFitsModel(tokenizer, folder, where('model'));
-
   const dataset: DatasetSpec = { ...cfg.dataset, path: demo.datasetPath, shard: opts.shard ?? cfg.dataset.shard };
+  const template = await checkDatasetAndPrompt(cfg, dataset, where);
+  const graph = readGraphFacts(cfg, folder, tokenizer, where);
+  const { sites, nativePrecision } = graph;
+  const route = measureRoute(cfg, graph);
+  if (cfg.measure.includes('correlation')) {
+    const width = Math.max(...sites.map((s) => s.width ?? 0));
+    checkCorrelationBudget(width, sites.length * cfg.precisions.length, cfg.correlation.memory_budget_gb * 1024 ** 3, where('correlation.memory_budget_gb'));
+  }
+  const session = await sessionSettingsFor(cfg, where);
+
+  const hash = await modelHash(folder);
+  const precisions: PrecisionInfo[] = [];
+  const runners: PrecisionRunner[] = [];
+  for (const precision of cfg.precisions) {
+    const resolved = await resolvePrecisionModel(folder, precision, cfg, nativePrecision, opts.cacheDir);
+    precisions.push({ precision, ...resolved });
+    runners.push(await openRunner(cfg, precision, resolved.path, graph, route, session));
+  }
+
+  const maxContext = Math.min(folder.maxContext ?? 2048, 1 << 16);
+  const reference = runners.find((r) => r.precision === nativePrecision);
+  const padSide = await confirmPaddingSide(runners, reference, tokenizer, graph.feed.padding, { maxContext, where: where('model') });
+  // Paths relative to the output folder, no cache paths (pipelines/output-metadata.ts).
+  const model = modelRecord(cfg, folder.dir, hash, !!demo.label);
+  const metadata: Record<string, string> = {
+    'quantlens.version': packageInfo().version,
+    ...outputMetadata(cfg, model, datasetPath(cfg, demo.datasetPath), precisions, !!demo.label),
+    'quantlens.ort_version': ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown',
+    'quantlens.session_settings': JSON.stringify(describeSettings(session)),
+    'quantlens.padding': JSON.stringify(padSide),
+  };
+  if (demo.label) metadata['quantlens.model_label'] = demo.label;
+  return { cfg, folder, modelHash: hash, demoLabel: demo.label, tokenizer, template, dataset, sites, runners, precisions, session, maxContext, metadata };
+}
+
+/** The gold column exists and the prompt template names only columns the dataset has. */
+async function checkDatasetAndPrompt(cfg: PipelineConfig, dataset: DatasetSpec, where: (key: string) => string): Promise<PromptTemplate> {
   const columns = await datasetColumns(dataset);
   if (!columns.includes(cfg.dataset.gold))
     throw new QuantlensError('DATASET', `dataset has no gold column "${cfg.dataset.gold}" (columns: ${columns.join(', ')})`, dataset.path);
   const template = compilePrompt(cfg.dataset.prompt, where('dataset.prompt'));
   checkPromptColumns(template, columns, where('dataset.prompt'));
+  return template;
+}
 
+interface GraphFacts {
+  sites: ActivationSite[];
+  /** The float type the model was exported in: 'fp32' / 'fp16' name the model as given. */
+  nativePrecision: 'fp32' | 'fp16';
+  opset: number;
+  maskInput: string | undefined;
+  feed: ReturnType<typeof graphFeedInfo>;
+}
+
+/** What the plan needs from the model's graph: capture sites, native precision, opset, mask, feeds. */
+function readGraphFacts(cfg: PipelineConfig, folder: ModelFolder, tokenizer: TextTokenizer, where: (key: string) => string): GraphFacts {
   const graph = readOnnxModel(folder.onnxPath);
-  // Without config.json the logits width is the model's vocabulary: refuse before ORT meets an id out of range.
-  const logitsWidth = graph.outputs.find((o) => o.name === 'logits')?.dims?.at(-1);
-  if (folder.vocabSize === null && typeof logitsWidth === 'number') {
-    try {
-      checkTokenizerFitsModel(tokenizer, { ...folder, vocabSize: logitsWidth }, where('model'));
-    } catch (e) {
-      graph.source.close();
-      throw e;
-    }
-  }
   let sites: ActivationSite[];
-  // The float type the model was exported in: 'fp32' / 'fp16' name the model as given.
-  const logitsType = graph.outputs.find((o) => o.name === 'logits')?.elemType ?? graph.outputs[0]?.elemType;
-  const nativePrecision = logitsType === 10 ? 'fp16' : 'fp32';
-  const opset = defaultOpset(graph);
-  const maskInput = graph.inputs.find((i) => i.name === 'attention_mask')?.name;
-  const feed = graphFeedInfo(graph, folder);
+  let feed: ReturnType<typeof graphFeedInfo>;
+  let logitsType: number | null | undefined;
+  let opset: number;
+  let maskInput: string | undefined;
   try {
+    // Without config.json the logits width is the model's vocabulary: refuse before ORT meets an id out of range.
+    const logitsWidth = graph.outputs.find((o) => o.name === 'logits')?.dims?.at(-1);
+    if (folder.vocabSize === null && typeof logitsWidth === 'number') checkTokenizerFitsModel(tokenizer, { ...folder, vocabSize: logitsWidth }, where('model'));
+    logitsType = graph.outputs.find((o) => o.name === 'logits')?.elemType ?? graph.outputs[0]?.elemType;
+    opset = defaultOpset(graph);
+    maskInput = graph.inputs.find((i) => i.name === 'attention_mask')?.name;
+    feed = graphFeedInfo(graph, folder);
     sites = resolveLayers(graph, cfg.layers, folder.config ?? folder.genai, where('layers'));
   } finally {
     graph.source.close();
   }
   if (folder.vocabSize === null && feed.logitsDim) checkTokenizerFitsModel(tokenizer, { ...folder, vocabSize: feed.logitsDim }, where('model'));
   sites = sites.map((s) => (s.flat ? { ...s, capture: reshapedName(s.tensor) } : s));
+  return { sites, nativePrecision: logitsType === 10 ? 'fp16' : 'fp32', opset, maskInput, feed };
+}
 
-  // Per-neuron moments (neurons, dead, and agreement's dead-set overlap) are reduced inside the
-  // model's own graph when it has an attention mask and known widths (moment-stats.ts); the
-  // activations themselves leave ONNX Runtime only for measures that need every value.
+/**
+ * Per-neuron moments (neurons, dead, and agreement's dead-set overlap) are reduced inside the
+ * model's own graph when it has an attention mask and known widths (moment-stats.ts); the
+ * activations themselves leave ONNX Runtime only for measures that need every value.
+ */
+function measureRoute(cfg: PipelineConfig, g: GraphFacts): { momentsInGraph: boolean; needsChunks: boolean } {
   const needsMoments = cfg.measure.some((m) => ['neurons', 'dead', 'agreement'].includes(m));
   // Not for fp16 exports: ORT computes their fp16 ops in float32 with inserted casts, and a Cast
   // we append can be folded into those, so in-graph statistics would see pre-rounding values
   // instead of the fp16 tensor the model outputs. Those runs take the chunk path.
-  const momentsInGraph = needsMoments && !!maskInput && opset >= 9 && nativePrecision === 'fp32' && sites.every((s) => s.width !== null);
+  const momentsInGraph = needsMoments && !!g.maskInput && g.opset >= 9 && g.nativePrecision === 'fp32' && g.sites.every((s) => s.width !== null);
   const needsChunks = cfg.measure.some((m) => ['correlation', 'agreement'].includes(m)) || !!cfg.activations || (needsMoments && !momentsInGraph);
-  if (cfg.measure.includes('correlation')) {
-    const width = Math.max(...sites.map((s) => s.width ?? 0));
-    checkCorrelationBudget(width, sites.length * cfg.precisions.length, cfg.correlation.memory_budget_gb * 1024 ** 3, where('correlation.memory_budget_gb'));
-  }
+  return { momentsInGraph, needsChunks };
+}
 
+/** ORT settings shared by every session of the run, providers checked before any work. */
+async function sessionSettingsFor(cfg: PipelineConfig, where: (key: string) => string): Promise<SessionSettings> {
   const session = defaultSessionSettings();
   if (cfg.session.intra_op_threads > 0) session.intraOpThreads = cfg.session.intra_op_threads;
   session.graphOptimizationLevel = cfg.session.graph_optimization_level;
@@ -117,44 +167,27 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   // Identical for every precision (fp32 included): ORT must not re-fuse DequantizeLinear+MatMul
   // into int8-activation kernels, or its own rounding would be mixed into "quantization effects".
   Object.assign(session.extra, quantSessionConfig());
+  return session;
+}
 
-  const hash = await modelHash(folder);
-  const precisions: PrecisionInfo[] = [];
-  const runners: PrecisionRunner[] = [];
-  for (const precision of cfg.precisions) {
-    const resolved = await resolvePrecisionModel(folder, precision, cfg, nativePrecision, opts.cacheDir);
-    precisions.push({ precision, ...resolved });
-    const bytes = augmentForRun(readFileSync(resolved.path), {
-      captures: needsChunks ? sites.map((s) => s.capture ?? s.tensor) : [],
-      moments: momentsInGraph ? { tensors: sites.map((s) => ({ name: s.capture ?? s.tensor, width: s.width! })), maskName: maskInput!, opset } : undefined,
-      ...captureViews(sites, feed.idsName),
-    });
-    const s = await createSession(bytes, session, { externalDataDir: path.dirname(resolved.path), where: resolved.path });
-    // Inputs the fragment added (quantlens/…) are fed by operators/infer.ts, not planned as model inputs.
-    const modelInputs = { inputMetadata: s.inputMetadata.filter((i) => !i.name.startsWith('quantlens/')) } as Pick<typeof s, 'inputMetadata'>;
-    runners.push({
-      precision,
-      session: s,
-      plan: planInputs(modelInputs, resolved.path, feed.inputOptions),
-      sites: needsChunks ? sites : [],
-      moments: momentsInGraph ? new InGraphMoments(sites, { lo: cfg.dead.lo, hi: cfg.dead.hi }) : undefined,
-    });
-  }
-
-  const maxContext = Math.min(folder.maxContext ?? 2048, 1 << 16);
-  const reference = runners.find((r) => r.precision === nativePrecision);
-  const padSide = await confirmPaddingSide(runners, reference, tokenizer, feed.padding, { maxContext, where: where('model') });
-  // Paths relative to the output folder, no cache paths (pipelines/output-metadata.ts).
-  const model = modelRecord(cfg, folder.dir, hash, !!demo.label);
-  const metadata: Record<string, string> = {
-    'quantlens.version': '0.1.0',
-    ...outputMetadata(cfg, model, datasetPath(cfg, demo.datasetPath), precisions, !!demo.label),
-    'quantlens.ort_version': ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown',
-    'quantlens.session_settings': JSON.stringify(describeSettings(session)),
-    'quantlens.padding': JSON.stringify(padSide),
+/** One precision's session over the model augmented for the run (captures, moments, last logits). */
+async function openRunner(cfg: PipelineConfig, precision: string, file: string, g: GraphFacts, route: { momentsInGraph: boolean; needsChunks: boolean }, session: SessionSettings): Promise<PrecisionRunner> {
+  const { sites } = g;
+  const bytes = augmentForRun(readFileSync(file), {
+    captures: route.needsChunks ? sites.map((s) => s.capture ?? s.tensor) : [],
+    moments: route.momentsInGraph ? { tensors: sites.map((s) => ({ name: s.capture ?? s.tensor, width: s.width! })), maskName: g.maskInput!, opset: g.opset } : undefined,
+    ...captureViews(sites, g.feed.idsName),
+  });
+  const s = await createSession(bytes, session, { externalDataDir: path.dirname(file), where: file });
+  // Inputs the fragment added (quantlens/…) are fed by operators/infer.ts, not planned as model inputs.
+  const modelInputs = { inputMetadata: s.inputMetadata.filter((i) => !i.name.startsWith('quantlens/')) } as Pick<typeof s, 'inputMetadata'>;
+  return {
+    precision,
+    session: s,
+    plan: planInputs(modelInputs, file, g.feed.inputOptions),
+    sites: route.needsChunks ? sites : [],
+    moments: route.momentsInGraph ? new InGraphMoments(sites, { lo: cfg.dead.lo, hi: cfg.dead.hi }) : undefined,
   };
-  if (demo.label) metadata['quantlens.model_label'] = demo.label;
-  return { cfg, folder, modelHash: hash, demoLabel: demo.label, tokenizer, template, dataset, sites, runners, precisions, session, maxContext, metadata };
 }
 
 /** What feeding this graph needs: input names, the padding side and past dims, the logits width. */
