@@ -19,11 +19,13 @@ export interface AttributionRunner {
 }
 
 /** One attribution session per (precision, layer); built before the run so errors come first. */
-export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisions' | 'sites' | 'session' | 'tokenizer'>): Promise<AttributionRunner[]> {
+export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisions' | 'sites' | 'session' | 'tokenizer'> & Partial<Pick<Plan, 'runners'>>): Promise<AttributionRunner[]> {
   const out: AttributionRunner[] = [];
   for (const p of plan.precisions)
     for (const site of plan.sites) {
-      const session = await createAttributionSession(p.path, site.tensor, { settings: plan.session, padId: plan.tokenizer.padId, externalDataDir: path.dirname(p.path) });
+      // The inference runner's input plan knows the model's padding side and past layout (genai models).
+      const inputPlan = plan.runners?.find((r) => r.precision === p.precision)?.plan;
+      const session = await createAttributionSession(p.path, site.tensor, { settings: plan.session, padId: plan.tokenizer.padId, externalDataDir: path.dirname(p.path), inputPlan });
       out.push({ precision: p.precision, site, session });
     }
   return out;

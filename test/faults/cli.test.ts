@@ -31,7 +31,7 @@ test('CLI: a pipeline file that does not exist', () => {
 
 test('CLI: --shard with the index out of range', () => {
   const dir = caseDir({ 'p.yaml': demo() });
-  expectCliFailure(cli(['run', 'p.yaml', '--shard', '3/2'], dir), /^quantlens: --shard: --shard must look like i\/n/);
+  expectCliFailure(cli(['run', 'p.yaml', '--shard', '3/2'], dir), /^quantlens: --shard: must look like i\/n/);
   assertNothingLeft(dir, path.join(dir, 'out'));
 });
 

@@ -164,7 +164,8 @@ test('a run killed over an older run\'s folder leaves only its own files, marked
   const cache = path.join(dir, 'cache');
   assert.is(cliRun(['run', file, '--limit', '64', '--quiet'], cache).code, 0);
   assert.ok(existsSync(path.join(dir, 'out', 'report.html')));
-  const r = cliRun(['run', file, '--limit', '32', '--quiet'], cache, 'kill:predictions.parquet:renamed');
+  // Replacing a finished folder takes --force (issue 13); the crash happens while it is replaced.
+  const r = cliRun(['run', file, '--limit', '32', '--quiet', '--force'], cache, 'kill:predictions.parquet:renamed');
   assert.is(r.signal, 'SIGKILL');
   assert.equal(resultsIn(path.join(dir, 'out')), ['predictions.parquet'], 'the older run\'s summary, calibration and report are gone');
   assert.ok(existsSync(path.join(dir, 'out', INCOMPLETE_MARKER)));

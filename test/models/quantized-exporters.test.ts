@@ -27,6 +27,7 @@ import { sharedPath } from '../helpers/shared.ts';
 import { duckdbQuery } from '../helpers/duckdb.ts';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
+import { resolvePrecisionModel } from '../../pipelines/precisions.ts';
 import { openModelFolder } from '../../sources/model/folder.ts';
 import { quantizeModel, quantSessionConfig, type QuantVariant } from '../../onnx/quantize/index.ts';
 import { readGraphQuantization } from '../../onnx/quantize/graph-settings.ts';
@@ -78,7 +79,11 @@ async function checkRun(label: string, yaml: string, out: string, quantized: str
     assert.ok(rec, `${label} ${p}: quantization record in summary.json`);
     if (p !== 'model_fp16') {
       assert.is(rec.decoder_fraction_quantized, 1, `${label} ${p}: 100% of decoder linear weights quantized`);
-      const q = readOnnxModel(summary.precisions[p].model_path);
+      // Outputs record a model's own files relative to the output folder and no cache path, so a
+      // variant quantized into the cache is found the way the run found it (a cache hit now).
+      const recorded = summary.precisions[p].model_path as string | undefined;
+      const file = recorded ? path.resolve(out, recorded) : (await resolvePrecisionModel(await openModelFolder(cfg.model), p, cfg, 'fp32', path.join(out, '..', 'cache'))).path;
+      const q = readOnnxModel(file);
       assert.is(readGraphQuantization(q).record.decoder_fraction_quantized, 1, `${label} ${p}: the file run holds no decoder float weight`);
       q.source.close();
     }
