@@ -1,9 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { TimeAccount, formatTable, lcg, median, parseMaxRssKiB, roundRobin, syntheticRecords, wrapMethod, writeSyntheticJsonl } from '../../bench/lib.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 /** k-th smallest (0-based) by counting, independent of sorting. */
 function kthByCounting(xs: number[], k: number): number {
@@ -129,7 +129,7 @@ test('parseMaxRssKiB reads GNU time -v output', () => {
 });
 
 test('synthetic JSONL holds the generator records, deterministic per seed', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-bench-lib-'));
+  const dir = tempDir('ql-bench-lib-');
   try {
     const opts = { minWords: 2, maxWords: 5, seed: 9 };
     const file = path.join(dir, 'a.jsonl');

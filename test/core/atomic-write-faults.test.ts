@@ -5,11 +5,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { removeStaleTemporaries, writeAtomically, writeError } from '../../core/atomic-write.ts';
 import { isQuantlensError } from '../../core/errors.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 test('an ENOSPC while writing names the final file; other errors keep their identity', () => {
   const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
@@ -21,7 +21,7 @@ test('an ENOSPC while writing names the final file; other errors keep their iden
 });
 
 test('a write that fails with EROFS-like errors removes its temporary and names the file', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-awf-'));
+  const dir = tempDir('ql-awf-');
   let err: unknown;
   try {
     await writeAtomically(path.join(dir, 'summary.json'), async (tmp) => {
@@ -36,7 +36,7 @@ test('a write that fails with EROFS-like errors removes its temporary and names 
 });
 
 test('stale temporaries: a dead process\'s are removed (also one level down), a live one\'s are kept', () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-awf-'));
+  const dir = tempDir('ql-awf-');
   // A pid that certainly ran and exited.
   const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
   mkdirSync(path.join(dir, 'state'));

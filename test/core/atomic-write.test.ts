@@ -1,19 +1,19 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { writeAtomically, writeFileAtomically } from '../../core/atomic-write.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 test('a completed write appears under its final name only', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-aw-'));
+  const dir = tempDir('ql-aw-');
   await writeFileAtomically(path.join(dir, 'a.txt'), 'hello');
   assert.equal(readdirSync(dir), ['a.txt']);
   assert.is(readFileSync(path.join(dir, 'a.txt'), 'utf8'), 'hello');
 });
 
 test('a failed write leaves nothing behind', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-aw-'));
+  const dir = tempDir('ql-aw-');
   let threw = false;
   try {
     await writeAtomically(path.join(dir, 'b.parquet'), async (tmp) => {

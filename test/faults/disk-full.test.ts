@@ -9,13 +9,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { expectError, quiet } from './harness.ts';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { INCOMPLETE_MARKER, resultsIn } from '../../pipelines/output-folder.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const yaml = (out: string, every = 1) =>
   ['model: demo', 'dataset:', '  path: demo', 'batch: {max_examples: 8, window: 16}', 'measure: [predictions, neurons, calibration, dead]', 'calibration: {bootstrap: 20}', `checkpoint_every: ${every}`, `output: ${out}`].join('\n');
@@ -36,7 +36,7 @@ function mountTmpfs(dir: string, bytes: number): boolean {
 }
 
 test('disk full at every size from a few KB to enough: one line naming the file, nothing under a final name', async () => {
-  const mnt = mkdtempSync(path.join(os.tmpdir(), 'ql-full-'));
+  const mnt = tempDir('ql-full-');
   if (!mountTmpfs(mnt, 1 << 20)) {
     console.log('SKIP disk full: cannot mount a tmpfs (needs root)');
     return;
@@ -79,13 +79,13 @@ test('disk full at every size from a few KB to enough: one line naming the file,
 });
 
 test('after a full disk, --resume with room finishes from the checkpoint', async () => {
-  const mnt = mkdtempSync(path.join(os.tmpdir(), 'ql-full-'));
+  const mnt = tempDir('ql-full-');
   if (!mountTmpfs(mnt, 64 * 1024)) {
     console.log('SKIP disk full resume: cannot mount a tmpfs (needs root)');
     return;
   }
   const out = path.join(mnt, 'out');
-  const saved = mkdtempSync(path.join(os.tmpdir(), 'ql-full-saved-'));
+  const saved = tempDir('ql-full-saved-');
   try {
     await runPipeline(parsePipeline(yaml(out), path.join(mnt, 'p.yaml')), quiet).catch(() => undefined);
     if (!existsSync(path.join(out, 'state', 'checkpoint.json'))) {

@@ -6,20 +6,20 @@
  */
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { isQuantlensError } from '../../core/errors.ts';
 import { loadPipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { resultsIn, INCOMPLETE_MARKER } from '../../pipelines/output-folder.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 export const repo = path.resolve(import.meta.dirname, '..', '..');
 export const bin = path.join(repo, 'pipelines', 'bin.mjs');
 export const quiet = { quiet: true, report: false, log: () => undefined } as const;
 
 export function caseDir(files: Record<string, string | Uint8Array> = {}): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-fault-'));
+  const dir = tempDir('ql-fault-');
   for (const [name, data] of Object.entries(files)) {
     mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
     writeFileSync(path.join(dir, name), data);

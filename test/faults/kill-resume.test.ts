@@ -9,8 +9,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync } from 'hyparquet';
 import { bin, quiet } from './harness.ts';
@@ -19,9 +18,10 @@ import { tableDifferences, TABLE_KEYS } from '../helpers/run-tables.ts';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { INCOMPLETE_MARKER, resultsIn } from '../../pipelines/output-folder.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const TABLES = ['predictions', 'neurons', 'dead', 'calibration', 'agreement'];
-const root = mkdtempSync(path.join(os.tmpdir(), 'ql-kill-'));
+const root = tempDir('ql-kill-');
 
 function writeDataset(n: number): string {
   const subjects = ['the sun', 'water', 'a fish', 'the moon', 'a cat', 'ice', 'a tree', 'the sea'];
@@ -158,7 +158,7 @@ test('SIGKILL during merge (after predictions, while writing the summary), then 
 });
 
 test('a run killed over an older run\'s folder leaves only its own files, marked incomplete', () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-over-'));
+  const dir = tempDir('ql-over-');
   const file = path.join(dir, 'p.yaml');
   writeFileSync(file, 'model: demo\ndataset:\n  path: demo\nmeasure: [predictions, neurons, calibration]\noutput: out\n');
   const cache = path.join(dir, 'cache');

@@ -11,8 +11,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as arrow from 'apache-arrow';
 import { parsePipeline } from '../../pipelines/load.ts';
@@ -20,6 +19,7 @@ import { runPipeline } from '../../pipelines/run.ts';
 import { mergeShards } from '../../pipelines/merge.ts';
 import { closeEnough, readTable } from '../helpers/run-tables.ts';
 import { quiet } from './harness.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const DELTA = 1e-5;
 const BOUND = 0.1;
@@ -64,7 +64,7 @@ function nearBound(dump: string): Map<string, { near: number; maxAbs: number }> 
 }
 
 test('4 merged shards vs the single run with batching: exact counts, bounded statistics, near-zero moves only by activations at the bound', async () => {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'ql-claims-'));
+  const root = tempDir('ql-claims-');
   const single = pipeline(root, 'single', 'activations: {format: arrow}');
   await runPipeline(parsePipeline(single.text, single.file), { ...quiet, report: false });
   const sharded = pipeline(root, 'sharded', '');

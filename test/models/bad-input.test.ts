@@ -6,12 +6,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GraphBuilder } from '../../onnx/builder.ts';
 import { SeededRandom } from '../../core/random.ts';
 import { sharedPath } from '../helpers/shared.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const bin = path.resolve(import.meta.dirname, '..', '..', 'pipelines', 'bin.mjs');
 const D = 8, F = 16;
@@ -40,7 +40,7 @@ function runOn(model: Uint8Array, config: Record<string, unknown> = { num_hidden
   const tok = sharedPath('models/exporters/hf-llama/tokenizer.json', 'bad model folders');
   const data = sharedPath('datasets/boolq.csv', 'bad model folders');
   if (!tok || !data) return null;
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-badmodel-'));
+  const dir = tempDir('ql-badmodel-');
   const modelDir = path.join(dir, 'model');
   mkdirSync(modelDir);
   writeFileSync(path.join(modelDir, 'model.onnx'), model);

@@ -4,8 +4,7 @@
  * computed here from the folder's own JSON files or by brute force, never by the code under test.
  */
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { SHARED_DIR } from '../helpers/shared.ts';
@@ -24,6 +23,7 @@ import { openModelFolder, type ModelFolder } from '../../sources/model/folder.ts
 import { formatInspect, inspectModel } from '../../pipelines/inspect.ts';
 import { readTable } from '../helpers/run-tables.ts';
 import type { TokenizedExample } from '../../core/types.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 export const EXPORTERS_REL = 'models/exporters';
 export const BOOLQ = path.join(SHARED_DIR, 'datasets', 'boolq.csv');
@@ -195,7 +195,7 @@ function configYaml(dir: string, out: string, measure: string[], precisions = ['
 
 /** A plan for this folder as a pipeline would build it (sessions, sites, feeds), for direct runs. */
 export async function planFor(dir: string, measure: string[]): Promise<Plan> {
-  const out = mkdtempSync(path.join(os.tmpdir(), 'ql-exp-plan-'));
+  const out = tempDir('ql-exp-plan-');
   return preparePlan(parsePipeline(configYaml(dir, out, measure), path.join(out, 'p.yaml')));
 }
 
@@ -244,7 +244,7 @@ export async function paddedVsAlone(dir: string, padSide?: PadSide): Promise<{ l
  */
 export async function loglikBatchedVsAlone(dir: string): Promise<{ maxDiff: number; same: boolean }> {
   const run = async (maxExamples: number) => {
-    const out = mkdtempSync(path.join(os.tmpdir(), 'ql-exp-loglik-'));
+    const out = tempDir('ql-exp-loglik-');
     const yaml = configYaml(dir, out, ['predictions'], ['fp32'], 6)
       .replace('batch: {max_tokens: 2048, max_examples: 6}', `batch: {max_tokens: 2048, max_examples: ${maxExamples}}\nscoring: {mode: loglik, choices: [" True", " False"]}`);
     await runPipeline(parsePipeline(yaml, path.join(out, 'p.yaml')), { quiet: true, report: false, log: () => undefined });
@@ -270,7 +270,7 @@ const finite = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
  * calibration: every numeric output finite, one neurons row per captured neuron.
  */
 export async function checkRun(dir: string, precisions = ['fp32']): Promise<Record<string, any>> {
-  const out = mkdtempSync(path.join(os.tmpdir(), 'ql-exp-run-'));
+  const out = tempDir('ql-exp-run-');
   const measure = ['predictions', 'neurons', 'dead', 'correlation', 'calibration'];
   const { summary } = await runPipeline(parsePipeline(configYaml(dir, out, measure, precisions), path.join(out, 'p.yaml')), { quiet: true, report: false, log: () => undefined });
   const preds = (await readTable(path.join(out, 'predictions.parquet'))).rows;

@@ -20,8 +20,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import ort from 'onnxruntime-node';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { sharedPath } from '../helpers/shared.ts';
 import { duckdbQuery } from '../helpers/duckdb.ts';
@@ -36,6 +35,7 @@ import { constantTensor, readOnnxModel, readTensorBytes, type NodeInfo, type Onn
 import { GraphBuilder, tensor, type TypedData } from '../../onnx/builder.ts';
 import { DTYPE, type DTypeName } from '../../onnx/dtypes.ts';
 import { QuantlensError } from '../../core/errors.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const QUANTIZED: QuantVariant[] = ['nf4', 'llm-int8', 'q4', 'int8'];
 const PREBUILT = ['model_q4', 'model_bnb4', 'model_int8', 'model_uint8', 'model_fp16'];
@@ -127,7 +127,7 @@ test('matrix: every exporter folder at its own precision, nf4, llm-int8, q4, int
   const root = sharedPath('models/exporters', 'quantized exporters matrix');
   const data = sharedPath('datasets/boolq.csv', 'quantized exporters matrix');
   if (!root || !data) return;
-  const tmp = mkdtempSync(path.join(os.tmpdir(), 'ql-qexp-'));
+  const tmp = tempDir('ql-qexp-');
   const folders = readdirSync(root).filter((d) => existsSync(path.join(root, d, 'tokenizer.json'))).sort();
   assert.ok(folders.length >= 10, `${folders.length} folders`);
   for (const name of folders) {
@@ -167,7 +167,7 @@ test('genai-llama-int4 vs genai-llama-fp32 through a per-precision model path; r
   const int4 = sharedPath('models/exporters/genai-llama-int4', 'genai int4 vs fp32');
   const data = sharedPath('datasets/boolq.csv', 'genai int4 vs fp32');
   if (!fp32 || !int4 || !data) return;
-  const tmp = mkdtempSync(path.join(os.tmpdir(), 'ql-genai-'));
+  const tmp = tempDir('ql-genai-');
   const f = await openModelFolder(int4);
   try {
     await quantizeModel(f.onnxPath, 'nf4', path.join(tmp, 'x.onnx'));
@@ -276,7 +276,7 @@ function recordedFormat(f: any): string {
 test('tjs-*, genai int4: prebuilt variants: recorded settings = node attributes; effective weights = reference dequantization of the stored codes', async () => {
   const root = sharedPath('models/exporters', 'prebuilt effective weights');
   if (!root) return;
-  const tmp = mkdtempSync(path.join(os.tmpdir(), 'ql-eff-'));
+  const tmp = tempDir('ql-eff-');
   const files = ['tjs-llama', 'tjs-phi'].flatMap((d) => ['q4', 'bnb4', 'int8', 'uint8'].map((v) => path.join(root, d, 'onnx', `model_${v}.onnx`)));
   files.push(path.join(root, 'genai-llama-int4', 'model.onnx'));
   for (const file of files) {

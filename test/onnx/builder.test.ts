@@ -1,12 +1,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as ort from 'onnxruntime-node';
-import { readFileSync, mkdtempSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { GraphBuilder, appendGraphOutputs, tensor, float } from '../../onnx/builder.ts';
 import { readOnnxModel, readTensorFloat32 } from '../../onnx/model-reader.ts';
 import { sharedPath } from '../helpers/shared.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 function gramGraph(d: number): Uint8Array {
   const g = new GraphBuilder('gram');
@@ -51,7 +51,7 @@ test('the reader sees what the builder wrote: nodes, attributes, initializers, i
 });
 
 test('external data written by the builder loads in ORT and reads back', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-ext-'));
+  const dir = tempDir('ql-ext-');
   const g = new GraphBuilder('ext');
   g.input('x', 'float', [1, 300]);
   const wData = Float32Array.from({ length: 300 * 2 }, (_, i) => (i % 7) - 3);

@@ -6,8 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import ort from 'onnxruntime-node';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
@@ -16,6 +15,7 @@ import { goldTarget } from '../../operators/choices.ts';
 import { ensureDemoModel } from '../../sources/demo/demo-model.ts';
 import { sharedPath } from '../helpers/shared.ts';
 import { duckdbQuery } from '../helpers/duckdb.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const QUESTIONS = ['Is the sky blue?', 'Do cats bark?', 'Is water wet?', 'Can fish fly?', 'Is fire cold?'];
 const TEMPLATE = 'Respond with True or False only.\n{prompt}\nAnswer:';
@@ -61,7 +61,7 @@ async function bruteForce(s: ort.InferenceSession, tok: TextTokenizer, text: str
 }
 
 async function checkChoices(model: string, labels: string[], what: string, minShared = 0) {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-choices-'));
+  const dir = tempDir('ql-choices-');
   writeFileSync(path.join(dir, 'q.jsonl'), QUESTIONS.map((q, i) => JSON.stringify({ prompt: q, gold: labels[i % labels.length].trim() })).join('\n') + '\n');
   const cfg = parsePipeline(
     `model: ${model}\nprecisions: [fp32]\ndataset:\n  path: q.jsonl\n  prompt: ${JSON.stringify(TEMPLATE)}\nscoring: {mode: choices, choices: ${JSON.stringify(labels)}}\npredictions: {prompt: true}\nmeasure: [predictions]\noutput: out\n`,
@@ -130,7 +130,7 @@ test('stories260K: salience.target gold uses the distinguishing token, the share
 });
 
 test('labels no single token tells apart: one line pointing to loglik', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-choices-'));
+  const dir = tempDir('ql-choices-');
   writeFileSync(path.join(dir, 'q.jsonl'), JSON.stringify({ prompt: 'Is it?', gold: 'True' }) + '\n');
   const cfg = parsePipeline(`model: demo\ndataset:\n  path: q.jsonl\nscoring: {mode: choices, choices: [" True", " True!"]}\nmeasure: [predictions]\noutput: out\n`, path.join(dir, 'p.yaml'));
   try {

@@ -5,14 +5,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import ort from 'onnxruntime-node';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { loadTokenizer } from '../../sources/tokenizer.ts';
 import { sharedPath } from '../helpers/shared.ts';
 import { duckdbQuery } from '../helpers/duckdb.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const QUESTIONS = ['Is the sky blue?', 'Do cats bark?', 'Is water wet?', 'Can fish fly?', 'Is fire cold?', 'Do birds sing?'];
 const TEMPLATE = 'Respond with True or False only.\n{prompt}\nAnswer:';
@@ -21,7 +21,7 @@ const CHOICES = [' True', ' False'];
 test('stories260K: loglik predictions and confidences equal a one-sequence-at-a-time brute force', async () => {
   const model = sharedPath('models/stories260K-onnx', 'loglik scoring');
   if (!model) return;
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-loglik-'));
+  const dir = tempDir('ql-loglik-');
   writeFileSync(path.join(dir, 'q.jsonl'), QUESTIONS.map((q, i) => JSON.stringify({ prompt: q, gold: i % 2 ? 'False' : 'True' })).join('\n') + '\n');
   const cfg = parsePipeline(
     `model: ${model}\nprecisions: [fp32]\ndataset:\n  path: q.jsonl\n  prompt: ${JSON.stringify(TEMPLATE)}\nscoring: {mode: loglik, choices: [" True", " False"]}\nmeasure: [predictions, neurons]\noutput: out\n`,

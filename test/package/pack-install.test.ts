@@ -10,13 +10,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { tempDir } from '../helpers/temp.ts';
 
 const repo = path.resolve(import.meta.dirname, '..', '..');
 const pkg = JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8'));
-const cache = mkdtempSync(path.join(os.tmpdir(), 'ql-pack-cache-'));
+const cache = tempDir('ql-pack-cache-');
 const env = { ...process.env, QUANTLENS_CACHE: cache, ONNXRUNTIME_NODE_INSTALL: 'skip', npm_config_offline: 'true', npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false', CI: 'true' };
 
 function sh(cmd: string, args: string[], opts: SpawnSyncOptions = {}): string {
@@ -54,6 +54,7 @@ console.log(result.outDir, Object.keys(result.summary).length);
 
 const CONSUMER_MJS = `import { loadPipeline, runPipeline } from 'quantlens';
 import { createRequire } from 'node:module';
+import { tempDir } from '../helpers/temp.ts';
 const yaml = createRequire(import.meta.url).resolve('quantlens/package.json').replace(/package\\.json$/, 'pipelines/examples/quickstart.yaml');
 const cfg = loadPipeline(yaml);
 console.log(JSON.stringify({ load: typeof loadPipeline, run: typeof runPipeline, model: cfg.model, precisions: cfg.precisions }));
@@ -65,7 +66,7 @@ const TSCONFIG = (typeRoot: string) => ({
 });
 
 test('npm pack → offline install → CLI, quickstart, .mjs import, tsc on a .ts consumer', () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-pack-'));
+  const dir = tempDir('ql-pack-');
   try {
     sh('npm', ['pack', '--pack-destination', dir, '--silent'], { cwd: repo });
     const tgz = path.join(dir, readdirSync(dir).find((f) => f.endsWith('.tgz'))!);

@@ -5,15 +5,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { sharedPath } from '../helpers/shared.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const bin = path.resolve(import.meta.dirname, '..', '..', 'pipelines', 'bin.mjs');
 
 function runCli(yaml: string, files: Record<string, string> = {}): { code: number | null; stderr: string; out: string; dir: string } {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-bad-'));
+  const dir = tempDir('ql-bad-');
   for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text);
   writeFileSync(path.join(dir, 'p.yaml'), yaml);
   const r = spawnSync(process.execPath, [bin, 'run', path.join(dir, 'p.yaml'), '--quiet'], { encoding: 'utf8', env: { ...process.env, CI: 'true' } });

@@ -5,19 +5,18 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { sharedPath } from '../helpers/shared.ts';
 import { duckdbQuery } from '../helpers/duckdb.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 test('BoolQ × stories260K fp32, 500 prompts: predictions, neurons vs brute force, DuckDB reads all', async () => {
   const model = sharedPath('models/stories260K-onnx', 'BoolQ pipeline acceptance');
   const data = sharedPath('datasets/boolq.csv', 'BoolQ pipeline acceptance');
   if (!model || !data) return;
-  const out = mkdtempSync(path.join(os.tmpdir(), 'ql-boolq-'));
+  const out = tempDir('ql-boolq-');
   const yaml = [
     'name: boolq-stories260k',
     `model: ${model}`,

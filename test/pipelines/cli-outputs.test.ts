@@ -7,14 +7,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ensureDemoModel } from '../../sources/demo/demo-model.ts';
 import { checkRunOutput } from '../../pipelines/output-guard.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const bin = path.resolve(import.meta.dirname, '..', '..', 'pipelines', 'bin.mjs');
-const root = mkdtempSync(path.join(os.tmpdir(), 'ql-cliout-'));
+const root = tempDir('ql-cliout-');
 const cache = path.join(root, 'cache');
 
 function cli(args: string[], cwd = root) {

@@ -6,17 +6,17 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { collectOverrides } from '../../pipelines/cli-run.ts';
 import { buildParser } from '../../pipelines/cli-parser.ts';
 import { isQuantlensError } from '../../core/errors.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const repo = path.resolve(import.meta.dirname, '..', '..');
 const bin = path.join(repo, 'pipelines', 'bin.mjs');
-const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-cli-'));
+const dir = tempDir('ql-cli-');
 const file = path.join(dir, 'p.yaml');
 const YAML = 'model: demo\ndataset:\n  path: demo\n  limit: 50\nprecisions: [fp32]\nbatch: {max_examples: 4}\noutput: out\n';
 writeFileSync(file, YAML);

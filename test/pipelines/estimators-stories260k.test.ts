@@ -5,19 +5,18 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { sharedPath } from '../helpers/shared.ts';
 import { duckdbQuery } from '../helpers/duckdb.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 test('correlation, dead and calibration of a stories260K run equal brute force', async () => {
   const model = sharedPath('models/stories260K-onnx', 'estimators on stories260K');
   const data = sharedPath('datasets/boolq.csv', 'estimators on stories260K');
   if (!model || !data) return;
-  const out = mkdtempSync(path.join(os.tmpdir(), 'ql-est-'));
+  const out = tempDir('ql-est-');
   const cfg = parsePipeline(
     `model: ${model}\ndataset:\n  path: ${data}\n  prompt: "Respond with True or False only.\\n{prompt}\\nAnswer:"\n  limit: 96\nlayers: [0, 4]\nmeasure: [predictions, calibration, dead, correlation]\ndead: {lo: -0.05, hi: 0.05}\noutput: ${out}\n`,
     path.join(out, 'p.yaml'),

@@ -1,19 +1,18 @@
 /** The pipeline on the other exporters' fixtures: fp16 + external data (onnxruntime-genai builder). */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { sharedPath } from '../helpers/shared.ts';
 import { duckdbQuery } from '../helpers/duckdb.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 test('tiny-random-llama-fp16: fp16 activations are captured, widened to float32 and summarised', async () => {
   const model = sharedPath('models/tiny-random-llama-fp16', 'fp16 pipeline');
   const data = sharedPath('datasets/piqa.csv', 'fp16 pipeline');
   if (!model || !data) return;
-  const out = mkdtempSync(path.join(os.tmpdir(), 'ql-fp16-'));
+  const out = tempDir('ql-fp16-');
   const cfg = parsePipeline(`model: ${model}\nprecisions: [fp16]\ndataset: {path: ${data}, limit: 24}\nmeasure: [predictions, neurons, dead]\nactivations: {format: arrow}\noutput: ${out}\n`, path.join(out, 'p.yaml'));
   let tokens = 0;
   const maxAbs = new Map<number, number>();

@@ -2,14 +2,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { tempDir } from '../helpers/temp.ts';
 
 const bin = path.resolve(import.meta.dirname, '..', '..', 'pipelines', 'bin.mjs');
 
 test('SIGINT mid-run: exit 130, one line, no final-name outputs, no temporaries', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-int-'));
+  const dir = tempDir('ql-int-');
   const lines: string[] = [];
   for (let i = 0; i < 40_000; i++) lines.push(JSON.stringify({ prompt: `is the number ${i} even or odd, tell me true or false`, gold: i % 2 ? 'False' : 'True' }));
   writeFileSync(path.join(dir, 'big.jsonl'), lines.join('\n') + '\n');

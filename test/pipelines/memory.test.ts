@@ -5,11 +5,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createWriteStream, mkdtempSync } from 'node:fs';
-import os from 'node:os';
+import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const N = 200_000;
 
@@ -31,7 +31,7 @@ function heapAfterGc(): number {
 
 test('heap does not grow from 20k to 200k records', async () => {
   assert.ok(typeof (globalThis as { gc?: unknown }).gc === 'function', 'run with --expose-gc (the test driver does)');
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-mem-'));
+  const dir = tempDir('ql-mem-');
   await writeJsonl(path.join(dir, 'big.jsonl'));
   const cfg = parsePipeline(
     `model: demo\ndataset:\n  path: big.jsonl\nlayers: [first, last]\nbatch: {max_tokens: 8192, max_examples: 512, window: 2048}\nmeasure: [predictions, neurons]\noutput: out\n`,

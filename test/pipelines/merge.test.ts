@@ -10,9 +10,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import os from 'node:os';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
@@ -21,6 +20,7 @@ import { isQuantlensError } from '../../core/errors.ts';
 import { sharedPath } from '../helpers/shared.ts';
 import { closeEnough, readTable, tableDifferences, TABLE_KEYS } from '../helpers/run-tables.ts';
 import { cutWindow } from '../../operators/batch.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const repo = path.resolve(import.meta.dirname, '..', '..');
 const quiet = { quiet: true, log: () => undefined } as const;
@@ -87,7 +87,7 @@ test('singleRunBatches reproduces batchByTokens order from (id, length) pairs', 
 });
 
 test('4 demo shards merged = the single run (tables, predictions order, summary)', async () => {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'ql-merge-'));
+  const root = tempDir('ql-merge-');
   const p = pipeline(root, 'exact', ['batch: {max_examples: 1, window: 16}', 'calibration: {bootstrap: 200}']);
   const single = await runPipeline(p.cfg(), { ...quiet, report: false });
   // The single run wrote to <root>/exact; move it aside so the shards and the merge use the same pipeline file.
@@ -134,7 +134,7 @@ test('4 demo shards merged = the single run (tables, predictions order, summary)
 });
 
 test('ordinary batching: merged = single run at float32 tolerance; refusals name the folder', async () => {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'ql-merge-'));
+  const root = tempDir('ql-merge-');
   const p = pipeline(root, 'batched', ['batch: {max_examples: 8, window: 32}', 'calibration: {bootstrap: 0}']);
   const single = await runPipeline(p.cfg(), { ...quiet, report: false });
   const singleDir = path.join(root, 'single');
@@ -175,7 +175,7 @@ test('ordinary batching: merged = single run at float32 tolerance; refusals name
 });
 
 test('two precisions with agreement: 3 shards merged = the single run', async () => {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'ql-merge-'));
+  const root = tempDir('ql-merge-');
   const p = pipeline(root, 'agree', ['batch: {max_examples: 1}', 'calibration: {bootstrap: 50}'], [
     'model: demo',
     'precisions: [fp32, int8]',
@@ -204,7 +204,7 @@ test('BoolQ × stories260K-onnx: 4 shards merged = single run', async () => {
   const model = sharedPath('models/stories260K-onnx', 'shard merge on BoolQ');
   const data = sharedPath('datasets/boolq.csv', 'shard merge on BoolQ');
   if (!model || !data) return;
-  const root = mkdtempSync(path.join(os.tmpdir(), 'ql-merge-boolq-'));
+  const root = tempDir('ql-merge-boolq-');
   const body = [
     `model: ${model}`,
     'precisions: [fp32]',

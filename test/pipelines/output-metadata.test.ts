@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { RecordBatchFileReader } from 'apache-arrow';
@@ -14,6 +14,7 @@ import { runPipeline } from '../../pipelines/run.ts';
 import { relativeToOutput } from '../../pipelines/output-metadata.ts';
 import { sharedPath } from '../helpers/shared.ts';
 import { duckdbQuery } from '../helpers/duckdb.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 async function parquetMetadata(file: string): Promise<Record<string, string>> {
   const kv = await duckdbQuery(`select decode(key)::varchar as k, decode(value)::varchar as v from parquet_kv_metadata('${file}')`);
@@ -54,7 +55,7 @@ test('stories260K fp32 + nf4 (quantized into a cache): metadata and summary name
   const model = sharedPath('models/stories260K-onnx', 'output metadata');
   const data = sharedPath('datasets/boolq.csv', 'output metadata');
   if (!model || !data) return;
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-meta-'));
+  const dir = tempDir('ql-meta-');
   const cache = path.join(dir, 'cache');
   writeFileSync(path.join(dir, 'p.yaml'), `model: ${model}\nprecisions: [fp32, nf4]\ndataset: {path: ${data}, limit: 3}\nlayers: [1]\nmeasure: [predictions, neurons]\nactivations: {limit: 5}\noutput: out\n`);
   const cfg = parsePipeline(readFileSync(path.join(dir, 'p.yaml'), 'utf8'), path.join(dir, 'p.yaml'));

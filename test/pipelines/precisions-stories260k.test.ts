@@ -6,13 +6,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { sharedPath } from '../helpers/shared.ts';
 import { duckdbQuery } from '../helpers/duckdb.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const PRECISIONS = ['fp32', 'llm-int8', 'nf4', 'q4', 'int8'];
 
@@ -34,7 +34,7 @@ test('stories260K × BoolQ 500: fp32, llm-int8, nf4, q4, int8 with all measures'
   const model = sharedPath('models/stories260K-onnx', 'multi-precision end to end');
   const data = sharedPath('datasets/boolq.csv', 'multi-precision end to end');
   if (!model || !data) return;
-  const out = mkdtempSync(path.join(os.tmpdir(), 'ql-prec-'));
+  const out = tempDir('ql-prec-');
   const cfg = parsePipeline(
     [
       `model: ${model}`,

@@ -7,18 +7,18 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { isQuantlensError } from '../../core/errors.ts';
 import { tableDifferences, TABLE_KEYS } from '../helpers/run-tables.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 const repo = path.resolve(import.meta.dirname, '..', '..');
 const quiet = { quiet: true, report: false, log: () => undefined } as const;
 const TABLES = ['predictions', 'neurons', 'dead', 'correlation', 'calibration'];
-const root = mkdtempSync(path.join(os.tmpdir(), 'ql-resume-'));
+const root = tempDir('ql-resume-');
 
 /** A JSONL of `n` True/False prompts of varied length (so batches differ in shape). */
 function writeDataset(n: number): string {

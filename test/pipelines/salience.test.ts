@@ -1,19 +1,19 @@
 /** `measure: salience` in a real run: rows, union counts and completeness reach the outputs. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { sharedPath } from '../helpers/shared.ts';
 import { duckdbQuery } from '../helpers/duckdb.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 test('stories260K fp32, nf4, llm-int8: salience.parquet and summary agree; completeness holds at layers 2 and 4', async () => {
   const model = sharedPath('models/stories260K-onnx', 'salience in a run');
   const data = sharedPath('datasets/boolq.csv', 'salience in a run');
   if (!model || !data) return;
-  const out = mkdtempSync(path.join(os.tmpdir(), 'ql-sal-'));
+  const out = tempDir('ql-sal-');
   const cfg = parsePipeline(
     `model: ${model}\nprecisions: [fp32, nf4, llm-int8]\ndataset:\n  path: ${data}\n  prompt: "Respond with True or False only.\\n{prompt}\\nAnswer:"\n  limit: 6\nlayers: [2, 4]\nmeasure: [predictions, salience, agreement]\nsalience: {steps: 32}\noutput: ${out}\n`,
     path.join(out, 'p.yaml'),

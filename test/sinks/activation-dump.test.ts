@@ -1,7 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { type RecordBatch, RecordBatchFileReader, tableFromIPC } from 'apache-arrow';
 import { spawnSync } from 'node:child_process';
@@ -10,8 +9,9 @@ import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import type { ActivationChunk } from '../../core/types.ts';
 import { openActivationDump } from '../../sinks/activation-dump.ts';
 import { QuantlensError } from '../../core/errors.ts';
+import { tempDir } from '../helpers/temp.ts';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'quantlens-dump-test-'));
+const dir = tempDir('quantlens-dump-test-');
 let con: DuckDBConnection;
 test.before(async () => {
   con = await (await DuckDBInstance.create(':memory:')).connect();

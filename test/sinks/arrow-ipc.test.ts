@@ -1,15 +1,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { type RecordBatch, RecordBatchFileReader, RecordBatchStreamReader, tableFromIPC } from 'apache-arrow';
 import { activationSchema, chunkToRecordBatch } from '../../operators/chunk.ts';
 import type { ActivationChunk } from '../../core/types.ts';
 import { openArrowIpcSink } from '../../sinks/arrow-ipc.ts';
 import { QuantlensError } from '../../core/errors.ts';
+import { tempDir } from '../helpers/temp.ts';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'quantlens-ipc-test-'));
+const dir = tempDir('quantlens-ipc-test-');
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 function rng(seed: number): () => number {

@@ -4,15 +4,15 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadTokenizer, checkTokenizerFitsModel } from '../../sources/tokenizer.ts';
 import type { ModelFolder } from '../../sources/model/folder.ts';
 import { sharedPath } from '../helpers/shared.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 function folderWith(json: Record<string, unknown>, config?: Record<string, unknown>): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-tokopt-'));
+  const dir = tempDir('ql-tokopt-');
   writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
   if (config) writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(config));
   return dir;

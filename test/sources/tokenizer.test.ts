@@ -1,12 +1,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadTokenizer, truncate, checkTokenizerFitsModel, labelTokenId, splitLabels } from '../../sources/tokenizer.ts';
 import { openModelFolder } from '../../sources/model/folder.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import { sharedPath } from '../helpers/shared.ts';
+import { tempDir } from '../helpers/temp.ts';
 
 async function rejects(fn: () => Promise<unknown>, check: (e: any) => boolean, what: string): Promise<void> {
   try {
@@ -216,7 +216,7 @@ test('gpt2 fixture: tokenizer vocabulary larger than the model is refused', asyn
 });
 
 test('missing or malformed tokenizer files give TOKENIZER errors naming the file', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-tok-'));
+  const dir = tempDir('ql-tok-');
   await rejects(() => loadTokenizer(dir), (e) => e.code === 'TOKENIZER' && e.message.includes('tokenizer.json'), 'missing');
   writeFileSync(path.join(dir, 'tokenizer.json'), '{"model": ');
   await rejects(() => loadTokenizer(dir), (e) => e.code === 'TOKENIZER' && /malformed JSON/.test(e.message), 'malformed');

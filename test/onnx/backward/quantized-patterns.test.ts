@@ -12,7 +12,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import ort from 'onnxruntime-node';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { buildFeeds } from '../../../onnx/feeds.ts';
@@ -26,6 +26,7 @@ import { attributeBatch, createAttributionSession, type LigResult } from '../../
 import { QuantlensError } from '../../../core/errors.ts';
 import { sharedPath } from '../../helpers/shared.ts';
 import { rng } from './fd-harness.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 const TEMPLATE = (q: string) => `Respond with True or False only.\n${q}\nAnswer:`;
 const layerTensor = (i: number) => `/model/layers.${i}/mlp/act_fn/Mul_output_0`;
@@ -41,7 +42,7 @@ async function stories(variant: QuantVariant | 'fp32'): Promise<string | null> {
   if (variant === 'fp32') return path.join(dir, 'model.onnx');
   let p = quantized.get(variant);
   if (!p) {
-    tmp ??= mkdtempSync(path.join(os.tmpdir(), 'ql-stories-q-'));
+    tmp ??= tempDir('ql-stories-q-');
     p = path.join(tmp, `model_${variant}.onnx`);
     await quantizeModel(path.join(dir, 'model.onnx'), variant, p);
     quantized.set(variant, p);

@@ -1,16 +1,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as ort from 'onnxruntime-node';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { convertCheckpoint } from '../../../onnx/convert/index.ts';
 import type { LlamaConfig } from '../../../onnx/models/llama-config.ts';
 import { demoWeights } from '../../../sources/demo/demo-model.ts';
 import { sharedPath } from '../../helpers/shared.ts';
 import { hfConfig, hfTensors, writeSafetensors } from './hf-checkpoint.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'convert-index-'));
+const tmp = tempDir('convert-index-');
 
 async function vocabOf(dir: string): Promise<number> {
   const s = await ort.InferenceSession.create(path.join(dir, 'model.onnx'));

@@ -1,15 +1,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as ort from 'onnxruntime-node';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { convertLlama2c, readLlama2cCheckpoint } from '../../../onnx/convert/llama2c.ts';
 import { SHARED_DIR, sharedPath } from '../../helpers/shared.ts';
 import { datasetPrompts } from './fixture-text.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'llama2c-'));
+const tmp = tempDir('llama2c-');
 
 function int64(rows: number[][]): ort.Tensor {
   return new ort.Tensor('int64', BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0].length]);

@@ -1,8 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as ort from 'onnxruntime-node';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { convertSafetensors } from '../../../onnx/convert/safetensors.ts';
 import { readLlama2cCheckpoint } from '../../../onnx/convert/llama2c.ts';
@@ -12,8 +11,9 @@ import { SeededRandom } from '../../../core/random.ts';
 import { sharedPath } from '../../helpers/shared.ts';
 import { hfConfig, hfTensors, writeSafetensors, type Dtype } from './hf-checkpoint.ts';
 import { referenceForward } from '../models/llama-reference.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'safetensors-'));
+const tmp = tempDir('safetensors-');
 
 /** stories260K as an HF checkpoint folder: permuted q/k, `shards` files (+ index when > 1). */
 function writeStoriesCheckpoint(name: string, dtype: Dtype, opts: { shards?: number; untied?: boolean } = {}): string | null {

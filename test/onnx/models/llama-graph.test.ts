@@ -1,8 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as ort from 'onnxruntime-node';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { buildLlamaGraph, transposeMatrix, writeModelFolder, type LlamaWeights } from '../../../onnx/models/llama-graph.ts';
 import type { LlamaConfig } from '../../../onnx/models/llama-config.ts';
@@ -10,6 +9,7 @@ import { appendGraphOutputs } from '../../../onnx/builder.ts';
 import { readOnnxModel } from '../../../onnx/model-reader.ts';
 import { SeededRandom } from '../../../core/random.ts';
 import { referenceForward } from './llama-reference.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 function config(over: Partial<LlamaConfig>): LlamaConfig {
   return {
@@ -170,7 +170,7 @@ test('missing or mis-sized weights are CONVERT errors naming the weight', () => 
 });
 
 test('writeModelFolder writes config/tokenizer/model files and replaces an existing folder whole', async () => {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'llama-graph-'));
+  const root = tempDir('llama-graph-');
   const dir = path.join(root, 'model');
   mkdirSync(dir);
   writeFileSync(path.join(dir, 'stale.txt'), 'old');
@@ -190,7 +190,7 @@ test('writeModelFolder writes config/tokenizer/model files and replaces an exist
 });
 
 test('large models get model.onnx.data (external initializers) and still load and agree', async () => {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'llama-graph-ext-'));
+  const root = tempDir('llama-graph-ext-');
   const cfg = config({});
   const w = randomWeights(cfg, 4);
   await writeModelFolder(path.join(root, 'inline'), cfg, w, {}, {});

@@ -1,15 +1,15 @@
 /** Shared by the quantize tests: single-MatMul models, deterministic numbers, ORT runs. */
 import ort from 'onnxruntime-node';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GraphBuilder, tensor } from '../../../onnx/builder.ts';
 import { readOnnxModel, readTensorBytes, type OnnxModel } from '../../../onnx/model-reader.ts';
 import { floatToHalf } from '../../../onnx/dtypes.ts';
 import { quantSessionConfig } from '../../../onnx/quantize/index.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 export function tmpDir(prefix = 'ql-quant-'): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
+  return tempDir(prefix);
 }
 
 /** Deterministic pseudo-random numbers in [0, 1). */

@@ -1,14 +1,14 @@
 /** quantizeModel reports (weights done, weights in all) as it goes: the CLI's quantization progress line. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { ensureDemoModel } from '../../../sources/demo/demo-model.ts';
 import { quantizeModel } from '../../../onnx/quantize/index.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 test('onProgress: 0 of N first, then one step per quantized weight up to N; the file is unchanged by it', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-qprog-'));
+  const dir = tempDir('ql-qprog-');
   const model = path.join(await ensureDemoModel({ dir: path.join(dir, 'model') }), 'model.onnx');
   const calls: [number, number][] = [];
   const r = await quantizeModel(model, 'q4', path.join(dir, 'a.onnx'), { onProgress: (d, t) => calls.push([d, t]) });

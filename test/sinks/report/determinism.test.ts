@@ -6,11 +6,11 @@
  */
 import { test } from 'uvu';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadPipeline } from '../../../pipelines/load.ts';
 import { runPipeline } from '../../../pipelines/run.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 const QUICKSTART = path.resolve(import.meta.dirname, '..', '..', '..', 'pipelines', 'examples', 'quickstart.yaml');
 
@@ -22,7 +22,7 @@ async function runInto(dir: string): Promise<void> {
   cfg.salience.limit = 3;
   cfg.salience.steps = 8;
   // A fresh cache per run: both quantize on first use, as two runs on two machines would.
-  await runPipeline(cfg, { quiet: true, cacheDir: mkdtempSync(path.join(os.tmpdir(), 'quantlens-det-cache-')), log: () => undefined });
+  await runPipeline(cfg, { quiet: true, cacheDir: tempDir('quantlens-det-cache-'), log: () => undefined });
 }
 
 function reportFiles(dir: string): string[] {
@@ -30,7 +30,7 @@ function reportFiles(dir: string): string[] {
 }
 
 test('two identical demo runs write byte-identical reports', async () => {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'quantlens-det-'));
+  const root = tempDir('quantlens-det-');
   const a = path.join(root, 'a'), b = path.join(root, 'b');
   await runInto(a);
   await runInto(b);

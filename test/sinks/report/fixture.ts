@@ -3,11 +3,12 @@
  * seeded pseudo-random numbers, and returns those numbers so tests can check the report against
  * them. Nothing binary is committed: every fixture is generated here.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { mulberry32 as rng } from '../../../core/random.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 export type Part = 'summary' | 'predictions' | 'calibration' | 'neurons' | 'dead' | 'correlation' | 'agreement' | 'salience';
 export const ALL_PARTS: Part[] = ['summary', 'predictions', 'calibration', 'neurons', 'dead', 'correlation', 'agreement', 'salience'];
@@ -73,7 +74,7 @@ export function makeRun(o: FixtureOptions = {}): Fixture {
   const parts = new Set(o.parts ?? ALL_PARTS);
   const precisions = o.precisions ?? ['fp32', 'int8', 'nf4'];
   const reference = precisions[0];
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'quantlens-report-'));
+  const dir = tempDir('quantlens-report-');
   const layers = [0, 3];
   const width = 8;
   const round = (v: number, d = 6) => Number(v.toFixed(d));

@@ -6,12 +6,13 @@
  */
 import { test } from 'uvu';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { writeReport, writeSuiteReport } from '../../../sinks/report/index.ts';
 import { makeRun, type Fixture } from './fixture.ts';
 import { assertShownCompact, assertShownCount, assertShownFraction, assertShownPercent, type Mark } from './html-marks.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
@@ -174,7 +175,7 @@ test('comparison of four runs renders with every run\'s numbers', async () => {
       runs.push(makeRun({ modelPath: model, datasetPath: dataset, name: `${path.basename(model)}/${path.basename(dataset, '.csv')}`, seed: seed++ }));
     }
   }
-  const out = mkdtempSync(path.join(os.tmpdir(), 'quantlens-compare-'));
+  const out = tempDir('quantlens-compare-');
   const { html } = await writeReport(runs.map((r) => r.dir), { out });
   const shot = path.join(os.tmpdir(), 'quantlens-comparison-screenshot.png');
   checkPage(await inspect(html, shot), runs);
@@ -202,7 +203,7 @@ test('cross-task report: four tasks side by side, task × precision table equal 
   if (!existsSync(CHROMIUM)) { console.log(`SKIP browser suite report test: ${CHROMIUM} is absent`); return; }
   const tasks = ['boolq', 'piqa', 'hellaswag', 'toxicity'];
   const runs = tasks.map((t, i) => makeRun({ name: `paper-${t}`, datasetPath: `/d/${t}.csv`, seed: 400 + i }));
-  const out = mkdtempSync(path.join(os.tmpdir(), 'quantlens-suite-'));
+  const out = tempDir('quantlens-suite-');
   const res = await writeSuiteReport(runs.map((r) => r.dir), out);
   assert.equal(res.html, path.join(out, 'report.html'));
   const r = await inspect(res.html, path.join(os.tmpdir(), 'quantlens-suite-screenshot.png'));

@@ -6,12 +6,12 @@
  */
 import { test } from 'uvu';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { writeReport } from '../../../sinks/report/index.ts';
 import { makeRun, type Fixture } from './fixture.ts';
 import { assertShownCompact, assertShownCount, figureHtml, marks, parseAttrs, tableHtml } from './html-marks.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 const P = ['fp32', 'int8', 'nf4'];
 
@@ -198,7 +198,7 @@ test('KL in nats, no raw metric names, panels sized to the page', async () => {
 
 test('identical runs give byte-identical reports (wall time and throughput are not shown)', async () => {
   const f = makeRun({ seed: 60 });
-  const twin = mkdtempSync(path.join(os.tmpdir(), 'quantlens-twin-'));
+  const twin = tempDir('quantlens-twin-');
   cpSync(f.dir, twin, { recursive: true });
   const s = JSON.parse(readFileSync(path.join(twin, 'summary.json'), 'utf8'));
   Object.assign(s, { wall_seconds: 99.5, tokens_per_second: 7.25 });
@@ -212,7 +212,7 @@ test('identical runs give byte-identical reports (wall time and throughput are n
 
 test('comparison: across-runs table with Δ vs the first run', async () => {
   const runs = [makeRun({ seed: 61, name: 'a' }), makeRun({ seed: 62, name: 'b' })];
-  const out = mkdtempSync(path.join(os.tmpdir(), 'quantlens-compare-'));
+  const out = tempDir('quantlens-compare-');
   const html = readFileSync((await writeReport(runs.map((r) => r.dir), { out })).html, 'utf8');
   const ms = marks(tableHtml(html, 'across-runs')!);
   for (const p of P) {

@@ -5,12 +5,12 @@
  */
 import { test } from 'uvu';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { writeReport } from '../../../sinks/report/index.ts';
 import { makeRun, type Fixture } from './fixture.ts';
 import { assertShownCompact, assertShownCount, assertShownFraction, assertShownReal, figureHtml, marks, tableHtml } from './html-marks.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 const FIGURES = ['fig1-accuracy', 'fig2-confidence', 'fig3-ace', 'fig3-reliability', 'fig4-correlation', 'fig4b-correlation-layers', 'fig5-dead', 'fig6-salient', 'fig7-completeness'];
 const FRACTION_METRICS = new Set(['top1_agreement', 'cosine_mean', 'dead_jaccard', 'salient_jaccard']);
@@ -249,7 +249,7 @@ test('comparison: models × datasets side by side, one panel per dataset, one gr
       runs.push(makeRun({ modelPath: model, datasetPath: dataset, name: `${path.basename(model)}-${path.basename(dataset, '.csv')}`, seed: seed++, parts: ['summary', 'predictions', 'calibration', 'correlation', 'dead'] }));
     }
   }
-  const out = mkdtempSync(path.join(os.tmpdir(), 'quantlens-compare-'));
+  const out = tempDir('quantlens-compare-');
   const res = await writeReport(runs.map((r) => r.dir), { out });
   assert.equal(res.html, path.join(out, 'comparison.html'));
   assert.ok(res.figures.every((p) => path.basename(p).startsWith('comparison-') && existsSync(p)));
@@ -295,7 +295,7 @@ test('text from the files is escaped in HTML and SVG', async () => {
 });
 
 test('a folder with no run outputs is an IO error naming the folder', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'quantlens-empty-'));
+  const dir = tempDir('quantlens-empty-');
   await assert.rejects(writeReport([dir]), (e: any) => e.code === 'IO' && e.message.includes(dir));
   await assert.rejects(writeReport([path.join(dir, 'missing')]), (e: any) => e.code === 'IO');
   await assert.rejects(writeReport([]), (e: any) => e.code === 'CONFIG');

@@ -8,8 +8,7 @@
  */
 import { test } from 'uvu';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadPipeline } from '../../../pipelines/load.ts';
 import { runPipeline } from '../../../pipelines/run.ts';
@@ -17,6 +16,7 @@ import { writeSuiteReport } from '../../../sinks/report/index.ts';
 import { sharedPath } from '../../helpers/shared.ts';
 import { duckdbQuery } from '../../helpers/duckdb.ts';
 import { marks, tableHtml } from './html-marks.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 const EXAMPLE = path.resolve(import.meta.dirname, '..', '..', '..', 'pipelines', 'examples', 'boolq-stories260k.yaml');
 const TASKS = ['boolq', 'piqa', 'hellaswag', 'toxicity'];
@@ -54,8 +54,8 @@ test('four paper tasks on stories260K: the suite table equals each task\'s Parqu
   const model = sharedPath('models/stories260K-onnx', 'suite report on stories260K');
   const datasets = sharedPath('datasets', 'suite report on stories260K');
   if (!model || !datasets) return;
-  const root = mkdtempSync(path.join(os.tmpdir(), 'quantlens-paper-real-'));
-  const cache = mkdtempSync(path.join(os.tmpdir(), 'quantlens-paper-cache-'));
+  const root = tempDir('quantlens-paper-real-');
+  const cache = tempDir('quantlens-paper-cache-');
   const dirs: string[] = [];
   for (const t of TASKS) dirs.push(await runTask(t, datasets, root, cache));
   const res = await writeSuiteReport(dirs, path.join(root, 'suite'));

@@ -5,13 +5,13 @@
  */
 import { test } from 'uvu';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import os from 'node:os';
 import path from 'node:path';
 import { writeSuiteReport } from '../../../sinks/report/index.ts';
 import { makeRun, type Fixture } from './fixture.ts';
 import { marks, tableHtml } from './html-marks.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 const bin = path.resolve(import.meta.dirname, '..', '..', '..', 'pipelines', 'bin.mjs');
 const TASKS = ['boolq', 'piqa', 'hellaswag', 'toxicity'];
@@ -22,7 +22,7 @@ function highShare(f: Fixture, p: string): number {
 }
 
 function taskRuns(): { parent: string; runs: Fixture[]; dirs: string[] } {
-  const parent = mkdtempSync(path.join(os.tmpdir(), 'quantlens-paper-'));
+  const parent = tempDir('quantlens-paper-');
   const runs = TASKS.map((t, i) => makeRun({ name: `paper-${t}`, datasetPath: `/d/${t}.csv`, seed: 500 + i }));
   const dirs = runs.map((r, i) => { const d = path.join(parent, TASKS[i]); mkdirSync(d); renameSync(r.dir, d); r.dir = d; return d; });
   return { parent, runs, dirs };

@@ -1,14 +1,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readCsvHeader, readCsvRecords, readCsvRows } from '../../../sources/dataset/csv.ts';
 import { QuantlensError } from '../../../core/errors.ts';
 import { sharedPath } from '../../helpers/shared.ts';
 import { mulberry32 } from '../../../core/random.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-csv-'));
+const dir = tempDir('ql-csv-');
 let fileNo = 0;
 function writeTemp(content: string | Uint8Array, name = `f${fileNo++}.csv`): string {
   const p = path.join(dir, name);

@@ -1,14 +1,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { appendFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readCsvRecords } from '../../../sources/dataset/csv.ts';
 import { readJsonlColumns, readJsonlRecords } from '../../../sources/dataset/jsonl.ts';
 import { QuantlensError } from '../../../core/errors.ts';
 import { mulberry32 } from '../../../core/random.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-jsonl-'));
+const dir = tempDir('ql-jsonl-');
 let fileNo = 0;
 function writeTemp(content: string | Uint8Array, ext = 'jsonl'): string {
   const p = path.join(dir, `f${fileNo++}.${ext}`);

@@ -1,14 +1,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, writeFileSync, promises as fs } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { readCsvRecords } from '../../../sources/dataset/csv.ts';
 import { fileHandleAsyncBuffer, readParquetColumns, readParquetRecords } from '../../../sources/dataset/parquet.ts';
 import { QuantlensError } from '../../../core/errors.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-parquet-'));
+const dir = tempDir('ql-parquet-');
 let fileNo = 0;
 const tempPath = (ext: string) => path.join(dir, `f${fileNo++}.${ext}`);
 

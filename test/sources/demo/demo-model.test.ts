@@ -2,15 +2,15 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as ort from 'onnxruntime-node';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { DEMO_LABEL, demoConfig, demoWeights, ensureDemoModel } from '../../../sources/demo/demo-model.ts';
 import { appendGraphOutputs } from '../../../onnx/builder.ts';
 import { referenceForward } from '../../onnx/models/llama-reference.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'demo-model-'));
+const tmp = tempDir('demo-model-');
 const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 const tokenizerOf = (dir: string) =>
   new Tokenizer(JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')), JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')));

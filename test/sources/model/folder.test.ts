@@ -1,10 +1,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdirSync, mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openModelFolder } from '../../../sources/model/folder.ts';
 import { sharedPath } from '../../helpers/shared.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 function json(file: string): any {
   return existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : null;
@@ -75,7 +76,7 @@ test('tiny-random-gpt2-fp32: the single past.onnx, genai-style nested vocab_size
 });
 
 test('transformers.js layout: onnx/model_<tag>.onnx variants and model.onnx_data', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-folder-'));
+  const dir = tempDir('ql-folder-');
   const tags = ['fp16', 'q4', 'q4f16', 'bnb4', 'int8', 'uint8', 'quantized'];
   touch(path.join(dir, 'onnx', 'model.onnx'));
   touch(path.join(dir, 'onnx', 'model.onnx_data'));
@@ -95,7 +96,7 @@ test('transformers.js layout: onnx/model_<tag>.onnx variants and model.onnx_data
 });
 
 test('Optimum layouts: root model.onnx wins over onnx/, decoder_model_merged base, .onnx.data', async () => {
-  const a = mkdtempSync(path.join(os.tmpdir(), 'ql-folder-'));
+  const a = tempDir('ql-folder-');
   touch(path.join(a, 'model.onnx'));
   touch(path.join(a, 'model.onnx.data'));
   touch(path.join(a, 'onnx', 'model.onnx'));
@@ -105,7 +106,7 @@ test('Optimum layouts: root model.onnx wins over onnx/, decoder_model_merged bas
   assert.is(fa.maxContext, null);
   assert.is(fa.vocabSize, null);
 
-  const b = mkdtempSync(path.join(os.tmpdir(), 'ql-folder-'));
+  const b = tempDir('ql-folder-');
   touch(path.join(b, 'onnx', 'decoder_model_merged.onnx'));
   touch(path.join(b, 'onnx', 'decoder_model_merged_quantized.onnx'));
   touch(path.join(b, 'onnx', 'decoder_with_past_model.onnx'));
@@ -124,13 +125,13 @@ test('errors: missing folder, no .onnx, ambiguous .onnx files, malformed config.
   } catch (e: any) {
     assert.ok(e.message.startsWith('pipeline.yaml:4 (model.path): '));
   }
-  const empty = mkdtempSync(path.join(os.tmpdir(), 'ql-folder-'));
+  const empty = tempDir('ql-folder-');
   await rejectsWith(() => openModelFolder(empty), 'MODEL', 'no .onnx file');
-  const two = mkdtempSync(path.join(os.tmpdir(), 'ql-folder-'));
+  const two = tempDir('ql-folder-');
   touch(path.join(two, 'a.onnx'));
   touch(path.join(two, 'b.onnx'));
   await rejectsWith(() => openModelFolder(two), 'MODEL', 'a.onnx, b.onnx');
-  const bad = mkdtempSync(path.join(os.tmpdir(), 'ql-folder-'));
+  const bad = tempDir('ql-folder-');
   touch(path.join(bad, 'model.onnx'));
   touch(path.join(bad, 'config.json'), '{oops');
   await rejectsWith(() => openModelFolder(bad), 'MODEL', 'config.json');

@@ -1,14 +1,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { modelHash } from '../../../sources/model/hash.ts';
 import { sharedPath } from '../../helpers/shared.ts';
+import { tempDir } from '../../helpers/temp.ts';
 
 test('hash of a multi-chunk .onnx plus external data name/size equals a whole-buffer sha256', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-hash-'));
+  const dir = tempDir('ql-hash-');
   const onnx = path.join(dir, 'model.onnx');
   const bytes = randomBytes(3 * (1 << 20) + 12345); // several 1 MiB stream chunks
   writeFileSync(onnx, bytes);
