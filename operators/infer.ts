@@ -25,6 +25,8 @@ export interface PrecisionRunner {
   nearZero?: { lo: number; hi: number };
   /** The shift for a site's moments: near the running mean (set by the neurons measure). */
   momentShift?: (site: ActivationSite) => Float64Array;
+  /** Also fetch the model's full logits [B, T, V] (only `measure: perplexity` asks for them). */
+  fullLogits?: string;
 }
 
 /** A batch's moments of one captured tensor, reduced in the graph over real tokens. */
@@ -45,6 +47,8 @@ export interface PrecisionOutput {
   chunks: ActivationChunk[];
   moments: MomentStats[];
   seconds: number;
+  /** Row-major [B, seqLen, vocab] logits of every position, when the runner asked for them. */
+  allLogits?: Float32Array;
 }
 
 export interface BatchResult {
@@ -74,6 +78,7 @@ export function extraFeeds(runner: PrecisionRunner, shifts?: Float64Array[]): Re
 export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: number): Promise<PrecisionOutput> {
   const feeds = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
   const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.tensor)];
+  if (runner.fullLogits) fetches.push(runner.fullLogits);
   const shifts = runner.momentSites.map((s) => Float64Array.from(runner.momentShift?.(s) ?? new Float64Array(s.width ?? 0)));
   Object.assign(feeds, extraFeeds(runner, shifts));
   runner.momentSites.forEach((_, k) => {
@@ -110,7 +115,8 @@ export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: num
       nearZero: out[n.nearZero].data as Float64Array,
     };
   });
-  return { precision: runner.precision, prediction, chunks, moments, seconds };
+  const allLogits = runner.fullLogits ? asFloat32(out[runner.fullLogits]) : undefined;
+  return { precision: runner.precision, prediction, chunks, moments, seconds, allLogits };
 }
 
 export function infer(runners: PrecisionRunner[], padId: number): OperatorFunction<Batch, BatchResult> {

@@ -4,9 +4,10 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node as YamlNode, type Document } from 'yaml';
+import { LineCounter, isMap, isSeq, isScalar, type Node as YamlNode } from 'yaml';
 import { QuantlensError } from '../core/errors.ts';
 import { SCHEMA, type PipelineConfig } from './schema.ts';
+import { readPipelineYaml, type NodeSource } from './extends.ts';
 
 type Field = (typeof SCHEMA)[string];
 
@@ -31,12 +32,15 @@ class Validator {
   constructor(
     private file: string,
     private lines: LineCounter,
+    /** The file a node came from when `extends:` merged several (pipelines/extends.ts). */
+    private sourceOf: (node: unknown) => NodeSource | undefined = () => undefined,
   ) {}
 
   fail(node: YamlNode | null | undefined, key: string, msg: string): never {
+    const src = (node && this.sourceOf(node)) || { file: this.file, lines: this.lines };
     const offset = node?.range?.[0];
-    const line = offset !== undefined ? this.lines.linePos(offset).line : undefined;
-    throw new QuantlensError('CONFIG', `${key}: ${msg}`, line !== undefined ? `${this.file}:${line}` : this.file);
+    const line = offset !== undefined ? src.lines.linePos(offset).line : undefined;
+    throw new QuantlensError('CONFIG', `${key}: ${msg}`, line !== undefined ? `${src.file}:${line}` : src.file);
   }
 
   value(node: YamlNode | null | undefined, field: Field, key: string): unknown {
@@ -112,39 +116,37 @@ class Validator {
   }
 }
 
-/** Parse and validate YAML text. `file` is used for messages and to resolve relative paths. */
+/** Parse and validate YAML text. `file` is used for messages and to resolve relative paths (and `extends:`). */
 export function parsePipeline(text: string, file: string): PipelineConfig {
-  const lines = new LineCounter();
-  const doc: Document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length) {
-    const e = doc.errors[0];
-    const line = e.linePos?.[0]?.line ?? (e.pos ? lines.linePos(e.pos[0]).line : undefined);
-    throw new QuantlensError('CONFIG', `invalid YAML: ${e.message.split('\n')[0]}`, line ? `${file}:${line}` : file);
-  }
-  if (!isMap(doc.contents)) throw new QuantlensError('CONFIG', 'the pipeline file must be a YAML mapping (key: value)', file);
-  const v = new Validator(file, lines);
-  const raw = v.object(doc.contents as YamlNode, SCHEMA, '') as any;
-  const base = path.dirname(path.resolve(file));
-  const resolve = (p: string) => (path.isAbsolute(p) ? p : path.resolve(base, p));
+  const { root, sourceOf } = readPipelineYaml(text, file);
+  const own = sourceOf(root)!;
+  const v = new Validator(file, own.lines, sourceOf);
+  const raw = v.object(root as YamlNode, SCHEMA, '') as any;
+  // A relative path is relative to the file it is written in (a shared part may live elsewhere).
+  const resolve = (p: string, at: string[]) => {
+    if (path.isAbsolute(p)) return p;
+    const written = sourceOf(root.getIn(at, true))?.file ?? file;
+    return path.resolve(path.dirname(path.resolve(written)), p);
+  };
   const name = raw.name ?? path.basename(file).replace(/\.ya?ml$/i, '');
   const cfg: PipelineConfig = {
     ...raw,
     name,
     file: path.resolve(file),
-    model: /^demo(:\w+)?$/.test(raw.model) ? raw.model : resolve(raw.model),
-    dataset: { ...raw.dataset, path: raw.dataset.path === 'demo' ? 'demo' : resolve(raw.dataset.path) },
-    output: resolve(raw.output ?? path.join('runs', name)),
+    model: /^demo(:\w+)?$/.test(raw.model) ? raw.model : resolve(raw.model, ['model']),
+    dataset: { ...raw.dataset, path: raw.dataset.path === 'demo' ? 'demo' : resolve(raw.dataset.path, ['dataset', 'path']) },
+    output: raw.output ? resolve(raw.output, ['output']) : path.resolve(path.dirname(path.resolve(file)), 'runs', name),
   };
   const shard = cfg.dataset.shard;
   if (shard && shard.index >= shard.count) {
-    const node = (doc.getIn(['dataset', 'shard', 'index'], true) as YamlNode) ?? undefined;
+    const node = (root.getIn(['dataset', 'shard', 'index'], true) as YamlNode) ?? undefined;
     v.fail(node, 'dataset.shard.index', `must be < shard.count (${shard.count})`);
   }
   if (cfg.scoring.mode !== 'first-token' && !cfg.scoring.choices?.length)
-    v.fail(doc.getIn(['scoring'], true) as YamlNode, 'scoring.choices', `is required when scoring.mode is ${cfg.scoring.mode}`);
+    v.fail(root.getIn(['scoring'], true) as YamlNode, 'scoring.choices', `is required when scoring.mode is ${cfg.scoring.mode}`);
   const dependsOnRef = cfg.measure.includes('agreement');
   if (dependsOnRef && cfg.precisions.length < 2)
-    v.fail(doc.getIn(['measure'], true) as YamlNode, 'measure', 'agreement needs at least two precisions');
+    v.fail(root.getIn(['measure'], true) as YamlNode, 'measure', 'agreement needs at least two precisions');
   return cfg;
 }
 

@@ -117,6 +117,8 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
       sites: needsChunks ? sites : [],
       momentSites: momentsInGraph ? sites : [],
       nearZero: { lo: cfg.dead.lo, hi: cfg.dead.hi },
+      // All-position agreement needs every position's logits (the model's own output, fetched only then).
+      fullLogits: cfg.measure.includes('perplexity') ? 'logits' : undefined,
     });
   }
 
