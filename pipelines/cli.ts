@@ -8,6 +8,7 @@ import { hideBin } from 'yargs/helpers';
 import { isQuantlensError, QuantlensError } from '../core/errors.ts';
 import { removePendingTemporaries } from '../core/atomic-write.ts';
 import { loadPipeline } from './load.ts';
+import { isSuiteFile } from './suite-file.ts';
 import { runPipeline } from './run.ts';
 import { inspectModel, formatInspect } from './inspect.ts';
 
@@ -30,18 +31,26 @@ async function main(): Promise<void> {
     .option('debug', { type: 'boolean', default: false, describe: 'print stack traces on errors' })
     .option('quiet', { type: 'boolean', default: quietDefault, describe: 'no progress line (default in CI)' })
     .command(
-      'run <pipeline>',
-      'run a pipeline file and write its results',
+      'run <pipeline..>',
+      'run a pipeline file and write its results (several files or a suite file: one folder per task, then a cross-task report)',
       (y) =>
         y
-          .positional('pipeline', { type: 'string', demandOption: true, describe: 'pipeline YAML file' })
+          .positional('pipeline', { type: 'string', array: true, demandOption: true, describe: 'pipeline YAML file(s), or a suite file' })
           .option('shard', { type: 'string', describe: 'process slice i of n (e.g. 3/16) and write a mergeable shard state' })
           .option('output', { type: 'string', describe: 'override the output folder' })
           .option('limit', { type: 'number', describe: 'override dataset.limit' })
           .option('report', { type: 'boolean', default: true, describe: 'write report.html at the end' })
           .option('resume', { type: 'boolean', default: false, describe: 'continue from <output>/state/checkpoint.json when present, else start fresh' }),
       async (a) => {
-        const cfg = loadPipeline(a.pipeline);
+        const files = a.pipeline as string[];
+        if (files.length > 1 || isSuiteFile(files[0])) {
+          if (a.shard || a.resume) throw new QuantlensError('CONFIG', 'not supported: --shard / --resume with several pipelines; run each file on its own', '--shard');
+          const { planSuite, runSuite } = await import('./suite.ts');
+          const r = await runSuite(planSuite(files, { output: a.output, limit: a.limit }), { quiet: a.quiet, report: a.report });
+          console.log(`results: ${r.output}`);
+          return;
+        }
+        const cfg = loadPipeline(files[0]);
         if (a.output) cfg.output = path.resolve(a.output);
         if (a.limit !== undefined) cfg.dataset.limit = a.limit;
         await runPipeline(cfg, { shard: parseShard(a.shard), quiet: a.quiet, report: a.report, resume: a.resume });
