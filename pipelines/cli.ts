@@ -75,11 +75,14 @@ async function main(): Promise<void> {
       'check a pipeline file, its model, dataset and layers without running it',
       (y) => y.positional('pipeline', { type: 'string', demandOption: true }),
       async (a) => {
-        const cfg = loadPipeline(a.pipeline);
+        const { planSuite } = await import('./suite.ts');
+        const cfgs = isSuiteFile(a.pipeline) ? planSuite([a.pipeline]).tasks : [loadPipeline(a.pipeline)];
         const { preparePlan, releasePlan } = await import('./plan.ts');
-        const plan = await preparePlan(cfg);
-        await releasePlan(plan);
-        console.log(`${a.pipeline}: ok — ${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => `${s.layer} (${s.tensor})`).join(', ')}`);
+        for (const cfg of cfgs) {
+          const plan = await preparePlan(cfg);
+          await releasePlan(plan);
+          console.log(`${cfgs.length > 1 ? cfg.file : a.pipeline}: ok — ${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => `${s.layer} (${s.tensor})`).join(', ')}`);
+        }
       },
     )
     .command(
