@@ -147,6 +147,9 @@ export function parsePipeline(text: string, file: string): PipelineConfig {
   const dependsOnRef = cfg.measure.includes('agreement');
   if (dependsOnRef && cfg.precisions.length < 2)
     v.fail(root.getIn(['measure'], true) as YamlNode, 'measure', 'agreement needs at least two precisions');
+  const ref = cfg.agreement.reference;
+  if (ref !== undefined && !cfg.precisions.includes(ref))
+    v.fail(root.getIn(['agreement', 'reference'], true) as YamlNode, 'agreement.reference', `"${ref}" is not one of the precisions (${cfg.precisions.join(', ')})`);
   return cfg;
 }
 

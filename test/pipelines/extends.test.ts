@@ -75,6 +75,11 @@ test('cycles, missing files and bad values of extends are refused with file and 
   assert.match(notString, /y\.yaml:1: extends: must be the path of a pipeline file/);
 });
 
+test('agreement.reference (also the perplexity reference) must be one of the precisions', () => {
+  const msg = errorOf(() => parsePipeline('model: demo\nprecisions: [fp32, nf4]\ndataset: {path: demo}\nagreement:\n  reference: q4\n', '/x/p.yaml'));
+  assert.is(msg, '/x/p.yaml:5: agreement.reference: "q4" is not one of the precisions (fp32, nf4)');
+});
+
 test('the four paper pipelines share one part and differ in dataset, prompt and output', () => {
   const dir = path.resolve(import.meta.dirname, '../../pipelines/examples/paper');
   const cfgs = ['boolq', 'piqa', 'hellaswag', 'toxicity'].map((t) => loadPipeline(path.join(dir, `${t}.yaml`)));
