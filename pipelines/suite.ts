@@ -24,7 +24,7 @@ function commonParent(dirs: string[]): string {
   const parts = dirs.map((d) => path.resolve(d).split(path.sep));
   const first = parts[0];
   let n = 0;
-  while (n < first.length - 1 && parts.every((p) => p.length > n + 1 && p[n] === first[n])) n++;
+  while (n < first.length && parts.every((p) => p.length > n && p[n] === first[n])) n++;
   return first.slice(0, n).join(path.sep) || path.sep;
 }
 
