@@ -8,6 +8,7 @@ export type { Override } from './pipelines/overrides.ts';
 export { runPipeline, type RunOptions, type RunResult } from './pipelines/run.ts';
 export { preparePlan, type Plan } from './pipelines/plan.ts';
 export { inspectModel, type InspectReport } from './pipelines/inspect.ts';
+export { planSuite, runSuite, type SuitePlan, type SuiteResult } from './pipelines/suite.ts';
 
 export type * from './core/types.ts';
 export { openDataset, datasetColumns, type DatasetSpec } from './sources/dataset/open.ts';
@@ -26,6 +27,7 @@ export { DeadNeuronsEstimator } from './operators/estimators/dead.ts';
 export { calibrationSummary } from './operators/estimators/calibration.ts';
 export { CorrelationEstimator } from './operators/estimators/correlation.ts';
 export { AgreementEstimator } from './operators/estimators/agreement.ts';
+export { PerplexityEstimator, type PerplexitySummary } from './operators/estimators/perplexity.ts';
 export { scorePredictions } from './operators/score.ts';
 
 export { openParquetSink, writeParquetTable } from './sinks/parquet.ts';

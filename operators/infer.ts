@@ -21,6 +21,8 @@ export interface PrecisionRunner {
   sites: ActivationSite[];
   /** Batch moments computed inside the graph (onnx/moment-stats.ts), when no measure needs chunks. */
   moments?: InGraphMoments;
+  /** Also fetch the model's full logits [B, T, V] (only `measure: perplexity` asks for them). */
+  fullLogits?: string;
 }
 
 export interface PrecisionOutput {
@@ -29,6 +31,8 @@ export interface PrecisionOutput {
   chunks: ActivationChunk[];
   moments: BatchMoments[];
   seconds: number;
+  /** Row-major [B, seqLen, vocab] logits of every position, when the runner asked for them. */
+  allLogits?: Float32Array;
 }
 
 export interface BatchResult {
@@ -57,6 +61,7 @@ export function lastIndexFeeds(runner: PrecisionRunner, lengths: Int32Array, seq
 export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: number): Promise<PrecisionOutput> {
   const feeds = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
   const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.capture ?? s.tensor)];
+  if (runner.fullLogits) fetches.push(runner.fullLogits);
   Object.assign(feeds, extraFeeds(runner));
   Object.assign(feeds, lastIndexFeeds(runner, batch.lengths, batch.seqLen));
   if (runner.moments) fetches.push(...runner.moments.fetches());
@@ -78,7 +83,8 @@ export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: num
     return activationChunk({ data: t.data as Float32Array | Uint16Array, dims: t.dims, batch, precision: runner.precision, layer: s.layer, tensor: s.tensor, padSide: runner.plan.padSide });
   });
   const moments = runner.moments?.read(out, batch.realTokens, runner.precision) ?? [];
-  return { precision: runner.precision, prediction, chunks, moments, seconds };
+  const allLogits = runner.fullLogits ? asFloat32(out[runner.fullLogits]) : undefined;
+  return { precision: runner.precision, prediction, chunks, moments, seconds, allLogits };
 }
 
 export function infer(runners: PrecisionRunner[], padId: number): OperatorFunction<Batch, BatchResult> {

@@ -52,9 +52,22 @@ function parseShard(s: string | undefined): { index: number; count: number } | u
   return { index: Number(m[1]), count: Number(m[2]) };
 }
 
+/** Several pipeline files, or a suite file: one folder per task, then the cross-task report (pipelines/suite.ts). */
+async function runSuiteCommand(a: Args, files: string[]): Promise<void> {
+  if (a.shard || a.resume) throw new QuantlensError('USAGE', 'not supported: --shard / --resume with several pipelines; run each file on its own', a.shard ? '--shard' : '--resume');
+  const other = collectOverrides(a).filter((o) => o.flag !== '--output' && !o.flag.startsWith('--limit'));
+  if (other.length) throw new QuantlensError('USAGE', 'not supported with several pipelines (only --output and --limit apply to a suite); edit the shared part instead', other[0].flag);
+  const { planSuite, runSuite } = await import('./suite.ts');
+  const r = await runSuite(planSuite(files, { output: a.output, limit: a.limit }), { quiet: a.quiet, report: a.report });
+  console.log(`results: ${r.output}`);
+}
+
 async function runCommand(a: Args): Promise<void> {
+  const files = [a.pipeline].flat() as string[];
+  const { isSuiteFile } = await import('./suite-file.ts');
+  if (files.length > 1 || isSuiteFile(files[0])) return runSuiteCommand(a, files);
   const shard = parseShard(a.shard);
-  const cfg = loadPipeline(a.pipeline, collectOverrides(a));
+  const cfg = loadPipeline(files[0], collectOverrides(a));
   const outDir = shard ? path.join(cfg.output, `shard-${shard.index}-of-${shard.count}`) : cfg.output;
   if (checkRunOutput(outDir, { force: a.force, resume: a.resume, shard: !!shard }) === 'already-complete') {
     console.error(`quantlens: ${outDir}: already complete; nothing to resume (--force runs it again)`);
@@ -65,11 +78,15 @@ async function runCommand(a: Args): Promise<void> {
 }
 
 async function validateCommand(a: Args): Promise<void> {
-  const cfg = loadPipeline(a.pipeline, collectOverrides(a));
+  const { isSuiteFile } = await import('./suite-file.ts');
+  const { planSuite } = await import('./suite.ts');
+  const cfgs = isSuiteFile(a.pipeline) ? planSuite([a.pipeline]).tasks : [loadPipeline(a.pipeline, collectOverrides(a))];
   const { preparePlan, releasePlan } = await import('./plan.ts');
-  const plan = await preparePlan(cfg);
-  await releasePlan(plan);
-  console.log(`${a.pipeline}: ok — ${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => `${s.layer} (${s.tensor})`).join(', ')}`);
+  for (const cfg of cfgs) {
+    const plan = await preparePlan(cfg);
+    await releasePlan(plan);
+    console.log(`${cfgs.length > 1 ? cfg.file : a.pipeline}: ok — ${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => `${s.layer} (${s.tensor})`).join(', ')}`);
+  }
 }
 
 async function quickstartCommand(a: Args): Promise<void> {
@@ -87,10 +104,10 @@ const forceOption = { type: 'boolean', default: false, describe: 'overwrite a fi
 export function pipelineCommands<T>(y: Argv<T>): Argv<T> {
   return y
     .command(
-      'run <pipeline>',
-      'run a pipeline file and write its results',
+      'run <pipeline..>',
+      'run a pipeline file and write its results (several files or a suite file: one folder per task, then a cross-task report)',
       (c) =>
-        overrideOptions(c.positional('pipeline', { type: 'string', demandOption: true, describe: 'pipeline YAML file' }))
+        overrideOptions(c.positional('pipeline', { type: 'string', array: true, demandOption: true, describe: 'pipeline YAML file(s), or a suite file' }))
           .option('shard', { type: 'string', describe: 'process slice i of n (e.g. 3/16) and write a mergeable shard state' })
           .option('report', { type: 'boolean', default: true, describe: 'write report.html at the end' })
           .option('resume', { type: 'boolean', default: false, describe: 'continue from <output>/state/checkpoint.json when present, else start fresh' })

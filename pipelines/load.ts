@@ -8,6 +8,7 @@ import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node as YamlNo
 import { QuantlensError } from '../core/errors.ts';
 import { INT_CAP, MAX_PIPELINE_BYTES, RULES, SCHEMA, type Field, type PipelineConfig } from './schema.ts';
 import { applyOverrides, overrideFlag, type Override } from './overrides.ts';
+import { readPipelineYaml, type NodeSource } from './extends.ts';
 
 function closest(word: string, options: string[]): string | null {
   if (word.length > 64) return null; // no key is that long; edit distance would cost length × options
@@ -31,14 +32,17 @@ class Validator {
   constructor(
     private file: string,
     private lines: LineCounter,
+    /** The file a node came from when `extends:` merged several (pipelines/extends.ts). */
+    private sourceOf: (node: unknown) => NodeSource | undefined = () => undefined,
   ) {}
 
   fail(node: YamlNode | null | undefined, key: string, msg: string): never {
     const flag = overrideFlag(node);
     if (flag) throw new QuantlensError('USAGE', `${key}: ${msg}`, flag); // a bad flag value is a usage error (exit 2)
+    const src = (node && this.sourceOf(node)) || { file: this.file, lines: this.lines };
     const offset = node?.range?.[0];
-    const line = offset !== undefined ? this.lines.linePos(offset).line : undefined;
-    throw new QuantlensError('CONFIG', `${key}: ${msg}`, line !== undefined ? `${this.file}:${line}` : this.file);
+    const line = offset !== undefined ? src.lines.linePos(offset).line : undefined;
+    throw new QuantlensError('CONFIG', `${key}: ${msg}`, line !== undefined ? `${src.file}:${line}` : src.file);
   }
 
   value(node: YamlNode | null | undefined, field: Field, key: string): unknown {
@@ -155,25 +159,24 @@ class Validator {
  * current directory.
  */
 export function parsePipeline(text: string, file: string, overrides: Override[] = []): PipelineConfig {
-  const lines = new LineCounter();
   if (text.length > MAX_PIPELINE_BYTES) throw new QuantlensError('CONFIG', `pipeline file is larger than ${MAX_PIPELINE_BYTES} bytes`, file);
-  const doc: Document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
-  if (doc.errors.length) {
-    const e = doc.errors[0];
-    const line = e.linePos?.[0]?.line ?? (e.pos ? lines.linePos(e.pos[0]).line : undefined);
-    throw new QuantlensError('CONFIG', `invalid YAML: ${e.message.split('\n')[0]}`, line ? `${file}:${line}` : file);
-  }
-  if (!isMap(doc.contents)) throw new QuantlensError('CONFIG', 'the pipeline file must be a YAML mapping (key: value)', file);
-  applyOverrides(doc, overrides, file);
-  const v = new Validator(file, lines);
-  const raw = v.object(doc.contents as YamlNode, SCHEMA, '') as any;
-  const base = path.dirname(path.resolve(file));
-  const resolveAt = (keys: string[]) => (p: string) =>
-    path.isAbsolute(p) ? p : path.resolve(overrideFlag(doc.getIn(keys, true)) ? process.cwd() : base, p);
+  // The file and everything it `extends:`, merged; every node remembers the file it was read from.
+  const { root, sourceOf } = readPipelineYaml(text, file);
+  applyOverrides({ contents: root } as unknown as Document, overrides, file);
+  const v = new Validator(file, sourceOf(root)!.lines, sourceOf);
+  const raw = v.object(root as YamlNode, SCHEMA, '') as any;
+  // A relative path is relative to the file it is written in (a shared part may live elsewhere),
+  // or to the current folder when a command-line flag gave it.
+  const resolveAt = (keys: string[]) => (p: string) => {
+    if (path.isAbsolute(p)) return p;
+    const node = root.getIn(keys, true);
+    if (overrideFlag(node)) return path.resolve(process.cwd(), p);
+    return path.resolve(path.dirname(path.resolve(sourceOf(node)?.file ?? file)), p);
+  };
   const resolve = resolveAt(['model']);
   const name = raw.name ?? path.basename(file).replace(/\.ya?ml$/i, '');
   const precisionEntries = raw.precisions as (string | { name: string; model: string })[];
-  const precisionModels = Object.fromEntries(precisionEntries.flatMap((p) => (typeof p === 'string' ? [] : [[p.name, resolve(p.model)]])));
+  const precisionModels = Object.fromEntries(precisionEntries.flatMap((p) => (typeof p === 'string' ? [] : [[p.name, resolveAt(['precisions'])(p.model)]])));
   const cfg: PipelineConfig = {
     ...raw,
     precisions: precisionEntries.map((p) => (typeof p === 'string' ? p : p.name)),
@@ -182,17 +185,17 @@ export function parsePipeline(text: string, file: string, overrides: Override[] 
     file: path.resolve(file),
     model: /^demo(:\w+)?$/.test(raw.model) ? raw.model : resolve(raw.model),
     dataset: { ...raw.dataset, path: raw.dataset.path === 'demo' ? 'demo' : resolveAt(['dataset', 'path'])(raw.dataset.path) },
-    output: resolveAt(['output'])(raw.output ?? path.join('runs', name)),
+    output: raw.output ? resolveAt(['output'])(raw.output) : path.resolve(path.dirname(path.resolve(file)), 'runs', name),
   };
   for (const rule of RULES) {
     const msg = rule.check(cfg);
-    if (msg !== null) v.fail(nodeAt(doc, rule.at), rule.at, msg);
+    if (msg !== null) v.fail(nodeAt(root, rule.at), rule.at, msg);
   }
   return cfg;
 }
 
 /** The YAML node of a dotted key, or of its nearest given parent (a key left at its default). */
-function nodeAt(doc: Document, key: string): YamlNode | undefined {
+function nodeAt(doc: Pick<Document, 'getIn'>, key: string): YamlNode | undefined {
   const parts = key.split('.');
   for (let n = parts.length; n > 0; n--) {
     const node = doc.getIn(parts.slice(0, n), true) as YamlNode | undefined;

@@ -30,6 +30,8 @@ import { splitLabels } from '../sources/tokenizer.ts';
 import { SalienceMeasure, createAttributionRunners } from './salience.ts';
 import type { SalienceState } from '../operators/attribution/salience.ts';
 import { openActivationDump, type ActivationDump } from '../sinks/activation-dump.ts';
+import { PerplexityEstimator, type PerplexitySummary } from '../operators/estimators/perplexity.ts';
+import { PERPLEXITY_COLUMNS } from '../sinks/perplexity-columns.ts';
 
 export interface MeasureStates {
   neurons?: NeuronsState;
@@ -42,6 +44,7 @@ export interface FinishedExtras {
   correlation?: CorrelationSummary[];
   dead?: Record<string, Record<string, { dead: number; total: number }>>;
   salience?: Record<string, Record<string, { union_count: number; width: number; examples: number; completeness: unknown }>>;
+  perplexity?: PerplexitySummary;
 }
 
 export interface PrecisionTally {
@@ -69,6 +72,7 @@ export class RunMeasures {
   readonly correlation?: CorrelationEstimator;
   readonly agreement?: AgreementEstimator;
   salience?: SalienceMeasure;
+  readonly perplexity?: PerplexityEstimator;
   readonly tally = new Map<string, PrecisionTally>();
   private predictions?: ParquetSink;
   /** Optional raw activation dumps, one file per (precision, layer tensor). */
@@ -99,6 +103,7 @@ export class RunMeasures {
     if (m.has('agreement')) this.agreement = new AgreementEstimator(this.reference);
     // Attribution sessions are created in open(); a merge only needs the estimator.
     if (m.has('salience')) this.salience = new SalienceMeasure(plan, [], (l) => process.stderr.write(l + '\n'));
+    if (m.has('perplexity')) this.perplexity = new PerplexityEstimator(this.reference, cfg.precisions, cfg.perplexity.positions);
     this.scoring = scoring ?? scoringFor(plan);
     for (const p of cfg.precisions) this.tally.set(p, { examples: 0, tokens: 0, truncated: 0, inference_seconds: 0 });
   }
@@ -141,6 +146,10 @@ export class RunMeasures {
       }
     }
     await this.salience?.update(r);
+    if (this.perplexity) {
+      const outputs = r.outputs.map((o) => ({ precision: o.precision, logits: o.allLogits! }));
+      this.perplexity.update({ seqLen: r.batch.seqLen, vocab: r.outputs[0].prediction.vocab, lengths: r.batch.lengths, ids: r.batch.examples.map((e) => e.ids), outputs });
+    }
     if (this.agreement) {
       const ref = r.outputs.find((o) => o.precision === this.reference)!;
       for (const o of r.outputs) {
@@ -184,6 +193,7 @@ export class RunMeasures {
   }
 
   async abort(): Promise<void> {
+    this.perplexity?.dispose();
     await this.predictions?.abort();
     this.predictions = undefined;
     for (const d of this.dumps.values()) await d.abort();
@@ -261,6 +271,11 @@ export class RunMeasures {
       if (deadSets) rows.push(...this.overlapRows('dead_jaccard', (p, s) => deadSets.get(`${p}|${s.tensor}`)));
       if (salientSets) rows.push(...this.overlapRows('salient_jaccard', (p, s) => salientSets.get(`${p}|${s.layer}`) ?? new Set<number>()));
       await writeParquetTable(path.join(this.outDir, 'agreement.parquet'), AGREEMENT_COLUMNS, meta, toColumns(rows, AGREEMENT_COLUMNS) as Record<string, ArrayLike<unknown>>);
+    }
+    if (this.perplexity) {
+      const res = this.perplexity.finish();
+      await writeParquetTable(path.join(this.outDir, 'perplexity.parquet'), PERPLEXITY_COLUMNS, meta, toColumns(res.rows, PERPLEXITY_COLUMNS) as Record<string, ArrayLike<unknown>>);
+      extra.perplexity = res.summary;
     }
     return extra;
   }

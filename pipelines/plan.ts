@@ -187,6 +187,8 @@ async function openRunner(cfg: PipelineConfig, precision: string, file: string, 
     plan: planInputs(modelInputs, file, g.feed.inputOptions),
     sites: route.needsChunks ? sites : [],
     moments: route.momentsInGraph ? new InGraphMoments(sites, { lo: cfg.dead.lo, hi: cfg.dead.hi }) : undefined,
+    // All-position agreement needs every position's logits (the model's own output, fetched only then).
+    fullLogits: cfg.measure.includes('perplexity') ? 'logits' : undefined,
   };
 }
 

@@ -43,6 +43,9 @@ export interface RunResult {
 
 export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): Promise<RunResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  // Its exact percentiles need every scored position of one process (value spills, not a mergeable state).
+  if (cfg.measure.includes('perplexity') && (opts.shard || opts.resume))
+    throw new QuantlensError('CONFIG', `not supported: measure perplexity with ${opts.shard ? '--shard' : '--resume'}`, cfg.file || 'measure');
   const plan = await preparePlan(cfg, { shard: opts.shard, cacheDir: opts.cacheDir });
   const outDir = opts.shard ? path.join(cfg.output, `shard-${opts.shard.index}-of-${opts.shard.count}`) : cfg.output;
   const created = !existsSync(outDir);

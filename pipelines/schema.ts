@@ -4,7 +4,7 @@
  */
 import type { LayerSpec } from '../onnx/capture.ts';
 
-export const MEASURES = ['predictions', 'neurons', 'calibration', 'dead', 'correlation', 'agreement', 'salience'] as const;
+export const MEASURES = ['predictions', 'neurons', 'calibration', 'dead', 'correlation', 'agreement', 'salience', 'perplexity'] as const;
 export type MeasureName = (typeof MEASURES)[number];
 
 export const PRECISIONS = ['fp32', 'fp16', 'llm-int8', 'nf4', 'fp4', 'q4', 'int8', 'dynamic-int8'] as const;
@@ -43,6 +43,8 @@ export interface PipelineConfig {
   calibration: { bins: number; bootstrap: number; seed: number };
   salience: { steps: number; threshold: number; normalise: 'abs' | 'signed'; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean };
   agreement: { reference?: string };
+  /** `measure: perplexity`: which next-token positions of each sequence are scored. */
+  perplexity: { positions: 'all' | 'second-half' };
   quantization: { block_size?: number; double_quant?: boolean; symmetric?: boolean; outlier_threshold?: number; include_lm_head?: boolean; allow_partial: boolean };
   activations?: { format: 'arrow' | 'parquet'; every: number; limit?: number };
   checkpoint_every: number;
@@ -144,6 +146,7 @@ export const SCHEMA: Record<string, Field> = {
     },
   },
   agreement: { kind: 'object', fields: { reference: { kind: 'string' } } },
+  perplexity: { kind: 'object', fields: { positions: { kind: 'string', default: 'all', oneOf: ['all', 'second-half'] } } },
   quantization: {
     kind: 'object',
     fields: {
@@ -185,7 +188,7 @@ export const RULES: CrossFieldRule[] = [
   { at: 'measure', check: (c) => (c.measure.includes('agreement') && c.precisions.length < 2 ? 'agreement needs at least two precisions' : null) },
   {
     at: 'agreement.reference',
-    check: (c) => (c.agreement.reference !== undefined && !c.precisions.includes(c.agreement.reference) ? `"${c.agreement.reference}" is not one of precisions (${c.precisions.join(', ')})` : null),
+    check: (c) => (c.agreement.reference !== undefined && !c.precisions.includes(c.agreement.reference) ? `"${c.agreement.reference}" is not one of the precisions (${c.precisions.join(', ')})` : null),
   },
 ];
 

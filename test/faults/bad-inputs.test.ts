@@ -52,7 +52,7 @@ const YAML_CASES: Case[] = [
   { name: 'shard index ≥ count', yaml: 'model: demo\ndataset:\n  path: demo\n  shard: {index: 4, count: 4}\noutput: out\n', error: /p\.yaml:4: dataset\.shard\.index: must be < shard\.count \(4\)/ },
   { name: 'choices scoring without choices', yaml: demo('scoring: {mode: choices}\n'), error: /p\.yaml:5: scoring\.choices: is required when scoring\.mode is choices/ },
   { name: 'agreement with one precision', yaml: demo('measure: [agreement]\n'), error: /p\.yaml:5: measure: agreement needs at least two precisions/ },
-  { name: 'agreement.reference not a precision', yaml: demo('precisions: [fp32, nf4]\nagreement: {reference: q4}\n'), error: /p\.yaml:6: agreement\.reference: "q4" is not one of precisions/ },
+  { name: 'agreement.reference not a precision', yaml: demo('precisions: [fp32, nf4]\nagreement: {reference: q4}\n'), error: /p\.yaml:6: agreement\.reference: "q4" is not one of the precisions/ },
   { name: 'unknown precision', yaml: demo('precisions: [fp32, fp8]\n'), error: /p\.yaml:5: precisions\[1\]: "fp8" is not one of/ },
   { name: 'duplicate precision', yaml: demo('precisions: [fp32, fp32]\n'), error: /p\.yaml:5: precisions: has a duplicate entry/ },
   { name: 'unknown measure', yaml: demo('measure: [neurons, vibes]\n'), error: /p\.yaml:5: measure\[1\]: "vibes" is not one of/ },
