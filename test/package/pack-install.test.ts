@@ -54,7 +54,6 @@ console.log(result.outDir, Object.keys(result.summary).length);
 
 const CONSUMER_MJS = `import { loadPipeline, runPipeline } from 'quantlens';
 import { createRequire } from 'node:module';
-import { tempDir } from '../helpers/temp.ts';
 const yaml = createRequire(import.meta.url).resolve('quantlens/package.json').replace(/package\\.json$/, 'pipelines/examples/quickstart.yaml');
 const cfg = loadPipeline(yaml);
 console.log(JSON.stringify({ load: typeof loadPipeline, run: typeof runPipeline, model: cfg.model, precisions: cfg.precisions }));
