@@ -60,7 +60,7 @@ function yamlValue(text: string): YamlNode {
 function valueNode(o: Override): YamlNode {
   const f = fieldAt(o.keys);
   if (f?.kind === 'string') return new Scalar(o.text);
-  if ((f?.kind === 'stringList' || f?.kind === 'layers') && !o.text.trim().startsWith('[')) {
+  if ((f?.kind === 'stringList' || f?.kind === 'precisionList' || f?.kind === 'layers') && !o.text.trim().startsWith('[')) {
     const seq = new YAMLSeq();
     // Items stay verbatim (a label like " True" keeps its space); layer items are read as YAML (2 → int).
     for (const item of o.text.split(',')) seq.items.push(f.kind === 'layers' ? yamlValue(item.trim()) : new Scalar(item));

@@ -72,7 +72,7 @@ test('--set wins over a shortcut; YAML list syntax works too', () => {
 test('wrong overrides: one line naming the flag, the key and the problem', () => {
   assert.is(usageError({ set: ['batch.max_examples=abc'] }), '--set batch.max_examples=abc: batch.max_examples: must be an integer');
   assert.is(usageError({ set: ['batch.max_exmples=2'] }), '--set batch.max_exmples=2: batch.max_exmples: unknown key (did you mean "max_examples"?)');
-  assert.is(usageError({ precisions: 'fp32,fp33' }), '--precisions: precisions[1]: "fp33" is not one of fp32, fp16, llm-int8, nf4, fp4, q4, int8, dynamic-int8');
+  assert.is(usageError({ precisions: 'fp32,fp33' }), '--precisions: precisions[1]: "fp33" is not one of fp32, fp16, llm-int8, nf4, fp4, q4, int8, dynamic-int8, model_<tag> (a prebuilt file) or {name, model}');
   assert.is(usageError({ measure: 'neurons,neurons' }), '--measure: measure: has a duplicate entry');
   assert.is(usageError({ limit: '0' }), '--limit: dataset.limit: must be ≥ 1');
   assert.is(usageError({ layers: '0,1.5' }), '--layers: layers[1]: must be first, middle, last, an integer or a tensor name');
@@ -101,7 +101,7 @@ test('CLI exit codes: 2 for usage (with a suggestion), 0 for bare help and --ver
   assert.is(cli(['run', file, '--shard', '3/2']).code, 2);
   const bare = cli([]);
   assert.is(bare.code, 0);
-  assert.match(bare.stdout, /Commands:[\s\S]*quantlens run <pipeline>[\s\S]*Exit codes: 0 ok, 1 input or run error/);
+  assert.match(bare.stdout, /Commands:[\s\S]*quantlens run <pipeline\.\.>[\s\S]*Exit codes: 0 ok, 1 input or run error/);
   const version = cli(['--version']);
   assert.is(version.stdout.trim(), JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')).version);
   const missing = cli(['validate', path.join(dir, 'nope.yaml')]);

@@ -12,6 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
+import { resolvePrecisionModel } from '../../pipelines/precisions.ts';
+import { openModelFolder } from '../../sources/model/folder.ts';
 import { loadTokenizer } from '../../sources/tokenizer.ts';
 import { openDataset } from '../../sources/dataset/open.ts';
 import { sharedPath } from '../helpers/shared.ts';
@@ -60,7 +62,11 @@ test('stories260K fp32 vs nf4: perplexity and KLD over all positions equal a flo
   const { summary } = await runPipeline(cfg, { quiet: true, report: false, cacheDir: path.join(dir, 'cache'), log: () => undefined });
 
   const tok = await loadTokenizer(model);
-  const sessions = await Promise.all(['fp32', 'nf4'].map((p) => ort.InferenceSession.create(readFileSync(summary.precisions[p].model_path))));
+  // Outputs record the model's own file relative to the output folder and no cache path: the nf4
+  // file is found the way the run found it (a cache hit now).
+  const folder = await openModelFolder(cfg.model);
+  const files = await Promise.all(['fp32', 'nf4'].map(async (p) => (summary.precisions[p].model_path ? path.resolve(cfg.output, summary.precisions[p].model_path) : (await resolvePrecisionModel(folder, p, cfg, 'fp32', path.join(dir, 'cache'))).path)));
+  const sessions = await Promise.all(files.map((f) => ort.InferenceSession.create(readFileSync(f))));
   const nllRef: number[] = [], nllQ: number[] = [], kld: number[] = [], dp: number[] = [];
   let same = 0;
   for await (const rec of openDataset({ path: data, limit: N })) {
