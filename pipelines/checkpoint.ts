@@ -27,6 +27,7 @@ import type { Plan, PrecisionInfo } from './plan.ts';
 import type { MeasureStates, PrecisionTally, RunMeasures } from './measures.ts';
 import { PREDICTIONS_COLUMNS, openPredictionsSink } from '../sinks/output-schemas.ts';
 import { StateChecker } from './state-check.ts';
+import { decodeI32 as decodeInt32, encodeTyped } from '../operators/estimators/state-codec.ts';
 
 export const STATE_DIR = 'state';
 export const CHECKPOINT_FILE = 'checkpoint.json';
@@ -135,16 +136,15 @@ export interface LedgerState {
   seconds: number;
 }
 
-export function encodeI32(a: Int32Array): string {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
-}
+export const encodeI32 = (a: Int32Array): string => encodeTyped(a);
 
+/** The estimator states' codec (state-codec.ts), with the error naming the state file. */
 export function decodeI32(s: string, what: string, file?: string): Int32Array {
-  const buf = typeof s === 'string' ? Buffer.from(s, 'base64') : null;
-  if (!buf || buf.byteLength % 4 !== 0) throw new QuantlensError('STATE', `state field ${what} is not base64 int32`, file);
-  const out = new Int32Array(buf.byteLength / 4);
-  new Uint8Array(out.buffer).set(buf);
-  return out;
+  try {
+    return decodeInt32(s, undefined, what);
+  } catch {
+    throw new QuantlensError('STATE', `state field ${what} is not base64 int32`, file);
+  }
 }
 
 /** An Int32Array that grows by doubling. */

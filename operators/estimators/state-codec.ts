@@ -21,28 +21,38 @@ function decodeBytes(s: string, bytesPerElement: number, what: string): ArrayBuf
   return out;
 }
 
-export function encodeF64(a: Float64Array): string {
+/** base64 of a typed array's raw bytes (any element type). */
+export function encodeTyped(a: ArrayBufferView): string {
   return bytesOf(a).toString('base64');
 }
 
-export function decodeF64(s: string, expectedLength?: number, what = 'float64 array'): Float64Array {
-  const out = new Float64Array(decodeBytes(s, 8, what));
+/** The typed array a state field holds, checked for its element size and, when given, its length. */
+function decodeTyped<T extends Float64Array | Float32Array | Int32Array>(
+  C: { new (b: ArrayBuffer): T; BYTES_PER_ELEMENT: number },
+  s: string,
+  expectedLength: number | undefined,
+  what: string,
+): T {
+  const out = new C(decodeBytes(s, C.BYTES_PER_ELEMENT, what));
   if (expectedLength !== undefined && out.length !== expectedLength) {
     throw new QuantlensError('STATE', `state field ${what} has ${out.length} values, expected ${expectedLength}`);
   }
   return out;
 }
 
-export function encodeF32(a: Float32Array): string {
-  return bytesOf(a).toString('base64');
+export const encodeF64 = (a: Float64Array): string => encodeTyped(a);
+export const encodeF32 = (a: Float32Array): string => encodeTyped(a);
+
+export function decodeF64(s: string, expectedLength?: number, what = 'float64 array'): Float64Array {
+  return decodeTyped(Float64Array, s, expectedLength, what);
 }
 
 export function decodeF32(s: string, expectedLength?: number, what = 'float32 array'): Float32Array {
-  const out = new Float32Array(decodeBytes(s, 4, what));
-  if (expectedLength !== undefined && out.length !== expectedLength) {
-    throw new QuantlensError('STATE', `state field ${what} has ${out.length} values, expected ${expectedLength}`);
-  }
-  return out;
+  return decodeTyped(Float32Array, s, expectedLength, what);
+}
+
+export function decodeI32(s: string, expectedLength?: number, what = 'int32 array'): Int32Array {
+  return decodeTyped(Int32Array, s, expectedLength, what);
 }
 
 /** A Float64Array that grows by doubling; used where a measurement must keep one value per example. */
