@@ -71,6 +71,7 @@ async function main(): Promise<void> {
         const plan = await preparePlan(cfg);
         await releasePlan(plan);
         console.log(`${a.pipeline}: ok — ${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => `${s.layer} (${s.tensor})`).join(', ')}`);
+        if (plan.memory) console.log((await import('./budget.ts')).formatMemoryEstimate(plan.memory));
       },
     )
     .command(

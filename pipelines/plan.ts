@@ -26,6 +26,7 @@ import { datasetPath, modelRecord, outputMetadata } from './output-metadata.ts';
 import { resolveDemo } from './demo.ts';
 import { resolvePrecisionModel } from './precisions.ts';
 import { quantSessionConfig } from '../onnx/quantize/index.ts';
+import { checkMemoryBudget, estimateMemory, modelShape, type MemoryEstimate } from './budget.ts';
 
 export interface PrecisionInfo {
   precision: string;
@@ -50,6 +51,8 @@ export interface Plan {
   maxContext: number;
   /** Key-value metadata written into every Parquet file and summary.json. */
   metadata: Record<string, string>;
+  /** The memory estimate checked against memory_budget_gb (pipelines/budget.ts). */
+  memory?: MemoryEstimate;
 }
 
 export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: number; count: number }; cacheDir?: string } = {}): Promise<Plan> {
@@ -68,6 +71,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
 
   const graph = readOnnxModel(folder.onnxPath);
   let sites: ActivationSite[];
+  let memory: MemoryEstimate;
   // The float type the model was exported in: 'fp32' / 'fp16' name the model as given.
   const logitsType = graph.outputs.find((o) => o.name === 'logits')?.elemType ?? graph.outputs[0]?.elemType;
   const nativePrecision = logitsType === 10 ? 'fp16' : 'fp32';
@@ -75,6 +79,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   const maskInput = graph.inputs.find((i) => i.name === 'attention_mask')?.name;
   try {
     sites = resolveLayers(graph, cfg.layers, folder.config, where('layers'));
+    memory = estimateMemory(graph, cfg, sites, modelShape(graph, folder.config, folder.vocabSize));
   } finally {
     graph.source.close();
   }
@@ -92,6 +97,8 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     const width = Math.max(...sites.map((s) => s.width ?? 0));
     checkCorrelationBudget(width, sites.length * cfg.precisions.length, cfg.correlation.memory_budget_gb * 1024 ** 3, where('correlation.memory_budget_gb'));
   }
+  // Before any quantization, session or output: a run that cannot fit does no work at all.
+  checkMemoryBudget(memory, where('memory_budget_gb'));
 
   const session = defaultSessionSettings();
   if (cfg.session.intra_op_threads > 0) session.intraOpThreads = cfg.session.intra_op_threads;
@@ -135,7 +142,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     'quantlens.session_settings': JSON.stringify(describeSettings(session)),
   };
   if (demo.label) metadata['quantlens.model_label'] = demo.label;
-  return { cfg, folder, modelHash: hash, demoLabel: demo.label, tokenizer, template, dataset, sites, runners, precisions, session, maxContext, metadata };
+  return { cfg, folder, modelHash: hash, demoLabel: demo.label, tokenizer, template, dataset, sites, runners, precisions, session, maxContext, metadata, memory };
 }
 
 export async function releasePlan(plan: Plan): Promise<void> {

@@ -19,6 +19,7 @@ import type { TokenizeStats } from '../operators/encode.ts';
 import type { BatchResult } from '../operators/infer.ts';
 import { RunCheckpoints, runTiming, writeShardState } from './checkpoint.ts';
 import { datasetPath, modelRecord, precisionPath } from './output-metadata.ts';
+import { memoryRecord } from './budget.ts';
 
 export interface RunOptions {
   shard?: { index: number; count: number };
@@ -181,6 +182,7 @@ function buildSummary(
     tokens_per_second: timing.tokensPerSecond,
     ort: { version: plan.metadata['quantlens.ort_version'], settings: JSON.parse(plan.metadata['quantlens.session_settings']) },
     measures: cfg.measure,
+    ...(plan.memory ? { memory: memoryRecord(plan.memory) } : {}),
     ...extra,
   };
 }

@@ -25,7 +25,7 @@ export type { QuantOptions, QuantVariant } from './variants.ts';
 export { QUANT_VARIANTS } from './variants.ts';
 export { quantSessionConfig } from './session-settings.ts';
 
-function emitterFor(variant: QuantVariant, s: Record<string, any>): VariantEmitter {
+export function emitterFor(variant: QuantVariant, s: Record<string, any>): VariantEmitter {
   switch (variant) {
     case 'nf4':
     case 'fp4':
