@@ -10,6 +10,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { SeededRandom } from '../core/random.ts';
+import { isQuantlensError } from '../core/errors.ts';
 import type { LlamaConfig } from '../onnx/models/llama-config.ts';
 import { writeModelFolder, type AnyLlamaWeights } from '../onnx/models/llama-graph.ts';
 import { demoTokenizerFiles } from '../sources/demo/demo-tokenizer.ts';
@@ -146,6 +147,12 @@ async function run(file: string, cacheDir: string): Promise<void> {
 }
 
 const [job, a, b] = process.argv.slice(2);
-if (job === 'generate') await generate(a, b);
-else if (job === 'run') await run(a, b);
-else throw new Error(`usage: scale-child.ts generate <dir> <config.json> | run <pipeline.yaml> <cacheDir>`);
+try {
+  if (job === 'generate') await generate(a, b);
+  else if (job === 'run') await run(a, b);
+  else throw new Error(`usage: scale-child.ts generate <dir> <config.json> | run <pipeline.yaml> <cacheDir>`);
+} catch (e) {
+  // As the CLI: a user-facing error is its one line; anything else keeps its stack.
+  console.error(isQuantlensError(e) ? `quantlens: ${e.message}` : e);
+  process.exitCode = 1;
+}

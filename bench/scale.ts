@@ -9,7 +9,8 @@
  * why, then runs the same pipeline without salience so the other phases are still measured.
  * Sizes: ~0.1B, ~0.5B and ~1B (TinyLlama-1.1B's body); --quick runs ~0.1B only.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -83,21 +84,35 @@ function folderBytes(dir: string): number {
     .reduce((s, e) => s + statSync(path.join(e.parentPath, e.name)).size, 0);
 }
 
-function child(args: string[]): { status: number | null; signal: string | null; phases: Phase[]; info: any[]; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', CHILD, ...args], { cwd: REPO, encoding: 'utf8', maxBuffer: 64 << 20 });
-  const phases: Phase[] = [];
-  const info: any[] = [];
-  for (const line of (r.stdout ?? '').split('\n')) {
-    if (line.startsWith('PHASE ')) phases.push(JSON.parse(line.slice(6)));
-    if (line.startsWith('INFO ')) info.push(JSON.parse(line.slice(5)));
-  }
-  return { status: r.status, signal: r.signal, phases, info, stderr: r.stderr ?? '' };
+interface ChildResult {
+  status: number | null;
+  signal: string | null;
+  phases: Phase[];
+  info: any[];
+  stderr: string;
 }
 
-function failureOf(c: ReturnType<typeof child>): string {
+/** Run scale-child.ts; each PHASE line is logged as it arrives (a ~1B run takes tens of minutes). */
+function child(args: string[], log: (l: string) => void): Promise<ChildResult> {
+  const c = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: ChildResult = { status: null, signal: null, phases: [], info: [], stderr: '' };
+  createInterface({ input: c.stdout }).on('line', (line) => {
+    if (line.startsWith('PHASE ')) {
+      const p = JSON.parse(line.slice(6)) as Phase;
+      out.phases.push(p);
+      log(`  ${p.name}: ${fixed(p.seconds, 1)} s, peak RSS ${fixed(p.peakRssBytes / GiB, 2)} GiB`);
+    }
+    if (line.startsWith('INFO ')) out.info.push(JSON.parse(line.slice(5)));
+  });
+  // Keep only the tail of stderr: the error line is at the end.
+  c.stderr.on('data', (d: Buffer) => (out.stderr = (out.stderr + d.toString()).slice(-20_000)));
+  return new Promise((resolve) => c.on('close', (status, signal) => resolve({ ...out, status, signal })));
+}
+
+function failureOf(c: ChildResult): string {
   if (c.signal) return `killed by ${c.signal}${c.signal === 'SIGKILL' ? ' (most likely the kernel, out of memory)' : ''}`;
   const lines = c.stderr.split('\n').filter((l) => l.trim() && !/^quantlens: .*→/.test(l));
-  const err = lines.reverse().find((l) => /error|quantlens:|QuantlensError/i.test(l)) ?? lines[0] ?? '';
+  const err = lines.reverse().find((l) => /^quantlens: |Error\b/.test(l)) ?? lines[0] ?? '';
   return `exit ${c.status}: ${err.trim().slice(0, 400)}`;
 }
 
@@ -109,6 +124,9 @@ function pipelineYaml(modelDir: string, outDir: string, measures: string[], prom
     precisions: ['fp32', 'nf4', 'llm-int8'],
     dataset,
     layers: ['first', 'middle', 'last'],
+    // 16 BoolQ prompts are ~1,300 tokens: a 1,024-token cap keeps the estimate's per-batch term
+    // (logits [T, V] per precision) near what the run really holds.
+    batch: { max_tokens: 1024 },
     measure: measures,
     salience: { steps: 8, limit: 2 },
     calibration: { bootstrap: 200 },
@@ -118,12 +136,12 @@ function pipelineYaml(modelDir: string, outDir: string, measures: string[], prom
   return stringify(doc);
 }
 
-function attempt(work: string, modelDir: string, measures: string[], prompts: number, budgetGb: number, log: (l: string) => void): PipelineAttempt {
+async function attempt(work: string, modelDir: string, measures: string[], prompts: number, budgetGb: number, log: (l: string) => void): Promise<PipelineAttempt> {
   const tag = measures.includes('salience') ? 'all' : 'no-salience';
   const yaml = path.join(work, `${tag}.yaml`);
   writeFileSync(yaml, pipelineYaml(modelDir, path.join(work, `out-${tag}`), measures, prompts, budgetGb));
   log(`pipeline [${measures.join(', ')}] (budget ${budgetGb.toFixed(1)} GiB)…`);
-  const c = child(['run', yaml, path.join(work, 'cache')]);
+  const c = await child(['run', yaml, path.join(work, 'cache')], log);
   const ok = c.status === 0;
   const done = new Set(c.phases.map((p) => p.name));
   const refused = /memory_budget_gb: the run needs/.test(c.stderr);
@@ -154,7 +172,7 @@ export async function benchScale(opts: { sizes: string[]; prompts: number; tmpDi
     const modelDir = path.join(work, 'model');
     writeFileSync(path.join(work, 'config.json'), JSON.stringify(cfg));
     opts.log(`${size}: generating a seeded Llama (${(llamaParameterCount(cfg) / 1e9).toFixed(2)}B parameters)…`);
-    const g = child(['generate', modelDir, path.join(work, 'config.json')]);
+    const g = await child(['generate', modelDir, path.join(work, 'config.json')], opts.log);
     const generation = g.status === 0 && g.phases[0] ? g.phases[0] : { error: failureOf(g) };
     const run: ScaleRun = { size, parameters: llamaParameterCount(cfg), modelBytes: 0, generation, attempts: [], budgetGb: 0, salienceGoalBytes: 0 };
     runs.push(run);
@@ -164,9 +182,9 @@ export async function benchScale(opts: { sizes: string[]; prompts: number; tmpDi
     // The goal, or what this shared machine has free now (minus 1 GiB), whichever is less:
     // the pipeline's own memory budget then refuses a run that would not fit, before any work.
     run.budgetGb = Math.min(SCALE_GOAL_BYTES, memAvailableBytes() - GiB) / GiB;
-    const all = attempt(work, modelDir, MEASURES, opts.prompts, run.budgetGb, opts.log);
+    const all = await attempt(work, modelDir, MEASURES, opts.prompts, run.budgetGb, opts.log);
     run.attempts.push(all);
-    if (!all.ok) run.attempts.push(attempt(work, modelDir, MEASURES.filter((m) => m !== 'salience'), opts.prompts, run.budgetGb, opts.log));
+    if (!all.ok) run.attempts.push(await attempt(work, modelDir, MEASURES.filter((m) => m !== 'salience'), opts.prompts, run.budgetGb, opts.log));
     rmSync(work, { recursive: true, force: true });
   }
   return { runs, prompts: opts.prompts, dataset: existsSync(BOOLQ) ? 'BoolQ' : 'demo', goalBytes: SCALE_GOAL_BYTES };

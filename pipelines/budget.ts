@@ -15,8 +15,10 @@
  *                 issue 11), while quantizing on first use; counted when a quantized precision
  *                 is listed (an upper bound when the variant is already cached).
  *   correlation   correlationMemoryBytes(F, C·P) (operators/estimators/correlation.ts).
- *   attribution   graphs: P·C attribution sessions, each holding the model's float weights
- *                 (today's attribution graphs embed dequantized weights as Constants), plus the
+ *   attribution   graphs: P·C attribution sessions, each holding 1.5 × the model's float weights
+ *                 (today's attribution graphs embed dequantized weights as Constants; 1.5 is
+ *                 measured by bench/scale.ts: at ~0.1B, 9 graphs added 4.9 GiB for 0.37 GiB of
+ *                 weights, i.e. 1.47 × each), plus the
  *                 step batch: `salience.memory_budget_gb` when the pipeline sets it, else
  *                 R · 4 B · (3V + L·(10H + 5F)) with R = 2^22 / max(F, V) token rows per step
  *                 (lig.ts's default chunk: logits, their gradient and the softmax; per layer the
@@ -38,6 +40,8 @@ const GiB = 1024 ** 3;
 export const BASELINE_BYTES = 0.3 * GiB;
 /** The quantizer's peak over its largest float32 weight (measured, issue 11). */
 export const QUANTIZER_PEAK_FACTOR = 6;
+/** Resident bytes of one attribution graph over the model's float weight bytes (measured, see above). */
+export const ATTRIBUTION_GRAPH_FACTOR = 1.5;
 /** lig.ts's default step chunk: rows·seq·max(width, vocab) elements per run. */
 const LIG_CHUNK_ELEMENTS = 1 << 22;
 
@@ -150,7 +154,8 @@ export function attributionPart(m: OnnxModel, cfg: PipelineConfig, sites: Activa
   const rows = LIG_CHUNK_ELEMENTS / Math.max(F, shape.vocab);
   const step = stepBudgetGb !== undefined ? stepBudgetGb * GiB : rows * 4 * (3 * shape.vocab + shape.layers * (10 * shape.hidden + 5 * F));
   const stepWhy = stepBudgetGb !== undefined ? 'salience.memory_budget_gb' : `~${Math.round(rows)} token rows per step`;
-  return { name: 'attribution', bytes: graphs * floatWeights + step, detail: `${graphs} graphs × ${gib(floatWeights)} GiB float weights + step batch ${gib(step)} GiB (${stepWhy})` };
+  const perGraph = ATTRIBUTION_GRAPH_FACTOR * floatWeights;
+  return { name: 'attribution', bytes: graphs * perGraph + step, detail: `${graphs} graphs × ${ATTRIBUTION_GRAPH_FACTOR} × ${gib(floatWeights)} GiB float weights + step batch ${gib(step)} GiB (${stepWhy})` };
 }
 
 export function estimateMemory(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryEstimate {
