@@ -9,6 +9,7 @@
  * Peak RSS per phase: Linux's VmHWM, reset at each phase start through /proc/self/clear_refs.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { SeededRandom } from '../core/random.ts';
 import { isQuantlensError } from '../core/errors.ts';
 import type { LlamaConfig } from '../onnx/models/llama-config.ts';
@@ -20,6 +21,9 @@ import { runPipeline } from '../pipelines/run.ts';
 import { resolvePrecisionModel } from '../pipelines/precisions.ts';
 import { RunMeasures } from '../pipelines/measures.ts';
 import { SalienceMeasure } from '../pipelines/salience.ts';
+import { checkMemoryBudget, estimateMemory, modelShape } from '../pipelines/budget.ts';
+import { readOnnxModel } from '../onnx/model-reader.ts';
+import { resolveLayers } from '../onnx/capture.ts';
 
 function vmHwmBytes(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
@@ -105,8 +109,16 @@ function timeMethod(proto: any, method: string, phases: Phases, name: string): v
 async function run(file: string, cacheDir: string): Promise<void> {
   const cfg = loadPipeline(file);
   const phases = new Phases();
-  // Quantize first, phase by phase, into the cache the run then reads (same key: same settings).
   const folder = await openModelFolder(cfg.model);
+  // The run's own memory check, before the quantization done here ahead of it (plan.ts repeats it).
+  const graph = readOnnxModel(folder.onnxPath);
+  try {
+    const sites = resolveLayers(graph, cfg.layers, folder.config, 'layers');
+    checkMemoryBudget(estimateMemory(graph, cfg, sites, modelShape(graph, folder.config, folder.vocabSize)), `${path.basename(file)}: memory_budget_gb`);
+  } finally {
+    graph.source.close();
+  }
+  // Quantize first, phase by phase, into the cache the run then reads (same key: same settings).
   for (const p of cfg.precisions.filter((x) => x !== 'fp32')) {
     phases.enter(`quantize ${p}`);
     const r = await resolvePrecisionModel(folder, p, cfg, 'fp32', cacheDir);

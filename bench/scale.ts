@@ -202,8 +202,14 @@ export function printScale(r: ScaleResult): void {
       if (a.phases.length)
         console.log(formatTable([{ title: 'phase' }, { title: 'seconds', align: 'right' }, { title: 'peak RSS GiB', align: 'right' }], a.phases.map((p) => [p.name, fixed(p.seconds, 1), gibOf(p.peakRssBytes)])));
       if (a.phases.length) console.log(`peak RSS (whole process): ${gibOf(a.peakRssBytes)} GiB   goal ≤ ${gibOf(r.goalBytes)} GiB: ${a.peakRssBytes <= r.goalBytes ? 'goal met' : 'GOAL MISSED'}`);
+      const est = (a.memoryEstimate as { estimate_gib?: number } | undefined)?.estimate_gib;
+      if (est !== undefined && a.phases.length) console.log(`memory_budget_gb estimate ${fixed(est, 2)} GiB vs measured peak ${gibOf(a.peakRssBytes)} GiB`);
       const sal = a.phases.find((p) => p.name === 'salience');
-      if (sal) console.log(`salience peak ${gibOf(sal.peakRssBytes)} GiB   goal ≤ model + salience budget + 1.5 GiB = ${gibOf(run.salienceGoalBytes)} GiB: ${sal.peakRssBytes <= run.salienceGoalBytes ? 'goal met' : 'GOAL MISSED'}`);
+      if (sal)
+        console.log(
+          `salience peak ${gibOf(sal.peakRssBytes)} GiB (whole process: 3 precisions' sessions and 9 attribution graphs)   ` +
+            `goal ≤ model + salience budget + 1.5 GiB = ${gibOf(run.salienceGoalBytes)} GiB: ${sal.peakRssBytes <= run.salienceGoalBytes ? 'goal met' : 'GOAL MISSED'}`,
+        );
     }
   }
 }
