@@ -6,7 +6,9 @@
  *                                     bench/attribution.ts when present (~10 min on 2 cores)
  *   npm run bench -- --quick          smaller sizes (a few minutes); memory at 2k / 20k prompts
  *   npm run bench -- --all            also bench/parquet-writers.ts
- *   npm run bench -- --only pipeline,memory,estimators,quantize,convert,attribution,parquet
+ *   npm run bench -- --only scale      bench/scale.ts: seeded ~0.1B/0.5B/1B Llamas, every measure at
+ *                                     fp32/nf4/llm-int8, peak RSS per phase (tens of minutes; --quick: 0.1B)
+ *   npm run bench -- --only pipeline,memory,estimators,quantize,convert,attribution,parquet,scale
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -17,6 +19,7 @@ import { benchPipelineThroughput, type ThroughputResult } from './pipeline.ts';
 import { benchMemory, type MemoryResult } from './memory.ts';
 import { benchEstimators, type EstimatorsResult, type EstimatorRun } from './estimators.ts';
 import { duration, fixed, formatTable, median, percent } from './lib.ts';
+import { benchScale, printScale, SCALE_SIZES } from './scale.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..');
 const args = process.argv.slice(2);
@@ -24,7 +27,8 @@ const quick = args.includes('--quick');
 const all = args.includes('--all');
 const onlyAt = args.indexOf('--only');
 const only = onlyAt >= 0 ? new Set((args[onlyAt + 1] ?? '').split(',')) : null;
-const wanted = (section: string) => (only ? only.has(section) : section !== 'parquet' || all);
+// parquet and scale (tens of minutes at ~1B) run only when named or with --all.
+const wanted = (section: string) => (only ? only.has(section) : (section !== 'parquet' && section !== 'scale') || all);
 
 const SIZES = quick
   ? { throughputPrompts: 400, rounds: 2, memory: [2_000, 20_000] as [number, number], prompts: 100, widePrompts: 24, quantizeArgs: ['1'], convertArgs: ['1'], attributionArgs: ['4'], parquetArgs: ['200000'] }
@@ -164,6 +168,7 @@ async function main(): Promise<void> {
     if (wanted('pipeline')) await section('pipeline', results, () => benchPipelineThroughput({ prompts: SIZES.throughputPrompts, rounds: SIZES.rounds, tmpDir, log }), printThroughput);
     if (wanted('memory')) await section('memory', results, () => benchMemory({ sizes: SIZES.memory, tmpDir, log }), printMemory);
     if (wanted('estimators')) await section('estimators', results, () => benchEstimators({ prompts: SIZES.prompts, widePrompts: SIZES.widePrompts, tmpDir, log }), printEstimators);
+    if (wanted('scale')) await section('scale', results, () => benchScale({ sizes: quick ? ['0.1B'] : Object.keys(SCALE_SIZES), prompts: quick ? 4 : 16, tmpDir, log }), printScale);
     const scripts: Record<string, unknown>[] = [];
     if (wanted('quantize')) scripts.push(runScript('quantize', path.join(REPO, 'bench', 'quantize.ts'), SIZES.quantizeArgs));
     if (wanted('convert')) scripts.push(runScript('convert', path.join(REPO, 'bench', 'convert.ts'), SIZES.convertArgs));

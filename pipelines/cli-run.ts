@@ -86,6 +86,7 @@ async function validateCommand(a: Args): Promise<void> {
     const plan = await preparePlan(cfg);
     await releasePlan(plan);
     console.log(`${cfgs.length > 1 ? cfg.file : a.pipeline}: ok — ${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => `${s.layer} (${s.tensor})`).join(', ')}`);
+    if (plan.memory) console.log((await import('./budget.ts')).formatMemoryEstimate(plan.memory));
   }
 }
 

@@ -29,6 +29,7 @@ import { confirmPaddingSide } from './padding-probe.ts';
 import { resolvePrecisionModel } from './precisions.ts';
 import { quantSessionConfig } from '../onnx/quantize/index.ts';
 import { packageInfo } from './package-info.ts';
+import { checkMemoryBudget, estimateMemory, modelShape, type MemoryEstimate } from './budget.ts';
 
 export interface PrecisionInfo {
   precision: string;
@@ -53,6 +54,8 @@ export interface Plan {
   maxContext: number;
   /** Key-value metadata written into every Parquet file and summary.json. */
   metadata: Record<string, string>;
+  /** The memory estimate checked against memory_budget_gb (pipelines/budget.ts). */
+  memory?: MemoryEstimate;
 }
 
 export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: number; count: number }; cacheDir?: string } = {}): Promise<Plan> {
@@ -70,6 +73,8 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     const width = Math.max(...sites.map((s) => s.width ?? 0));
     checkCorrelationBudget(width, sites.length * cfg.precisions.length, cfg.correlation.memory_budget_gb * 1024 ** 3, where('correlation.memory_budget_gb'));
   }
+  // Before any quantization, session or output: a run that cannot fit does no work at all.
+  checkMemoryBudget(graph.memory, where('memory_budget_gb'));
   const session = await sessionSettingsFor(cfg, where);
 
   const hash = await modelHash(folder);
@@ -94,7 +99,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     'quantlens.padding': JSON.stringify(padSide),
   };
   if (demo.label) metadata['quantlens.model_label'] = demo.label;
-  return { cfg, folder, modelHash: hash, demoLabel: demo.label, tokenizer, template, dataset, sites, runners, precisions, session, maxContext, metadata };
+  return { cfg, folder, modelHash: hash, demoLabel: demo.label, tokenizer, template, dataset, sites, runners, precisions, session, maxContext, metadata, memory: graph.memory };
 }
 
 /** The gold column exists and the prompt template names only columns the dataset has. */
@@ -114,6 +119,8 @@ interface GraphFacts {
   opset: number;
   maskInput: string | undefined;
   feed: ReturnType<typeof graphFeedInfo>;
+  /** What the run will hold in memory, estimated from the graph before any work. */
+  memory: MemoryEstimate;
 }
 
 /** What the plan needs from the model's graph: capture sites, native precision, opset, mask, feeds. */
@@ -124,6 +131,7 @@ function readGraphFacts(cfg: PipelineConfig, folder: ModelFolder, tokenizer: Tex
   let logitsType: number | null | undefined;
   let opset: number;
   let maskInput: string | undefined;
+  let memory: MemoryEstimate;
   try {
     // Without config.json the logits width is the model's vocabulary: refuse before ORT meets an id out of range.
     const logitsWidth = graph.outputs.find((o) => o.name === 'logits')?.dims?.at(-1);
@@ -133,12 +141,13 @@ function readGraphFacts(cfg: PipelineConfig, folder: ModelFolder, tokenizer: Tex
     maskInput = graph.inputs.find((i) => i.name === 'attention_mask')?.name;
     feed = graphFeedInfo(graph, folder);
     sites = resolveLayers(graph, cfg.layers, folder.config ?? folder.genai, where('layers'));
+    memory = estimateMemory(graph, cfg, sites, modelShape(graph, folder.config, folder.vocabSize));
   } finally {
     graph.source.close();
   }
   if (folder.vocabSize === null && feed.logitsDim) checkTokenizerFitsModel(tokenizer, { ...folder, vocabSize: feed.logitsDim }, where('model'));
   sites = sites.map((s) => (s.flat ? { ...s, capture: reshapedName(s.tensor) } : s));
-  return { sites, nativePrecision: logitsType === 10 ? 'fp16' : 'fp32', opset, maskInput, feed };
+  return { sites, nativePrecision: logitsType === 10 ? 'fp16' : 'fp32', opset, maskInput, feed, memory };
 }
 
 /**

@@ -20,6 +20,7 @@ import type { BatchResult } from '../operators/infer.ts';
 import { CHECKPOINT_FILE, RunCheckpoints, STATE_DIR, runTiming, writeShardState } from './checkpoint.ts';
 import { datasetPath, modelRecord, precisionPath } from './output-metadata.ts';
 import { abortOutput, beginOutput, endOutput } from './output-folder.ts';
+import { memoryRecord } from './budget.ts';
 
 export interface RunOptions {
   shard?: { index: number; count: number };
@@ -196,6 +197,7 @@ function buildSummary(
     tokens_per_second: timing.tokensPerSecond,
     ort: { version: plan.metadata['quantlens.ort_version'], settings: JSON.parse(plan.metadata['quantlens.session_settings']) },
     measures: cfg.measure,
+    ...(plan.memory ? { memory: memoryRecord(plan.memory) } : {}),
     ...extra,
   };
 }

@@ -48,6 +48,8 @@ export interface PipelineConfig {
   quantization: { block_size?: number; double_quant?: boolean; symmetric?: boolean; outlier_threshold?: number; include_lm_head?: boolean; allow_partial: boolean };
   activations?: { format: 'arrow' | 'parquet'; every: number; limit?: number };
   checkpoint_every: number;
+  /** The run's memory budget in GiB (pipelines/budget.ts); absent = 80 % of physical memory. */
+  memory_budget_gb?: number;
 }
 
 /**
@@ -169,6 +171,7 @@ export const SCHEMA: Record<string, Field> = {
     },
   },
   checkpoint_every: { kind: 'int', default: 50, min: 1 },
+  memory_budget_gb: { kind: 'number', min: 0 },
 };
 
 /**

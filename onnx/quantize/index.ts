@@ -27,7 +27,7 @@ export { QUANT_VARIANTS } from './variants.ts';
 export { quantSessionConfig } from './session-settings.ts';
 export type { QuantizationRecord, LinearWeight } from './census.ts';
 
-function emitterFor(variant: QuantVariant, s: Record<string, any>): VariantEmitter {
+export function emitterFor(variant: QuantVariant, s: Record<string, any>): VariantEmitter {
   switch (variant) {
     case 'nf4':
     case 'fp4':

@@ -1,0 +1,191 @@
+/**
+ * One memory budget for the run (`memory_budget_gb`): an estimate, per component, of the bytes a
+ * pipeline holds at its peak, computed from the model graph and the pipeline file BEFORE any
+ * quantization, session or output exists, so a run that cannot fit is refused up front.
+ *
+ * Components (B = bytes; V vocab, H hidden, F the widest captured layer, L layers, C captured
+ * layers, P precisions, T = batch.max_tokens):
+ *   sessions      Σ_p weights(p) + P · T · 4 B · (V + C·F + 4H + 3F)
+ *                 weights(fp32) = the model's initializer bytes (inline or external data);
+ *                 weights(quantized) = weights(fp32) − Σ quantized MatMul weights + the tensors the
+ *                 variant declares for them (onnx/quantize emitters: exact sizes, before any data);
+ *                 per batch and precision: logits [T, V], C captured [T, F] copies, and about
+ *                 4H + 3F floats per token of one layer's working buffers in ONNX Runtime.
+ *   quantization  6 × the largest quantized weight in float32 (the quantizer's measured peak,
+ *                 issue 11), while quantizing on first use; counted when a quantized precision
+ *                 is listed (an upper bound when the variant is already cached).
+ *   correlation   correlationMemoryBytes(F, C·P) (operators/estimators/correlation.ts).
+ *   attribution   graphs: P·C attribution sessions, each holding 1.5 × the model's float weights
+ *                 (today's attribution graphs embed dequantized weights as Constants; 1.5 is
+ *                 measured by bench/scale.ts: at ~0.1B, 9 graphs added 4.9 GiB for 0.37 GiB of
+ *                 weights, i.e. 1.47 × each), plus the
+ *                 step batch: `salience.memory_budget_gb` when the pipeline sets it, else
+ *                 R · 4 B · (3V + L·(10H + 5F)) with R = 2^22 / max(F, V) token rows per step
+ *                 (lig.ts's default chunk: logits, their gradient and the softmax; per layer the
+ *                 activations kept for the backward pass).
+ *   baseline      0.3 GiB: Node, ONNX Runtime, tokenizer and the Parquet writers.
+ */
+import os from 'node:os';
+import { QuantlensError } from '../core/errors.ts';
+import type { OnnxModel, TensorInfo } from '../onnx/model-reader.ts';
+import type { ActivationSite } from '../onnx/capture.ts';
+import type { DTypeName } from '../onnx/dtypes.ts';
+import { selectTargets } from '../onnx/quantize/targets.ts';
+import { emitterFor } from '../onnx/quantize/index.ts';
+import { QUANT_VARIANTS, variantSettings, type QuantVariant } from '../onnx/quantize/variants.ts';
+import { correlationMemoryBytes } from '../operators/estimators/correlation.ts';
+import type { PipelineConfig } from './schema.ts';
+
+const GiB = 1024 ** 3;
+export const BASELINE_BYTES = 0.3 * GiB;
+/** The quantizer's peak over its largest float32 weight (measured, issue 11). */
+export const QUANTIZER_PEAK_FACTOR = 6;
+/** Resident bytes of one attribution graph over the model's float weight bytes (measured, see above). */
+export const ATTRIBUTION_GRAPH_FACTOR = 1.5;
+/** lig.ts's default step chunk: rows·seq·max(width, vocab) elements per run. */
+const LIG_CHUNK_ELEMENTS = 1 << 22;
+
+export interface MemoryPart {
+  name: 'sessions' | 'quantization' | 'correlation' | 'attribution' | 'baseline';
+  bytes: number;
+  detail: string;
+}
+
+export interface MemoryEstimate {
+  budgetBytes: number;
+  totalBytes: number;
+  parts: MemoryPart[];
+}
+
+/** The shape facts the estimate needs, read once from the graph and config.json. */
+export interface ModelShape {
+  vocab: number;
+  hidden: number;
+  layers: number;
+}
+
+/** V, H, L from config.json (Hugging Face keys), else the logits' last dimension; 0 when unknown. */
+export function modelShape(m: OnnxModel, config: Record<string, any> | null, vocabSize: number | null): ModelShape {
+  const n = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : 0);
+  const logits = m.outputs.find((o) => o.name === 'logits') ?? m.outputs[0];
+  const last = logits?.dims?.[logits.dims.length - 1];
+  return {
+    vocab: vocabSize ?? n(last),
+    hidden: n(config?.hidden_size ?? config?.n_embd ?? config?.d_model),
+    layers: n(config?.num_hidden_layers ?? config?.n_layer ?? config?.num_layers),
+  };
+}
+
+const DTYPE_BYTES: Partial<Record<DTypeName, number>> = { float: 4, uint8: 1, int8: 1, uint16: 2, int16: 2, int32: 4, int64: 8, bool: 1, float16: 2, double: 8, uint32: 4, uint64: 8, bfloat16: 2 };
+const gib = (b: number) => (b / GiB).toFixed(2);
+
+/** The run's budget: `memory_budget_gb`, else 80 % of physical memory. */
+export function budgetBytes(cfg: Pick<PipelineConfig, 'memory_budget_gb'>): number {
+  return cfg.memory_budget_gb !== undefined ? cfg.memory_budget_gb * GiB : 0.8 * os.totalmem();
+}
+
+function tensorBytes(t: TensorInfo): number {
+  return t.location.kind === 'empty' ? 0 : t.location.length;
+}
+
+/** Bytes of every initializer (inline or external data): what a session of the native model holds. */
+export function modelWeightBytes(m: OnnxModel): number {
+  let sum = 0;
+  for (const t of m.initializers.values()) sum += tensorBytes(t);
+  return sum;
+}
+
+/** Weight bytes of a quantized variant, from the tensors its emitter declares (no data computed). */
+export function quantizedWeightBytes(m: OnnxModel, variant: QuantVariant, q: PipelineConfig['quantization']): { bytes: number; largestTarget: number } {
+  const opts = { blockSize: q.block_size, doubleQuant: q.double_quant, symmetric: q.symmetric, outlierThreshold: q.outlier_threshold, includeLmHead: q.include_lm_head };
+  const emitter = emitterFor(variant, variantSettings(variant, opts));
+  const opset = m.opsets.find((o) => o.domain === '')?.version ?? 0;
+  const ctx = { opset, fresh: (base: string) => base };
+  let bytes = modelWeightBytes(m);
+  let largestTarget = 0;
+  for (const t of selectTargets(m, q.include_lm_head ?? false).targets) {
+    bytes -= tensorBytes(t.weight);
+    largestTarget = Math.max(largestTarget, t.K * t.N * 4);
+    for (const nt of emitter.weight(t.weight.name, t.K, t.N, ctx).tensors) bytes += nt.dims.reduce((a, d) => a * d, 1) * (DTYPE_BYTES[nt.type] ?? 4);
+  }
+  return { bytes, largestTarget };
+}
+
+const isQuantized = (p: string): p is QuantVariant => (QUANT_VARIANTS as readonly string[]).includes(p);
+
+/** sessions + quantization: weights per precision, per-batch activations, the quantizer's transient peak. */
+export function sessionParts(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryPart[] {
+  const native = modelWeightBytes(m);
+  const F = Math.max(0, ...sites.map((s) => s.width ?? 0));
+  const C = cfg.measure.some((x) => x === 'correlation' || x === 'agreement') || cfg.activations ? sites.length : 0;
+  const perBatch = cfg.batch.max_tokens * 4 * (shape.vocab + C * F + 4 * shape.hidden + 3 * F);
+  const details: string[] = [];
+  let weights = 0;
+  let largest = 0;
+  for (const p of cfg.precisions) {
+    const w = isQuantized(p) ? quantizedWeightBytes(m, p, cfg.quantization) : { bytes: native, largestTarget: 0 };
+    weights += w.bytes;
+    largest = Math.max(largest, w.largestTarget);
+    details.push(`${p} ${gib(w.bytes)}`);
+  }
+  const parts: MemoryPart[] = [
+    { name: 'sessions', bytes: weights + cfg.precisions.length * perBatch, detail: `weights ${details.join(', ')} GiB + ${cfg.precisions.length} × ${gib(perBatch)} GiB per batch` },
+  ];
+  if (largest > 0) parts.push({ name: 'quantization', bytes: QUANTIZER_PEAK_FACTOR * largest, detail: `${QUANTIZER_PEAK_FACTOR} × largest weight ${gib(largest)} GiB, on first use` });
+  return parts;
+}
+
+/** correlation: the co-moment accumulators of every (layer, precision) key. */
+export function correlationPart(cfg: PipelineConfig, sites: ActivationSite[]): MemoryPart | null {
+  if (!cfg.measure.includes('correlation')) return null;
+  const F = Math.max(0, ...sites.map((s) => s.width ?? 0));
+  const keys = sites.length * cfg.precisions.length;
+  return { name: 'correlation', bytes: correlationMemoryBytes(F, keys), detail: `${keys} layer×precision keys at width ${F}` };
+}
+
+/** attribution: P·C attribution graphs holding float weights, plus the step batch. */
+export function attributionPart(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryPart | null {
+  if (!cfg.measure.includes('salience')) return null;
+  const graphs = cfg.precisions.length * sites.length;
+  const floatWeights = modelWeightBytes(m);
+  const F = Math.max(1, ...sites.map((s) => s.width ?? 0));
+  // Another engineer adds salience.memory_budget_gb (step batches); count it when present.
+  const stepBudgetGb = (cfg.salience as { memory_budget_gb?: number }).memory_budget_gb;
+  const rows = LIG_CHUNK_ELEMENTS / Math.max(F, shape.vocab);
+  const step = stepBudgetGb !== undefined ? stepBudgetGb * GiB : rows * 4 * (3 * shape.vocab + shape.layers * (10 * shape.hidden + 5 * F));
+  const stepWhy = stepBudgetGb !== undefined ? 'salience.memory_budget_gb' : `~${Math.round(rows)} token rows per step`;
+  const perGraph = ATTRIBUTION_GRAPH_FACTOR * floatWeights;
+  return { name: 'attribution', bytes: graphs * perGraph + step, detail: `${graphs} graphs × ${ATTRIBUTION_GRAPH_FACTOR} × ${gib(floatWeights)} GiB float weights + step batch ${gib(step)} GiB (${stepWhy})` };
+}
+
+export function estimateMemory(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryEstimate {
+  const parts: MemoryPart[] = [...sessionParts(m, cfg, sites, shape)];
+  for (const p of [correlationPart(cfg, sites), attributionPart(m, cfg, sites, shape)]) if (p) parts.push(p);
+  parts.push({ name: 'baseline', bytes: BASELINE_BYTES, detail: 'Node, ONNX Runtime, tokenizer, writers' });
+  return { budgetBytes: budgetBytes(cfg), totalBytes: parts.reduce((s, p) => s + p.bytes, 0), parts };
+}
+
+/** Refuse a run whose estimate exceeds the budget: one line naming the largest part and the excess. */
+export function checkMemoryBudget(e: MemoryEstimate, where: string): void {
+  if (e.totalBytes <= e.budgetBytes) return;
+  const largest = e.parts.reduce((a, b) => (b.bytes > a.bytes ? b : a));
+  const others = e.parts.filter((p) => p !== largest).map((p) => `${p.name} ${gib(p.bytes)}`).join(', ');
+  throw new QuantlensError(
+    'BUDGET',
+    `the run needs about ${gib(e.totalBytes)} GiB, ${gib(e.totalBytes - e.budgetBytes)} GiB over the budget of ${gib(e.budgetBytes)} GiB; ` +
+      `largest part: ${largest.name} ${gib(largest.bytes)} GiB (${largest.detail}); others: ${others} GiB`,
+    where,
+  );
+}
+
+/** Lines for `quantlens validate`. */
+export function formatMemoryEstimate(e: MemoryEstimate): string {
+  const rows = e.parts.map((p) => `  ${p.name.padEnd(12)} ${gib(p.bytes).padStart(8)} GiB  ${p.detail}`);
+  return [`memory estimate: ${gib(e.totalBytes)} GiB of a ${gib(e.budgetBytes)} GiB budget (memory_budget_gb)`, ...rows].join('\n');
+}
+
+/** The estimate as summary.json records it (GiB, 3 decimals). */
+export function memoryRecord(e: MemoryEstimate): Record<string, unknown> {
+  const r = (b: number) => Math.round((b / GiB) * 1000) / 1000;
+  return { budget_gib: r(e.budgetBytes), estimate_gib: r(e.totalBytes), parts: Object.fromEntries(e.parts.map((p) => [p.name, { gib: r(p.bytes), detail: p.detail }])) };
+}
