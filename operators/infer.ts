@@ -21,6 +21,8 @@ export interface PrecisionRunner {
   sites: ActivationSite[];
   /** Batch moments computed inside the graph (onnx/moment-stats.ts), when no measure needs chunks. */
   moments?: InGraphMoments;
+  /** Nothing reads the prompt pass (loglik scoring, no activation measure): skip it (pipelines/plan.ts). */
+  skipPromptPass?: boolean;
 }
 
 export interface PrecisionOutput {
@@ -48,6 +50,7 @@ export function extraFeeds(runner: PrecisionRunner): Record<string, ort.Tensor> 
 }
 
 export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: number): Promise<PrecisionOutput> {
+  if (runner.skipPromptPass) return skippedPass(runner, batch);
   const feeds = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
   const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.tensor)];
   Object.assign(feeds, extraFeeds(runner));
@@ -71,6 +74,19 @@ export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: num
   });
   const moments = runner.moments?.read(out, batch.realTokens, runner.precision) ?? [];
   return { precision: runner.precision, prediction, chunks, moments, seconds };
+}
+
+/** The output of a prompt pass nobody reads: ids and gold for scoring, no logits, no activations. */
+function skippedPass(runner: PrecisionRunner, batch: Batch): PrecisionOutput {
+  const prediction: PredictionBatch = {
+    batchIndex: batch.index,
+    precision: runner.precision,
+    exampleIds: Int32Array.from(batch.examples, (e) => e.example_id),
+    gold: batch.examples.map((e) => e.gold),
+    logits: new Float32Array(0),
+    vocab: 0,
+  };
+  return { precision: runner.precision, prediction, chunks: [], moments: [], seconds: 0 };
 }
 
 export function infer(runners: PrecisionRunner[], padId: number): OperatorFunction<Batch, BatchResult> {

@@ -50,6 +50,16 @@ export interface Plan {
   maxContext: number;
   /** Key-value metadata written into every Parquet file and summary.json. */
   metadata: Record<string, string>;
+  /** Cache folder given to preparePlan (quantized variants, attribution graphs); default per user. */
+  cacheDir?: string;
+}
+
+/**
+ * In loglik mode the prediction comes from the continuation passes (operators/loglik.ts); the
+ * prompt's own forward pass is needed only for measures on its activations or last logits.
+ */
+function promptPassUnused(cfg: PipelineConfig, activationsNeeded: boolean): boolean {
+  return cfg.scoring.mode === 'loglik' && !activationsNeeded && !cfg.activations;
 }
 
 export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: number; count: number }; cacheDir?: string } = {}): Promise<Plan> {
@@ -122,6 +132,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
       plan: planInputs(modelInputs, resolved.path),
       sites: needsChunks ? sites : [],
       moments: momentsInGraph ? new InGraphMoments(sites, { lo: cfg.dead.lo, hi: cfg.dead.hi }) : undefined,
+      skipPromptPass: promptPassUnused(cfg, needsMoments || needsChunks),
     });
   }
 
@@ -135,7 +146,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     'quantlens.session_settings': JSON.stringify(describeSettings(session)),
   };
   if (demo.label) metadata['quantlens.model_label'] = demo.label;
-  return { cfg, folder, modelHash: hash, demoLabel: demo.label, tokenizer, template, dataset, sites, runners, precisions, session, maxContext, metadata };
+  return { cfg, folder, modelHash: hash, demoLabel: demo.label, tokenizer, template, dataset, sites, runners, precisions, session, maxContext, metadata, cacheDir: opts.cacheDir };
 }
 
 export async function releasePlan(plan: Plan): Promise<void> {

@@ -38,7 +38,7 @@ export interface PipelineConfig {
   dead: { lo: number; hi: number };
   correlation: { threshold: number; top_k: number; memory_budget_gb: number; clusters: boolean; compute: 'float32' | 'float64' };
   calibration: { bins: number; bootstrap: number; seed: number };
-  salience: { steps: number; threshold: number; normalise: 'abs' | 'signed'; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean };
+  salience: { steps: number; threshold: number; normalise: 'abs' | 'signed'; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean; memory_budget_gb: number };
   agreement: { reference?: string };
   quantization: { block_size?: number; double_quant?: boolean; symmetric?: boolean; outlier_threshold?: number; include_lm_head?: boolean };
   activations?: { format: 'arrow' | 'parquet'; every: number; limit?: number };
@@ -129,6 +129,7 @@ export const SCHEMA: Record<string, Field> = {
       target: { kind: 'string', default: 'top1', oneOf: ['top1', 'gold'] },
       limit: { kind: 'int', min: 1 },
       adaptive: { kind: 'bool', default: false },
+      memory_budget_gb: { kind: 'number', default: 0.25, min: 0 },
     },
   },
   agreement: { kind: 'object', fields: { reference: { kind: 'string' } } },
