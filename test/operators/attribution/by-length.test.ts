@@ -48,7 +48,7 @@ test('stories260K layer 2: grouped by length == each example alone, at any budge
   assert.ok(new Set(examples.map((e) => e.ids.length)).size >= 3, 'mixed lengths');
   const s = await createAttributionSession(path.join(dir, 'model.onnx'), '/model/layers.2/mlp/act_fn/Mul_output_0');
   const opts = { steps: 12, onWarning: () => {} };
-  const alone = [];
+  const alone: LigResult[] = [];
   for (const e of examples) alone.push(await attributeExample(s, e, s.tensor, opts));
   const grouped = await attributeByLength(s, examples, s.tensor, { ...opts, memoryBudgetBytes: 64 << 20 });
   grouped.forEach((r, i) => assertSame(r, alone[i], 1e-4, `example ${i}`));
