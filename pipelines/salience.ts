@@ -10,6 +10,7 @@ import type { BatchResult } from '../operators/infer.ts';
 import { createAttributionSession, type AttributionSession } from '../operators/attribution/lig.ts';
 import { attributeByLength } from '../operators/attribution/by-length.ts';
 import { defaultCacheDir } from './precisions.ts';
+import { QuantlensError } from '../core/errors.ts';
 import { SalienceEstimator, type SalienceState, type SalienceResult } from '../operators/attribution/salience.ts';
 import type { ActivationSite } from '../onnx/capture.ts';
 import { goldTarget } from '../operators/choices.ts';
@@ -25,6 +26,8 @@ export interface AttributionRunner {
  * Graphs come from the cache (operators/attribution/graph-cache.ts) after the first run.
  */
 export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisions' | 'sites' | 'session' | 'tokenizer' | 'cacheDir'>): Promise<AttributionRunner[]> {
+  const budget = plan.cfg.salience.memory_budget_gb;
+  if (!(budget > 0)) throw new QuantlensError('CONFIG', `salience.memory_budget_gb: must be > 0 (got ${budget})`, path.basename(plan.cfg.file || 'pipeline'));
   const out: AttributionRunner[] = [];
   const cacheDir = plan.cacheDir ?? defaultCacheDir();
   for (const p of plan.precisions)

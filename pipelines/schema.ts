@@ -129,7 +129,7 @@ export const SCHEMA: Record<string, Field> = {
       target: { kind: 'string', default: 'top1', oneOf: ['top1', 'gold'] },
       limit: { kind: 'int', min: 1 },
       adaptive: { kind: 'bool', default: false },
-      memory_budget_gb: { kind: 'number', default: 0.25, min: 0 },
+      memory_budget_gb: { kind: 'number', default: 0.02, min: 0 },
     },
   },
   agreement: { kind: 'object', fields: { reference: { kind: 'string' } } },
