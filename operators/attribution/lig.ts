@@ -169,11 +169,12 @@ export async function attributeBatch(
     const ov = aIn.slice(start * S * W, (start + n) * S * W);
     const out = await runRows(s, examples.slice(start, start + n).map((e) => e.ids), Array.from(lengths.subarray(start, start + n)), S, ov, new Array(n).fill(0), [s.logits]);
     const logits = out[s.logits].data as Float32Array;
+    const Vo = out[s.logits].dims[2] as number;
     for (let i = 0; i < n; i++) {
       if (targets[start + i] !== undefined) continue;
-      const off = (i * S + S - 1) * V;
+      const off = (i * S + S - 1) * Vo;
       let best = 0;
-      for (let v = 1; v < V; v++) if (logits[off + v] > logits[off + best]) best = v;
+      for (let v = 1; v < Vo; v++) if (logits[off + v] > logits[off + best]) best = v;
       targets[start + i] = best;
     }
   }
