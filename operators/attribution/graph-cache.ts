@@ -61,9 +61,20 @@ function quantlensVersion(): string {
   return JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')).version;
 }
 
+const hashes = new Map<string, string>();
+
+/** The model's content hash, computed once per (path, size, mtime) in this process (one per layer otherwise). */
+async function contentHash(modelPath: string): Promise<string> {
+  const st = statSync(modelPath);
+  const id = `${path.resolve(modelPath)}\0${st.size}\0${st.mtimeMs}`;
+  let h = hashes.get(id);
+  if (!h) hashes.set(id, (h = await modelHash({ onnxPath: modelPath, externalData: externalDataBeside(modelPath) })));
+  return h;
+}
+
 /** The cache key of the attribution graph of `tensor` in the model at `modelPath`. */
 export async function attributionGraphKey(modelPath: string, opts: AttributionGraphOptions): Promise<string> {
-  const model = await modelHash({ onnxPath: modelPath, externalData: externalDataBeside(modelPath) });
+  const model = await contentHash(modelPath);
   const settings = { layerTensors: opts.layerTensors, objective: opts.objective ?? 'log-softmax-at-last', logits: opts.logits ?? null };
   const keyed = { format: CACHE_FORMAT, model, settings, version: quantlensVersion(), builder: builderSourceHash() };
   return createHash('sha256').update(JSON.stringify(keyed)).digest('hex');
