@@ -1,22 +1,37 @@
 /**
- * LIG throughput on stories260K-onnx (fp32, CPU): examples/s per layer, and how it scales with
- * Gauss–Legendre steps (16, 50, 128) and with prompt length (BoolQ questions vs the same repeated
- * to ~2× and ~4× the tokens). Skips with a message when ../shared is absent.
+ * LIG throughput against its FLOP bound, on stories260K-onnx (when ../shared is there) and on the
+ * demo `bench` model (hidden 256, d_ff 1024, 4 layers; generated, always there), fp32 on CPU,
+ * at layer 0 (backward through every layer) and layer 2 (the middle).
  *
- *   node --import tsx bench/attribution.ts [examples=8]
+ * An example of T tokens at S steps costs about 3·S·T token-forwards (forward + backward ≈ 3×
+ * forward), so the bound is bare forward tokens/s ÷ (3·S·T) examples/s, with the bare forward
+ * measured on the same model in the same run at the batch shape attribution runs (S + 2 rows of
+ * T tokens). Reported: examples/s at batch 1 (one example per call), grouped by length over
+ * mixed-length prompts (what `measure: salience` does), and over equal-length prompts (one group),
+ * each ÷ the bound; plus where the time goes (session.run of the integrand rows, of the
+ * activation/top-1 runs, and the rest: JS interpolation and accumulation) and the graph build
+ * against a cache load (operators/attribution/graph-cache.ts). With QUANTLENS_BENCH_OUT set
+ * (bench/run.ts does), the results are written there as JSON for runs/bench/results.json.
+ *
+ *   node --import tsx bench/attribution.ts [examples=8] [steps=50]
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import type ort from 'onnxruntime-node';
 import { loadTokenizer } from '../sources/tokenizer.ts';
-import { attributeBatch, createAttributionSession } from '../operators/attribution/lig.ts';
+import { ensureDemoModel } from '../sources/demo/demo-model.ts';
+import { buildFeeds, planInputs } from '../onnx/feeds.ts';
+import { createSession, defaultSessionSettings } from '../onnx/session.ts';
+import { gradName } from '../onnx/backward/graph.ts';
+import { attributeExample, createAttributionSession, type AttributionSession } from '../operators/attribution/lig.ts';
+import { attributeByLength } from '../operators/attribution/by-length.ts';
+import { fixed, formatTable, median } from './lib.ts';
 
 const SHARED = path.resolve(import.meta.dirname, '..', '..', 'shared');
-const dir = path.join(SHARED, 'models/stories260K-onnx');
-if (!existsSync(dir)) {
-  console.log(`SKIP bench/attribution: ${dir} is absent`);
-  process.exit(0);
-}
 const N = Number(process.argv[2] ?? 8);
+const STEPS = Number(process.argv[3] ?? 50);
+const GOAL = 0.7;
 const QUESTIONS = [
   'do iran and afghanistan speak the same language',
   'do good samaritan laws protect those who help at an accident',
@@ -24,33 +39,174 @@ const QUESTIONS = [
   'is confectionary sugar the same as powdered sugar',
   'is elder scrolls online the same as skyrim',
   'can you use oyster card at epsom station',
-  'will there be a season 4 of da vinci\'s demons',
+  "will there be a season 4 of da vinci's demons",
   'is the federal court the same as the supreme court',
 ];
-const tok = await loadTokenizer(dir);
-const make = (repeat: number) =>
-  Array.from({ length: N }, (_, i) => {
-    const q = Array.from({ length: repeat }, (_, k) => QUESTIONS[(i + k) % QUESTIONS.length]).join(' and ');
-    return { ids: tok.encode(`Respond with True or False only.\n${q}\nAnswer:`) };
-  });
 
-console.log(`LIG on stories260K-onnx fp32, ${N} examples per measurement (CPU, default threads)`);
-console.log('layer | steps | tokens/example | examples/s | completeness median');
-for (const layer of [0, 2, 4]) {
-  const t0 = Date.now();
-  const s = await createAttributionSession(path.join(dir, 'model.onnx'), `/model/layers.${layer}/mlp/act_fn/Mul_output_0`);
-  const buildMs = Date.now() - t0;
-  await attributeBatch(s, make(1).slice(0, 1), s.tensor, { steps: 2, onWarning: () => {} }); // warm-up
-  const cases: [number, number][] = layer === 2 ? [[16, 1], [50, 1], [128, 1], [50, 2], [50, 4]] : [[50, 1]];
-  for (const [steps, repeat] of cases) {
-    const examples = make(repeat);
-    const tokens = examples.reduce((a, e) => a + e.ids.length, 0) / N;
-    const start = performance.now();
-    const rs = await attributeBatch(s, examples, s.tensor, { steps, onWarning: () => {} });
-    const sec = (performance.now() - start) / 1000;
-    const errs = rs.map((r) => r.completenessError).sort((a, b) => a - b);
-    console.log(`${layer} | ${steps} | ${tokens.toFixed(0)} | ${(N / sec).toFixed(2)} | ${errs[Math.floor(N / 2)].toExponential(2)}`);
-  }
-  console.log(`  (layer ${layer}: attribution graph built and loaded in ${buildMs} ms; ${s.pathNodes} forward nodes on the path, ${s.backwardNodes} backward nodes)`);
-  await s.session.release();
+interface Timed {
+  examplesPerSecond: number;
+  ratio: number;
+  /** Bare forward tokens/s measured just before and just after this mode; the bound uses their mean. */
+  bareTokensPerSecond: [number, number];
+  seconds: number;
+  /** Σ session.run of integrand rows (objective + gradient fetched). */
+  integrandRunSeconds: number;
+  /** Σ session.run of the activation and top-1 runs. */
+  otherRunSeconds: number;
 }
+
+interface ModelResult {
+  model: string;
+  layer: string;
+  steps: number;
+  examples: number;
+  meanTokens: number;
+  width: number;
+  vocab: number;
+  buildSeconds: number;
+  cacheLoadSeconds: number;
+  /** Median of the bare forward measurements around the modes. */
+  bareTokensPerSecond: number;
+  batch1: Timed;
+  groupedMixed: Timed;
+  groupedEqual: Timed;
+  completenessMedian: number;
+}
+
+/** Σ seconds of the attribution session's runs by kind (wraps this instance's run, not the prototype). */
+function timeRuns(s: AttributionSession): { integrand: number; other: number; restore: () => void } {
+  const acc = { integrand: 0, other: 0, restore: () => undefined as void };
+  const session = s.session as ort.InferenceSession & { run: ort.InferenceSession['run'] };
+  const original = session.run.bind(session);
+  const grad = gradName(s.tensor);
+  session.run = (async (feeds: ort.InferenceSession.FeedsType, fetches?: unknown) => {
+    const t0 = performance.now();
+    const out = await original(feeds, fetches as string[]);
+    const dt = (performance.now() - t0) / 1000;
+    if (Array.isArray(fetches) && fetches.includes(grad)) acc.integrand += dt;
+    else acc.other += dt;
+    return out;
+  }) as ort.InferenceSession['run'];
+  acc.restore = () => {
+    session.run = original;
+  };
+  return acc;
+}
+
+/**
+ * A bare forward of the plain model on `rows` copies of ids: measure() gives the median tokens/s
+ * of timed runs (≥ 3, about 1 s in all); release() frees the session.
+ */
+async function bareForward(modelPath: string, ids: Int32Array, rows: number): Promise<{ measure: () => Promise<number>; release: () => Promise<void> }> {
+  const session = await createSession(modelPath, defaultSessionSettings());
+  const feeds = buildFeeds(planInputs(session), { seqLen: ids.length, lengths: new Int32Array(rows).fill(ids.length), ids: new Array(rows).fill(ids) }, 0);
+  await session.run(feeds, ['logits']);
+  const measure = async () => {
+    const rates: number[] = [];
+    const until = performance.now() + 1000;
+    while (rates.length < 3 || (performance.now() < until && rates.length < 50)) {
+      const t0 = performance.now();
+      await session.run(feeds, ['logits']);
+      rates.push((rows * ids.length) / ((performance.now() - t0) / 1000));
+    }
+    return median(rates);
+  };
+  return { measure, release: () => session.release() };
+}
+
+/**
+ * Examples/s of `run` (which returns how many examples it attributed), with its session.run split,
+ * against the bound from a bare forward measured right before and right after it (the machine's
+ * load drifts; the mean of the two brackets the mode).
+ */
+async function timed(s: AttributionSession, bare: () => Promise<number>, cost: number, run: () => Promise<number>): Promise<Timed> {
+  const before = await bare();
+  const acc = timeRuns(s);
+  const t0 = performance.now();
+  const n = await run();
+  const seconds = (performance.now() - t0) / 1000;
+  acc.restore();
+  const after = await bare();
+  const eps = n / seconds;
+  const bound = (before + after) / 2 / cost;
+  return { examplesPerSecond: eps, ratio: eps / bound, bareTokensPerSecond: [before, after], seconds, integrandRunSeconds: acc.integrand, otherRunSeconds: acc.other };
+}
+
+async function benchModel(name: string, dir: string, layer: number): Promise<ModelResult> {
+  const modelPath = path.join(dir, 'model.onnx');
+  const tensor = `/model/layers.${layer}/mlp/act_fn/Mul_output_0`;
+  const tok = await loadTokenizer(dir);
+  const mixed = Array.from({ length: N }, (_, i) => ({ ids: tok.encode(`Respond with True or False only.\n${QUESTIONS[i % QUESTIONS.length]}\nAnswer:`) }));
+  const T = Math.round(mixed.reduce((a, e) => a + e.ids.length, 0) / N);
+  // Equal length: every prompt cut (or padded with its own tokens) to T tokens, BOS kept.
+  const equal = mixed.map((e) => ({ ids: Int32Array.from({ length: T }, (_, j) => e.ids[j % e.ids.length]) }));
+  const cacheDir = mkdtempSync(path.join(os.tmpdir(), 'quantlens-bench-graphs-'));
+  try {
+    let t0 = performance.now();
+    const built = await createAttributionSession(modelPath, tensor, { cacheDir });
+    const buildSeconds = (performance.now() - t0) / 1000;
+    t0 = performance.now();
+    const s = await createAttributionSession(modelPath, tensor, { cacheDir });
+    const cacheLoadSeconds = (performance.now() - t0) / 1000;
+    if (s.graphCache !== 'hit') throw new Error(`graph cache: expected a hit, got ${s.graphCache}`);
+    await built.session.release();
+    const plain = await bareForward(modelPath, equal[0].ids, STEPS + 2);
+    const bare = plain.measure;
+    const cost = 3 * STEPS * T;
+    const opts = { steps: STEPS, onWarning: () => {} };
+    await attributeExample(s, mixed[0], tensor, { ...opts, steps: 2 }); // warm-up
+    const errs: number[] = [];
+    const batch1 = await timed(s, bare, cost, async () => {
+      for (const e of mixed) errs.push((await attributeExample(s, e, tensor, opts)).completenessError);
+      return mixed.length;
+    });
+    const groupedMixed = await timed(s, bare, cost, async () => (await attributeByLength(s, mixed, tensor, opts)).length);
+    const groupedEqual = await timed(s, bare, cost, async () => (await attributeByLength(s, equal, tensor, opts)).length);
+    await s.session.release();
+    await plain.release();
+    return {
+      model: name, layer: tensor, steps: STEPS, examples: N, meanTokens: T, width: s.width, vocab: s.vocab, buildSeconds, cacheLoadSeconds,
+      bareTokensPerSecond: median([batch1, groupedMixed, groupedEqual].flatMap((t) => t.bareTokensPerSecond)),
+      batch1, groupedMixed, groupedEqual,
+      completenessMedian: median(errs),
+    };
+  } finally {
+    rmSync(cacheDir, { recursive: true, force: true });
+  }
+}
+
+function print(r: ModelResult): void {
+  console.log(`\n${r.model}: ${r.layer} (width ${r.width}, vocab ${r.vocab}), ${r.steps} steps, ${r.examples} prompts of ${r.meanTokens} tokens on average`);
+  console.log(`graph: built in ${fixed(r.buildSeconds, 2)} s, loaded from the cache in ${fixed(r.cacheLoadSeconds, 2)} s`);
+  const cost = 3 * r.steps * r.meanTokens;
+  console.log(`bare forward at ${r.steps + 2} rows × ${r.meanTokens} tokens: median ${fixed(r.bareTokensPerSecond, 0)} tokens/s → bound ${fixed(r.bareTokensPerSecond / cost, 2)} examples/s (3·S·T = ${cost} token-forwards each); each mode is compared with the bare forward measured right before and after it`);
+  const row = (what: string, t: Timed) => {
+    const rest = t.seconds - t.integrandRunSeconds - t.otherRunSeconds;
+    return [what, fixed(t.examplesPerSecond, 2), t.bareTokensPerSecond.map((x) => fixed(x, 0)).join(' / '), fixed(t.ratio, 3), t.ratio >= GOAL ? 'met' : 'MISSED', `${fixed((100 * t.integrandRunSeconds) / t.seconds, 0)} / ${fixed((100 * t.otherRunSeconds) / t.seconds, 0)} / ${fixed((100 * rest) / t.seconds, 0)} %`];
+  };
+  console.log(
+    formatTable(
+      [{ title: 'mode' }, { title: 'examples/s', align: 'right' }, { title: 'bare tok/s before / after', align: 'right' }, { title: '÷ bound', align: 'right' }, { title: `goal ≥ ${GOAL}` }, { title: 'integrand runs / act+top-1 runs / JS', align: 'right' }],
+      [row('batch 1 (one example per call)', r.batch1), row('grouped by length, mixed lengths', r.groupedMixed), row('grouped by length, equal lengths (one group)', r.groupedEqual)],
+    ),
+  );
+  console.log(`completeness error median (batch 1): ${r.completenessMedian.toExponential(2)}`);
+}
+
+async function main(): Promise<void> {
+  console.log(`LIG vs its FLOP bound, fp32 on CPU (default threads), ${N} prompts, ${STEPS} steps`);
+  const results: ModelResult[] = [];
+  const stories = path.join(SHARED, 'models/stories260K-onnx');
+  // Layer 0: the backward runs through every layer (3·S·T is about right); the middle layer's
+  // backward stops halfway, so it runs faster than the bound assumes.
+  for (const layer of [0, 2]) {
+    if (existsSync(stories)) results.push(await benchModel('stories260K-onnx', stories, layer));
+    else if (layer === 0) console.log(`(stories260K skipped: ${stories} is absent)`);
+    results.push(await benchModel('demo bench model (random weights)', await ensureDemoModel({ size: 'bench' }), layer));
+  }
+  for (const r of results) print(r);
+  const out = process.env.QUANTLENS_BENCH_OUT;
+  if (out) writeFileSync(out, JSON.stringify({ goal: GOAL, models: results }, null, 2));
+}
+
+await main();

@@ -11,7 +11,7 @@
  *   npm run bench -- --only pipeline,memory,estimators,quantize,convert,attribution,parquet,scale
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomically } from '../core/atomic-write.ts';
@@ -126,19 +126,25 @@ function printEstimators(r: EstimatorsResult): void {
   for (const n of r.notes) console.log(`note: ${n}`);
 }
 
-/** Run a teammate's bench script as a child; its output goes straight to the terminal. */
-function runScript(name: string, file: string, scriptArgs: string[]): { name: string; status: string; seconds: number } {
+/**
+ * Run a teammate's bench script as a child; its output goes straight to the terminal. A script
+ * that writes JSON to $QUANTLENS_BENCH_OUT has it recorded under `result` in results.json.
+ */
+function runScript(name: string, file: string, scriptArgs: string[]): { name: string; status: string; seconds: number; result?: unknown } {
   heading(`${name} (${path.relative(REPO, file)}${scriptArgs.length ? ' ' + scriptArgs.join(' ') : ''})`);
   if (!existsSync(file)) {
     console.log(`skipped: ${path.relative(REPO, file)} does not exist`);
     return { name, status: 'absent', seconds: 0 };
   }
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, ['--import', 'tsx', file, ...scriptArgs], { cwd: REPO, stdio: 'inherit' });
+  const outFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'quantlens-bench-script-')), 'result.json');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', file, ...scriptArgs], { cwd: REPO, stdio: 'inherit', env: { ...process.env, QUANTLENS_BENCH_OUT: outFile } });
   const seconds = (performance.now() - t0) / 1000;
   const status = r.status === 0 ? 'ok' : `failed (exit ${r.status ?? r.signal})`;
   console.log(`${name}: ${status} in ${duration(seconds)}`);
-  return { name, status, seconds };
+  const result = existsSync(outFile) ? JSON.parse(readFileSync(outFile, 'utf8')) : undefined;
+  rmSync(path.dirname(outFile), { recursive: true, force: true });
+  return { name, status, seconds, ...(result === undefined ? {} : { result }) };
 }
 
 async function section<T>(name: string, results: Record<string, unknown>, run: () => Promise<T>, print: (r: T) => void): Promise<void> {

@@ -23,6 +23,8 @@ export interface PrecisionRunner {
   moments?: InGraphMoments;
   /** Also fetch the model's full logits [B, T, V] (only `measure: perplexity` asks for them). */
   fullLogits?: string;
+  /** Nothing reads the prompt pass (loglik scoring, no activation measure): skip it (pipelines/plan.ts). */
+  skipPromptPass?: boolean;
 }
 
 export interface PrecisionOutput {
@@ -59,6 +61,7 @@ export function lastIndexFeeds(runner: PrecisionRunner, lengths: Int32Array, seq
 }
 
 export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: number): Promise<PrecisionOutput> {
+  if (runner.skipPromptPass) return skippedPass(runner, batch);
   const feeds = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
   const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.capture ?? s.tensor)];
   if (runner.fullLogits) fetches.push(runner.fullLogits);
@@ -85,6 +88,19 @@ export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: num
   const moments = runner.moments?.read(out, batch.realTokens, runner.precision) ?? [];
   const allLogits = runner.fullLogits ? asFloat32(out[runner.fullLogits]) : undefined;
   return { precision: runner.precision, prediction, chunks, moments, seconds, allLogits };
+}
+
+/** The output of a prompt pass nobody reads: ids and gold for scoring, no logits, no activations. */
+function skippedPass(runner: PrecisionRunner, batch: Batch): PrecisionOutput {
+  const prediction: PredictionBatch = {
+    batchIndex: batch.index,
+    precision: runner.precision,
+    exampleIds: Int32Array.from(batch.examples, (e) => e.example_id),
+    gold: batch.examples.map((e) => e.gold),
+    logits: new Float32Array(0),
+    vocab: 0,
+  };
+  return { precision: runner.precision, prediction, chunks: [], moments: [], seconds: 0 };
 }
 
 export function infer(runners: PrecisionRunner[], padId: number): OperatorFunction<Batch, BatchResult> {

@@ -4,7 +4,9 @@
  * The prediction is the best-scoring choice, its confidence the softmax of the scores over the
  * choices. Continuation tokens are found as in the harness: encode(prompt + choice) minus the
  * common prefix with encode(prompt), so merges across the boundary are tokenized as in context.
- * It costs one extra forward pass per (example, choice) and needs the full logits of those runs.
+ * It costs one extra forward pass per (example, choice) and needs the full logits of those runs;
+ * the prompt's own inference pass is then skipped unless a measure reads its activations or logits
+ * (pipelines/plan.ts), and these passes are timed as loglik_seconds in summary.json.
  * Every choice's score and continuation token count are returned with the row.
  */
 import type { TokenizedExample } from '../core/types.ts';

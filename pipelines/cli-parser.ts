@@ -6,7 +6,7 @@ import yargs from 'yargs';
 import { isQuantlensError, QuantlensError } from '../core/errors.ts';
 import { pipelineCommands } from './cli-run.ts';
 import { toolCommands } from './cli-tools.ts';
-import { packageInfo } from './package-info.ts';
+import { packageInfo } from '../core/package-info.ts';
 import { setProgressQuiet } from './progress.ts';
 
 export const EXIT = { ok: 0, error: 1, usage: 2, interrupted: 130 } as const;

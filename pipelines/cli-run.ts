@@ -9,7 +9,7 @@ import { QuantlensError } from '../core/errors.ts';
 import { loadPipeline } from './load.ts';
 import { parseSetFlag, type Override } from './overrides.ts';
 import { checkRunOutput } from './output-guard.ts';
-import { packageFile } from './package-info.ts';
+import { packageFile } from '../core/package-info.ts';
 
 type Args = Record<string, any>;
 

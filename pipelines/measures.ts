@@ -51,7 +51,12 @@ export interface PrecisionTally {
   examples: number;
   tokens: number;
   truncated: number;
+  /** Awaited session.run of the inference pass (prompt forward, captures). */
   inference_seconds: number;
+  /** Extra scoring passes: loglik continuations, choices' shared tokens (0 in first-token mode). */
+  loglik_seconds: number;
+  /** Layer Integrated Gradients (`salience`), every layer of this precision. */
+  attribution_seconds: number;
 }
 
 export function scoringFor(plan: Plan): Scoring {
@@ -105,7 +110,7 @@ export class RunMeasures {
     if (m.has('salience')) this.salience = new SalienceMeasure(plan, [], (l) => process.stderr.write(l + '\n'));
     if (m.has('perplexity')) this.perplexity = new PerplexityEstimator(this.reference, cfg.precisions, cfg.perplexity.positions);
     this.scoring = scoring ?? scoringFor(plan);
-    for (const p of cfg.precisions) this.tally.set(p, { examples: 0, tokens: 0, truncated: 0, inference_seconds: 0 });
+    for (const p of cfg.precisions) this.tally.set(p, { examples: 0, tokens: 0, truncated: 0, inference_seconds: 0, loglik_seconds: 0, attribution_seconds: 0 });
   }
 
   /** `predictionsFile` is a part file under <output>/state/ when the run checkpoints (pipelines/checkpoint.ts). */
@@ -127,7 +132,9 @@ export class RunMeasures {
     const truncated = r.batch.examples.map((e) => e.truncated);
     const correctBy = new Map<string, Uint8Array>();
     for (const o of r.outputs) {
+      const t0 = performance.now();
       const rows = this.scoring.mode === 'first-token' ? scorePredictions(o.prediction, this.scoring) : await this.choiceRows(r, o);
+      const scoringSeconds = this.scoring.mode === 'first-token' ? 0 : (performance.now() - t0) / 1000;
       correctBy.set(o.precision, Uint8Array.from(rows, (x) => (x.correct ? 1 : 0)));
       const cols = toColumns(rows, PREDICTIONS_COLUMNS);
       cols.truncated = truncated;
@@ -138,6 +145,7 @@ export class RunMeasures {
       t.tokens += r.batch.realTokens;
       t.truncated += truncated.filter(Boolean).length;
       t.inference_seconds += o.seconds;
+      t.loglik_seconds += scoringSeconds;
       for (const ms of o.moments) await this.neurons?.update(ms);
       for (const c of o.chunks) {
         await this.dumps.get(`${c.precision}|${c.tensor}`)?.write(c);
@@ -145,7 +153,8 @@ export class RunMeasures {
         if (this.correlation) await this.correlation.update(c);
       }
     }
-    await this.salience?.update(r);
+    const attribution = await this.salience?.update(r);
+    for (const [p, sec] of attribution ?? []) this.tally.get(p)!.attribution_seconds += sec;
     if (this.perplexity) {
       const outputs = r.outputs.map((o) => ({ precision: o.precision, logits: o.allLogits! }));
       this.perplexity.update({ seqLen: r.batch.seqLen, vocab: r.outputs[0].prediction.vocab, lengths: r.batch.lengths, ids: r.batch.examples.map((e) => e.ids), outputs });

@@ -192,6 +192,9 @@ async function mergeInto(outDir: string, plan: Plan, shards: LoadedShard[], opts
       mine.tokens += t.tokens;
       mine.truncated += t.truncated;
       mine.inference_seconds += t.inference_seconds;
+      // Absent in shard states written before these fields existed.
+      mine.loglik_seconds += t.loglik_seconds ?? 0;
+      mine.attribution_seconds += t.attribution_seconds ?? 0;
     }
     stats.examples += s.stats.examples;
     stats.truncated += s.stats.truncated;

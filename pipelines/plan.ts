@@ -28,7 +28,7 @@ import { resolveDemo } from './demo.ts';
 import { confirmPaddingSide } from './padding-probe.ts';
 import { resolvePrecisionModel } from './precisions.ts';
 import { quantSessionConfig } from '../onnx/quantize/index.ts';
-import { packageInfo } from './package-info.ts';
+import { packageInfo } from '../core/package-info.ts';
 import { checkMemoryBudget, estimateMemory, modelShape, type MemoryEstimate } from './budget.ts';
 
 export interface PrecisionInfo {
@@ -56,6 +56,8 @@ export interface Plan {
   metadata: Record<string, string>;
   /** The memory estimate checked against memory_budget_gb (pipelines/budget.ts). */
   memory?: MemoryEstimate;
+  /** Cache folder given to preparePlan (quantized variants, attribution graphs); default per user. */
+  cacheDir?: string;
 }
 
 export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: number; count: number }; cacheDir?: string } = {}): Promise<Plan> {
@@ -99,7 +101,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
     'quantlens.padding': JSON.stringify(padSide),
   };
   if (demo.label) metadata['quantlens.model_label'] = demo.label;
-  return { cfg, folder, modelHash: hash, demoLabel: demo.label, tokenizer, template, dataset, sites, runners, precisions, session, maxContext, metadata, memory: graph.memory };
+  return { cfg, folder, modelHash: hash, demoLabel: demo.label, tokenizer, template, dataset, sites, runners, precisions, session, maxContext, metadata, memory: graph.memory, cacheDir: opts.cacheDir };
 }
 
 /** The gold column exists and the prompt template names only columns the dataset has. */
@@ -198,7 +200,17 @@ async function openRunner(cfg: PipelineConfig, precision: string, file: string, 
     moments: route.momentsInGraph ? new InGraphMoments(sites, { lo: cfg.dead.lo, hi: cfg.dead.hi }) : undefined,
     // All-position agreement needs every position's logits (the model's own output, fetched only then).
     fullLogits: cfg.measure.includes('perplexity') ? 'logits' : undefined,
+    skipPromptPass: promptPassUnused(cfg),
   };
+}
+
+/**
+ * In loglik mode the prediction comes from the continuation passes (operators/loglik.ts); the
+ * prompt's own forward pass is needed only for measures on its activations or logits.
+ */
+function promptPassUnused(cfg: PipelineConfig): boolean {
+  const readsPromptPass = cfg.measure.some((m) => ['neurons', 'dead', 'correlation', 'agreement', 'salience', 'perplexity'].includes(m));
+  return cfg.scoring.mode === 'loglik' && !readsPromptPass && !cfg.activations;
 }
 
 /** What feeding this graph needs: input names, the padding side and past dims, the logits width. */

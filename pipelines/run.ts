@@ -178,6 +178,8 @@ function buildSummary(
       tokens: t.tokens,
       ...(calibration[p.precision] ?? {}),
       inference_seconds: t.inference_seconds,
+      loglik_seconds: t.loglik_seconds,
+      attribution_seconds: t.attribution_seconds,
       model_path: precisionPath(cfg, p, !!plan.demoLabel),
       model_source: p.source,
       quantization: compactSettings(p.settings),
@@ -194,12 +196,24 @@ function buildSummary(
     truncated: stats.truncated,
     padding_efficiency: tokens.real / Math.max(1, tokens.real + tokens.padded),
     wall_seconds: timing.seconds,
+    // Σ over precisions of each pass; inference_seconds alone leaves out scoring and attribution.
+    pass_seconds: passSeconds(measures),
     tokens_per_second: timing.tokensPerSecond,
     ort: { version: plan.metadata['quantlens.ort_version'], settings: JSON.parse(plan.metadata['quantlens.session_settings']) },
     measures: cfg.measure,
     ...(plan.memory ? { memory: memoryRecord(plan.memory) } : {}),
     ...extra,
   };
+}
+
+function passSeconds(measures: RunMeasures): { inference: number; loglik: number; attribution: number } {
+  const out = { inference: 0, loglik: 0, attribution: 0 };
+  for (const t of measures.tally.values()) {
+    out.inference += t.inference_seconds;
+    out.loglik += t.loglik_seconds ?? 0;
+    out.attribution += t.attribution_seconds ?? 0;
+  }
+  return out;
 }
 
 /** Quantization settings for summary.json: node-name lists become counts (the full lists stay in the Parquet metadata). */

@@ -7,7 +7,10 @@
 import path from 'node:path';
 import type { Plan } from './plan.ts';
 import type { BatchResult } from '../operators/infer.ts';
-import { createAttributionSession, attributeBatch, type AttributionSession } from '../operators/attribution/lig.ts';
+import { createAttributionSession, type AttributionSession } from '../operators/attribution/lig.ts';
+import { attributeByLength } from '../operators/attribution/by-length.ts';
+import { defaultCacheDir } from './precisions.ts';
+import { QuantlensError } from '../core/errors.ts';
 import { SalienceEstimator, type SalienceState, type SalienceResult } from '../operators/attribution/salience.ts';
 import type { ActivationSite } from '../onnx/capture.ts';
 import { goldTarget } from '../operators/choices.ts';
@@ -18,14 +21,20 @@ export interface AttributionRunner {
   session: AttributionSession;
 }
 
-/** One attribution session per (precision, layer); built before the run so errors come first. */
-export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisions' | 'sites' | 'session' | 'tokenizer'> & Partial<Pick<Plan, 'runners'>>): Promise<AttributionRunner[]> {
+/**
+ * One attribution session per (precision, layer); built before the run so errors come first.
+ * Graphs come from the cache (operators/attribution/graph-cache.ts) after the first run.
+ */
+export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisions' | 'sites' | 'session' | 'tokenizer' | 'cacheDir'> & Partial<Pick<Plan, 'runners'>>): Promise<AttributionRunner[]> {
+  const budget = plan.cfg.salience.memory_budget_gb;
+  if (!(budget > 0)) throw new QuantlensError('CONFIG', `salience.memory_budget_gb: must be > 0 (got ${budget})`, path.basename(plan.cfg.file || 'pipeline'));
+  const cacheDir = plan.cacheDir ?? defaultCacheDir();
   const out: AttributionRunner[] = [];
   for (const p of plan.precisions)
     for (const site of plan.sites) {
       // The inference runner's input plan knows the model's padding side and past layout (genai models).
       const inputPlan = plan.runners?.find((r) => r.precision === p.precision)?.plan;
-      const session = await createAttributionSession(p.path, site.tensor, { settings: plan.session, padId: plan.tokenizer.padId, externalDataDir: path.dirname(p.path), inputPlan });
+      const session = await createAttributionSession(p.path, site.tensor, { settings: plan.session, padId: plan.tokenizer.padId, externalDataDir: path.dirname(p.path), inputPlan, cacheDir });
       out.push({ precision: p.precision, site, session });
     }
   return out;
@@ -45,26 +54,32 @@ export class SalienceMeasure {
     this.estimator = new SalienceEstimator({ threshold: plan.cfg.salience.threshold, normalise: plan.cfg.salience.normalise });
   }
 
-  async update(r: BatchResult): Promise<void> {
+  /** Attributes the batch's selected examples; returns the seconds spent per precision. */
+  async update(r: BatchResult): Promise<Map<string, number>> {
+    const seconds = new Map<string, number>();
     const { salience, dataset } = this.plan.cfg;
     // `limit` picks the first N examples of the selection by row index, not by arrival order, so
     // shards, resumes and a single run attribute exactly the same examples.
     const limit = salience.limit ?? Infinity;
     const examples = r.batch.examples.filter((e) => e.example_id - (dataset.skip ?? 0) < limit);
-    if (examples.length === 0) return;
+    if (examples.length === 0) return seconds;
     // A gold target may need the choices' shared tokens fed after the prompt (operators/choices.ts).
     const gold = salience.target === 'gold' ? examples.map((e) => goldTarget(this.plan.tokenizer, e, this.plan.template.render(e.fields), this.plan.cfg.scoring.choices ?? [], this.plan.maxContext)) : undefined;
     const inputs = examples.map((e, k) => ({ ids: gold ? gold[k].ids : e.ids }));
     const targets = gold?.map((g) => g.target);
     for (const [i, a] of this.runners.entries()) {
       this.onProgress?.(i, this.runners.length);
-      const results = await attributeBatch(a.session, inputs, a.site.tensor, {
+      const t0 = performance.now();
+      // Grouped by length, not by the inference batch's padding; rows per run bounded by the budget.
+      const results = await attributeByLength(a.session, inputs, a.site.tensor, {
+        memoryBudgetBytes: salience.memory_budget_gb * 1024 ** 3,
         steps: salience.steps,
         baselineTokenId: salience.baseline_token_id,
         targets,
         adaptiveSteps: salience.adaptive,
         onWarning: () => this.warnings++,
       });
+      seconds.set(a.precision, (seconds.get(a.precision) ?? 0) + (performance.now() - t0) / 1000);
       results.forEach((res, k) =>
         this.estimator.update({
           precision: a.precision,
@@ -79,6 +94,7 @@ export class SalienceMeasure {
         }),
       );
     }
+    return seconds;
   }
 
   state(): SalienceState {

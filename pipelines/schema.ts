@@ -41,7 +41,7 @@ export interface PipelineConfig {
   dead: { lo: number; hi: number };
   correlation: { threshold: number; top_k: number; memory_budget_gb: number; clusters: boolean; compute: 'float32' | 'float64' };
   calibration: { bins: number; bootstrap: number; seed: number };
-  salience: { steps: number; threshold: number; normalise: 'abs' | 'signed'; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean };
+  salience: { steps: number; threshold: number; normalise: 'abs' | 'signed'; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean; memory_budget_gb: number };
   agreement: { reference?: string };
   /** `measure: perplexity`: which next-token positions of each sequence are scored. */
   perplexity: { positions: 'all' | 'second-half' };
@@ -145,6 +145,7 @@ export const SCHEMA: Record<string, Field> = {
       target: { kind: 'string', default: 'top1', oneOf: ['top1', 'gold'] },
       limit: { kind: 'int', min: 1 },
       adaptive: { kind: 'bool', default: false },
+      memory_budget_gb: { kind: 'number', default: 0.02, min: 0 },
     },
   },
   agreement: { kind: 'object', fields: { reference: { kind: 'string' } } },

@@ -18,7 +18,6 @@ import { buildFeeds, planInputs, type InputPlan } from '../../onnx/feeds.ts';
 import { readOnnxModel, type OnnxModel } from '../../onnx/model-reader.ts';
 import { createSession, defaultSessionSettings, type SessionSettings } from '../../onnx/session.ts';
 import {
-  buildAttributionGraphWithInfo,
   externalDataDirOf,
   gradName,
   OBJECTIVE_OUTPUT,
@@ -28,6 +27,7 @@ import {
 } from '../../onnx/backward/graph.ts';
 import type { FeedBuilder } from '../../onnx/backward/probe.ts';
 import { gaussLegendre } from './gauss-legendre.ts';
+import { cachedAttributionGraph } from './graph-cache.ts';
 
 export interface AttributionSession {
   session: ort.InferenceSession;
@@ -50,19 +50,22 @@ export interface AttributionSession {
   /** Backward graph size, for reports. */
   pathNodes: number;
   backwardNodes: number;
+  /** Where the graph came from: the cache ('hit'), built and cached ('miss'), built without a cache ('off'). */
+  graphCache: 'hit' | 'miss' | 'off';
 }
 
 export async function createAttributionSession(
   model: string | OnnxModel,
   tensor: string,
-  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string; feeds?: FeedBuilder; /** The inference session's input plan (padding side, past layout), when the caller has it. */ inputPlan?: InputPlan } = {},
+  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string; feeds?: FeedBuilder; /** The inference session's input plan (padding side, past layout), when the caller has it. */ inputPlan?: InputPlan; /** Attribution graphs are cached here (graph-cache.ts). */ cacheDir?: string } = {},
 ): Promise<AttributionSession> {
   const m = typeof model === 'string' ? readOnnxModel(model) : model;
   try {
     // The probe runs the model once: with the inference plan it is fed as the run feeds it.
     const inputPlan = opts.inputPlan;
     const probeFeeds: FeedBuilder | undefined = opts.feeds ?? (inputPlan ? (batch, padId) => buildFeeds(inputPlan, batch, padId) : undefined);
-    const { bytes, info } = await buildAttributionGraphWithInfo(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir, feeds: probeFeeds });
+    // With a cache dir, the graph is built once per (model content, tensor, builder) (graph-cache.ts).
+    const { bytes, info, cache } = await cachedAttributionGraph(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir, feeds: probeFeeds }, opts.cacheDir);
     const shape = info.tensorMeta.shape;
     if (shape.length !== 3 || info.tensorMeta.type !== 'float32') {
       throw new QuantlensError('UNSUPPORTED', `LIG needs a float32 [batch, sequence, width] activation; "${tensor}" is ${info.tensorMeta.type} of rank ${shape.length}`);
@@ -75,8 +78,7 @@ export async function createAttributionSession(
     const metadata = (session.inputMetadata as readonly { name: string }[]).filter((x) => !ours.has(x.name));
     // With hand-made feeds the plan is unused (its inputs may be ones planInputs refuses).
     const plan = opts.feeds ? { idsName: 'input_ids', idsType: 'int64' as const, pastInputs: [] } : opts.inputPlan ?? planInputs({ inputMetadata: metadata } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
-    const unpadded = info.decomposed.some((n) => n.opType === 'GroupQueryAttention');
-    return { session, tensor, plan, feeds: opts.feeds, unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[2], vocab: info.logitsShape[2], pathNodes: info.pathNodes.length, backwardNodes: info.backwardNodeCount };
+    return { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[2], vocab: info.logitsShape[2], pathNodes: info.pathNodes, backwardNodes: info.backwardNodes, graphCache: cache };
   } finally {
     if (typeof model === 'string') m.source.close();
   }
@@ -88,8 +90,13 @@ export interface LigOptions {
   baselineTokenId?: number;
   /** Objective token per example; default the model's own top-1 at the last position. */
   targets?: (number | undefined)[];
-  /** Budget: rows·seqLen·max(width, vocab) elements per run (default 2^22). */
+  /** Budget: rows·seqLen·max(width, vocab) elements per run (default 2^22); ignored when memoryBudgetBytes is set. */
   maxBatchElements?: number;
+  /**
+   * Budget in bytes per run: rows × seq × (activations + gradients [width each] + logits [vocab])
+   * in float32 (`salience.memory_budget_gb`). Refused in one line when one row does not fit.
+   */
+  memoryBudgetBytes?: number;
   /** Warn when the completeness relative error exceeds this (default 0.05). */
   completenessThreshold?: number;
   /** Double steps until the error is below adaptiveTolerance (default 0.01), up to maxSteps (1024). */
@@ -157,26 +164,34 @@ export async function attributeBatch(
   const baseId = opts.baselineTokenId ?? 0;
   const baselineIds = examples.map((e) => new Int32Array(e.ids.length).fill(baseId));
 
-  // Layer outputs on inputs and baselines (`__original` does not depend on the override).
-  const act = await runRows(s, [...examples.map((e) => e.ids), ...baselineIds], [...lengths, ...lengths], S, null, new Array(2 * E).fill(0), [originalName(s.tensor)]);
   const W = s.width;
-  const origData = act[originalName(s.tensor)].data as Float32Array;
-  const aIn = origData.slice(0, E * S * W);
-  const targets = examples.map((_, i) => opts.targets?.[i]);
-  if (targets.some((t) => t === undefined)) {
-    // Top-1 of the unmodified model: logits with the override set to the layer's own output.
-    const out = await runRows(s, examples.map((e) => e.ids), [...lengths], S, aIn, new Array(E).fill(0), [s.logits]);
-    const V = out[s.logits].dims[2] as number;
-    const logits = out[s.logits].data as Float32Array;
-    targets.forEach((t, i) => {
-      if (t !== undefined) return;
-      const off = (i * S + S - 1) * V;
-      let best = 0;
-      for (let v = 1; v < V; v++) if (logits[off + v] > logits[off + best]) best = v;
-      targets[i] = best;
-    });
-  }
   const V = s.vocab;
+  const rowsPerRun = attributionRowsPerRun(S, W, V, opts);
+  // Layer outputs on inputs and baselines (`__original` does not depend on the override).
+  const allIds = [...examples.map((e) => e.ids), ...baselineIds];
+  const origData = new Float32Array(2 * E * S * W);
+  for (let start = 0; start < 2 * E; start += rowsPerRun) {
+    const n = Math.min(rowsPerRun, 2 * E - start);
+    const out = await runRows(s, allIds.slice(start, start + n), Array.from(allIds.slice(start, start + n), (x) => x.length), S, null, new Array(n).fill(0), [originalName(s.tensor)]);
+    origData.set(out[originalName(s.tensor)].data as Float32Array, start * S * W);
+  }
+  const aIn = origData.subarray(0, E * S * W);
+  const targets = examples.map((_, i) => opts.targets?.[i]);
+  for (let start = 0; start < E && targets.some((t) => t === undefined); start += rowsPerRun) {
+    // Top-1 of the unmodified model: logits with the override set to the layer's own output.
+    const n = Math.min(rowsPerRun, E - start);
+    const ov = aIn.slice(start * S * W, (start + n) * S * W);
+    const out = await runRows(s, examples.slice(start, start + n).map((e) => e.ids), Array.from(lengths.subarray(start, start + n)), S, ov, new Array(n).fill(0), [s.logits]);
+    const logits = out[s.logits].data as Float32Array;
+    const Vo = out[s.logits].dims[2] as number;
+    for (let i = 0; i < n; i++) {
+      if (targets[start + i] !== undefined) continue;
+      const off = (i * S + S - 1) * Vo;
+      let best = 0;
+      for (let v = 1; v < Vo; v++) if (logits[off + v] > logits[off + best]) best = v;
+      targets[start + i] = best;
+    }
+  }
   const prepared: Prepared[] = examples.map((e, i) => ({
     ids: e.ids,
     len: e.ids.length,
@@ -189,12 +204,12 @@ export async function attributeBatch(
   const tolerance = opts.adaptiveTolerance ?? 0.01;
   const maxSteps = opts.maxSteps ?? 1024;
   let steps = opts.steps ?? 50;
-  const results = await integrate(s, prepared, S, W, V, steps, opts.maxBatchElements ?? 1 << 22);
+  const results = await integrate(s, prepared, S, W, steps, rowsPerRun);
   if (opts.adaptiveSteps) {
     let pending = results.map((r, i) => (r.completenessError > tolerance ? i : -1)).filter((i) => i >= 0);
     while (pending.length && steps < maxSteps) {
       steps = Math.min(maxSteps, steps * 2);
-      const again = await integrate(s, pending.map((i) => prepared[i]), S, W, V, steps, opts.maxBatchElements ?? 1 << 22);
+      const again = await integrate(s, pending.map((i) => prepared[i]), S, W, steps, rowsPerRun);
       pending.forEach((i, k) => (results[i] = { ...again[k], history: [...results[i].history, ...again[k].history] }));
       pending = pending.filter((i) => results[i].completenessError > tolerance);
     }
@@ -223,6 +238,22 @@ async function byLength(s: AttributionSession, examples: { ids: Int32Array }[], 
   return out;
 }
 
+/** Rows (example × α) per ONNX Runtime run within the budget of `opts`, for sequences of S tokens. */
+export function attributionRowsPerRun(S: number, W: number, V: number, opts: Pick<LigOptions, 'maxBatchElements' | 'memoryBudgetBytes'>): number {
+  if (opts.memoryBudgetBytes === undefined) return Math.max(1, Math.floor((opts.maxBatchElements ?? 1 << 22) / (S * Math.max(W, V))));
+  const perRow = attributionRowBytes(S, W, V);
+  const rows = Math.floor(opts.memoryBudgetBytes / perRow);
+  if (rows < 1) {
+    throw new QuantlensError('BUDGET', `attribution memory budget ${(opts.memoryBudgetBytes / 1024 ** 2).toFixed(1)} MiB (salience.memory_budget_gb) is below one row of ${S} tokens: ${(perRow / 1024 ** 2).toFixed(1)} MiB (activations and gradients of width ${W}, logits of vocab ${V}, float32)`);
+  }
+  return rows;
+}
+
+/** Bytes of one attribution row of S tokens: activation + gradient [S × W] and logits [S × V], float32. */
+export function attributionRowBytes(S: number, W: number, V: number): number {
+  return S * (2 * W + V) * 4;
+}
+
 async function runRows(
   s: AttributionSession,
   ids: Int32Array[],
@@ -247,9 +278,8 @@ async function integrate(
   prepared: Prepared[],
   S: number,
   W: number,
-  V: number,
   steps: number,
-  maxBatchElements: number,
+  chunk: number,
 ): Promise<Omit<LigResult, 'converged'>[]> {
   const { nodes, weights } = gaussLegendre(steps);
   // Row queue: (example, α, weight); weight < 0 marks the endpoint rows (α = 0 → F_base, 1 → F_in).
@@ -258,8 +288,6 @@ async function integrate(
     rows.push({ e, alpha: 0, weight: -1 }, { e, alpha: 1, weight: -1 });
     for (let k = 0; k < steps; k++) rows.push({ e, alpha: nodes[k], weight: weights[k] });
   });
-  const perRow = S * Math.max(W, V);
-  const chunk = Math.max(1, Math.floor(maxBatchElements / perRow));
   const sums = prepared.map(() => new Float64Array(S * W));
   const fIn = new Float64Array(prepared.length);
   const fBase = new Float64Array(prepared.length);

@@ -1,6 +1,6 @@
 /**
  * quantlens's own package.json and root folder, found from this file's location so that they
- * are right both from the source tree (pipelines/) and from the compiled package (dist/pipelines/),
+ * are right both from the source tree (core/) and from the compiled package (dist/core/),
  * never the consuming project's.
  */
 import { existsSync, readFileSync } from 'node:fs';
