@@ -66,7 +66,7 @@ async function metadataOf(file: string): Promise<Record<string, string>> {
 function comparableSummary(dir: string, replace: [string, string][]): unknown {
   let text = readFileSync(path.join(dir, 'summary.json'), 'utf8');
   for (const [a, b] of replace) text = text.split(a).join(b);
-  return JSON.parse(text, (k, v) => (['wall_seconds', 'tokens_per_second', 'inference_seconds'].includes(k) ? undefined : v));
+  return JSON.parse(text, (k, v) => (['wall_seconds', 'tokens_per_second', 'inference_seconds', 'loglik_seconds', 'attribution_seconds', 'pass_seconds'].includes(k) ? undefined : v));
 }
 
 async function sameAsReference(dir: string, reference: string, replace: [string, string][], rel: number): Promise<void> {
