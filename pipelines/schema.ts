@@ -145,7 +145,7 @@ export const SCHEMA: Record<string, Field> = {
       target: { kind: 'string', default: 'top1', oneOf: ['top1', 'gold'] },
       limit: { kind: 'int', min: 1 },
       adaptive: { kind: 'bool', default: false },
-      memory_budget_gb: { kind: 'number', default: 0.02, min: 0 },
+      memory_budget_gb: { kind: 'number', default: 0.02, min: 0, max: 1 << 20 },
     },
   },
   agreement: { kind: 'object', fields: { reference: { kind: 'string' } } },
@@ -172,7 +172,7 @@ export const SCHEMA: Record<string, Field> = {
     },
   },
   checkpoint_every: { kind: 'int', default: 50, min: 1 },
-  memory_budget_gb: { kind: 'number', min: 0 },
+  memory_budget_gb: { kind: 'number', min: 0, max: 1 << 20 },
 };
 
 /**
