@@ -4,6 +4,7 @@
  * and a deterministic synthetic JSONL dataset. Benchmarks report numbers; nothing here asserts.
  */
 import { createWriteStream } from 'node:fs';
+import { mulberry32 } from '../core/random.ts';
 
 /** Median of a non-empty list (mean of the two middle values for an even count). */
 export function median(xs: readonly number[]): number {
@@ -117,11 +118,8 @@ export function parseMaxRssKiB(timeVerboseOutput: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-/** Deterministic 32-bit LCG in [0, 1), so every run writes the same dataset. */
-export function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
-}
+/** Deterministic uniforms in [0, 1) (the project's one seeded PRNG), so every run writes the same dataset. */
+export const lcg = mulberry32;
 
 /** Words the demo tokenizer mostly has whole pieces for, plus a few it spells out. */
 const WORDS = ['the', 'is', 'of', 'a', 'bigger', 'smaller', 'than', 'number', 'even', 'odd', 'plus', 'minus', 'equal', 'with', 'or', 'only', 'sun', 'water', 'cat', 'moon'];

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { openParquetSink, type ColumnSpec } from '../sinks/parquet.ts';
+import { mulberry32 as lcg } from '../core/random.ts';
 
 const require = createRequire(import.meta.url);
 // parquetjs-lite is CommonJS without types.
@@ -35,11 +36,6 @@ interface Table {
   pqjsSchema: Record<string, unknown>;
 }
 
-/** Deterministic pseudo-random doubles so runs are comparable. */
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 
 const neurons: Table = {
   name: 'neurons',

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GraphBuilder, tensor } from '../onnx/builder.ts';
 import { quantizeModel, QUANT_VARIANTS, type QuantVariant } from '../onnx/quantize/index.ts';
+import { mulberry32 } from '../core/random.ts';
 
 const HIDDEN = 2048;
 const INTER = 5632;
@@ -22,11 +23,8 @@ const self = fileURLToPath(import.meta.url);
 
 function randomWeights(n: number, seed: number): Float32Array {
   const w = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    w[i] = ((s >>> 8) / 16777216 - 0.5) * 0.04; // uniform, std ≈ 0.0115
-  }
+  const next = mulberry32(seed);
+  for (let i = 0; i < n; i++) w[i] = (next() - 0.5) * 0.04; // uniform, std ≈ 0.0115
   return w;
 }
 

@@ -4,12 +4,8 @@ import { activationChunk, chunkToRecordBatch } from '../../operators/chunk.ts';
 import { halfToFloat } from '../../onnx/dtypes.ts';
 import type { Batch, TokenizedExample } from '../../core/types.ts';
 import { QuantlensError } from '../../core/errors.ts';
+import { mulberry32 as rng } from '../../core/random.ts';
 
-/** Seeded PRNG so a failure reproduces. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 
 function makeBatch(r: () => number, B: number, T: number, index = 3): Batch {
   const lengths = new Int32Array(B);

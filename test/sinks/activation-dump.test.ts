@@ -10,6 +10,7 @@ import type { ActivationChunk } from '../../core/types.ts';
 import { openActivationDump } from '../../sinks/activation-dump.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import { tempDir } from '../helpers/temp.ts';
+import { mulberry32 as rng } from '../../core/random.ts';
 
 const dir = tempDir('quantlens-dump-test-');
 let con: DuckDBConnection;
@@ -21,10 +22,6 @@ test.after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 
 function randomChunk(r: () => number, width: number, firstExample: number, examples: number, layer: number, precision: string): ActivationChunk {
   const ex: number[] = [], pos: number[] = [];

@@ -8,14 +8,11 @@ import type { ActivationChunk } from '../../core/types.ts';
 import { openArrowIpcSink } from '../../sinks/arrow-ipc.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import { tempDir } from '../helpers/temp.ts';
+import { mulberry32 as rng } from '../../core/random.ts';
 
 const dir = tempDir('quantlens-ipc-test-');
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 
 /** A chunk of random rows: a few examples, each with consecutive positions. */
 function randomChunk(r: () => number, width: number, firstExample: number, layer = 1, precision = 'fp32'): ActivationChunk {

@@ -7,19 +7,14 @@ import { readOnnxModel, readTensorBytes, type OnnxModel } from '../../../onnx/mo
 import { floatToHalf } from '../../../onnx/dtypes.ts';
 import { quantSessionConfig } from '../../../onnx/quantize/index.ts';
 import { tempDir } from '../../helpers/temp.ts';
+import { mulberry32 } from '../../../core/random.ts';
 
 export function tmpDir(prefix = 'ql-quant-'): string {
   return tempDir(prefix);
 }
 
-/** Deterministic pseudo-random numbers in [0, 1). */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
+/** Deterministic pseudo-random numbers in [0, 1): the project's one seeded PRNG. */
+export const rng = mulberry32;
 
 export function gaussian(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed);
