@@ -55,10 +55,10 @@ function parseShard(s: string | undefined): { index: number; count: number } | u
 /** Several pipeline files, or a suite file: one folder per task, then the cross-task report (pipelines/suite.ts). */
 async function runSuiteCommand(a: Args, files: string[]): Promise<void> {
   if (a.shard || a.resume) throw new QuantlensError('USAGE', 'not supported: --shard / --resume with several pipelines; run each file on its own', a.shard ? '--shard' : '--resume');
-  const other = collectOverrides(a).filter((o) => o.flag !== '--output' && !o.flag.startsWith('--limit'));
-  if (other.length) throw new QuantlensError('USAGE', 'not supported with several pipelines (only --output and --limit apply to a suite); edit the shared part instead', other[0].flag);
+  // --output names the suite folder (tasks go in <output>/<task>); every other flag applies to each task.
+  const overrides = collectOverrides(a).filter((o) => o.flag !== '--output');
   const { planSuite, runSuite } = await import('./suite.ts');
-  const r = await runSuite(planSuite(files, { output: a.output, limit: a.limit }), { quiet: a.quiet, report: a.report });
+  const r = await runSuite(planSuite(files, { output: a.output, overrides }), { quiet: a.quiet, report: a.report });
   console.log(`results: ${r.output}`);
 }
 

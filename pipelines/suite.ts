@@ -11,6 +11,8 @@ import type { PipelineConfig } from './schema.ts';
 import { loadPipeline } from './load.ts';
 import { isSuiteFile, loadSuite } from './suite-file.ts';
 import { runPipeline, type RunOptions } from './run.ts';
+import { writeSuiteReport } from '../sinks/report/index.ts';
+import type { Override } from './overrides.ts';
 
 export interface SuitePlan {
   name: string;
@@ -28,8 +30,11 @@ function commonParent(dirs: string[]): string {
   return first.slice(0, n).join(path.sep) || path.sep;
 }
 
-/** Suite files expanded to their pipelines; every pipeline loaded and validated. */
-export function planSuite(files: string[], opts: { output?: string; limit?: number } = {}): SuitePlan {
+/**
+ * Suite files expanded to their pipelines; every pipeline loaded and validated. `overrides`
+ * (command-line flags other than --output) apply to every task, validated like its own YAML.
+ */
+export function planSuite(files: string[], opts: { output?: string; overrides?: Override[] } = {}): SuitePlan {
   const suites = files.filter(isSuiteFile).map(loadSuite);
   const taskFiles = files.flatMap((f) => (isSuiteFile(f) ? loadSuite(f).pipelines : [path.resolve(f)]));
   const seen = new Set<string>();
@@ -37,12 +42,11 @@ export function planSuite(files: string[], opts: { output?: string; limit?: numb
     if (seen.has(f)) throw new QuantlensError('CONFIG', 'this pipeline is given twice', f);
     seen.add(f);
   }
-  const tasks = taskFiles.map((f) => loadPipeline(f));
+  const tasks = taskFiles.map((f) => loadPipeline(f, opts.overrides ?? []));
   const names = new Map<string, string>();
   for (const t of tasks) {
     if (names.has(t.name)) throw new QuantlensError('CONFIG', `name: "${t.name}" is also the name of ${names.get(t.name)}; tasks of one suite need distinct names`, t.file);
     names.set(t.name, t.file);
-    if (opts.limit !== undefined) t.dataset.limit = opts.limit;
     if (opts.output) t.output = path.join(path.resolve(opts.output), t.name);
   }
   const output = opts.output ? path.resolve(opts.output) : suites.length === 1 ? suites[0].output : commonParent(tasks.map((t) => path.dirname(t.output)));
@@ -56,16 +60,9 @@ export function planSuite(files: string[], opts: { output?: string; limit?: numb
   return { name, output, tasks };
 }
 
-/**
- * The cross-task report: sinks/report's writeSuiteReport(taskRunDirs, outDir) when this build has
- * it, else an explicit error (the task folders and suite.json are complete either way).
- */
+/** The cross-task report of the task folders (sinks/report/suite.ts). */
 export async function writeCrossTaskReport(taskDirs: string[], outDir: string): Promise<void> {
-  const report = (await import('../sinks/report/index.ts')) as Record<string, unknown>;
-  const write = report.writeSuiteReport as ((dirs: string[], out: string) => Promise<unknown>) | undefined;
-  if (typeof write !== 'function')
-    throw new QuantlensError('UNSUPPORTED', 'not available: the cross-task report (writeSuiteReport in sinks/report) is not in this build; the task folders and suite.json are written (use --report false to skip it)', outDir);
-  await write(taskDirs, outDir);
+  await writeSuiteReport(taskDirs, outDir);
 }
 
 export interface SuiteResult {

@@ -47,7 +47,7 @@ test('the suite file and the four files give the same tasks; the suite folder is
   assert.is(a.output, path.join(root, 'runs/paper'));
   assert.is(b.output, path.join(root, 'runs/paper'));
   assert.is(b.name, 'paper');
-  const c = planSuite(TASKS.map((t) => path.join(paper, `${t}.yaml`)), { output: '/tmp/x', limit: 3 });
+  const c = planSuite(TASKS.map((t) => path.join(paper, `${t}.yaml`)), { output: '/tmp/x', overrides: [{ flag: '--limit', keys: ['dataset', 'limit'], text: '3' }] });
   assert.equal(c.tasks.map((t) => [t.output, t.dataset.limit]), TASKS.map((t) => [`/tmp/x/${t}`, 3]));
 });
 
@@ -85,7 +85,7 @@ test('one CLI command runs several pipelines: a folder each, suite.json, then th
 test('the four paper pipelines on stories260K at fp32, nf4, llm-int8 in one call', async () => {
   if (!sharedPath('models/stories260K-onnx', 'paper suite') || !sharedPath('datasets/boolq.csv', 'paper suite')) return;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-paper-'));
-  const plan = planSuite([path.join(root, 'pipelines/examples/paper.suite.yaml')], { output: dir, limit: 6 });
+  const plan = planSuite([path.join(root, 'pipelines/examples/paper.suite.yaml')], { output: dir, overrides: [{ flag: '--limit', keys: ['dataset', 'limit'], text: '6' }] });
   // CI size: attribution dominates the cost (~25 s CPU per attributed example on PIQA at 50 steps).
   for (const t of plan.tasks) Object.assign(t.salience, { limit: 1, steps: 4 });
   const t0 = performance.now();
