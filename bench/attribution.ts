@@ -25,7 +25,7 @@ import { buildFeeds, planInputs } from '../onnx/feeds.ts';
 import { createSession, defaultSessionSettings } from '../onnx/session.ts';
 import { gradName } from '../onnx/backward/graph.ts';
 import { attributeExample, createAttributionSession, type AttributionSession } from '../operators/attribution/lig.ts';
-import { attributeByLength } from '../operators/attribution/by-length.ts';
+import { attributeByLength } from '../operators/attribution/lig.ts';
 import { fixed, formatTable, median } from './lib.ts';
 
 const SHARED = path.resolve(import.meta.dirname, '..', '..', 'shared');

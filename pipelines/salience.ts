@@ -7,8 +7,7 @@
 import path from 'node:path';
 import type { Plan } from './plan.ts';
 import type { BatchResult } from '../operators/infer.ts';
-import { createAttributionSession, type AttributionSession } from '../operators/attribution/lig.ts';
-import { attributeByLength } from '../operators/attribution/by-length.ts';
+import { attributeByLength, createAttributionSession, type AttributionSession } from '../operators/attribution/lig.ts';
 import { defaultCacheDir } from './precisions.ts';
 import { QuantlensError } from '../core/errors.ts';
 import { SalienceEstimator, type SalienceState, type SalienceResult } from '../operators/attribution/salience.ts';

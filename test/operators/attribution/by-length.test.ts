@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import path from 'node:path';
 import { loadTokenizer } from '../../../sources/tokenizer.ts';
 import { attributeExample, attributionRowBytes, attributionRowsPerRun, createAttributionSession, type LigResult } from '../../../operators/attribution/lig.ts';
-import { attributeByLength } from '../../../operators/attribution/by-length.ts';
+import { attributeByLength } from '../../../operators/attribution/lig.ts';
 import { sharedPath } from '../../helpers/shared.ts';
 import { expectRejects } from '../../helpers/expect-error.ts';
 
