@@ -12,7 +12,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { writeAtomically } from './atomic-write.ts';
 import { QuantlensError } from './errors.ts';
 
-export interface HeldTemporary {
+interface HeldTemporary {
   readonly tmpPath: string;
   /** Rename to the final name. */
   commit(): Promise<void>;
@@ -23,7 +23,7 @@ export interface HeldTemporary {
 const DISCARDED = Symbol('discarded');
 
 /** A temporary beside `finalPath`, pending until commit() or discard(). */
-export async function holdTemporaryFile(finalPath: string): Promise<HeldTemporary> {
+async function holdTemporaryFile(finalPath: string): Promise<HeldTemporary> {
   let settle!: (ok: boolean) => void;
   let tmpPath = '';
   let opened!: () => void;

@@ -27,7 +27,7 @@ import type { Plan, PrecisionInfo } from './plan.ts';
 import type { MeasureStates, PrecisionTally, RunMeasures } from './measures.ts';
 import { PREDICTIONS_COLUMNS, openPredictionsSink } from '../sinks/output-schemas.ts';
 import { StateChecker } from './state-check.ts';
-import { decodeI32 as decodeInt32, encodeTyped } from '../operators/estimators/state-codec.ts';
+import { decodeI32 as decodeInt32, encodeTyped, GrowableArray } from '../operators/estimators/state-codec.ts';
 
 export const STATE_DIR = 'state';
 export const CHECKPOINT_FILE = 'checkpoint.json';
@@ -147,28 +147,6 @@ export function decodeI32(s: string, what: string, file?: string): Int32Array {
   }
 }
 
-/** An Int32Array that grows by doubling. */
-class GrowableI32 {
-  private buf = new Int32Array(1024);
-  private n = 0;
-  static from(a: Int32Array): GrowableI32 {
-    const g = new GrowableI32();
-    g.buf = Int32Array.from(a);
-    g.n = a.length;
-    return g;
-  }
-  push(v: number): void {
-    if (this.n === this.buf.length) {
-      const next = new Int32Array(Math.max(1024, this.buf.length * 2));
-      next.set(this.buf);
-      this.buf = next;
-    }
-    this.buf[this.n++] = v;
-  }
-  view(): Int32Array {
-    return this.buf.subarray(0, this.n);
-  }
-}
 
 export class RunLedger {
   padded = 0;
@@ -177,8 +155,8 @@ export class RunLedger {
   priorSeconds = 0;
   private readonly t0 = performance.now();
   // Two int32 per example (8 bytes): merge needs them to rebuild the single run's batch order.
-  private ids = new GrowableI32();
-  private lengths = new GrowableI32();
+  private ids = new GrowableArray(Int32Array);
+  private lengths = new GrowableArray(Int32Array);
 
   record(batch: Batch): void {
     this.padded += batch.paddedTokens;
@@ -207,8 +185,10 @@ export class RunLedger {
     this.padded = s.tokens.padded;
     this.real = s.tokens.real;
     this.priorSeconds = s.seconds;
-    this.ids = GrowableI32.from(decodeI32(s.examples.ids, 'examples.ids', file));
-    this.lengths = GrowableI32.from(decodeI32(s.examples.lengths, 'examples.lengths', file));
+    this.ids = new GrowableArray(Int32Array);
+    this.ids.pushAll(decodeI32(s.examples.ids, 'examples.ids', file));
+    this.lengths = new GrowableArray(Int32Array);
+    this.lengths.pushAll(decodeI32(s.examples.lengths, 'examples.lengths', file));
     for (const [k, t] of Object.entries(s.tally)) {
       const mine = tally.get(k);
       if (!mine) throw new QuantlensError('STATE', `checkpoint has precision ${k}, which this run does not`, file);

@@ -13,7 +13,6 @@
  * Written under a temporary name (registered for SIGINT cleanup) and renamed on close().
  */
 import * as arrow from 'apache-arrow';
-import { QuantlensError } from '../core/errors.ts';
 import { HeldFile } from '../core/held-file.ts';
 
 export interface ArrowIpcSink {
@@ -102,7 +101,7 @@ export async function openArrowIpcSink(finalPath: string, opts: { format?: Arrow
         await drain();
       } catch (e) {
         f.state = 'failed';
-        throw new QuantlensError('IO', `write failed: ${(e as Error).message}`, finalPath, { cause: e });
+        throw f.wrap(e);
       }
       rows += batch.numRows;
     },
