@@ -160,3 +160,24 @@ export async function writeSyntheticJsonl(file: string, n: number, opts: Synthet
 export function duration(seconds: number): string {
   return seconds < 120 ? `${seconds.toFixed(1)} s` : `${(seconds / 60).toFixed(1)} min`;
 }
+
+/**
+ * One goal of an issue as the bench measured it. Every section returns its goals under `goals`
+ * (scripts: in the JSON they write to $QUANTLENS_BENCH_OUT); bench/run.ts prints them together and
+ * writes them to runs/bench/results.json, so met/missed is read from one list.
+ */
+export interface BenchGoal {
+  /** What is measured, e.g. "pipeline ÷ bare session.run, demo bench model". */
+  goal: string;
+  measured: number;
+  comparison: '>=' | '<=';
+  target: number;
+  met: boolean;
+  /** Unit or how it was measured, e.g. "median of 3 rounds". */
+  detail?: string;
+}
+
+export function benchGoal(goal: string, measured: number, comparison: '>=' | '<=', target: number, detail?: string): BenchGoal {
+  const met = Number.isFinite(measured) && (comparison === '>=' ? measured >= target : measured <= target);
+  return { goal, measured, comparison, target, met, ...(detail ? { detail } : {}) };
+}

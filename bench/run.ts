@@ -18,7 +18,7 @@ import { writeFileAtomically } from '../core/atomic-write.ts';
 import { benchPipelineThroughput, type ThroughputResult } from './pipeline.ts';
 import { benchMemory, type MemoryResult } from './memory.ts';
 import { benchEstimators, type EstimatorsResult, type EstimatorRun } from './estimators.ts';
-import { duration, fixed, formatTable, median, percent } from './lib.ts';
+import { duration, fixed, formatTable, median, percent, type BenchGoal } from './lib.ts';
 import { benchScale, printScale, SCALE_SIZES } from './scale.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..');
@@ -161,6 +161,29 @@ async function section<T>(name: string, results: Record<string, unknown>, run: (
   console.log(`(${name}: ${duration((performance.now() - t0) / 1000)})`);
 }
 
+/** Every section's and script's `goals` (see BenchGoal), in the order they ran. */
+function collectGoals(results: Record<string, unknown>): BenchGoal[] {
+  const goals: BenchGoal[] = [];
+  const take = (x: unknown) => {
+    const g = (x as { goals?: unknown } | undefined)?.goals;
+    if (Array.isArray(g)) goals.push(...(g as BenchGoal[]));
+  };
+  for (const [name, r] of Object.entries(results)) if (name !== 'scripts') take(r);
+  for (const s of (results.scripts as { result?: unknown }[] | undefined) ?? []) take(s.result);
+  return goals;
+}
+
+function printGoals(goals: BenchGoal[]): void {
+  heading('Goals');
+  if (goals.length === 0) return void console.log('(no section that ran has a goal)');
+  console.log(
+    formatTable(
+      [{ title: 'goal' }, { title: 'measured', align: 'right' }, { title: 'target' }, { title: 'verdict' }],
+      goals.map((g) => [g.goal + (g.detail ? ` (${g.detail})` : ''), fixed(g.measured, 3), `${g.comparison === '>=' ? '≥' : '≤'} ${g.target}`, g.met ? 'met' : 'MISSED']),
+    ),
+  );
+}
+
 async function main(): Promise<void> {
   const t0 = performance.now();
   const tmpDir = mkdtempSync(path.join(os.tmpdir(), 'quantlens-bench-'));
@@ -185,6 +208,8 @@ async function main(): Promise<void> {
   } finally {
     rmSync(tmpDir, { recursive: true, force: true });
   }
+  results.goals = collectGoals(results);
+  printGoals(results.goals as BenchGoal[]);
   results.seconds = (performance.now() - t0) / 1000;
   results.loadavg1AtEnd = os.loadavg()[0];
   const file = path.join(REPO, 'runs', 'bench', 'results.json');
