@@ -15,6 +15,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import ort from 'onnxruntime-node';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { sharedPath } from '../helpers/shared.ts';
@@ -141,6 +142,22 @@ test('genai-llama-int4 vs genai-llama-fp32 through a per-precision model path; r
   console.log(`  ${await checkRun('genai int4 vs fp32', yaml, out, ['int4'])}`);
   const s = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'));
   assert.equal(s.precisions.int4.quantization.formats, [{ op: 'com.microsoft.MatMulNBits', bits: 4, block_size: 32, zero_points: 'none (symmetric)', accuracy_level: 4, g_idx: false }]);
+});
+
+test('a pipeline asking for nf4 of genai-llama-int4 (through the CLI): one line, exit non-zero, nothing written', () => {
+  const int4 = sharedPath('models/exporters/genai-llama-int4', 'genai int4 re-quantization refused');
+  const data = sharedPath('datasets/boolq.csv', 'genai int4 re-quantization refused');
+  if (!int4 || !data) return;
+  const dir = tempDir('ql-requant-');
+  writeFileSync(path.join(dir, 'p.yaml'), `model: ${int4}\nprecisions: [fp32, nf4]\ndataset:\n  path: ${data}\n  limit: 2\nmeasure: [predictions]\noutput: out\n`);
+  const bin = path.resolve(import.meta.dirname, '..', '..', 'pipelines', 'bin.mjs');
+  const r = spawnSync(process.execPath, [bin, 'run', path.join(dir, 'p.yaml'), '--quiet'], { encoding: 'utf8', env: { ...process.env, CI: 'true', QUANTLENS_CACHE: path.join(dir, 'cache') } });
+  assert.ok(r.status !== 0 && r.status !== null, `exit ${r.status}`);
+  const lines = r.stderr.split('\n').filter((l) => l.trim());
+  assert.is(lines.length, 1, r.stderr);
+  assert.match(lines[0], /genai-llama-int4\/model\.onnx: weights are already quantized \(\d+ nodes, e\.g\. .*MatMulNBits 4-bit\); re-quantizing quantized weights is refused/);
+  assert.not.ok(existsSync(path.join(dir, 'out')), 'nothing written');
+  assert.equal(readdirSync(dir).filter((f) => f.includes('.tmp-')), []);
 });
 
 const TYPED: Record<number, (b: Uint8Array) => TypedData> = {
