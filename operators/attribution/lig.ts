@@ -28,6 +28,7 @@ import {
 import type { FeedBuilder } from '../../onnx/backward/probe.ts';
 import { gaussLegendre } from './gauss-legendre.ts';
 import { cachedAttributionGraph } from './graph-cache.ts';
+import { checkBatchMajor, isFlatSite } from './flat-site.ts';
 
 export interface AttributionSession {
   session: ort.InferenceSession;
@@ -45,6 +46,11 @@ export interface AttributionSession {
   padId: number;
   /** Width of the attributed tensor [batch, sequence, width]. */
   width: number;
+  /**
+   * The tensor is a flattening [batch·sequence, width] of [batch, sequence, width] (a Gemm MLP, as
+   * in OPT exports): it is fed and read as [R·S, W], the same memory as [R, S, W] (flat-site.ts).
+   */
+  flat: boolean;
   /** Last dim of the logits. */
   vocab: number;
   /** Backward graph size, for reports. */
@@ -67,8 +73,9 @@ export async function createAttributionSession(
     // With a cache dir, the graph is built once per (model content, tensor, builder) (graph-cache.ts).
     const { bytes, info, cache } = await cachedAttributionGraph(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir, feeds: probeFeeds }, opts.cacheDir);
     const shape = info.tensorMeta.shape;
-    if (shape.length !== 3 || info.tensorMeta.type !== 'float32') {
-      throw new QuantlensError('UNSUPPORTED', `LIG needs a float32 [batch, sequence, width] activation; "${tensor}" is ${info.tensorMeta.type} of rank ${shape.length}`);
+    const flat = isFlatSite(info.tensorMeta);
+    if ((shape.length !== 3 && !flat) || info.tensorMeta.type !== 'float32') {
+      throw new QuantlensError('UNSUPPORTED', `LIG needs a float32 [batch, sequence, width] activation (or its [batch·sequence, width] flattening); "${tensor}" is ${info.tensorMeta.type} [${shape.join(', ')}] on the probe batch`);
     }
     const session = await createSession(bytes, opts.settings ?? defaultSessionSettings(), {
       externalDataDir: externalDataDirOf(m, opts),
@@ -78,7 +85,15 @@ export async function createAttributionSession(
     const metadata = (session.inputMetadata as readonly { name: string }[]).filter((x) => !ours.has(x.name));
     // With hand-made feeds the plan is unused (its inputs may be ones planInputs refuses).
     const plan = opts.feeds ? { idsName: 'input_ids', idsType: 'int64' as const, pastInputs: [] } : opts.inputPlan ?? planInputs({ inputMetadata: metadata } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
-    return { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[2], vocab: info.logitsShape[2], pathNodes: info.pathNodes, backwardNodes: info.backwardNodes, graphCache: cache };
+    const s: AttributionSession = { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[shape.length - 1], flat, vocab: info.logitsShape[2], pathNodes: info.pathNodes, backwardNodes: info.backwardNodes, graphCache: cache };
+    if (flat) {
+      const original = async (rows: Int32Array[]) => (await runRows(s, rows, rows.map((r) => r.length), rows[0].length, null, new Array(rows.length).fill(0), [originalName(tensor)]))[originalName(tensor)].data as Float32Array;
+      await checkBatchMajor(s, original).catch(async (e) => {
+        await session.release();
+        throw e;
+      });
+    }
+    return s;
   } finally {
     if (typeof model === 'string') m.source.close();
   }
@@ -284,7 +299,7 @@ async function runRows(
   const feeds = s.feeds ? s.feeds(batch, s.padId) : buildFeeds(s.plan, batch, s.padId);
   // The activation run reads `__original`, which ignores the override: feed zeros of the right shape.
   const ov = override ?? new Float32Array(R * S * s.width);
-  feeds[overrideName(s.tensor)] = new ort.Tensor('float32', ov, [R, S, s.width]);
+  feeds[overrideName(s.tensor)] = new ort.Tensor('float32', ov, s.flat ? [R * S, s.width] : [R, S, s.width]);
   feeds[TARGET_INPUT] = intTensor(targets);
   return s.session.run(feeds, fetches);
 }

@@ -10,16 +10,12 @@
  *  - tjs-* (and the genai int4 build): every quantized node of every prebuilt variant: its recorded
  *    settings equal its attributes, and the weight ONNX Runtime applies (the node alone on an
  *    identity input) equals quantlens's reference dequantization of the stored codes.
- * Rows that need the forward-path work of issue 10 §1–2 (activation by graph structure, genai past
- * layout) are named in FORWARD_PENDING: their pipeline failure is printed as PENDING, not hidden.
- * Where only the activation is not found (hf-phi, tjs-phi, hf-opt) the same pipeline then runs with
- * the tensors feeding the down projection named in `layers:`, with every check; otherwise (genai
- * past layout) the quantization checks that need no forward pass (census, written graph, ORT loads
- * it) run and must pass.
+ * Every row must run: no folder is excused (the forward-path work of issue 10 §1–2 is done).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import ort from 'onnxruntime-node';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { sharedPath } from '../helpers/shared.ts';
@@ -39,14 +35,11 @@ import { tempDir } from '../helpers/temp.ts';
 
 const QUANTIZED: QuantVariant[] = ['nf4', 'llm-int8', 'q4', 'int8'];
 const PREBUILT = ['model_q4', 'model_bnb4', 'model_int8', 'model_uint8', 'model_fp16'];
-/** Folders whose pipeline needs issue 10's forward-path work (§1 activation by structure, §2 genai inputs). */
-const FORWARD_PENDING = new Set(['hf-phi', 'tjs-phi', 'hf-opt', 'genai-llama-fp32', 'genai-llama-int4']);
 
-function pipelineYaml(model: string, precisions: string[], out: string, data: string, layers?: string[]): string {
+function pipelineYaml(model: string, precisions: string[], out: string, data: string): string {
   return [
     `model: ${model}`,
     `precisions: [${precisions.join(', ')}]`,
-    ...(layers ? [`layers: [${layers.map((l) => JSON.stringify(l)).join(', ')}]`] : []),
     'dataset:',
     `  path: ${data}`,
     '  prompt: "Respond with True or False only.\\n{prompt}\\nAnswer:"',
@@ -56,6 +49,20 @@ function pipelineYaml(model: string, precisions: string[], out: string, data: st
     'calibration: {bootstrap: 20}',
     `output: ${out}`,
   ].join('\n');
+}
+
+/** dead, correlation, calibration and agreement: rows for every precision, every value finite (empty calibration bins excepted). */
+async function checkOtherMeasures(label: string, out: string, precisions: number, summary: Record<string, any>): Promise<void> {
+  const q = async (sql: string) => (await duckdbQuery(sql))[0];
+  const dead = await q(`select count(distinct precision)::int p, count(*) filter (where dead_count < 0 or dead_count > total or total <= 0)::int bad from '${out}/dead.parquet'`);
+  const corr = await q(`select count(distinct precision)::int p, count(*) filter (where pairs < 0)::int bad, sum(pairs)::double total from '${out}/correlation.parquet'`);
+  const calib = await q(`select count(distinct precision)::int p, count(*) filter (where count > 0 and not (isfinite(accuracy) and isfinite(mean_confidence)))::int bad from '${out}/calibration.parquet'`);
+  const agr = await q(`select count(distinct precision)::int p, count(*) filter (where value is null or not isfinite(value))::int bad from '${out}/agreement.parquet'`);
+  assert.equal([dead.p, corr.p, calib.p], [precisions, precisions, precisions], `${label}: dead, correlation, calibration for every precision`);
+  assert.is(agr.p, precisions - 1, `${label}: agreement for every precision against the reference`);
+  assert.equal([dead.bad, corr.bad, calib.bad, agr.bad], [0, 0, 0, 0], `${label}: dead / correlation / calibration / agreement values in range and finite`);
+  assert.ok(Number(corr.total) > 0, `${label}: correlation pairs counted`);
+  for (const [p, v] of Object.entries<any>(summary.precisions)) for (const k of ['accuracy', 'mean_confidence', 'ace', 'ece']) assert.ok(Number.isFinite(v[k]), `${label} ${p}.${k} finite`);
 }
 
 /** Run one pipeline and check the quantization claims on its outputs; returns one report line. */
@@ -70,6 +77,7 @@ async function checkRun(label: string, yaml: string, out: string, quantized: str
   for (const r of conf) assert.is(Number(r.finite), Number(r.n), `${label} ${r.precision}: finite confidences`);
   const neurons = await duckdbQuery(`select count(*) filter (where not isfinite(mean) or not isfinite(variance)) bad from '${out}/neurons.parquet'`);
   assert.is(Number(neurons[0].bad), 0, `${label}: finite neuron moments`);
+  await checkOtherMeasures(label, out, quantized.length + 1, summary);
   const kl = await duckdbQuery(`select precision, value from '${out}/agreement.parquet' where metric = 'kl_mean' and layer is null`);
   const parts: string[] = [];
   for (const p of quantized) {
@@ -95,34 +103,6 @@ async function checkRun(label: string, yaml: string, out: string, quantized: str
   return `${label}: ${parts.join(', ')}`;
 }
 
-/** Quantization checks that need no forward pass: the census says 100%, so does the written graph, and ORT loads it. */
-async function checkQuantizeOnly(dir: string, tmp: string): Promise<string> {
-  const folder = await openModelFolder(dir);
-  const parts: string[] = [];
-  for (const v of QUANTIZED) {
-    const out = path.join(tmp, `${path.basename(dir)}-${v}.onnx`);
-    const r = await quantizeModel(folder.onnxPath, v, out);
-    assert.is(r.record.decoder_fraction_quantized, 1, `${dir} ${v}`);
-    const q = readOnnxModel(out);
-    const written = readGraphQuantization(q);
-    q.source.close();
-    assert.is(written.record.decoder_fraction_quantized, 1, `${dir} ${v}: the written graph holds no decoder float weight`);
-    const s = await ort.InferenceSession.create(out, { extra: quantSessionConfig() } as ort.InferenceSession.SessionOptions);
-    await s.release();
-    parts.push(`${v} ${r.quantized.length} layers`);
-  }
-  return parts.join(', ');
-}
-
-/** The inputs of the first, middle and last down projections (fc2 / down_proj / mlp c_proj), by name. */
-function downProjectionInputs(file: string): string[] | null {
-  const m = readOnnxModel(file);
-  const inputs = m.nodes.filter((n) => ['MatMul', 'Gemm'].includes(n.opType) && /(fc2|down_proj|mlp\/c_proj)\//.test(n.name)).map((n) => n.inputs[0]);
-  m.source.close();
-  if (inputs.length < 2) return null;
-  return [inputs[0], inputs[Math.floor(inputs.length / 2)], inputs[inputs.length - 1]];
-}
-
 test('matrix: every exporter folder at its own precision, nf4, llm-int8, q4, int8 and its prebuilt variants', async () => {
   const root = sharedPath('models/exporters', 'quantized exporters matrix');
   const data = sharedPath('datasets/boolq.csv', 'quantized exporters matrix');
@@ -137,28 +117,7 @@ test('matrix: every exporter folder at its own precision, nf4, llm-int8, q4, int
     const prebuilt = PREBUILT.filter((p) => folder.variants[p.slice('model_'.length)]);
     const quantized = [...QUANTIZED, ...prebuilt];
     const out = path.join(tmp, name);
-    try {
-      console.log(`  ${await checkRun(name, pipelineYaml(dir, ['fp32', ...quantized], out, data), out, quantized)}`);
-      if (FORWARD_PENDING.has(name)) console.log(`  ${name}: runs now (remove it from FORWARD_PENDING)`);
-    } catch (e) {
-      if (!FORWARD_PENDING.has(name) || !(e instanceof QuantlensError)) throw e;
-      console.log(`  ${name}: PENDING forward-path fix (issue 10 §1–2): ${e.message}`);
-      const layers = downProjectionInputs(folder.onnxPath);
-      if (!/MLP activation/.test(e.message) || !layers) {
-        console.log(`  ${name}: quantize alone → ${await checkQuantizeOnly(dir, tmp)}`);
-        continue;
-      }
-      // Until the activation is found automatically, name the tensors feeding the down projection.
-      const out2 = path.join(tmp, `${name}-named`);
-      try {
-        console.log(`  ${await checkRun(`${name} (layers named)`, pipelineYaml(dir, ['fp32', ...quantized], out2, data, layers), out2, quantized)}`);
-      } catch (e2) {
-        // OPT's Gemm MLP gives 2-D [tokens, width] activations: also the forward-path work (§1).
-        if (!/expected a \[batch, seq, width\] tensor/.test((e2 as Error).message)) throw e2;
-        console.log(`  ${name} (layers named): PENDING forward-path fix (issue 10 §1): ${(e2 as Error).message}`);
-        console.log(`  ${name}: quantize alone → ${await checkQuantizeOnly(dir, tmp)}`);
-      }
-    }
+    console.log(`  ${await checkRun(name, pipelineYaml(dir, ['fp32', ...quantized], out, data), out, quantized)}`);
   }
 });
 
@@ -180,14 +139,25 @@ test('genai-llama-int4 vs genai-llama-fp32 through a per-precision model path; r
   }
   const out = path.join(tmp, 'run');
   const yaml = pipelineYaml(fp32, ['fp32', `{name: int4, model: ${int4}}`], out, data);
-  try {
-    console.log(`  ${await checkRun('genai int4 vs fp32', yaml, out, ['int4'])}`);
-    const s = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'));
-    assert.equal(s.precisions.int4.quantization.formats, [{ op: 'com.microsoft.MatMulNBits', bits: 4, block_size: 32, zero_points: 'none (symmetric)', accuracy_level: 4, g_idx: false }]);
-  } catch (e) {
-    if (!(e instanceof QuantlensError)) throw e;
-    console.log(`  genai int4 vs fp32: PENDING forward-path fix (issue 10 §2): ${e.message}`);
-  }
+  console.log(`  ${await checkRun('genai int4 vs fp32', yaml, out, ['int4'])}`);
+  const s = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'));
+  assert.equal(s.precisions.int4.quantization.formats, [{ op: 'com.microsoft.MatMulNBits', bits: 4, block_size: 32, zero_points: 'none (symmetric)', accuracy_level: 4, g_idx: false }]);
+});
+
+test('a pipeline asking for nf4 of genai-llama-int4 (through the CLI): one line, exit non-zero, nothing written', () => {
+  const int4 = sharedPath('models/exporters/genai-llama-int4', 'genai int4 re-quantization refused');
+  const data = sharedPath('datasets/boolq.csv', 'genai int4 re-quantization refused');
+  if (!int4 || !data) return;
+  const dir = tempDir('ql-requant-');
+  writeFileSync(path.join(dir, 'p.yaml'), `model: ${int4}\nprecisions: [fp32, nf4]\ndataset:\n  path: ${data}\n  limit: 2\nmeasure: [predictions]\noutput: out\n`);
+  const bin = path.resolve(import.meta.dirname, '..', '..', 'pipelines', 'bin.mjs');
+  const r = spawnSync(process.execPath, [bin, 'run', path.join(dir, 'p.yaml'), '--quiet'], { encoding: 'utf8', env: { ...process.env, CI: 'true', QUANTLENS_CACHE: path.join(dir, 'cache') } });
+  assert.ok(r.status !== 0 && r.status !== null, `exit ${r.status}`);
+  const lines = r.stderr.split('\n').filter((l) => l.trim());
+  assert.is(lines.length, 1, r.stderr);
+  assert.match(lines[0], /genai-llama-int4\/model\.onnx: weights are already quantized \(\d+ nodes, e\.g\. .*MatMulNBits 4-bit\); re-quantizing quantized weights is refused/);
+  assert.not.ok(existsSync(path.join(dir, 'out')), 'nothing written');
+  assert.equal(readdirSync(dir).filter((f) => f.includes('.tmp-')), []);
 });
 
 const TYPED: Record<number, (b: Uint8Array) => TypedData> = {
