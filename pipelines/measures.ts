@@ -90,6 +90,8 @@ export class RunMeasures {
     private outDir: string,
     /** Given by `quantlens merge`, which finishes shards' states without a tokenizer (and never calls update). */
     scoring?: Scoring,
+    /** Where warnings go (the run's `log`; stderr by default). */
+    log: (line: string) => void = (l) => process.stderr.write(l + '\n'),
   ) {
     const m = new Set(plan.cfg.measure);
     const { cfg } = plan;
@@ -107,7 +109,7 @@ export class RunMeasures {
       });
     if (m.has('agreement')) this.agreement = new AgreementEstimator(this.reference);
     // Attribution sessions are created in open(); a merge only needs the estimator.
-    if (m.has('salience')) this.salience = new SalienceMeasure(plan, [], (l) => process.stderr.write(l + '\n'));
+    if (m.has('salience')) this.salience = new SalienceMeasure(plan, [], log);
     if (m.has('perplexity')) this.perplexity = new PerplexityEstimator(this.reference, cfg.precisions, cfg.perplexity.positions);
     this.scoring = scoring ?? scoringFor(plan);
     for (const p of cfg.precisions) this.tally.set(p, { examples: 0, tokens: 0, truncated: 0, inference_seconds: 0, loglik_seconds: 0, attribution_seconds: 0 });

@@ -57,7 +57,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   }
   // Only after the plan is valid: a bad input never touches an older run's folder.
   await beginOutput(outDir);
-  const measures = new RunMeasures(plan, outDir);
+  const measures = new RunMeasures(plan, outDir, undefined, log);
   let stopped = false;
   // Replayed: a Ctrl-C during set-up (attribution sessions take a while) must still stop the graph subscribed later.
   const stop$ = new ReplaySubject<void>(1);

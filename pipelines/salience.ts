@@ -105,7 +105,11 @@ export class SalienceMeasure {
   }
 
   finish(): SalienceResult {
-    if (this.warnings) this.log(`quantlens: salience: ${this.warnings} example(s) did not reach completeness within ${this.plan.cfg.salience.steps} steps (flagged in summary.json; try salience.adaptive: true)`);
+    const { steps, adaptive } = this.plan.cfg.salience;
+    // The count is per (precision, layer, example): each attribution is flagged on its own.
+    const within = adaptive ? `with adaptive steps (${steps} doubled up to 1024)` : `within ${steps} steps`;
+    const hint = adaptive ? 'raise salience.steps or check the model for piecewise-constant ops such as int8 activation rounding' : 'try salience.adaptive: true';
+    if (this.warnings) this.log(`quantlens: salience: ${this.warnings} attribution(s) did not reach completeness ${within} (flagged in summary.json; ${hint})`);
     return this.estimator.finish();
   }
 
