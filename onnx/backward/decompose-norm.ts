@@ -51,9 +51,10 @@ export const NORM_DECOMPOSITIONS: Record<string, Decomposition> = {
 /**
  * EmbedLayerNormalization(input_ids, segment_ids?, word_emb, pos_emb, segment_emb?, γ, β, mask?,
  * position_ids?): s = word_emb[ids] + pos_emb[position_ids or 0..S−1] (+ segment_emb[segment_ids]);
- * y = LayerNorm(s)·γ + β; output 2 is s. Its inputs are ids and weights, so it is never on a
- * gradient path; the decomposition exists so every contrib op of these exports has one. The
- * int32 mask_index output is not reproduced.
+ * y = LayerNorm(s)·γ + β; output 2 is s. Its inputs are ids and weights, so it is on a gradient
+ * path only when an embedding table depends on the attributed tensor (tested so); the
+ * decomposition exists so every contrib op of these exports has one. The int32 mask_index output
+ * is not reproduced.
  */
 const embedLayerNorm: Decomposition = ({ node, e }) => {
   const [ids, segIds, word, pos, seg, gamma, beta] = node.inputs;
