@@ -15,7 +15,7 @@ import { decompositionFor } from '../../../onnx/backward/decompose.ts';
 
 export interface InputSpec {
   name: string;
-  type: 'float32' | 'int32' | 'int64';
+  type: 'float32' | 'int32' | 'int64' | 'bool';
   dims: number[];
   data: ArrayLike<number>;
 }
@@ -38,11 +38,12 @@ export interface KernelComparison {
   decomposed: (Float32Array | null)[];
 }
 
-const ONNX_TYPE = { float32: 'float', int32: 'int32', int64: 'int64' } as const;
+const ONNX_TYPE = { float32: 'float', int32: 'int32', int64: 'int64', bool: 'bool' } as const;
 
 function ortTensor(s: InputSpec): ort.Tensor {
   if (s.type === 'float32') return new ort.Tensor('float32', Float32Array.from(s.data), s.dims);
   if (s.type === 'int32') return new ort.Tensor('int32', Int32Array.from(s.data), s.dims);
+  if (s.type === 'bool') return new ort.Tensor('bool', Uint8Array.from(s.data), s.dims);
   return new ort.Tensor('int64', BigInt64Array.from(Array.from(s.data, (v) => BigInt(v))), s.dims);
 }
 
