@@ -11,7 +11,8 @@
  * mask pads, and float32's lowest at keys after the query's absolute position P + s (with
  * unidirectional=1), softmax, · v, heads merged. present outputs are not reproduced.
  * MultiHeadAttention's key/value may also be BNSH [B, N, L, H] (already projected: no bias added).
- * Masks: 1-D [B] (each row's key length) or [2·B] (ends, then starts), 2-D [B, L] and 3-D
+ * Masks: 1-D [B] (each row's key length), [2·B] (ends, then starts) or [3·B + 2]
+ * (MultiHeadAttention: ORT's CPU kernel reads the first B entries as key lengths), 2-D [B, L] and 3-D
  * [B, S, L] (1 = attend). What ORT's CPU kernel does not implement (packed q/k/v, 4-D masks,
  * rotary inside Attention) and shared past buffers are refused with "not supported".
  */
@@ -22,8 +23,8 @@ import type { Decomposition } from './decomposition.ts';
 import type { NodeInfo } from '../model-reader.ts';
 
 /**
- * A 1-D mask as bool [B, 1, 1, L]: [B] key lengths (keys j < end_b), or [2·B] ends then starts
- * (start_b ≤ j < end_b, left padding). Other lengths are refused.
+ * A 1-D mask as bool [B, 1, 1, L]: [B] key lengths (keys j < end_b), [2·B] ends then starts
+ * (start_b ≤ j < end_b, left padding), or MultiHeadAttention's [3·B + 2]. Other lengths are refused.
  */
 function lengthMask(e: GradEmitter, node: NodeInfo, mask: string, m64: string, L: string): string {
   const batch = e.meta(node.inputs[0]).shape[0];
@@ -32,7 +33,9 @@ function lengthMask(e: GradEmitter, node: NodeInfo, mask: string, m64: string, L
   const B = dim(e, node.inputs[0], 0);
   const part = (from: string, to: string) => e.unsqueeze(e.op1('Slice', [m64, e.unsqueeze(from, [0]), e.unsqueeze(to, [0]), e.i64([0])]), [1]); // [B, 1]
   const zero = e.i64([0], []);
-  if (n === batch) return e.unsqueeze(e.op1('Less', [j, part(zero, B)]), [1, 2]);
+  // MultiHeadAttention's [3·B + 2] form: ORT's CPU kernel reads only its first B entries (key lengths).
+  const keyLengths = n === batch || (node.opType === 'MultiHeadAttention' && n === 3 * batch + 2);
+  if (keyLengths) return e.unsqueeze(e.op1('Less', [j, part(zero, B)]), [1, 2]);
   if (n !== 2 * batch) throw gradError(node, `not supported: a 1-D mask of ${n} entries for a batch of ${batch} in the decomposition (batch key lengths, or 2·batch ends and starts, are)`);
   const inside = e.op1('And', [e.op1('Less', [j, part(zero, B)]), e.op1('Not', [e.op1('Less', [j, part(B, e.op1('Add', [B, B]))])])]);
   return e.unsqueeze(inside, [1, 2]);
@@ -100,7 +103,8 @@ const multiHeadAttention: Decomposition = ({ node, e }) => {
   if (!key || !value || e.rank(query) !== 3 || (!bnsh && (e.rank(key) !== 3 || e.rank(value) !== 3))) {
     throw gradError(node, 'not supported: packed query/key/value in the decomposition (3-D query with 3-D or BNSH key and value are; ORT\'s CPU kernel has no packed forms)');
   }
-  for (const [i, what] of [[8, 'past_sequence_length'], [9, 'cache_indirection']] as const) if (optionalInput(node, i)) throw gradError(node, `not supported: input ${i} (${what}) in the decomposition`);
+  // past_sequence_length (input 8) does not change the output of ORT's CPU kernel (checked in the tests).
+  if (optionalInput(node, 9)) throw gradError(node, 'not supported: input 9 (cache_indirection) in the decomposition');
   const type = e.meta(query).type;
   const D = e.meta(query).shape[2];
   const Dv = bnsh ? N * e.meta(value).shape[3] : e.meta(value).shape[2];

@@ -9,9 +9,10 @@ import { range, rotate } from './decompose-attention-core.ts';
 import type { Decomposition } from './decomposition.ts';
 
 const rotaryEmbedding: Decomposition = ({ node, e }) => {
-  if (attrInt(node, 'is_packed_batching', 0) === 1) throw gradError(node, 'not supported: is_packed_batching=1 in the decomposition');
   const [input, ids, cosCache, sinCache] = node.inputs;
   const shape = e.meta(input).shape;
+  // ORT's CPU kernel takes 3-D and 4-D inputs only, and ignores is_packed_batching and scale on them (checked in the tests).
+  if (shape.length !== 3 && shape.length !== 4) throw gradError(node, `not supported: a ${shape.length}-D input in the decomposition (3-D and 4-D are)`);
   const R = attrInt(node, 'rotary_embedding_dim', 0) || 2 * e.meta(cosCache).shape[1];
   const heads = attrInt(node, 'num_heads', 0);
   const H = shape.length === 4 ? shape[3] : heads ? shape[2] / heads : R;

@@ -84,6 +84,11 @@ function mhaCase(o: { B?: number; S?: number; L?: number; N?: number; H?: number
   return { op: 'MultiHeadAttention', inputs, attrs: { num_heads: N, ...o.attrs }, outputs: 3 };
 }
 
+/** The case with one more (trailing) input. */
+function withInput(c: OpCase, x: InputSpec): OpCase {
+  return { ...c, inputs: [...c.inputs, x] };
+}
+
 const mhaCases: [string, OpCase][] = [
   ['self-attention with a 2-D key padding mask', mhaCase({ mask: i32('key_padding_mask', [2, 4], [1, 1, 1, 1, 0, 1, 1, 1]) })],
   ['cross-attention (L 6 ≠ S 3), value width 4, 1-D key lengths', mhaCase({ S: 3, L: 6, Dv: 4, mask: i32('key_padding_mask', [2], [6, 4]) })],
@@ -93,6 +98,8 @@ const mhaCases: [string, OpCase][] = [
   ['unidirectional, padding mask, mask_filter_value −1e9', mhaCase({ mask: i32('key_padding_mask', [2, 4], [0, 1, 1, 1, 0, 0, 0, 1]), attrs: { unidirectional: 1, mask_filter_value: float(-1e9) } })],
   ['3-D mask [B, S, L]', mhaCase({ S: 3, L: 5, mask: i32('key_padding_mask', [2, 3, 5], Array.from({ length: 30 }, (_, i) => (i % 4 === 1 ? 0 : 1))) })],
   ['decoder step: past of 5, unidirectional, 2-D mask over past + new (left padding)', mhaCase({ S: 1, L: 1, P: 5, mask: i32('key_padding_mask', [2, 6], [1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1]), attrs: { unidirectional: 1 } })],
+  ['[3·B + 2] key padding mask (key lengths first; the rest ORT\'s CPU kernel ignores)', mhaCase({ S: 3, L: 5, mask: i32('key_padding_mask', [8], [5, 2, 1, 3, 0, 2, 1, 4]) })],
+  ['decoder step with past_sequence_length (ignored by ORT\'s CPU kernel)', withInput(mhaCase({ S: 1, L: 1, P: 4, attrs: { unidirectional: 1 } }), i32('past_sequence_length', [1], [2]))],
   ['BNSH key/value (cross-attention cache), with bias', mhaCase({ S: 3, L: 5, bnsh: true, mask: i32('key_padding_mask', [2], [5, 3]) })],
   ['BNSH key/value without bias, attention_bias', mhaCase({ S: 2, L: 4, bnsh: true, bias: false, attnBias: f('attention_bias', [1, 2, 2, 4], 1) })],
 ];
@@ -105,7 +112,7 @@ for (let k = 0; k < 8; k++) {
   const L = self ? S : 1 + Math.floor(r() * 6);
   const P = !bnsh && r() < 0.4 ? 1 + Math.floor(r() * 4) : 0;
   const [N, H] = [[1, 2, 4][Math.floor(r() * 3)], [2, 4, 8][Math.floor(r() * 3)]];
-  const Dv = P ? N * H : N * [2, 4, 8][Math.floor(r() * 3)]; // ORT wants value width = key width with a past
+  const Dv = P || bnsh ? N * H : N * [2, 4, 8][Math.floor(r() * 3)]; // ORT wants value width = key width with a past or BNSH
   const T = L + P;
   const lengths = Array.from({ length: B }, () => T - Math.floor(r() * T));
   const kind = Math.floor(r() * 4);
