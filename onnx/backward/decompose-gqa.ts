@@ -106,7 +106,11 @@ function sinkLogits(d: DecomposeContext, type: string): string | null {
   return attrInt(node, 'smooth_softmax', 0) === 1 ? e.op1('Reshape', [e.scalar(0, type), e.i64([1, 1, 1, 1])]) : null;
 }
 
-/** ORT's quantized KV cache (int8/int4 past with k_scale/v_scale) is not decomposed. */
+/**
+ * ORT's quantized KV cache (int8/int4 past with k_scale/v_scale) is not decomposed: the kernel
+ * rounds the new keys and values, which lie on the gradient path (their exact gradient is zero
+ * almost everywhere: nothing finite differences could confirm).
+ */
 function refuseQuantizedCache(node: DecomposeContext['node']): void {
   for (const name of ['k_quant_type', 'v_quant_type']) {
     const a = node.attributes[name];
