@@ -11,8 +11,8 @@
  * mask pads, and float32's lowest at keys after the query's absolute position P + s (with
  * unidirectional=1), softmax, · v, heads merged. present outputs are not reproduced.
  * MultiHeadAttention's key/value may also be BNSH [B, N, L, H] (already projected: no bias added).
- * Masks: 1-D [B] (each row's key length), [2·B] (ends, then starts) or [3·B + 2]
- * (MultiHeadAttention: ORT's CPU kernel reads the first B entries as key lengths), 2-D [B, L] and 3-D
+ * Masks: 1-D [B] (each row's key length), [2·B] (ends, then starts) or [3·B + 2] (ORT's
+ * CPU kernels read its first B entries as key lengths), 2-D [B, L] and 3-D
  * [B, S, L] (1 = attend). What ORT's CPU kernel does not implement (packed q/k/v, 4-D masks,
  * rotary inside Attention) and shared past buffers are refused with "not supported".
  */
@@ -24,7 +24,7 @@ import type { NodeInfo } from '../model-reader.ts';
 
 /**
  * A 1-D mask as bool [B, 1, 1, L]: [B] key lengths (keys j < end_b), [2·B] ends then starts
- * (start_b ≤ j < end_b, left padding), or MultiHeadAttention's [3·B + 2]. Other lengths are refused.
+ * (start_b ≤ j < end_b, left padding), or [3·B + 2] (key lengths first). Other lengths are refused.
  */
 function lengthMask(e: GradEmitter, node: NodeInfo, mask: string, m64: string, L: string): string {
   const batch = e.meta(node.inputs[0]).shape[0];
@@ -33,8 +33,8 @@ function lengthMask(e: GradEmitter, node: NodeInfo, mask: string, m64: string, L
   const B = dim(e, node.inputs[0], 0);
   const part = (from: string, to: string) => e.unsqueeze(e.op1('Slice', [m64, e.unsqueeze(from, [0]), e.unsqueeze(to, [0]), e.i64([0])]), [1]); // [B, 1]
   const zero = e.i64([0], []);
-  // MultiHeadAttention's [3·B + 2] form: ORT's CPU kernel reads only its first B entries (key lengths).
-  const keyLengths = n === batch || (node.opType === 'MultiHeadAttention' && n === 3 * batch + 2);
+  // The [3·B + 2] form (key lengths, then query/key start offsets of packed batches): ORT's CPU kernels read only the first B entries.
+  const keyLengths = n === batch || n === 3 * batch + 2;
   if (keyLengths) return e.unsqueeze(e.op1('Less', [j, part(zero, B)]), [1, 2]);
   if (n !== 2 * batch) throw gradError(node, `not supported: a 1-D mask of ${n} entries for a batch of ${batch} in the decomposition (batch key lengths, or 2·batch ends and starts, are)`);
   const inside = e.op1('And', [e.op1('Less', [j, part(zero, B)]), e.op1('Not', [e.op1('Less', [j, part(B, e.op1('Add', [B, B]))])])]);

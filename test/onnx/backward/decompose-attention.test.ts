@@ -41,6 +41,7 @@ const attentionCases: [string, OpCase][] = [
   ['attention_bias [1, 3, 5, 5]', attentionCase({ bias: f('attention_bias', [1, 3, 5, 5], 2), attrs: { unidirectional: 1 } })],
   ['1-D [2·B] mask: key ends then starts (left padding), unidirectional', attentionCase({ mask: i32('mask', [4], [5, 5, 0, 2]), attrs: { unidirectional: 1 } })],
   ['1-D [2·B] mask: ends and starts inside the row, bidirectional', attentionCase({ mask: i32('mask', [4], [4, 5, 1, 2]) })],
+  ['1-D [3·B + 2] mask (key lengths first; the rest ORT\'s CPU kernel ignores)', attentionCase({ mask: i32('mask', [8], [5, 3, 1, 2, 0, 1, 3, 2]) })],
 ];
 /** A random mask over L keys for rows whose real tokens are the last `lengths[b]` (left padding). */
 function randomMask(kind: number, B: number, S: number, L: number, lengths: number[]): InputSpec {
