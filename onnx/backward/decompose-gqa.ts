@@ -22,7 +22,8 @@
  *            reproduced (the objective never reads them).
  * A quantized KV cache (k_quant_type / v_quant_type other than NONE) is refused.
  * ORT computes nothing meaningful for a query past its row's length (right padding); the
- * decomposition gives such rows the same masked attention over that row's real keys.
+ * decomposition reproduces what its CPU kernel outputs there (masked attention over the row's
+ * real keys; with a local window see allowedKeys), so the probe-batch check holds on padded rows.
  */
 import type { GradEmitter } from './emitter.ts';
 import { gradError, attrFloat, attrInt, optionalInput } from './rule.ts';
@@ -92,7 +93,7 @@ function allowedKeys(d: DecomposeContext, positions: string, rows: Rows, T: stri
   const window = attrInt(node, 'local_window_size', -1);
   if (window <= 0) return { allowed: e.unsqueeze(allowed, [1]), rowOk: null };
   const lastReal = e.op1('Sub', [total, e.i64([1], [])]);
-  const from = e.op1('Where', [sink ? e.op1('Greater', [at, lastReal]) : e.op1('Less', [at, e.i64([0], [])]), lastReal, at]);
+  const from = sink ? e.op1('Where', [e.op1('Greater', [at, lastReal]), lastReal, at]) : at;
   const start = e.op1('Sub', [from, e.i64([window - 1], [])]); // [B, S, 1]
   allowed = e.op1('And', [allowed, e.op1('Not', [e.op1('Less', [j, start])])]);
   return { allowed: e.unsqueeze(allowed, [1]), rowOk: sink ? null : e.unsqueeze(e.op1('Less', [start, total]), [1]) };
