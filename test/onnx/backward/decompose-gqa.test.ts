@@ -3,7 +3,8 @@
  * random inputs: packed and separate q/k/v, GQA head mapping, rotary full/partial/interleaved,
  * right padding through seqlens_k, the first prompt, padded decoding (each row its own past) and
  * a subsequent prompt, position_ids, attention_bias, softcap, scale, local window, smooth_softmax
- * and head_sink; plus random shapes drawing all of these. Gradients: decompose-gqa-grad.test.ts.
+ * and head_sink; plus random shapes drawing all of these, and float16. Gradients:
+ * decompose-gqa-grad.test.ts.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -53,6 +54,22 @@ for (const [name, c] of cases) {
     const { relErr } = await compareWithKernel(gqaCase(c, r));
     assert.is(relErr[1], null, 'present_key is not reproduced');
     assert.ok(relErr[0] !== null && relErr[0] <= 1e-5, `relative error ${relErr[0]}`);
+  });
+}
+
+// float16 (onnxruntime-genai's fp16 exports): the same ops in half precision. Tolerance 2e-3 of
+// the output's scale: a few float16 roundings (2^-11 ≈ 4.9e-4 each) between the two paths.
+const fp16Cases: [string, GqaCase][] = [
+  ['right padding, rotary', { B: 2, S: 5, N: 4, K: 2, H: 16, lengths: [5, 3], attrs: rot }],
+  ['padded decoding, per-row pasts', { B: 2, S: 1, N: 2, K: 1, H: 16, lengths: [4, 2], past: 3, attrs: rot }],
+  ['head_sink, attention_bias, softcap, local window', { B: 2, S: 4, N: 2, K: 1, H: 16, lengths: [4, 3], headSink: [1, -1], bias: { batch: true, heads: false }, attrs: { softcap: float(2), local_window_size: 2 } }],
+];
+for (const [name, c] of fp16Cases) {
+  test(`GroupQueryAttention float16 ${name}: decomposition == ORT kernel (relative 2e-3)`, async () => {
+    const f32 = gqaCase(c, r);
+    const inputs = f32.inputs.map((x) => (x && x.type === 'float32' ? { ...x, type: 'float16' as const } : x));
+    const { relErr } = await compareWithKernel({ ...f32, inputs });
+    assert.ok(relErr[0] !== null && relErr[0] <= 2e-3, `relative error ${relErr[0]}`);
   });
 }
 
