@@ -74,24 +74,31 @@ export function expandKvHeads(e: GradEmitter, kv: string, N: number, K: number, 
 
 /**
  * softmax(scale·q·kᵀ (+ bias), masked where `allowed` is false) · v. q [B,N,S,H], k/v [B,N,L,H];
- * allowed: bool broadcasting to [B,N,S,L] or null; bias: float broadcasting to the scores or null.
+ * allowed: bool broadcasting to [B,N,S,L] or null; bias: float broadcasting to the scores or null
+ * (added before softcap, unless biasAfterSoftcap); sink: a logit per head broadcasting to
+ * [1,N,1,1] that joins each row's softmax as one more key with no value (smooth softmax: 0).
  */
 export function attend(
   e: GradEmitter,
   q: string,
   k: string,
   v: string,
-  opts: { scale: number; allowed: string | null; bias?: string | null; softcap?: number; type: string; maskValue?: number },
+  opts: { scale: number; allowed: string | null; bias?: string | null; biasAfterSoftcap?: boolean; softcap?: number; sink?: string | null; type: string; maskValue?: number },
 ): string {
   let scores = e.op1('Mul', [e.op1('MatMul', [q, e.op1('Transpose', [k], { perm: [0, 1, 3, 2] })]), e.scalar(opts.scale, opts.type)]);
-  if (opts.bias) scores = e.op1('Add', [scores, opts.bias]);
+  if (opts.bias && !opts.biasAfterSoftcap) scores = e.op1('Add', [scores, opts.bias]);
   if (opts.softcap && opts.softcap > 0) {
     const c = e.scalar(opts.softcap, opts.type);
     scores = e.op1('Mul', [e.op1('Tanh', [e.op1('Div', [scores, c])]), c]);
   }
+  if (opts.bias && opts.biasAfterSoftcap) scores = e.op1('Add', [scores, opts.bias]);
   if (opts.allowed) scores = e.op1('Where', [opts.allowed, scores, e.scalar(opts.maskValue ?? MASKED_SCORE, opts.type)]);
-  const probs = e.op1('Softmax', [scores], { axis: 3 });
-  return e.op1('MatMul', [probs, v]);
+  if (!opts.sink) return e.op1('MatMul', [e.op1('Softmax', [scores], { axis: 3 }), v]);
+  // The sink is one more column of the softmax, dropped after it: only its share of the mass remains.
+  const lead = e.op1('Slice', [e.shape(scores), e.i64([0]), e.i64([3])]);
+  const column = e.op1('Expand', [opts.sink, e.op1('Concat', [lead, e.i64([1])], { axis: 0 })]);
+  const probs = e.op1('Softmax', [e.op1('Concat', [scores, column], { axis: 3 })], { axis: 3 });
+  return e.op1('MatMul', [e.op1('Slice', [probs, e.i64([0]), e.i64([-1]), e.i64([3])]), v]);
 }
 
 /** Causal mask [S, L]: query s (at absolute position past + s) sees keys j ≤ past + s. */

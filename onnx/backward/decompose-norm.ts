@@ -2,6 +2,7 @@
  * ONNX Runtime's normalisation contrib ops as standard ops (ReduceMean, Sqrt, Div…), with s the
  * normalised input, axes the trailing axes from `axis` (default −1), eps = epsilon:
  *   SimplifiedLayerNormalization(X, scale)               y = X / √(mean(X²) + eps) · scale
+ *   RMSNormalization (ai.onnx, opset 23)                 the same
  *   SkipSimplifiedLayerNormalization(input, skip, γ, b?)  s = input + skip (+ b); y = s / √(mean(s²) + eps) · γ
  *   SkipLayerNormalization(input, skip, γ, β?, b?)        s = input + skip (+ b); y = (s − μ) / √(var + eps) · γ (+ β)
  * Output 3 of the Skip ops is s. Statistic outputs (mean, inverse std) are not reproduced.
@@ -44,6 +45,9 @@ function skipNorm(centred: boolean): Decomposition {
 
 export const NORM_DECOMPOSITIONS: Record<string, Decomposition> = {
   SimplifiedLayerNormalization: simplified,
+  // ai.onnx RMSNormalization (opset 23): the same formula, attributes and inputs (stash_type
+  // only sets the precision the kernel computes in).
+  RMSNormalization: simplified,
   'com.microsoft:SkipSimplifiedLayerNormalization': skipNorm(false),
   'com.microsoft:SkipLayerNormalization': skipNorm(true),
 };
@@ -51,9 +55,10 @@ export const NORM_DECOMPOSITIONS: Record<string, Decomposition> = {
 /**
  * EmbedLayerNormalization(input_ids, segment_ids?, word_emb, pos_emb, segment_emb?, γ, β, mask?,
  * position_ids?): s = word_emb[ids] + pos_emb[position_ids or 0..S−1] (+ segment_emb[segment_ids]);
- * y = LayerNorm(s)·γ + β; output 2 is s. Its inputs are ids and weights, so it is never on a
- * gradient path; the decomposition exists so every contrib op of these exports has one. The
- * int32 mask_index output is not reproduced.
+ * y = LayerNorm(s)·γ + β; output 2 is s. Its inputs are ids and weights, so it is on a gradient
+ * path only when an embedding table depends on the attributed tensor (tested so); the
+ * decomposition exists so every contrib op of these exports has one. The int32 mask_index output
+ * is not reproduced.
  */
 const embedLayerNorm: Decomposition = ({ node, e }) => {
   const [ids, segIds, word, pos, seg, gamma, beta] = node.inputs;

@@ -4,14 +4,15 @@
  * [max, R/2]. Each head's first R dims are rotated (decompose-attention-core.ts `rotate`), the
  * rest pass through. H = hidden/num_heads when num_heads is given, else R (whole heads rotated).
  */
-import { attrInt, gradError } from './rule.ts';
+import { attrInt, gradError, optionalInput } from './rule.ts';
 import { range, rotate } from './decompose-attention-core.ts';
 import type { Decomposition } from './decomposition.ts';
 
 const rotaryEmbedding: Decomposition = ({ node, e }) => {
-  if (attrInt(node, 'is_packed_batching', 0) === 1) throw gradError(node, 'not supported: is_packed_batching=1 in the decomposition');
   const [input, ids, cosCache, sinCache] = node.inputs;
   const shape = e.meta(input).shape;
+  // ORT's CPU kernel takes 3-D and 4-D inputs only, and ignores is_packed_batching and scale on them (checked in the tests).
+  if (shape.length !== 3 && shape.length !== 4) throw gradError(node, `not supported: a ${shape.length}-D input in the decomposition (3-D and 4-D are)`);
   const R = attrInt(node, 'rotary_embedding_dim', 0) || 2 * e.meta(cosCache).shape[1];
   const heads = attrInt(node, 'num_heads', 0);
   const H = shape.length === 4 ? shape[3] : heads ? shape[2] / heads : R;
@@ -31,6 +32,29 @@ const rotaryEmbedding: Decomposition = ({ node, e }) => {
   return [rank3 ? e.op1('Reshape', [y, e.shape(input)]) : y];
 };
 
+/**
+ * ai.onnx RotaryEmbedding (opset 23): RotaryEmbedding(X, cos_cache, sin_cache, position_ids?).
+ * X [B, N, S, H] or [B, S, N·H] (num_heads given); with position_ids [B, S] the caches are
+ * [max, R/2] tables, without them the caches are already per position: [B, S, R/2].
+ */
+const onnxRotaryEmbedding: Decomposition = ({ node, e }) => {
+  const [input, cosCache, sinCache] = node.inputs;
+  const ids = optionalInput(node, 3);
+  const shape = e.meta(input).shape;
+  const heads = attrInt(node, 'num_heads', 0);
+  const rank3 = shape.length === 3;
+  if (rank3 && !heads) throw gradError(node, 'a 3-D input needs num_heads');
+  const H = rank3 ? shape[2] / heads : shape[3];
+  const R = attrInt(node, 'rotary_embedding_dim', 0) || H;
+  if (!Number.isInteger(H) || R > H) throw gradError(node, `rotary dims ${R} do not fit heads of ${H}`);
+  // Rotate in [B, S, N, H] (3-D input) or [B, N, S, H]; tables broadcast as [B, S, 1, R/2] or [B, 1, S, R/2].
+  const x = rank3 ? e.op1('Reshape', [input, e.i64([0, 0, heads, H])]) : input;
+  const table = (cache: string) => e.unsqueeze(ids ? e.op1('Gather', [cache, ids], { axis: 0 }) : cache, [rank3 ? 2 : 1]);
+  const y = rotate(e, x, table(cosCache), table(sinCache), R, H, attrInt(node, 'interleaved', 0) === 1);
+  return [rank3 ? e.op1('Reshape', [y, e.shape(input)]) : y];
+};
+
 export const ROTARY_DECOMPOSITIONS: Record<string, Decomposition> = {
   'com.microsoft:RotaryEmbedding': rotaryEmbedding,
+  RotaryEmbedding: onnxRotaryEmbedding,
 };

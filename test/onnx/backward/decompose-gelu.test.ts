@@ -23,6 +23,17 @@ const cases: [string, OpCase][] = [
   ['QuickGelu (default alpha)', { op: 'QuickGelu', inputs: [x([2, 3, 8])], outputs: 1 }],
   ['QuickGelu (alpha 1.3)', { op: 'QuickGelu', inputs: [x([4, 6])], attrs: { alpha: float(1.3) }, outputs: 1 }],
 ];
+// Random shapes (rank 1–4, sizes 1–9), with and without bias, random alpha.
+for (let k = 0; k < 6; k++) {
+  const dims = Array.from({ length: 1 + Math.floor(r() * 4) }, () => 1 + Math.floor(r() * 9));
+  const last = dims[dims.length - 1];
+  const dimsText = dims.join('×');
+  cases.push(
+    [`FastGelu random shape #${k} [${dimsText}]${k % 2 ? ' with bias' : ''}`, { op: 'FastGelu', inputs: k % 2 ? [x(dims), bias(last)] : [x(dims)], outputs: 1 }],
+    [`BiasGelu random shape #${k} [${dimsText}]`, { op: 'BiasGelu', inputs: [x(dims), bias(last)], outputs: 1 }],
+    [`QuickGelu random shape #${k} [${dimsText}]`, { op: 'QuickGelu', inputs: [x(dims)], attrs: { alpha: float(0.5 + 2 * r()) }, outputs: 1 }],
+  );
+}
 for (const [name, c] of cases) {
   test(`${name}: decomposition == ORT kernel (relative 1e-5)`, async () => {
     const { relErr } = await compareWithKernel(c);

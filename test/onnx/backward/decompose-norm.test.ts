@@ -1,7 +1,8 @@
 /**
  * SimplifiedLayerNormalization (ORT registers it in the ai.onnx domain only), SkipSimplifiedLayerNormalization
  * and SkipLayerNormalization: decomposition == ORT's kernel (with bias, beta, broadcast skip, the
- * sum output), then gradients (including γ depending on the override) == central differences.
+ * sum output), EmbedLayerNormalization, each also on random shapes; then gradients (including γ
+ * depending on the override, and EmbedLayerNormalization's word embeddings) == central differences.
  * rules-norm.test.ts keeps the original checks of these ops.
  */
 import { test } from 'uvu';
@@ -31,6 +32,25 @@ const cases: [string, OpCase, number[]][] = [
   ['EmbedLayerNormalization with segments, mask and position ids', ...embedCase(true)],
   ['EmbedLayerNormalization, positions 0..S−1 (GPT-2 export without segments)', ...embedCase(false)],
 ];
+// Random shapes: batch, sequence, hidden size, axis, broadcast skip, optional bias/beta, segments drawn.
+const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+for (let k = 0; k < 5; k++) {
+  const [B, S, W] = [int(1, 4), int(1, 6), int(1, 12)];
+  const e = { epsilon: float(10 ** -int(3, 6)) };
+  const axis = int(1, 2);
+  const scaleDims = axis === 1 ? [S, W] : [W];
+  cases.push([`SimplifiedLayerNormalization random shape #${k} [${B}, ${S}, ${W}], axis ${axis}`, { op: 'SimplifiedLayerNormalization', domain: '', inputs: [f('x', [B, S, W], 3), f('scale', scaleDims)], attrs: { axis, ...e }, outputs: 1 }, [0]]);
+  const skip = r() < 0.3 ? [S, W] : [B, S, W];
+  const withBias = r() < 0.5;
+  cases.push([`SkipSimplifiedLayerNormalization random shape #${k} [${B}, ${S}, ${W}], skip [${skip}], bias ${withBias}`, { op: 'SkipSimplifiedLayerNormalization', inputs: [f('input', [B, S, W], 2), f('skip', skip, 2), f('gamma', [W]), withBias ? f('bias', [W]) : ''], attrs: e, outputs: 4 }, [0, 3]]);
+  const withBeta = r() < 0.5;
+  cases.push([`SkipLayerNormalization random shape #${k} [${B}, ${S}, ${W}], skip [${skip}], beta ${withBeta}, bias ${withBias}`, { op: 'SkipLayerNormalization', inputs: [f('input', [B, S, W], 2, 0.3), f('skip', skip, 2), f('gamma', [W]), withBeta ? f('beta', [W]) : '', withBias ? f('bias', [W]) : ''], attrs: e, outputs: 4 }, [0, 3]]);
+  const [V, full] = [int(4, 40), r() < 0.5];
+  const ids = (name: string, hi: number): InputSpec => ({ name, type: 'int32', dims: [B, S], data: Array.from({ length: B * S }, () => Math.floor(r() * hi)) });
+  const inputs: (InputSpec | '')[] = [ids('input_ids', V), full ? ids('segment_ids', 3) : '', f('word_embedding', [V, W]), f('position_embedding', [S + 4, W]), full ? f('segment_embedding', [3, W]) : '', f('gamma', [W]), f('beta', [W])];
+  if (full) inputs.push('', ids('position_ids', S + 4));
+  cases.push([`EmbedLayerNormalization random shape #${k} [${B}, ${S}], vocabulary ${V}, hidden ${W}, segments and position_ids ${full}`, { op: 'EmbedLayerNormalization', inputs, attrs: e, outputs: 3 }, [0, 2]]);
+}
 for (const [name, c, outputs] of cases) {
   test(`${name}: decomposition == ORT kernel (relative 1e-5)`, async () => {
     const { relErr } = await compareWithKernel(c);
@@ -47,6 +67,14 @@ check('SkipLayerNormalization with γ depending on the input', 'SkipLayerNormali
 check('SkipSimplifiedLayerNormalization with bias', 'SkipSimplifiedLayerNormalization', (g, x, h) => {
   const [y] = g.node('SkipSimplifiedLayerNormalization', [g.node('Mul', [x, x])[0], x, h.rand([6]), h.rand([6])], 1, eps, { domain: 'com.microsoft' });
   return { out: y, k: 6 };
+}, ms);
+check('EmbedLayerNormalization with its word embeddings computed from the activation', 'EmbedLayerNormalization', (g, x, h) => {
+  // The activation [B, T, 6] reshaped to a [B·T, 6] table; ids 1..5 index into it. (ORT's shape
+  // inference wants γ and β as constants of known shape.)
+  const [table] = g.node('Reshape', [x, h.i64([-1, 6])]);
+  const [ids] = g.node('Cast', ['input_ids'], 1, { to: 6 });
+  const outs = g.node('EmbedLayerNormalization', [ids, '', table, h.rand([16, 6]), '', h.rand([6]), h.rand([6])], 3, eps, { domain: 'com.microsoft' });
+  return { out: g.node('Add', [outs[0], g.node('Mul', [outs[2], h.f32([0.3], [])])[0]])[0], k: 6 };
 }, ms);
 
 test.run();

@@ -1,11 +1,12 @@
 /**
  * com.microsoft RotaryEmbedding: decomposition == ORT's kernel (3-D and 4-D inputs, position_ids
- * [B,S] and [1] offsets, interleaved, partial rotary), then gradient == central differences.
+ * [B,S] and [1] offsets, interleaved, partial rotary, is_packed_batching and scale, which ORT's CPU
+ * kernel ignores on these inputs), then gradient == central differences.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mulberry32 } from '../../../core/random.ts';
-import type { AttrInput } from '../../../onnx/builder.ts';
+import { float, type AttrInput } from '../../../onnx/builder.ts';
 import { check } from './check.ts';
 import { compareWithKernel, randomValues, type InputSpec } from './kernel-harness.ts';
 
@@ -37,6 +38,7 @@ const cases: [string, ReturnType<typeof rotaryCase>][] = [
   ['3-D input, partial rotary (8 of 16 dims)', rotaryCase([2, 3, 32], ids2(2, 3, [0, 2]), 4, { num_heads: 2, rotary_embedding_dim: 8 })],
   ['4-D input [B,N,S,H]', rotaryCase([2, 3, 5, 8], ids2(2, 5, [0, 4]), 4, {})],
   ['4-D input, interleaved, offset', rotaryCase([2, 2, 4, 8], offset(2), 4, { interleaved: 1 })],
+  ['is_packed_batching and scale (ORT\'s CPU kernel ignores both on 3-D input)', rotaryCase([2, 4, 32], ids2(2, 4, [3, 1]), 4, { num_heads: 4, is_packed_batching: 1, scale: float(3) })],
 ];
 // Random shapes: batch, sequence, heads, head size (rotary half-dims), layout, positions drawn.
 for (let k = 0; k < 4; k++) {

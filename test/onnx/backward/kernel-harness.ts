@@ -12,10 +12,11 @@ import { GraphBuilder, appendGraphFragment, type AttrInput } from '../../../onnx
 import { readOnnxModel } from '../../../onnx/model-reader.ts';
 import { GradEmitter, type TensorMeta } from '../../../onnx/backward/emitter.ts';
 import { decompositionFor } from '../../../onnx/backward/decompose.ts';
+import { floatToHalf, halfToFloat } from '../../../onnx/dtypes.ts';
 
 export interface InputSpec {
   name: string;
-  type: 'float32' | 'int32' | 'int64';
+  type: 'float32' | 'float16' | 'int32' | 'int64' | 'bool';
   dims: number[];
   data: ArrayLike<number>;
 }
@@ -38,11 +39,13 @@ export interface KernelComparison {
   decomposed: (Float32Array | null)[];
 }
 
-const ONNX_TYPE = { float32: 'float', int32: 'int32', int64: 'int64' } as const;
+const ONNX_TYPE = { float32: 'float', float16: 'float16', int32: 'int32', int64: 'int64', bool: 'bool' } as const;
 
 function ortTensor(s: InputSpec): ort.Tensor {
   if (s.type === 'float32') return new ort.Tensor('float32', Float32Array.from(s.data), s.dims);
+  if (s.type === 'float16') return new ort.Tensor('float16', floatToHalf(s.data), s.dims);
   if (s.type === 'int32') return new ort.Tensor('int32', Int32Array.from(s.data), s.dims);
+  if (s.type === 'bool') return new ort.Tensor('bool', Uint8Array.from(s.data), s.dims);
   return new ort.Tensor('int64', BigInt64Array.from(Array.from(s.data, (v) => BigInt(v))), s.dims);
 }
 
@@ -70,8 +73,10 @@ export async function compareWithKernel(c: OpCase): Promise<KernelComparison> {
   const feeds = Object.fromEntries(c.inputs.flatMap((s) => (s ? [[s.name, ortTensor(s)]] : [])));
   const res = await session.run(feeds);
   await session.release();
-  const kernel = outs.map((o) => res[o].data as Float32Array);
-  const decomposed = produced.map((p) => (p ? (res[p].data as Float32Array) : null));
+  // float16 outputs come back as raw halves: compared as floats.
+  const asFloat = (t: ort.Tensor) => (t.type === 'float16' ? halfToFloat(t.data as Uint16Array) : (t.data as Float32Array));
+  const kernel = outs.map((o) => asFloat(res[o]));
+  const decomposed = produced.map((p) => (p ? asFloat(res[p]) : null));
   const relErr = kernel.map((a, k) => {
     const b = decomposed[k];
     if (!b) return null;
