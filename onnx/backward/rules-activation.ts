@@ -44,9 +44,27 @@ function geluExact(c: RuleContext): string {
   return c.e.op1('Mul', [g, c.e.op1('Add', [cdf, c.e.op1('Mul', [x, pdf])])]);
 }
 
+// Tanh GELU 0.5·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715·x³):
+// d/dx = 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²), t = tanh(u).
+function geluTanh(c: RuleContext): string {
+  const g = onlyGrad(c);
+  const x = c.node.inputs[0];
+  const s = (v: number) => c.e.scalar(v, c.e.meta(x).type);
+  const op = (name: string, ...inputs: string[]) => c.e.op1(name, inputs);
+  const x2 = op('Mul', x, x);
+  const k = Math.sqrt(2 / Math.PI);
+  const t = op('Tanh', op('Mul', s(k), op('Add', x, op('Mul', s(0.044715), op('Mul', x2, x)))));
+  const du = op('Mul', s(k), op('Add', s(1), op('Mul', s(3 * 0.044715), x2)));
+  const left = op('Mul', s(0.5), op('Add', s(1), t));
+  const right = op('Mul', op('Mul', s(0.5), x), op('Mul', op('Sub', s(1), op('Mul', t, t)), du));
+  return op('Mul', g, op('Add', left, right));
+}
+
 const gelu: GradRule = (c) => {
   const approx = c.node.attributes.approximate;
-  if (approx?.type === 'string' && approx.value !== 'none') throw gradError(c.node, `approximate="${approx.value}" is not supported`);
+  const mode = approx?.type === 'string' ? approx.value : 'none';
+  if (mode === 'tanh') return [geluTanh(c)];
+  if (mode !== 'none') throw gradError(c.node, `approximate="${mode}" is not supported`);
   return [geluExact(c)];
 };
 

@@ -170,7 +170,24 @@ function gatherByOneHot(c: RuleContext): string {
   return e.op1('Reshape', [e.op1('Transpose', [summed], { perm: [0, 2, 1] }), dataShape]);
 }
 
+/**
+ * Tile(x, repeats): y viewed as [r_0, d_0, r_1, d_1, …] (each axis is r_i copies of d_i), so
+ * dx = Σ over the repeat axes 0, 2, 4, … of g reshaped that way.
+ */
+const tile: GradRule = (c) => {
+  const e = c.e;
+  if (c.needs[1]) throw gradError(c.node, 'repeats cannot carry a gradient');
+  const [x, repeats] = c.node.inputs;
+  const r = e.rank(x);
+  const reps64 = e.meta(repeats).type === 'int64' ? repeats : e.op1('Cast', [repeats], { to: INT64 });
+  const pairs = e.op1('Concat', [e.unsqueeze(reps64, [1]), e.unsqueeze(e.shape(x), [1])], { axis: 1 });
+  const interleaved = e.op1('Reshape', [pairs, e.i64([2 * r])]);
+  const blocks = e.op1('Reshape', [onlyGrad(c), interleaved]);
+  return [e.reduceSum(blocks, Array.from({ length: r }, (_, i) => 2 * i), false), null];
+};
+
 export const SHAPE_RULES: Record<string, GradRule> = {
+  Tile: tile,
   Reshape: reshapeLike,
   Flatten: reshapeLike,
   Squeeze: reshapeLike,

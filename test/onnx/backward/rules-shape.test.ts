@@ -66,6 +66,12 @@ check('Gather along T (axis 1) with 2-D indices', 'Gather', (g, x, h) => {
   return { out: g.node('Mul', [x, su])[0], k: 6 };
 });
 
+check('Tile along T and W (each copy weighted differently)', 'Tile', (g, x, h) => {
+  const [t] = g.node('Tile', [x, h.i64([1, 2, 3])]); // [B,2T,3W]
+  const [r] = g.node('Reshape', [t, h.btk(36)]);
+  return { out: g.node('Mul', [r, h.rand([36])])[0], k: 36 };
+});
+
 check('Expand of [B,T,1] and of an unsqueezed [B,T,1,W] (GQA repeat)', 'Expand', (g, x, h) => {
   const [s] = g.node('ReduceSum', [x, h.i64([-1])], 1, { keepdims: 1 });
   const [e] = g.node('Expand', [s, h.btk(4)]);
