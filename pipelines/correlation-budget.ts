@@ -12,6 +12,8 @@ import { DEFAULT_GRAM_BLOCK, gramBlocks, type GramCompute } from '../operators/e
 
 const GiB = 1024 ** 3;
 const gib = (b: number) => (b / GiB).toFixed(2);
+/** GiB for run-sized figures, MiB or KiB for the small ones a tiny budget or model gives. */
+const size = (b: number) => (Math.abs(b) >= 0.1 * GiB ? `${gib(b)} GiB` : Math.abs(b) >= 1024 ** 2 ? `${(b / 1024 ** 2).toFixed(2)} MiB` : `${(b / 1024).toFixed(1)} KiB`);
 
 export interface CorrelationKey {
   precision: string;
@@ -67,10 +69,10 @@ export function planCorrelationPasses(keys: CorrelationKey[], b: PassBudget): Co
   const widest = keys.reduce((a, k) => (k.width > a.width ? k : a), keys[0]);
   const one = widest ? correlationMemoryBytes(widest.width, 1) : 0;
   if (keys.length && one > room) {
-    const why = binding === 'correlation.memory_budget_gb' ? 'correlation.memory_budget_gb' : `memory_budget_gb ${gib(b.runBudgetBytes)} GiB less the other parts' ${gib(b.otherBytes)} GiB`;
+    const why = binding === 'correlation.memory_budget_gb' ? 'correlation.memory_budget_gb' : `memory_budget_gb ${size(b.runBudgetBytes)} less the other parts' ${size(b.otherBytes)}`;
     const message =
-      `correlation of ${widest.precision} layer ${widest.layer} (width ${widest.width}) needs ${gib(one + gramBytes)} GiB ` +
-      `(${widest.width}·${widest.width + 1}/2 × 8 B co-moments + ${gib(gramBytes)} GiB for one batch's Gram), ${gib(one + gramBytes - allowanceBytes)} GiB over the ${gib(allowanceBytes)} GiB left for correlation (${why}); ` +
+      `correlation of ${widest.precision} layer ${widest.layer} (width ${widest.width}) needs ${size(one + gramBytes)} ` +
+      `(${widest.width}·${widest.width + 1}/2 × 8 B co-moments + ${size(gramBytes)} for one batch's Gram), ${size(one + gramBytes - allowanceBytes)} over the ${size(allowanceBytes)} left for correlation (${why}); ` +
       'raise the budget, lower batch.max_tokens or capture a narrower layer';
     return { passes: [keys], allowanceBytes, gramBytes, peakBytes: total + gramBytes, refusal: { message, key: binding } };
   }
