@@ -36,13 +36,18 @@ export interface CorrelationPassPlan {
   refusal?: { message: string; key: 'memory_budget_gb' | 'correlation.memory_budget_gb' };
 }
 
-/** Bytes of one batch's Gram of `rows` tokens: the upper block triangle, plus the centred batch and its transpose (and the float64 cast). */
+/**
+ * Bytes of one batch's Gram of `rows` tokens: the upper block triangle twice (ONNX Runtime's
+ * output buffers, which its arena keeps, and their JS copies: at d_ff 18,944 one run added
+ * 1.43 GB of RSS for 0.67 GiB of blocks, and later runs nothing), plus the centred batch and its
+ * transpose (and the float64 cast).
+ */
 export function gramTransientBytes(width: number, rows: number, compute: GramCompute, block = DEFAULT_GRAM_BLOCK): number {
   const b = gramBlocks(width, block);
   let blockElems = 0;
   for (let i = 0; i < b.length; i++) for (let j = i; j < b.length; j++) blockElems += b[i].size * b[j].size;
   const elem = compute === 'float64' ? 8 : 4;
-  return (blockElems + 3 * rows * width) * elem;
+  return (2 * blockElems + 3 * rows * width) * elem;
 }
 
 export interface PassBudget {

@@ -242,6 +242,7 @@ export class CoMoments {
   /** A batch given as Gram blocks on and above the diagonal (correlation-graph.ts). */
   addBlocks(g: GramResult): void {
     const d = this.width;
+    const first = this.n === 0;
     this.chan(g.n, g.mean, (upper, f, delta) => {
       for (const b of g.blocks) {
         for (let r = 0; r < b.rowSize; r++) {
@@ -250,7 +251,10 @@ export class CoMoments {
           // Row i of the packed triangle starts at packedIndex(d, i, i); element j sits j − i later.
           const base = packedIndex(d, i, i) - i;
           const src = r * b.colSize - b.col;
-          for (let j = Math.max(b.col, i); j < b.col + b.colSize; j++) upper[base + j] += b.data[src + j] + di * delta[j];
+          const end = b.col + b.colSize;
+          // The first part of an empty accumulator: C = C_b exactly (f = 0), without reading C back.
+          if (first) for (let j = Math.max(b.col, i); j < end; j++) upper[base + j] = b.data[src + j];
+          else for (let j = Math.max(b.col, i); j < end; j++) upper[base + j] += b.data[src + j] + di * delta[j];
         }
       }
     });
@@ -342,10 +346,60 @@ export function averageLinkageLabels(dist: Float64Array, m: number, threshold: n
   return labels;
 }
 
+/**
+ * Every pair i < j of one accumulator: |r| histogram, undefined pairs (a constant neuron), top
+ * pairs offered, and the distance matrix filled when clustering. d²/2 iterations (179M at d_ff
+ * 18,944), so the loop is kept flat: a constant row is skipped whole, and a pair is offered to
+ * the top-k only when it can enter it.
+ */
+function binPairs(m: CoMoments, constant: Uint8Array, sd: Float64Array, top: TopPairs, cluster: { dist: Float64Array; slot: Int32Array; md: number } | null) {
+  const d = m.width;
+  const upper = m.upper;
+  const hist = new Float64Array(HISTOGRAM_BINS);
+  let undefinedPairs = 0;
+  let floor = top.floor;
+  let k = 0;
+  for (let i = 0; i < d; i++) {
+    k++; // skip the diagonal
+    if (constant[i]) {
+      undefinedPairs += d - i - 1;
+      k += d - i - 1;
+      continue;
+    }
+    const sdi = sd[i];
+    for (let j = i + 1; j < d; j++, k++) {
+      if (constant[j]) {
+        undefinedPairs++;
+        continue;
+      }
+      let r = upper[k] / (sdi * sd[j]);
+      if (r > 1) r = 1;
+      else if (r < -1) r = -1;
+      const a = Math.abs(r);
+      hist[correlationBin(a)]++;
+      if (a >= floor) {
+        top.offer(i, j, r);
+        floor = top.floor;
+      }
+      if (cluster) {
+        const si = cluster.slot[i], sj = cluster.slot[j];
+        cluster.dist[si * cluster.md + sj] = 1 - a;
+        cluster.dist[sj * cluster.md + si] = 1 - a;
+      }
+    }
+  }
+  return { hist, undefinedPairs };
+}
+
 /** Keeps the k pairs with the largest |r| (ties: smaller (i, j) first). */
 class TopPairs {
   private readonly items: CorrelatedPair[] = [];
   constructor(private readonly k: number) {}
+  /** |r| below which a pair cannot enter (−1 until the heap is full; no pair enters when k = 0). */
+  get floor(): number {
+    if (this.k <= 0) return Infinity;
+    return this.items.length < this.k ? -1 : Math.abs(this.items[0].r);
+  }
   /** true when x ranks below y (would be evicted first). */
   private worse(x: CorrelatedPair, y: CorrelatedPair): boolean {
     const ax = Math.abs(x.r), ay = Math.abs(y.r);
@@ -355,6 +409,8 @@ class TopPairs {
   offer(i: number, j: number, r: number): void {
     if (this.k <= 0) return;
     const h = this.items;
+    // Most pairs rank below the heap's worst: refuse them before allocating (d²/2 offers at d_ff 18,944).
+    if (h.length === this.k && Math.abs(r) < Math.abs(h[0].r)) return;
     const p = { i, j, r };
     if (h.length < this.k) {
       h.push(p);
@@ -498,6 +554,16 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
       },
     );
     return job;
+  }
+
+  /** Pearson r of neurons i and j of an accumulated key (null: a constant neuron, or a key not accumulated). */
+  pairCorrelation(key: ActivationKey, i: number, j: number): number | null {
+    this.assertSettled('pairCorrelation');
+    const m = this.acc.get(keyString(key))?.m;
+    if (!m || m.isConstant(i) || m.isConstant(j)) return null;
+    const d = m.width;
+    const c = (a: number, b: number) => m.upper[packedIndex(d, Math.min(a, b), Math.max(a, b))];
+    return Math.max(-1, Math.min(1, c(i, j) / (Math.sqrt(c(i, i)) * Math.sqrt(c(j, j)))));
   }
 
   /** Resolves when every update so far has been folded in. */
@@ -654,30 +720,8 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     const slot = new Int32Array(d).fill(-1);
     defined.forEach((c, s) => (slot[c] = s));
     const dist = doCluster ? new Float64Array(md * md) : null;
-    const hist = new Float64Array(HISTOGRAM_BINS);
     const top = new TopPairs(this.topK);
-    let undefinedPairs = 0;
-    let k = 0;
-    for (let i = 0; i < d; i++) {
-      k++; // skip the diagonal
-      for (let j = i + 1; j < d; j++, k++) {
-        if (constant[i] || constant[j]) {
-          undefinedPairs++;
-          continue;
-        }
-        let r = m.upper[k] / (sd[i] * sd[j]);
-        if (r > 1) r = 1;
-        else if (r < -1) r = -1;
-        const a = Math.abs(r);
-        hist[correlationBin(a)]++;
-        top.offer(i, j, r);
-        if (dist) {
-          const si = slot[i], sj = slot[j];
-          dist[si * md + sj] = 1 - a;
-          dist[sj * md + si] = 1 - a;
-        }
-      }
-    }
+    const { hist, undefinedPairs } = binPairs(m, constant, sd, top, dist ? { dist, slot, md } : null);
     let clusters: number | null = null;
     let independent: number | null = null;
     if (dist) {

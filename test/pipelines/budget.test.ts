@@ -89,9 +89,10 @@ test('the estimate adds its parts; correlation uses the estimator formula; the d
     assert.is(e.totalBytes, e.parts.reduce((s, p) => s + p.bytes, 0));
     const width = Math.max(...sites.map((s) => s.width!));
     // Issue 11: the upper triangle of every key (one pass fits here) plus one batch's float32 Gram
-    // (one 192-wide block, and the centred batch of max_tokens rows with its transpose and input).
+    // (one 192-wide block, twice: ORT's buffer and its JS copy; the centred batch of max_tokens
+    // rows with its transpose and input).
     assert.is(correlationMemoryBytes(width, 1), ((width * (width + 1)) / 2) * 8);
-    assert.is(e.parts.find((p) => p.name === 'correlation')!.bytes, ((width * (width + 1)) / 2) * 8 * sites.length * 2 + (width * width + 3 * cfg.batch.max_tokens * width) * 4);
+    assert.is(e.parts.find((p) => p.name === 'correlation')!.bytes, ((width * (width + 1)) / 2) * 8 * sites.length * 2 + (2 * width * width + 3 * cfg.batch.max_tokens * width) * 4);
     assert.is(e.correlation!.passes.length, 1);
     // Attribution: 2 precisions × 3 layers of float weights, at least.
     assert.ok(e.parts.find((p) => p.name === 'attribution')!.bytes >= 6 * modelWeightBytes(m));
