@@ -25,12 +25,16 @@ import type { Plan } from './plan.ts';
 import type { RunMeasures } from './measures.ts';
 import type { RunCheckpoints } from './checkpoint.ts';
 import { batchesOf } from './assemble.ts';
+import { Progress } from './progress.ts';
 
 export interface PassOptions {
   stopped: () => boolean;
   log: (line: string) => void;
   /** A shard keeps each finished pass's co-moments (in its state folder until the shard is complete). */
   spill: boolean;
+  /** Examples per pass (the main pass's count), for the progress line; `quiet` as the run's. */
+  total: number;
+  quiet?: boolean;
 }
 
 const passesOf = (plan: Plan): CorrelationKey[][] => plan.memory?.correlation?.passes ?? [];
@@ -59,7 +63,12 @@ export async function runCorrelationPasses(plan: Plan, measures: RunMeasures, ck
     const keys = passes[g];
     opts.log(`quantlens: correlation pass ${g + 1}/${passes.length}: ${keys.map((k) => `${k.precision} layer ${k.layer}`).join(', ')}`);
     corr.setActiveKeys(keys);
-    await runPass(plan, keys, corr, opts);
+    const progress = new Progress(opts.total, { quiet: opts.quiet, phase: `correlation pass ${g + 1}/${passes.length}`, ttyOnly: true });
+    try {
+      await runPass(plan, keys, corr, opts, progress);
+    } finally {
+      progress.done();
+    }
     await corr.retire(spillTo(g));
     await ck.passCompleted(g + 1);
     seconds.push((performance.now() - t0) / 1000);
@@ -76,7 +85,7 @@ function sitesByPrecision(plan: Plan, keys: CorrelationKey[]): Map<string, Activ
 }
 
 /** One pass over the dataset, batch by batch as the main pass saw them. */
-async function runPass(plan: Plan, keys: CorrelationKey[], corr: CorrelationEstimator, opts: PassOptions): Promise<void> {
+async function runPass(plan: Plan, keys: CorrelationKey[], corr: CorrelationEstimator, opts: PassOptions, progress: Progress): Promise<void> {
   const sites = sitesByPrecision(plan, keys);
   const stats = { examples: 0, truncated: 0, tokens: 0 };
   for await (const batch of batchesOf(plan, stats)) {
@@ -85,6 +94,7 @@ async function runPass(plan: Plan, keys: CorrelationKey[], corr: CorrelationEsti
       const runner = plan.runners.find((r) => r.precision === precision)!;
       for (const c of await captureOnly(runner, s, batch, plan.tokenizer.padId)) await corr.update(c);
     }
+    progress.tick(batch.examples.length, batch.realTokens);
   }
   await corr.drain();
 }

@@ -100,7 +100,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     if (stopped) throw new QuantlensError('INTERRUPTED', 'interrupted; no result files were written');
     if (stats.examples === 0) throw new QuantlensError('DATASET', 'the dataset has no records (after skip/limit/shard)', plan.dataset.path);
     progress.done();
-    const passSeconds = await runCorrelationPasses(plan, measures, ck, { stopped: () => stopped, log, spill: !!opts.shard });
+    const passSeconds = await runCorrelationPasses(plan, measures, ck, { stopped: () => stopped, log, spill: !!opts.shard, total: stats.examples, quiet: opts.quiet });
     const timing = runTiming(ck.ledger);
     // Captured before finish(), written after every output: state.json marks a complete shard.
     const shardState = opts.shard ? { states: await measures.statesAt(outDir, 'correlation.f64'), ledger: ck.ledger.state(measures.tally) } : undefined;
