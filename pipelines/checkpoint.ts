@@ -264,6 +264,8 @@ export interface Checkpoint {
   /** Multi-pass correlation: the pass that runs next (0: the main pass, mid-way), and the plan's passes as key lists. */
   correlationPass?: number;
   correlationPasses?: string[][];
+  /** Batches of `correlationPass` (an extra pass) already folded into the states. */
+  passBatches?: number;
 }
 
 /** The plan's correlation passes as key lists (what a checkpoint records and a resume must match). */
@@ -271,11 +273,11 @@ export function passKeys(plan: Plan): string[][] {
   return (plan.memory?.correlation?.passes ?? []).map((g) => g.map((k) => `${k.precision}/${k.layer}/${k.tensor}`));
 }
 
-/** Keys a checkpoint at `pass` holds: the first pass's while it runs, then every retired pass's. */
-function keysThrough(plan: Plan, pass: number): number {
+/** Keys a checkpoint at `pass` holds: the first pass's while it runs, then every retired pass's, and the running pass's mid-way. */
+function keysThrough(plan: Plan, pass: number, passBatches: number): number {
   const passes = plan.memory?.correlation?.passes;
   if (!passes || passes.length <= 1) return plan.cfg.precisions.length * plan.sites.length;
-  return passes.slice(0, Math.max(1, pass)).reduce((s, g) => s + g.length, 0);
+  return passes.slice(0, Math.max(1, passBatches > 0 ? pass + 1 : pass)).reduce((s, g) => s + g.length, 0);
 }
 
 const START_OVER = 'run without --resume to start over';
@@ -303,6 +305,7 @@ function readCheckpoint(file: string, plan: Plan): Checkpoint | null {
   c.object(ck.states, 'states');
   c.ledger(ck.ledger, plan.cfg.precisions);
   if (ck.correlationPass !== undefined) c.count(ck.correlationPass, 'correlationPass', passKeys(plan).length);
+  if (ck.passBatches !== undefined) c.count(ck.passBatches, 'passBatches', ck.batches);
   const passes = passKeys(plan);
   if (ck.correlationPasses === undefined ? passes.length > 1 : JSON.stringify(ck.correlationPasses) !== JSON.stringify(passes))
     throw new QuantlensError('STATE', `the correlation passes changed since the checkpoint (the memory budget decides them); ${START_OVER}`, file);
@@ -329,6 +332,8 @@ export class RunCheckpoints {
     private readonly resumeRows: string | null = null,
     /** Multi-pass correlation: the pass to run next (0 for a fresh run, or one resumed in the main pass). */
     readonly correlationPass = 0,
+    /** Batches of that extra pass already folded in (a resume skips them). */
+    readonly passBatches = 0,
   ) {
     this.batches = resumeAfter;
   }
@@ -368,10 +373,10 @@ export class RunCheckpoints {
     if (ck.configHash !== hash)
       throw new QuantlensError('STATE', `checkpoint belongs to a different pipeline or model (config hash ${ck.configHash.slice(0, 12)} ≠ ${hash.slice(0, 12)}); ${START_OVER}`, file);
     keepListedParts(dir, ck, file);
-    new StateChecker(file).mergeStates(ck.states, plan.cfg, measures, plan.sites.length, 'states', keysThrough(plan, ck.correlationPass ?? 0));
+    new StateChecker(file).mergeStates(ck.states, plan.cfg, measures, plan.sites.length, 'states', keysThrough(plan, ck.correlationPass ?? 0, ck.passBatches ?? 0));
     ledger.restore(ck.ledger, measures.tally, file);
     opts.log?.(`quantlens: resuming after batch ${ck.batches} (${ck.ledger.tally[plan.cfg.precisions[0]]?.examples ?? 0} examples done) from ${file}`);
-    return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, ck.batches, ck.parts, ck.fingerprint.dataset.rows, ck.correlationPass ?? 0);
+    return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, ck.batches, ck.parts, ck.fingerprint.dataset.rows, ck.correlationPass ?? 0, ck.passBatches ?? 0);
   }
 
   /** Where measures.open() should write predictions. */
@@ -417,20 +422,28 @@ export class RunCheckpoints {
     if (this.enabled) await this.write(next);
   }
 
-  private async write(correlationPass?: number): Promise<void> {
-    // Close the current part first: the checkpoint may only list parts that are complete.
-    await this.measures.rotatePredictions(this.partPath(this.parts + 1));
-    this.parts++;
+  /** In extra pass `pass`, after its `done`-th batch: checkpoint every `checkpoint_every` batches, as the main pass does. */
+  async passProgress(pass: number, done: number): Promise<void> {
+    if (this.enabled && done % this.plan.cfg.checkpoint_every === 0) await this.write(pass, done);
+  }
+
+  private async write(correlationPass?: number, passBatches = 0): Promise<void> {
+    // Close the current part first: the checkpoint may only list parts that are complete. Extra
+    // passes write no predictions: after the first boundary the open part stays empty.
+    if (correlationPass === undefined || correlationPass <= 1) {
+      await this.measures.rotatePredictions(this.partPath(this.parts + 1));
+      this.parts++;
+    }
     const ck: Checkpoint = {
       format: CHECKPOINT_FORMAT,
       configHash: this.hash,
       fingerprint: fingerprintOf(this.plan, this.rows.digest()),
       batches: this.batches,
       parts: this.parts,
-      states: await this.measures.statesAt(this.dir, `correlation-b${this.batches}-p${correlationPass ?? 0}.f64`),
+      states: await this.measures.statesAt(this.dir, `correlation-b${this.batches}-p${correlationPass ?? 0}-${passBatches}.f64`),
       ledger: this.ledger.state(this.measures.tally),
     };
-    if (this.plan.memory?.correlation) Object.assign(ck, { correlationPass: correlationPass ?? 0, correlationPasses: passKeys(this.plan) });
+    if (this.plan.memory?.correlation) Object.assign(ck, { correlationPass: correlationPass ?? 0, correlationPasses: passKeys(this.plan), passBatches });
     await writeFileAtomically(this.checkpointPath, JSON.stringify(ck));
     // The previous checkpoint's co-moments are garbage only now that checkpoint.json no longer names them.
     const keep = listedCorrelationFiles(ck);

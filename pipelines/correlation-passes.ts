@@ -8,8 +8,9 @@
  *   - fetches only its layers' activations (no logits, no predictions: the main pass's stand);
  *   - feeds them to the correlation estimator alone.
  * Between passes the finished group becomes results and its memory is released (a shard also
- * keeps its co-moments as a binary file, for merge), and a checkpoint records the next pass: a
- * run killed in a later pass resumes at that pass's start, which gives the same numbers.
+ * keeps its co-moments as a binary file, for merge), and a checkpoint records the next pass;
+ * inside an extra pass checkpoints follow `checkpoint_every` as in the main pass, so a resumed run
+ * skips the batches that pass already folded in and gives the same numbers.
  */
 import path from 'node:path';
 import type ort from 'onnxruntime-node';
@@ -58,14 +59,14 @@ export async function runCorrelationPasses(plan: Plan, measures: RunMeasures, ck
     await ck.passCompleted(1);
     g = 1;
   }
-  for (; g < passes.length; g++) {
+  for (let resumed = ck.passBatches; g < passes.length; g++, resumed = 0) {
     const t0 = performance.now();
     const keys = passes[g];
     opts.log(`quantlens: correlation pass ${g + 1}/${passes.length}: ${keys.map((k) => `${k.precision} layer ${k.layer}`).join(', ')}`);
     corr.setActiveKeys(keys);
     const progress = new Progress(opts.total, { quiet: opts.quiet, phase: `correlation pass ${g + 1}/${passes.length}`, ttyOnly: true });
     try {
-      await runPass(plan, keys, corr, opts, progress);
+      await runPass(plan, keys, corr, opts, progress, { skip: resumed, checkpoint: (done) => ck.passProgress(g, done) });
     } finally {
       progress.done();
     }
@@ -84,19 +85,32 @@ function sitesByPrecision(plan: Plan, keys: CorrelationKey[]): Map<string, Activ
   return out;
 }
 
-/** One pass over the dataset, batch by batch as the main pass saw them. */
-async function runPass(plan: Plan, keys: CorrelationKey[], corr: CorrelationEstimator, opts: PassOptions, progress: Progress): Promise<void> {
+/** One pass over the dataset, batch by batch as the main pass saw them; `skip` batches were folded in before a resume. */
+async function runPass(
+  plan: Plan,
+  keys: CorrelationKey[],
+  corr: CorrelationEstimator,
+  opts: PassOptions,
+  progress: Progress,
+  at: { skip: number; checkpoint: (done: number) => Promise<void> },
+): Promise<void> {
   const sites = sitesByPrecision(plan, keys);
   const stats = { examples: 0, truncated: 0, tokens: 0 };
+  let done = 0;
   for await (const batch of batchesOf(plan, stats)) {
     if (opts.stopped()) throw new QuantlensError('INTERRUPTED', 'interrupted; no result files were written');
+    progress.tick(batch.examples.length, batch.realTokens);
+    if (done < at.skip) {
+      done++;
+      continue;
+    }
     for (const [precision, s] of sites) {
       const runner = plan.runners.find((r) => r.precision === precision)!;
       for (const c of await captureOnly(runner, s, batch, plan.tokenizer.padId)) await corr.update(c);
     }
-    progress.tick(batch.examples.length, batch.realTokens);
+    await corr.drain();
+    await at.checkpoint(++done);
   }
-  await corr.drain();
 }
 
 /** The activations of `sites` for one batch: the same feeds as the main pass, only these outputs fetched. */

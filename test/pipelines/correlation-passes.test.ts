@@ -4,8 +4,8 @@
  * correlation.parquet (histogram counts), the summary's correlation records, and the float64
  * co-moments of the binary shard states (within 1e-12; the extra passes run the same sessions on
  * the same batches, so they are in fact bit for bit equal). A shard of the multi-pass run merges
- * into the same tables; a run killed after its second pass resumes at the third and gives the same
- * result; a budget below one key is refused before any output exists, naming the key and the excess.
+ * into the same tables; a run killed after its second pass resumes at the third, one killed inside
+ * its second pass resumes there, and both give the same result; a budget below one key is refused before any output exists, naming the key and the excess.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -124,6 +124,23 @@ test('killed after its second pass, a multi-pass run resumes at the third and gi
   assert.match(resumed.stderr, /correlation pass 3\/3/);
   assert.not.match(resumed.stderr, /correlation pass 2\/3/);
   return sameTables(path.join(root, 'single'), path.join(root, 'killed'), ['correlation', 'predictions', 'neurons', 'dead']);
+});
+
+test('killed inside an extra pass, a run resumes after the batches that pass had folded in', () => {
+  const p = pipeline('killed-mid', twoKeysGb, ['checkpoint_every: 2']);
+  const env = { QUANTLENS_CACHE: cache };
+  // Checkpoints: main pass at batch 2, end of pass 1, pass 2 at its batch 2 (the 3rd), …
+  const killed = runCli(['run', p.file, '--quiet'], { env: { ...env, QUANTLENS_FAULT: 'kill:checkpoint.json:renamed:3' } });
+  assert.ok(killed.code !== 0, 'killed');
+  const ck = JSON.parse(readFileSync(path.join(root, 'killed-mid', 'state', 'checkpoint.json'), 'utf8'));
+  assert.equal([ck.correlationPass, ck.passBatches], [1, 2]);
+  assert.ok(ck.batches > 2, `${ck.batches} batches: the kill must fall inside the pass`);
+  assert.is(ck.states.correlation.finished.length, 2);
+  assert.is(ck.states.correlation.entries.length, 2);
+  const resumed = runCli(['run', p.file, '--resume', '--quiet'], { env });
+  assert.is(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stderr, /correlation pass 2\/3/);
+  return sameTables(path.join(root, 'single'), path.join(root, 'killed-mid'), ['correlation', 'predictions', 'neurons', 'dead']);
 });
 
 test('validate shows the passes; a key that cannot fit alone is refused before any output, named with the excess', async () => {
