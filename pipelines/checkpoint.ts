@@ -430,7 +430,7 @@ export class RunCheckpoints {
   private async write(correlationPass?: number, passBatches = 0): Promise<void> {
     // Close the current part first: the checkpoint may only list parts that are complete. Extra
     // passes write no predictions: after the first boundary the open part stays empty.
-    if (correlationPass === undefined || correlationPass <= 1) {
+    if (correlationPass === undefined || (correlationPass === 1 && passBatches === 0)) {
       await this.measures.rotatePredictions(this.partPath(this.parts + 1));
       this.parts++;
     }
