@@ -14,7 +14,10 @@
  *   quantization  6 × the largest quantized weight in float32 (the quantizer's measured peak,
  *                 issue 11), while quantizing on first use; counted when a quantized precision
  *                 is listed (an upper bound when the variant is already cached).
- *   correlation   correlationMemoryBytes(F, C·P) (operators/estimators/correlation.ts).
+ *   correlation   the co-moments of the largest pass, d(d+1)/2 × 8 B per (layer, precision) key,
+ *                 plus one batch's Gram (pipelines/correlation-budget.ts); keys that do not fit
+ *                 together in min(correlation.memory_budget_gb, the budget less every other part)
+ *                 are split into extra passes over the dataset.
  *   attribution   graphs: P·C attribution sessions, each holding 1.5 × the model's float weights
  *                 (today's attribution graphs embed dequantized weights as Constants; 1.5 is
  *                 measured by bench/scale.ts: at ~0.1B, 9 graphs added 4.9 GiB for 0.37 GiB of
@@ -33,7 +36,7 @@ import type { DTypeName } from '../onnx/dtypes.ts';
 import { selectTargets } from '../onnx/quantize/targets.ts';
 import { emitterFor } from '../onnx/quantize/index.ts';
 import { QUANT_VARIANTS, variantSettings, type QuantVariant } from '../onnx/quantize/variants.ts';
-import { correlationMemoryBytes } from '../operators/estimators/correlation.ts';
+import { describePasses, planCorrelationPasses, type CorrelationPassPlan } from './correlation-budget.ts';
 import type { PipelineConfig } from './schema.ts';
 
 const GiB = 1024 ** 3;
@@ -55,6 +58,8 @@ export interface MemoryEstimate {
   budgetBytes: number;
   totalBytes: number;
   parts: MemoryPart[];
+  /** The correlation keys' passes, when correlation is measured. */
+  correlation?: CorrelationPassPlan;
 }
 
 /** The shape facts the estimate needs, read once from the graph and config.json. */
@@ -135,12 +140,17 @@ export function sessionParts(m: OnnxModel, cfg: PipelineConfig, sites: Activatio
   return parts;
 }
 
-/** correlation: the co-moment accumulators of every (layer, precision) key. */
-export function correlationPart(cfg: PipelineConfig, sites: ActivationSite[]): MemoryPart | null {
+/** correlation: the co-moments of the largest pass over what the other parts leave (pipelines/correlation-budget.ts). */
+export function correlationPasses(cfg: PipelineConfig, sites: ActivationSite[], otherBytes: number): CorrelationPassPlan | null {
   if (!cfg.measure.includes('correlation')) return null;
-  const F = Math.max(0, ...sites.map((s) => s.width ?? 0));
-  const keys = sites.length * cfg.precisions.length;
-  return { name: 'correlation', bytes: correlationMemoryBytes(F, keys), detail: `${keys} layer×precision keys at width ${F}` };
+  const keys = cfg.precisions.flatMap((precision) => sites.map((s) => ({ precision, layer: s.layer, tensor: s.tensor, width: s.width ?? 0 })));
+  return planCorrelationPasses(keys, {
+    correlationBudgetBytes: cfg.correlation.memory_budget_gb * GiB,
+    runBudgetBytes: budgetBytes(cfg),
+    otherBytes,
+    rows: cfg.batch.max_tokens,
+    compute: cfg.correlation.compute,
+  });
 }
 
 /** attribution: P·C attribution graphs holding float weights, plus the step batch. */
@@ -160,9 +170,14 @@ export function attributionPart(m: OnnxModel, cfg: PipelineConfig, sites: Activa
 
 export function estimateMemory(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryEstimate {
   const parts: MemoryPart[] = [...sessionParts(m, cfg, sites, shape)];
-  for (const p of [correlationPart(cfg, sites), attributionPart(m, cfg, sites, shape)]) if (p) parts.push(p);
-  parts.push({ name: 'baseline', bytes: BASELINE_BYTES, detail: 'Node, ONNX Runtime, tokenizer, writers' });
-  return { budgetBytes: budgetBytes(cfg), totalBytes: parts.reduce((s, p) => s + p.bytes, 0), parts };
+  const attribution = attributionPart(m, cfg, sites, shape);
+  const baseline: MemoryPart = { name: 'baseline', bytes: BASELINE_BYTES, detail: 'Node, ONNX Runtime, tokenizer, writers' };
+  const others = [...parts, attribution, baseline].reduce((s, p) => s + (p?.bytes ?? 0), 0);
+  const correlation = correlationPasses(cfg, sites, others) ?? undefined;
+  if (correlation) parts.push({ name: 'correlation', bytes: correlation.peakBytes, detail: describePasses(correlation) });
+  if (attribution) parts.push(attribution);
+  parts.push(baseline);
+  return { budgetBytes: budgetBytes(cfg), totalBytes: parts.reduce((s, p) => s + p.bytes, 0), parts, correlation };
 }
 
 /** Refuse a run whose estimate exceeds the budget: one line naming the largest part and the excess. */
@@ -181,7 +196,8 @@ export function checkMemoryBudget(e: MemoryEstimate, where: string): void {
 /** Lines for `quantlens validate`. */
 export function formatMemoryEstimate(e: MemoryEstimate): string {
   const rows = e.parts.map((p) => `  ${p.name.padEnd(12)} ${gib(p.bytes).padStart(8)} GiB  ${p.detail}`);
-  return [`memory estimate: ${gib(e.totalBytes)} GiB of a ${gib(e.budgetBytes)} GiB budget (memory_budget_gb)`, ...rows].join('\n');
+  const passes = e.correlation ? [`correlation passes over the dataset: ${e.correlation.passes.length}`] : [];
+  return [`memory estimate: ${gib(e.totalBytes)} GiB of a ${gib(e.budgetBytes)} GiB budget (memory_budget_gb)`, ...rows, ...passes].join('\n');
 }
 
 /** The estimate as summary.json records it (GiB, 3 decimals). */

@@ -4,7 +4,9 @@
  * and token lengths of the examples consumed so far (the ledger).
  *
  * A checkpoint (<output>/state/checkpoint.json) adds the position: how many batches were folded
- * in. Batching is deterministic (same data and options → same batch sequence), so resuming reads
+ * in (and, in a multi-pass correlation run, which pass comes next). Correlation's co-moments are
+ * a binary file beside it (state/correlation-b<batches>.f64), named per checkpoint so that the
+ * previous checkpoint's file stays valid until the new checkpoint.json has replaced the old. Batching is deterministic (same data and options → same batch sequence), so resuming reads
  * and tokenizes the first N batches again but skips their inference. The predictions written so
  * far live beside it as part files predictions-<k>.parquet; the run keeps appending to the next
  * part and concatenates them into predictions.parquet at the end.
@@ -32,7 +34,11 @@ import { decodeI32 as decodeInt32, encodeTyped, GrowableArray } from '../operato
 export const STATE_DIR = 'state';
 export const CHECKPOINT_FILE = 'checkpoint.json';
 export const SHARD_STATE_FILE = 'state.json';
-const CHECKPOINT_FORMAT = 'quantlens-checkpoint/2';
+const CHECKPOINT_FORMAT = 'quantlens-checkpoint/3';
+/** Checkpoints of the version before binary correlation states: their inline states still load. */
+const CHECKPOINT_FORMATS_READ = [CHECKPOINT_FORMAT, 'quantlens-checkpoint/2'];
+/** Correlation state files in a state folder (checkpoint generations and retired passes). */
+const CORRELATION_FILE = /^correlation-.+\.f64$/;
 export const SHARD_STATE_FORMAT = 'quantlens-shard-state/1';
 
 // ---------------------------------------------------------------------------------------------
@@ -255,6 +261,23 @@ export interface Checkpoint {
   parts: number;
   states: MeasureStates;
   ledger: LedgerState;
+  /** Multi-pass correlation: the pass that runs next (0: the main pass, mid-way), and the plan's passes as key lists. */
+  correlationPass?: number;
+  correlationPasses?: string[][];
+  /** Batches of `correlationPass` (an extra pass) already folded into the states. */
+  passBatches?: number;
+}
+
+/** The plan's correlation passes as key lists (what a checkpoint records and a resume must match). */
+export function passKeys(plan: Plan): string[][] {
+  return (plan.memory?.correlation?.passes ?? []).map((g) => g.map((k) => `${k.precision}/${k.layer}/${k.tensor}`));
+}
+
+/** Keys a checkpoint at `pass` holds: the first pass's while it runs, then every retired pass's, and the running pass's mid-way. */
+function keysThrough(plan: Plan, pass: number, passBatches: number): number {
+  const passes = plan.memory?.correlation?.passes;
+  if (!passes || passes.length <= 1) return plan.cfg.precisions.length * plan.sites.length;
+  return passes.slice(0, Math.max(1, passBatches > 0 ? pass + 1 : pass)).reduce((s, g) => s + g.length, 0);
 }
 
 const START_OVER = 'run without --resume to start over';
@@ -268,7 +291,7 @@ function readCheckpoint(file: string, plan: Plan): Checkpoint | null {
   } catch (e) {
     throw new QuantlensError('STATE', `checkpoint is not valid JSON (${(e as Error).message}); ${START_OVER}`, file);
   }
-  if (ck?.format !== CHECKPOINT_FORMAT) throw new QuantlensError('STATE', `not a quantlens checkpoint of this version (format ${String(ck?.format)}); ${START_OVER}`, file);
+  if (!CHECKPOINT_FORMATS_READ.includes(ck?.format)) throw new QuantlensError('STATE', `not a quantlens checkpoint of this version (format ${String(ck?.format)}); ${START_OVER}`, file);
   const c = new StateChecker(file);
   c.string(ck.configHash, 'configHash');
   const f = c.object(ck.fingerprint, 'fingerprint');
@@ -281,6 +304,11 @@ function readCheckpoint(file: string, plan: Plan): Checkpoint | null {
   c.count(ck.parts, 'parts', ck.batches);
   c.object(ck.states, 'states');
   c.ledger(ck.ledger, plan.cfg.precisions);
+  if (ck.correlationPass !== undefined) c.count(ck.correlationPass, 'correlationPass', passKeys(plan).length);
+  if (ck.passBatches !== undefined) c.count(ck.passBatches, 'passBatches', ck.batches);
+  const passes = passKeys(plan);
+  if (ck.correlationPasses === undefined ? passes.length > 1 : JSON.stringify(ck.correlationPasses) !== JSON.stringify(passes))
+    throw new QuantlensError('STATE', `the correlation passes changed since the checkpoint (the memory budget decides them); ${START_OVER}`, file);
   return ck;
 }
 
@@ -302,6 +330,10 @@ export class RunCheckpoints {
     private parts: number,
     /** The checkpoint's hash of the rows in those batches (null for a fresh run). */
     private readonly resumeRows: string | null = null,
+    /** Multi-pass correlation: the pass to run next (0 for a fresh run, or one resumed in the main pass). */
+    readonly correlationPass = 0,
+    /** Batches of that extra pass already folded in (a resume skips them). */
+    readonly passBatches = 0,
   ) {
     this.batches = resumeAfter;
   }
@@ -341,10 +373,10 @@ export class RunCheckpoints {
     if (ck.configHash !== hash)
       throw new QuantlensError('STATE', `checkpoint belongs to a different pipeline or model (config hash ${ck.configHash.slice(0, 12)} ≠ ${hash.slice(0, 12)}); ${START_OVER}`, file);
     keepListedParts(dir, ck, file);
-    new StateChecker(file).mergeStates(ck.states, plan.cfg, measures, plan.sites.length);
+    new StateChecker(file).mergeStates(ck.states, plan.cfg, measures, plan.sites.length, 'states', keysThrough(plan, ck.correlationPass ?? 0, ck.passBatches ?? 0));
     ledger.restore(ck.ledger, measures.tally, file);
     opts.log?.(`quantlens: resuming after batch ${ck.batches} (${ck.ledger.tally[plan.cfg.precisions[0]]?.examples ?? 0} examples done) from ${file}`);
-    return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, ck.batches, ck.parts, ck.fingerprint.dataset.rows);
+    return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, ck.batches, ck.parts, ck.fingerprint.dataset.rows, ck.correlationPass ?? 0, ck.passBatches ?? 0);
   }
 
   /** Where measures.open() should write predictions. */
@@ -379,19 +411,43 @@ export class RunCheckpoints {
     this.rows.add(r.batch);
     this.batches++;
     if (!this.enabled || this.batches % this.plan.cfg.checkpoint_every !== 0) return;
-    // Close the current part first: the checkpoint may only list parts that are complete.
-    await this.measures.rotatePredictions(this.partPath(this.parts + 1));
-    this.parts++;
+    await this.write();
+  }
+
+  /**
+   * Multi-pass correlation: the pass before `next` is complete (pipelines/correlation-passes.ts).
+   * A kill during a later pass resumes at its start; the main pass's batches are then skipped.
+   */
+  async passCompleted(next: number): Promise<void> {
+    if (this.enabled) await this.write(next);
+  }
+
+  /** In extra pass `pass`, after its `done`-th batch: checkpoint every `checkpoint_every` batches, as the main pass does. */
+  async passProgress(pass: number, done: number): Promise<void> {
+    if (this.enabled && done % this.plan.cfg.checkpoint_every === 0) await this.write(pass, done);
+  }
+
+  private async write(correlationPass?: number, passBatches = 0): Promise<void> {
+    // Close the current part first: the checkpoint may only list parts that are complete. Extra
+    // passes write no predictions: after the first boundary the open part stays empty.
+    if (correlationPass === undefined || (correlationPass === 1 && passBatches === 0)) {
+      await this.measures.rotatePredictions(this.partPath(this.parts + 1));
+      this.parts++;
+    }
     const ck: Checkpoint = {
       format: CHECKPOINT_FORMAT,
       configHash: this.hash,
       fingerprint: fingerprintOf(this.plan, this.rows.digest()),
       batches: this.batches,
       parts: this.parts,
-      states: this.measures.states(),
+      states: await this.measures.statesAt(this.dir, `correlation-b${this.batches}-p${correlationPass ?? 0}-${passBatches}.f64`),
       ledger: this.ledger.state(this.measures.tally),
     };
+    if (this.plan.memory?.correlation) Object.assign(ck, { correlationPass: correlationPass ?? 0, correlationPasses: passKeys(this.plan), passBatches });
     await writeFileAtomically(this.checkpointPath, JSON.stringify(ck));
+    // The previous checkpoint's co-moments are garbage only now that checkpoint.json no longer names them.
+    const keep = listedCorrelationFiles(ck);
+    for (const name of readdirSync(this.dir)) if (CORRELATION_FILE.test(name) && !keep.has(name)) rmSync(path.join(this.dir, name), { force: true });
   }
 
   /** After measures.closePredictions(): predictions.parquet from the parts (one part is renamed). */
@@ -423,9 +479,17 @@ export class RunCheckpoints {
   }
 }
 
-/** Keep the part files a checkpoint lists (refusing if one is missing); remove the rest. */
+/** The binary correlation state files a checkpoint's states name. */
+function listedCorrelationFiles(ck: Checkpoint): Set<string> {
+  const entries = (ck.states?.correlation as { entries?: unknown } | undefined)?.entries;
+  const names = new Set<string>();
+  if (Array.isArray(entries)) for (const e of entries) if (typeof (e as { file?: unknown })?.file === 'string') names.add((e as { file: string }).file);
+  return names;
+}
+
+/** Keep the part files and correlation state files a checkpoint lists (refusing if a part is missing); remove the rest. */
 function keepListedParts(dir: string, ck: Checkpoint, file: string): void {
-  const keep = new Set([CHECKPOINT_FILE]);
+  const keep = new Set([CHECKPOINT_FILE, ...listedCorrelationFiles(ck)]);
   for (let k = 0; k < ck.parts; k++) {
     const part = `predictions-${k}.parquet`;
     if (!existsSync(path.join(dir, part))) throw new QuantlensError('STATE', `checkpoint lists ${part}, which is missing; ${START_OVER}`, file);

@@ -175,9 +175,18 @@ export class RunMeasures {
     return { neurons: this.neurons?.state(), correlation: this.correlation?.state(), agreement: this.agreement?.state(), salience: this.salience?.state() };
   }
 
-  merge(s: MeasureStates): void {
+  /**
+   * The states as checkpoints and shards store them: JSON, except correlation's co-moments, which
+   * go to the binary file `dir/correlationFile` (operators/estimators/correlation-state-file.ts).
+   */
+  async statesAt(dir: string, correlationFile: string): Promise<MeasureStates> {
+    return { neurons: this.neurons?.state(), correlation: await this.correlation?.saveState(dir, correlationFile), agreement: this.agreement?.state(), salience: this.salience?.state() };
+  }
+
+  /** `dir`: the folder of the state JSON, where its binary files are. */
+  merge(s: MeasureStates, dir?: string): void {
     if (s.neurons) this.neurons?.merge(s.neurons);
-    if (s.correlation) this.correlation?.merge(s.correlation);
+    if (s.correlation) this.correlation?.merge(s.correlation, dir);
     if (s.agreement) this.agreement?.merge(s.agreement);
     if (s.salience) this.salience?.merge(s.salience);
   }

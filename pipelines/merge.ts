@@ -179,6 +179,8 @@ async function mergeInto(outDir: string, plan: Plan, shards: LoadedShard[], opts
 
   // The scoring is never used: merge calls no update().
   const measures = new RunMeasures(plan, outDir, { mode: 'loglik' });
+  // Co-moments are folded key by key at finish, straight from the shards' binary files: one key in memory at a time.
+  measures.correlation?.deferMerges();
   const stats: TokenizeStats = { examples: 0, truncated: 0, tokens: 0 };
   const tokens = { padded: 0, real: 0 };
   let seconds = 0;

@@ -21,7 +21,6 @@ import { createSession, defaultSessionSettings, describeSettings, type SessionSe
 import { checkExecutionProviders } from '../onnx/execution-providers.ts';
 import { planInputs } from '../onnx/feeds.ts';
 import { paddingSideFor, pastHintsFor } from '../onnx/attention-layout.ts';
-import { checkCorrelationBudget } from '../operators/estimators/correlation.ts';
 import type { PrecisionRunner } from '../operators/infer.ts';
 import { datasetPath, modelRecord, outputMetadata } from './output-metadata.ts';
 import { resolveDemo } from './demo.ts';
@@ -71,10 +70,9 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   const graph = readGraphFacts(cfg, folder, tokenizer, where);
   const { sites, nativePrecision } = graph;
   const route = measureRoute(cfg, graph);
-  if (cfg.measure.includes('correlation')) {
-    const width = Math.max(...sites.map((s) => s.width ?? 0));
-    checkCorrelationBudget(width, sites.length * cfg.precisions.length, cfg.correlation.memory_budget_gb * 1024 ** 3, where('correlation.memory_budget_gb'));
-  }
+  // Keys that do not fit together become extra passes (pipelines/correlation-passes.ts); one that cannot fit alone is refused.
+  const refusal = graph.memory.correlation?.refusal;
+  if (refusal) throw new QuantlensError('BUDGET', refusal.message, where(refusal.key));
   // Before any quantization, session or output: a run that cannot fit does no work at all.
   checkMemoryBudget(graph.memory, where('memory_budget_gb'));
   const session = await sessionSettingsFor(cfg, where);

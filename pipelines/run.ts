@@ -21,6 +21,8 @@ import { CHECKPOINT_FILE, RunCheckpoints, STATE_DIR, runTiming, writeShardState 
 import { datasetPath, modelRecord, precisionPath } from './output-metadata.ts';
 import { abortOutput, beginOutput, endOutput } from './output-folder.ts';
 import { memoryRecord } from './budget.ts';
+import { runCorrelationPasses, startMainPass } from './correlation-passes.ts';
+import { passesRecord } from './correlation-budget.ts';
 
 export interface RunOptions {
   shard?: { index: number; count: number };
@@ -82,6 +84,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     ck = RunCheckpoints.open(plan, outDir, measures, { resume: opts.resume, log });
     const checkpoints = ck;
     await measures.open(ck.predictionsFile());
+    startMainPass(plan, measures);
     const graph = assemble(
       plan,
       ck.skipDone(batchesOf(plan, stats)),
@@ -97,9 +100,10 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     if (stopped) throw new QuantlensError('INTERRUPTED', 'interrupted; no result files were written');
     if (stats.examples === 0) throw new QuantlensError('DATASET', 'the dataset has no records (after skip/limit/shard)', plan.dataset.path);
     progress.done();
+    const passSeconds = await runCorrelationPasses(plan, measures, ck, { stopped: () => stopped, log, spill: !!opts.shard, total: stats.examples, quiet: opts.quiet });
     const timing = runTiming(ck.ledger);
     // Captured before finish(), written after every output: state.json marks a complete shard.
-    const shardState = opts.shard ? { states: measures.states(), ledger: ck.ledger.state(measures.tally) } : undefined;
+    const shardState = opts.shard ? { states: await measures.statesAt(outDir, 'correlation.f64'), ledger: ck.ledger.state(measures.tally) } : undefined;
     const summary = await finishRun(plan, measures, outDir, {
       stats,
       timing,
@@ -107,6 +111,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
       shard: opts.shard,
       report: opts.report,
       assemblePredictions: () => checkpoints.assemblePredictions(),
+      correlationPassSeconds: passSeconds,
     });
     if (opts.shard && shardState) await writeShardState(outDir, plan, opts.shard, shardState.states, shardState.ledger, stats);
     ck.complete();
@@ -139,6 +144,8 @@ export interface FinishInput {
   report?: boolean;
   /** Runs once the predictions sink is closed, before anything reads predictions.parquet (resume parts). */
   assemblePredictions?: () => Promise<void>;
+  /** Seconds of each extra correlation pass this session ran (pipelines/correlation-passes.ts). */
+  correlationPassSeconds?: number[];
 }
 
 /**
@@ -151,6 +158,7 @@ export async function finishRun(plan: Plan, measures: RunMeasures, outDir: strin
   const extra = await measures.finish();
   const calibration = await writeCalibration(plan, outDir, plan.cfg.measure.includes('calibration'));
   const summary = buildSummary(plan, measures, input.stats, input.timing, input.tokens, calibration, extra, input.shard);
+  if (plan.memory?.correlation) summary.correlation_passes = { ...passesRecord(plan.memory.correlation), extra_pass_seconds: input.correlationPassSeconds ?? [] };
   await writeFileAtomically(path.join(outDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   if (input.report !== false && !input.shard) {
     const { writeReport } = await import('../sinks/report/index.ts');

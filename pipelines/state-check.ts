@@ -3,6 +3,7 @@
  * a user can edit, truncate or copy from elsewhere; every field is checked before it is used, and
  * anything wrong is one STATE error naming the file and the field, never a JS TypeError.
  */
+import path from 'node:path';
 import { QuantlensError } from '../core/errors.ts';
 import type { PipelineConfig } from './schema.ts';
 import type { RunMeasures, MeasureStates } from './measures.ts';
@@ -77,6 +78,18 @@ export class StateChecker {
       if (n !== ids) this.fail(`${field}.tally.${precisions[i]}.examples`, `is ${n}, but the ledger lists ${ids} examples`);
   }
 
+  /** Co-moment entries plus keys finished by earlier passes (a finished key of a shard is both): `expected` keys. */
+  correlationEntries(c: Record<string, unknown>, expected: number, field: string): void {
+    const entries = this.array(c.entries, `${field}.entries`);
+    const finished = c.finished === undefined ? [] : this.array(c.finished, `${field}.finished`);
+    const keys = new Set<string>();
+    for (const [i, e] of [...entries, ...finished.map((f) => (f as { key?: unknown })?.key)].entries()) {
+      const o = this.object(e, i < entries.length ? `${field}.entries[${i}]` : `${field}.finished[${i - entries.length}].key`);
+      keys.add(JSON.stringify([o.precision, o.layer, o.tensor]));
+    }
+    if (keys.size !== expected) this.fail(`${field}.entries`, `has ${keys.size} entries, expected ${expected}`);
+  }
+
   entryCount(v: unknown, expected: number, field: string): void {
     const n = this.array(v, field).length;
     if (n !== expected) this.fail(field, `has ${n} entries, expected ${expected}`);
@@ -95,8 +108,12 @@ export class StateChecker {
     }
   }
 
-  /** Estimator states: one per estimator the pipeline runs, merged with every error named. */
-  mergeStates(v: unknown, cfg: PipelineConfig, measures: RunMeasures, sites: number, field = 'states'): void {
+  /**
+   * Estimator states: one per estimator the pipeline runs, merged with every error named; their
+   * binary files are beside the state file. `correlationKeys`: the correlation keys the state must
+   * hold (accumulated or finished); default every precision × layer.
+   */
+  mergeStates(v: unknown, cfg: PipelineConfig, measures: RunMeasures, sites: number, field = 'states', correlationKeys = cfg.precisions.length * sites): void {
     const s = this.object(v, field) as MeasureStates;
     const m = new Set(cfg.measure);
     // Which estimators exist mirrors RunMeasures' constructor.
@@ -109,10 +126,10 @@ export class StateChecker {
     for (const [k, needed] of expected) if (needed) this.object((s as Record<string, unknown>)[k], `${field}.${k}`);
     if (s.neurons) this.neuronEntries(s.neurons, cfg.precisions, sites, `${field}.neurons`);
     // One co-moment entry per precision and layer, one agreement row per compared precision: fewer would resume silently short.
-    if (s.correlation) this.entryCount(this.object(s.correlation, `${field}.correlation`).entries, cfg.precisions.length * sites, `${field}.correlation.entries`);
+    if (s.correlation) this.correlationEntries(this.object(s.correlation, `${field}.correlation`), correlationKeys, `${field}.correlation`);
     if (s.agreement) this.entryCount(this.object(s.agreement, `${field}.agreement`).outputs, cfg.precisions.length - 1, `${field}.agreement.outputs`);
     try {
-      measures.merge(s);
+      measures.merge(s, path.dirname(this.file));
     } catch (e) {
       const msg = (e as Error)?.message ?? String(e);
       throw new QuantlensError('STATE', `${field}: estimator states cannot be merged (${msg.split('\n')[0]}); the state is corrupt or from another version`, this.file, { cause: e });

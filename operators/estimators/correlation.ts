@@ -5,7 +5,11 @@
  * update  C += G_b + δδᵀ·n_a·n_b/(n_a+n_b),  δ = mean_b − mean_a  (upper triangle only).
  * merge() applies the same update to another shard's accumulator, so shards merge exactly.
  *
- * Memory is O(d²) per key, fixed by the model width; the budget is checked before any work.
+ * Memory is d(d+1)/2 float64 per key, fixed by the model width; the budget is checked before any
+ * work. When the keys do not fit together, a run folds them in groups over several passes
+ * (pipelines/correlation-passes.ts): setActiveKeys() picks the keys a pass accumulates, retire()
+ * turns them into results and frees them. States for checkpoints, shards and merge are binary
+ * files (saveState(), correlation-state-file.ts); merge() also reads the older inline base64 JSON.
  * finish() gives the paper's |r| histogram (10 bins, |r| = 1 in the last), pairs touching a
  * zero-variance neuron counted apart as undefined, the top-k pairs, and NeuroX-style redundancy
  * clusters (average linkage on 1 − |r|, cut at a threshold).
@@ -13,21 +17,24 @@
  * update() is asynchronous (ORT has no synchronous run): await it, or await drain(), before
  * finish(); keep chunk.values unchanged until its update resolves.
  */
+import path from 'node:path';
 import type { ActivationChunk, Estimator } from '../../core/types.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import { GramRunner, type GramCompute, type GramResult } from './correlation-graph.ts';
 import type { SessionSettings } from '../../onnx/session.ts';
 import { compareKeys, type ActivationKey } from './neurons.ts';
 import { decodeF64, encodeF64 } from './state-codec.ts';
+import { CoMomentReader, writeCoMomentFile } from './correlation-state-file.ts';
+import { linkOrCopy, stateFilePath } from './correlation-state-paths.ts';
 
 export const DEFAULT_CORRELATION_BUDGET = 4 * 1024 ** 3;
 /** Above this many (non-constant) neurons clustering is skipped unless forced: O(d²) time and memory. */
 export const CLUSTER_AUTO_LIMIT = 4096;
 export const HISTOGRAM_BINS = 10;
 
-/** Bytes of co-moment state for `keys` accumulators of `width` neurons (d²·8 per key, conservative). */
+/** Bytes of co-moment state for `keys` accumulators of `width` neurons: the upper triangle, d(d+1)/2 × 8 B per key. */
 export function correlationMemoryBytes(width: number, keys: number): number {
-  return width * width * 8 * keys;
+  return ((width * (width + 1)) / 2) * 8 * keys;
 }
 
 export function checkCorrelationBudget(width: number, keys: number, budgetBytes = DEFAULT_CORRELATION_BUDGET, where?: string): void {
@@ -36,7 +43,7 @@ export function checkCorrelationBudget(width: number, keys: number, budgetBytes 
     const gib = (b: number) => (b / 1024 ** 3).toFixed(2);
     throw new QuantlensError(
       'BUDGET',
-      `correlation needs ${gib(need)} GiB (${keys} layer×precision × ${width}² × 8 B) but the budget is ${gib(budgetBytes)} GiB; capture fewer layers/precisions or raise the correlation memory budget`,
+      `correlation needs ${gib(need)} GiB (${keys} layer×precision × ${width}·${width + 1}/2 × 8 B) but the budget is ${gib(budgetBytes)} GiB; capture fewer layers/precisions or raise the correlation memory budget`,
       where,
     );
   }
@@ -108,8 +115,52 @@ export interface CoMomentState {
   max: string;
 }
 
+/** One key's co-moments in a binary state file (correlation-state-file.ts). */
+export interface CoMomentFileEntry {
+  precision: string;
+  layer: number;
+  tensor: string;
+  width: number;
+  n: number;
+  /** The file's name, in the folder of the JSON that lists it. */
+  file: string;
+  /** Byte offset of the entry in the file. */
+  offset: number;
+}
+
+/** A key an earlier pass already turned into results (multi-pass runs). */
+export interface FinishedKey {
+  key: ActivationKey;
+  rows: CorrelationRow[];
+  summary: CorrelationSummary;
+}
+
 export interface CorrelationState {
+  /** Entries in binary files (saveState), or inline base64 (state(), and states written before binary files). */
+  entries: (CoMomentState | CoMomentFileEntry)[];
+  /** Keys retired by earlier passes: their results (their co-moments too, as file entries, in a shard). */
+  finished?: FinishedKey[];
+}
+
+/** What state() returns: every entry inline. */
+export interface InlineCorrelationState extends CorrelationState {
   entries: CoMomentState[];
+}
+
+const isFileEntry = (e: CoMomentState | CoMomentFileEntry): e is CoMomentFileEntry => typeof (e as CoMomentFileEntry)?.file === 'string';
+
+/** The key fields of a state entry, checked before anything is allocated for it. */
+function checkEntryKey(e: unknown): asserts e is { precision: string; layer: number; tensor: string; width: number; n: number } {
+  const o = e as Record<string, unknown>;
+  const bad = (f: string) => {
+    throw new QuantlensError('STATE', `correlation entry field ${f} is ${JSON.stringify(o?.[f])}`);
+  };
+  if (!o || typeof o !== 'object') throw new QuantlensError('STATE', 'correlation entry is not an object');
+  if (typeof o.precision !== 'string') bad('precision');
+  if (typeof o.tensor !== 'string') bad('tensor');
+  if (!Number.isSafeInteger(o.layer)) bad('layer');
+  if (!Number.isSafeInteger(o.width) || (o.width as number) < 1) bad('width');
+  if (!Number.isSafeInteger(o.n) || (o.n as number) < 0) bad('n');
 }
 
 /** Index of (i, j), i ≤ j, in a row-by-row packed upper triangle of a d×d matrix. */
@@ -162,6 +213,21 @@ export class CoMoments {
     this.n = n;
   }
 
+  /** Another part whose packed upper triangle arrives in consecutive slices (a binary state file, streamed). */
+  addPackedSlices(nb: number, meanB: ArrayLike<number>, slices: (each: (slice: Float64Array) => void) => void): void {
+    const d = this.width;
+    this.chan(nb, meanB, (upper, f, delta) => {
+      let i = 0, j = 0, k = 0, di = delta[0] * f;
+      slices((slice) => {
+        for (let t = 0; t < slice.length; t++, k++) {
+          upper[k] += slice[t] + di * delta[j];
+          if (++j === d) di = delta[++i] * f, (j = i);
+        }
+      });
+      if (k !== upper.length) throw new QuantlensError('STATE', `correlation state gave ${k} co-moments, expected ${upper.length}`);
+    });
+  }
+
   /** Another part given as a packed upper triangle (a shard's state). */
   addPacked(nb: number, meanB: ArrayLike<number>, packed: ArrayLike<number>): void {
     const d = this.width;
@@ -176,6 +242,7 @@ export class CoMoments {
   /** A batch given as Gram blocks on and above the diagonal (correlation-graph.ts). */
   addBlocks(g: GramResult): void {
     const d = this.width;
+    const first = this.n === 0;
     this.chan(g.n, g.mean, (upper, f, delta) => {
       for (const b of g.blocks) {
         for (let r = 0; r < b.rowSize; r++) {
@@ -184,7 +251,10 @@ export class CoMoments {
           // Row i of the packed triangle starts at packedIndex(d, i, i); element j sits j − i later.
           const base = packedIndex(d, i, i) - i;
           const src = r * b.colSize - b.col;
-          for (let j = Math.max(b.col, i); j < b.col + b.colSize; j++) upper[base + j] += b.data[src + j] + di * delta[j];
+          const end = b.col + b.colSize;
+          // The first part of an empty accumulator: C = C_b exactly (f = 0), without reading C back.
+          if (first) for (let j = Math.max(b.col, i); j < end; j++) upper[base + j] = b.data[src + j];
+          else for (let j = Math.max(b.col, i); j < end; j++) upper[base + j] += b.data[src + j] + di * delta[j];
         }
       }
     });
@@ -276,10 +346,60 @@ export function averageLinkageLabels(dist: Float64Array, m: number, threshold: n
   return labels;
 }
 
+/**
+ * Every pair i < j of one accumulator: |r| histogram, undefined pairs (a constant neuron), top
+ * pairs offered, and the distance matrix filled when clustering. d²/2 iterations (179M at d_ff
+ * 18,944), so the loop is kept flat: a constant row is skipped whole, and a pair is offered to
+ * the top-k only when it can enter it.
+ */
+function binPairs(m: CoMoments, constant: Uint8Array, sd: Float64Array, top: TopPairs, cluster: { dist: Float64Array; slot: Int32Array; md: number } | null) {
+  const d = m.width;
+  const upper = m.upper;
+  const hist = new Float64Array(HISTOGRAM_BINS);
+  let undefinedPairs = 0;
+  let floor = top.floor;
+  let k = 0;
+  for (let i = 0; i < d; i++) {
+    k++; // skip the diagonal
+    if (constant[i]) {
+      undefinedPairs += d - i - 1;
+      k += d - i - 1;
+      continue;
+    }
+    const sdi = sd[i];
+    for (let j = i + 1; j < d; j++, k++) {
+      if (constant[j]) {
+        undefinedPairs++;
+        continue;
+      }
+      let r = upper[k] / (sdi * sd[j]);
+      if (r > 1) r = 1;
+      else if (r < -1) r = -1;
+      const a = Math.abs(r);
+      hist[correlationBin(a)]++;
+      if (a >= floor) {
+        top.offer(i, j, r);
+        floor = top.floor;
+      }
+      if (cluster) {
+        const si = cluster.slot[i], sj = cluster.slot[j];
+        cluster.dist[si * cluster.md + sj] = 1 - a;
+        cluster.dist[sj * cluster.md + si] = 1 - a;
+      }
+    }
+  }
+  return { hist, undefinedPairs };
+}
+
 /** Keeps the k pairs with the largest |r| (ties: smaller (i, j) first). */
 class TopPairs {
   private readonly items: CorrelatedPair[] = [];
   constructor(private readonly k: number) {}
+  /** |r| below which a pair cannot enter (−1 until the heap is full; no pair enters when k = 0). */
+  get floor(): number {
+    if (this.k <= 0) return Infinity;
+    return this.items.length < this.k ? -1 : Math.abs(this.items[0].r);
+  }
   /** true when x ranks below y (would be evicted first). */
   private worse(x: CorrelatedPair, y: CorrelatedPair): boolean {
     const ax = Math.abs(x.r), ay = Math.abs(y.r);
@@ -289,6 +409,8 @@ class TopPairs {
   offer(i: number, j: number, r: number): void {
     if (this.k <= 0) return;
     const h = this.items;
+    // Most pairs rank below the heap's worst: refuse them before allocating (d²/2 offers at d_ff 18,944).
+    if (h.length === this.k && Math.abs(r) < Math.abs(h[0].r)) return;
     const p = { i, j, r };
     if (h.length < this.k) {
       h.push(p);
@@ -319,8 +441,29 @@ class TopPairs {
   }
 }
 
-function keyString(k: ActivationKey): string {
+export function keyString(k: ActivationKey): string {
   return JSON.stringify([k.precision, k.layer, k.tensor]);
+}
+
+/** One state file entry folded into an accumulator, its upper triangle streamed in slices. */
+function foldFromFile(m: CoMoments, r: CoMomentReader, n: number, offset: number): void {
+  const v = r.vectors(offset, m.width);
+  m.mergeRange(v.min, v.max);
+  m.addPackedSlices(n, v.mean, (each) => r.upperSlices(offset, m.width, each));
+}
+
+/** A merged key's accumulator from every shard's part, in shard order (exactly what merge() would have built). */
+function foldDeferred(d: { width: number; parts: { n: number; path: string; offset: number }[] }): CoMoments {
+  const m = new CoMoments(d.width);
+  for (const p of d.parts) {
+    const r = new CoMomentReader(p.path);
+    try {
+      foldFromFile(m, r, p.n, p.offset);
+    } finally {
+      r.close();
+    }
+  }
+  return m;
 }
 
 export class CorrelationEstimator implements Estimator<ActivationChunk, CorrelationState, CorrelationResult> {
@@ -336,6 +479,14 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
   private queue: Promise<void> = Promise.resolve();
   private pending = 0;
   private failure: unknown = undefined;
+  /** The keys this pass accumulates (null: all); chunks of other keys are ignored. */
+  private active: Set<string> | null = null;
+  /** Results of keys retired by earlier passes. */
+  private readonly finished = new Map<string, FinishedKey>();
+  /** Co-moments of retired keys kept in binary files (a shard's, for merge); `path` is absolute. */
+  private readonly spilled = new Map<string, CoMomentFileEntry & { path: string }>();
+  /** merge() records file entries here instead of loading them; finish() folds them key by key. */
+  private deferred: Map<string, { key: ActivationKey; width: number; parts: { n: number; path: string; offset: number }[] }> | null = null;
 
   constructor(opts: CorrelationOptions = {}) {
     this.budget = opts.budgetBytes ?? DEFAULT_CORRELATION_BUDGET;
@@ -370,7 +521,21 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     return m;
   }
 
+  /** The keys the coming updates accumulate (a pass of a multi-pass run); null accumulates every key. */
+  setActiveKeys(keys: ActivationKey[] | null): void {
+    this.active = keys ? new Set(keys.map(keyString)) : null;
+  }
+
+  /**
+   * For `quantlens merge`: merge() only records where each shard's co-moments are; finish() then
+   * folds them one key at a time, so merging needs the memory of one key, whatever the key count.
+   */
+  deferMerges(): void {
+    this.deferred ??= new Map();
+  }
+
   update(chunk: ActivationChunk): Promise<void> {
+    if (this.active && !this.active.has(keyString(chunk))) return Promise.resolve();
     const acc = this.accumulator(chunk, chunk.width);
     if (chunk.rows === 0) return this.queue;
     if (chunk.values.length < chunk.rows * chunk.width) throw new QuantlensError('STATE', `correlation: chunk of ${chunk.rows}×${chunk.width} has only ${chunk.values.length} values`);
@@ -391,19 +556,112 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     return job;
   }
 
+  /** Pearson r of neurons i and j of an accumulated key (null: a constant neuron, or a key not accumulated). */
+  pairCorrelation(key: ActivationKey, i: number, j: number): number | null {
+    this.assertSettled('pairCorrelation');
+    const m = this.acc.get(keyString(key))?.m;
+    if (!m || m.isConstant(i) || m.isConstant(j)) return null;
+    const d = m.width;
+    const c = (a: number, b: number) => m.upper[packedIndex(d, Math.min(a, b), Math.max(a, b))];
+    return Math.max(-1, Math.min(1, c(i, j) / (Math.sqrt(c(i, i)) * Math.sqrt(c(j, j)))));
+  }
+
   /** Resolves when every update so far has been folded in. */
   async drain(): Promise<void> {
     await this.queue;
     if (this.failure) throw this.failure;
   }
 
-  merge(other: CorrelationState): void {
+  /**
+   * Folds another state in (a checkpoint's, or a shard's). `dir` is the folder of the JSON that
+   * lists it, where its binary files are. Keys it lists as finished keep their results.
+   */
+  merge(other: CorrelationState, dir = '.'): void {
+    const finished = new Set<string>();
+    if (!this.deferred)
+      for (const f of other.finished ?? []) {
+        checkEntryKey({ ...f?.key, width: f?.summary?.neurons, n: f?.summary?.tokens });
+        if (!Array.isArray(f.rows)) throw new QuantlensError('STATE', 'correlation finished entry has no rows');
+        this.finished.set(keyString(f.key), f);
+        finished.add(keyString(f.key));
+      }
+    if (!Array.isArray(other?.entries)) throw new QuantlensError('STATE', 'correlation state has no entries list');
     for (const e of other.entries) {
-      const m = this.accumulator(e, e.width);
-      const tri = (e.width * (e.width + 1)) / 2;
-      m.mergeRange(decodeF64(e.min, e.width, 'min'), decodeF64(e.max, e.width, 'max'));
-      m.addPacked(e.n, decodeF64(e.mean, e.width, 'mean'), decodeF64(e.upper, tri, 'upper'));
+      checkEntryKey(e);
+      if (isFileEntry(e)) this.mergeFileEntry(e, dir, finished.has(keyString(e)));
+      else this.mergeInline(e);
     }
+  }
+
+  private mergeInline(e: CoMomentState): void {
+    const m = this.accumulator(e, e.width);
+    const tri = (e.width * (e.width + 1)) / 2;
+    m.mergeRange(decodeF64(e.min, e.width, 'min'), decodeF64(e.max, e.width, 'max'));
+    m.addPacked(e.n, decodeF64(e.mean, e.width, 'mean'), decodeF64(e.upper, tri, 'upper'));
+  }
+
+  private mergeFileEntry(e: CoMomentFileEntry, dir: string, retired: boolean): void {
+    const file = stateFilePath(dir, e.file);
+    const key = { precision: e.precision, layer: e.layer, tensor: e.tensor };
+    const r = new CoMomentReader(file);
+    try {
+      r.checkEntry(e.offset, e.width, `correlation ${e.precision} layer ${e.layer} ${e.tensor}`);
+      if (retired) return void this.spilled.set(keyString(key), { ...key, width: e.width, n: e.n, file: e.file, offset: e.offset, path: file });
+      if (this.deferred) {
+        const ks = keyString(key);
+        const d = this.deferred.get(ks) ?? { key, width: e.width, parts: [] };
+        if (d.width !== e.width) throw new QuantlensError('STATE', `correlation: ${e.precision} layer ${e.layer} ${e.tensor} has width ${e.width} here, ${d.width} in another state`, file);
+        d.parts.push({ n: e.n, path: file, offset: e.offset });
+        return void this.deferred.set(ks, d);
+      }
+      foldFromFile(this.accumulator(key, e.width), r, e.n, e.offset);
+    } finally {
+      r.close();
+    }
+  }
+
+  /**
+   * Ends a pass: its keys become results (and, with `spillTo`, their co-moments a binary file,
+   * which a shard's state lists for merge), and their memory is released for the next pass.
+   */
+  async retire(spillTo?: string): Promise<void> {
+    await this.drain();
+    const list = this.sortedAccumulators();
+    if (spillTo && list.length) {
+      const offsets = await writeCoMomentFile(spillTo, list.map((e) => e.m));
+      list.forEach(({ key, m }, k) => this.spilled.set(keyString(key), { ...key, width: m.width, n: m.n, file: path.basename(spillTo), offset: offsets[k], path: spillTo }));
+    }
+    for (const { key, m } of list) this.finished.set(keyString(key), { key, ...this.finishOne(key, m) });
+    this.acc.clear();
+  }
+
+  /**
+   * The state as JSON plus binary files in `dir`: the accumulated keys written to `dir/name`,
+   * retired keys' files linked into `dir` when they are elsewhere. The checkpoint and a shard's
+   * state.json hold what this returns.
+   */
+  async saveState(dir: string, name: string): Promise<CorrelationState> {
+    this.assertSettled('saveState');
+    const list = this.sortedAccumulators();
+    const entries: CoMomentFileEntry[] = [];
+    if (list.length) {
+      const offsets = await writeCoMomentFile(path.join(dir, name), list.map((e) => e.m));
+      list.forEach(({ key, m }, k) => entries.push({ ...key, width: m.width, n: m.n, file: name, offset: offsets[k] }));
+    }
+    const moved = new Map<string, string>();
+    for (const s of this.spilled.values()) {
+      const target = path.join(dir, path.basename(s.path));
+      if (path.resolve(s.path) !== path.resolve(target) && !moved.has(s.path)) moved.set(s.path, await linkOrCopy(s.path, target));
+      s.path = moved.get(s.path) ?? s.path;
+      const { path: _p, ...entry } = s;
+      entries.push({ ...entry, file: path.basename(s.path) });
+    }
+    entries.sort(compareKeys);
+    return { entries, finished: [...this.finished.values()].sort((a, b) => compareKeys(a.key, b.key)) };
+  }
+
+  private sortedAccumulators(): { key: ActivationKey; m: CoMoments }[] {
+    return [...this.acc.values()].sort((a, b) => compareKeys(a.key, b.key));
   }
 
   private assertSettled(what: string): void {
@@ -411,21 +669,35 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     if (this.failure) throw this.failure;
   }
 
-  state(): CorrelationState {
+  /** The state as one JSON value (inline base64: small widths, tests and library use; runs use saveState()). */
+  state(): InlineCorrelationState {
     this.assertSettled('state');
-    return {
-      entries: [...this.acc.values()]
-        .sort((a, b) => compareKeys(a.key, b.key))
-        .map(({ key, m }) => ({ ...key, width: m.width, n: m.n, mean: encodeF64(m.mean), upper: encodeF64(m.upper), min: encodeF64(m.min), max: encodeF64(m.max) })),
-    };
+    if (this.spilled.size) throw new QuantlensError('STATE', 'not supported: correlation state() after a pass wrote its keys to files; use saveState()');
+    const inline: CoMomentState[] = this.sortedAccumulators().map(({ key, m }) => ({
+      ...key,
+      width: m.width,
+      n: m.n,
+      mean: encodeF64(m.mean),
+      upper: encodeF64(m.upper),
+      min: encodeF64(m.min),
+      max: encodeF64(m.max),
+    }));
+    const state: InlineCorrelationState = { entries: inline };
+    if (this.finished.size) state.finished = [...this.finished.values()].sort((a, b) => compareKeys(a.key, b.key));
+    return state;
   }
 
+  /** Results of every key: retired ones, accumulated ones, and (merge) deferred ones folded one at a time. */
   finish(): CorrelationResult {
     this.assertSettled('finish');
+    const keys: { key: ActivationKey; result: () => { rows: CorrelationRow[]; summary: CorrelationSummary } }[] = [];
+    for (const f of this.finished.values()) keys.push({ key: f.key, result: () => f });
+    for (const { key, m } of this.acc.values()) keys.push({ key, result: () => this.finishOne(key, m) });
+    for (const d of this.deferred?.values() ?? []) keys.push({ key: d.key, result: () => this.finishOne(d.key, foldDeferred(d)) });
     const rows: CorrelationRow[] = [];
     const summaries: CorrelationSummary[] = [];
-    for (const { key, m } of [...this.acc.values()].sort((a, b) => compareKeys(a.key, b.key))) {
-      const { rows: r, summary } = this.finishOne(key, m);
+    for (const { result } of keys.sort((a, b) => compareKeys(a.key, b.key))) {
+      const { rows: r, summary } = result();
       rows.push(...r);
       summaries.push(summary);
     }
@@ -448,30 +720,8 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     const slot = new Int32Array(d).fill(-1);
     defined.forEach((c, s) => (slot[c] = s));
     const dist = doCluster ? new Float64Array(md * md) : null;
-    const hist = new Float64Array(HISTOGRAM_BINS);
     const top = new TopPairs(this.topK);
-    let undefinedPairs = 0;
-    let k = 0;
-    for (let i = 0; i < d; i++) {
-      k++; // skip the diagonal
-      for (let j = i + 1; j < d; j++, k++) {
-        if (constant[i] || constant[j]) {
-          undefinedPairs++;
-          continue;
-        }
-        let r = m.upper[k] / (sd[i] * sd[j]);
-        if (r > 1) r = 1;
-        else if (r < -1) r = -1;
-        const a = Math.abs(r);
-        hist[correlationBin(a)]++;
-        top.offer(i, j, r);
-        if (dist) {
-          const si = slot[i], sj = slot[j];
-          dist[si * md + sj] = 1 - a;
-          dist[sj * md + si] = 1 - a;
-        }
-      }
-    }
+    const { hist, undefinedPairs } = binPairs(m, constant, sd, top, dist ? { dist, slot, md } : null);
     let clusters: number | null = null;
     let independent: number | null = null;
     if (dist) {

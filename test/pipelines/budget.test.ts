@@ -88,7 +88,12 @@ test('the estimate adds its parts; correlation uses the estimator formula; the d
     assert.equal(e.parts.map((p) => p.name), ['sessions', 'quantization', 'correlation', 'attribution', 'baseline']);
     assert.is(e.totalBytes, e.parts.reduce((s, p) => s + p.bytes, 0));
     const width = Math.max(...sites.map((s) => s.width!));
-    assert.is(e.parts.find((p) => p.name === 'correlation')!.bytes, correlationMemoryBytes(width, sites.length * 2));
+    // Issue 11: the upper triangle of every key (one pass fits here) plus one batch's float32 Gram
+    // (one 192-wide block, twice: ORT's buffer and its JS copy; the centred batch of max_tokens
+    // rows with its transpose and input).
+    assert.is(correlationMemoryBytes(width, 1), ((width * (width + 1)) / 2) * 8);
+    assert.is(e.parts.find((p) => p.name === 'correlation')!.bytes, ((width * (width + 1)) / 2) * 8 * sites.length * 2 + (2 * width * width + 3 * cfg.batch.max_tokens * width) * 4);
+    assert.is(e.correlation!.passes.length, 1);
     // Attribution: 2 precisions × 3 layers of float weights, at least.
     assert.ok(e.parts.find((p) => p.name === 'attribution')!.bytes >= 6 * modelWeightBytes(m));
     assert.ok(Math.abs(budgetBytes({}) - 0.8 * (await import('node:os')).totalmem()) < 1);

@@ -195,7 +195,8 @@ test('float32 Gram graph gives the same histogram within the edge band', async (
 });
 
 test('budget is refused before any work', async () => {
-  assert.is(correlationMemoryBytes(1024, 3), 1024 * 1024 * 8 * 3);
+  // The upper triangle only (issue 11): d(d+1)/2 float64 per key.
+  assert.is(correlationMemoryBytes(1024, 3), ((1024 * 1025) / 2) * 8 * 3);
   let calls = 0;
   class CountingRunner extends GramRunner {
     override run(...args: Parameters<GramRunner['run']>) { calls++; return super.run(...args); }
@@ -203,9 +204,9 @@ test('budget is refused before any work', async () => {
   const err = (fn: () => unknown) => { try { fn(); } catch (e) { return e; } return null; };
   const e1 = err(() => new CorrelationEstimator({ plan: { width: 16384, keys: 5 } }));
   assert.ok(isQuantlensError(e1) && e1.code === 'BUDGET', String(e1));
-  assert.ok(isQuantlensError(err(() => checkCorrelationBudget(100, 1, 100 * 100 * 8 - 1))));
-  assert.is(err(() => checkCorrelationBudget(100, 1, 100 * 100 * 8)), null);
-  const est = new CorrelationEstimator({ runner: new CountingRunner(), budgetBytes: D * D * 8 * 2 });
+  assert.ok(isQuantlensError(err(() => checkCorrelationBudget(100, 1, ((100 * 101) / 2) * 8 - 1))));
+  assert.is(err(() => checkCorrelationBudget(100, 1, ((100 * 101) / 2) * 8)), null);
+  const est = new CorrelationEstimator({ runner: new CountingRunner(), budgetBytes: ((D * (D + 1)) / 2) * 8 * 2 });
   const chunks = makeChunks(1);
   await est.update(chunks[0]);
   await est.update(chunks[1]);
