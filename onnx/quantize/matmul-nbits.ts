@@ -15,6 +15,7 @@
  * quantization. g_idx is never written (with it, MatMulNBits ignores uint8 zero points).
  */
 import { roundHalfAway, type VariantEmitter, type WeightPlan } from './variants.ts';
+import { forEachRowStrip, kn, type SourceWeight } from './weight-source.ts';
 
 export interface NBitsQuantized {
   /** [N, kBlocks, blockSize * bits / 8] */
@@ -29,63 +30,165 @@ export interface NBitsQuantized {
 }
 
 export function quantizeNBits(b: Float32Array, K: number, N: number, bits: 4 | 8, blockSize: number, symmetric: boolean): NBitsQuantized {
-  const f = Math.fround;
+  return quantizeNBitsWeight(kn(b, K, N), bits, blockSize, symmetric);
+}
+
+/** Rows of W = Bᵀ per strip (weight-source.ts): each row is one column n of B, contiguous along K. */
+const STRIP_ROWS = 32;
+
+/**
+ * quantizeNBits of a weight in either stored layout: B [K, N] block-rows at a time (every column's
+ * block j at once, rows of B read contiguously), W = Bᵀ [N, K] a row (one column of B) at a time.
+ */
+export function quantizeNBitsWeight(w: SourceWeight, bits: 4 | 8, blockSize: number, symmetric: boolean): NBitsQuantized {
+  const { K, N } = w;
   const kBlocks = Math.ceil(K / blockSize);
-  const blob = (blockSize * bits) / 8;
-  const maxq = 2 ** bits - 1;
-  const half = 2 ** (bits - 1);
-  const packed = new Uint8Array(N * kBlocks * blob);
-  const scales = new Float32Array(N * kBlocks);
-  const zeroPoints = new Uint8Array(N * kBlocks);
-  for (let n = 0; n < N; n++) {
-    for (let j = 0; j < kBlocks; j++) {
-      const k0 = j * blockSize;
-      const k1 = Math.min(K, k0 + blockSize);
-      let mn = 3.4028234663852886e38;
-      let mx = -mn;
-      for (let k = k0; k < k1; k++) {
-        const v = b[k * N + n];
-        if (v < mn) mn = v;
-        if (v > mx) mx = v;
-      }
-      let scale: number;
-      let zp: number;
-      if (symmetric) {
-        const m = Math.abs(mx) > Math.abs(mn) ? mx : mn;
-        scale = f(-m / half);
-        zp = half;
-      } else {
-        mn = Math.min(mn, 0);
-        mx = Math.max(mx, 0);
-        scale = f(f(mx - mn) / maxq);
-        const zpf = scale !== 0 ? f(0 - f(mn / scale)) : mn;
-        zp = zpf < 0 ? 0 : zpf > maxq ? maxq : roundHalfAway(zpf);
-      }
-      scales[n * kBlocks + j] = scale;
-      zeroPoints[n * kBlocks + j] = zp;
-      const rs = scale !== 0 ? f(1 / scale) : 0;
-      const base = (n * kBlocks + j) * blob;
-      for (let i = 0; i < blockSize; i++) {
-        const k = k0 + i;
-        const q = k < K ? Math.min(maxq, Math.max(0, roundHalfAway(f(f(b[k * N + n] * rs) + zp)))) : zp;
-        if (bits === 8) packed[base + i] = q;
-        else packed[base + (i >> 1)] |= i & 1 ? q << 4 : q;
+  const out: NBitsQuantized = {
+    packed: new Uint8Array(N * kBlocks * ((blockSize * bits) / 8)),
+    scales: new Float32Array(N * kBlocks),
+    zeroPoints: new Uint8Array(N * kBlocks),
+    kBlocks,
+  };
+  const spec: BlockSpec = { K, bits, blockSize, symmetric, maxq: 2 ** bits - 1, half: 2 ** (bits - 1), blob: (blockSize * bits) / 8 };
+  if (w.layout === 'KN') quantizeColumns(w.data, N, spec, out);
+  else
+    forEachRowStrip(w, STRIP_ROWS, (strip, n0, count) => {
+      for (let r = 0; r < count; r++) for (let j = 0; j < kBlocks; j++) quantizeRowBlock(strip, r * K, n0 + r, j, spec, out);
+    });
+  if (!symmetric) out.packedZeroPoints = packZeroPoints(out.zeroPoints, N, kBlocks, bits);
+  return out;
+}
+
+interface BlockSpec {
+  K: number;
+  bits: number;
+  blockSize: number;
+  symmetric: boolean;
+  maxq: number;
+  half: number;
+  /** Bytes of one block's codes. */
+  blob: number;
+}
+
+const F32_MAX = 3.4028234663852886e38;
+
+/** Scale and zero point of a block from its min and max (see the header). */
+function blockScale(mn: number, mx: number, s: BlockSpec): { scale: number; zp: number } {
+  const f = Math.fround;
+  if (s.symmetric) {
+    const m = Math.abs(mx) > Math.abs(mn) ? mx : mn;
+    return { scale: f(-m / s.half), zp: s.half };
+  }
+  mn = Math.min(mn, 0);
+  mx = Math.max(mx, 0);
+  const scale = f(f(mx - mn) / s.maxq);
+  const zpf = scale !== 0 ? f(0 - f(mn / scale)) : mn;
+  return { scale, zp: zpf < 0 ? 0 : zpf > s.maxq ? s.maxq : roundHalfAway(zpf) };
+}
+
+/**
+ * The code of v: roundf(v · rs + zp) clamped to [0, maxq], in float32 as MLAS. roundf then the
+ * clamp is floor(y + 0.5) then the clamp: for y < 0 both give 0, y + 0.5 is exact for a float32 y,
+ * and NaN gives 0 (as a Uint8Array store of NaN did).
+ */
+function code(v: number, rs: number, zp: number, maxq: number): number {
+  const q = Math.floor(Math.fround(Math.fround(v * rs) + zp) + 0.5);
+  return q > maxq ? maxq : q > 0 ? q : 0;
+}
+
+/** Block j of row n of W (its values at row[base + k]): scale, zero point and the packed codes. */
+function quantizeRowBlock(row: Float32Array, base: number, n: number, j: number, s: BlockSpec, out: NBitsQuantized): void {
+  const k0 = j * s.blockSize;
+  const real = Math.min(s.K, k0 + s.blockSize) - k0;
+  const src = base + k0;
+  let mn = F32_MAX;
+  let mx = -F32_MAX;
+  for (let k = src; k < src + real; k++) {
+    const v = row[k];
+    if (v < mn) mn = v;
+    if (v > mx) mx = v;
+  }
+  const { scale, zp } = blockScale(mn, mx, s);
+  const bi = out.kBlocks * n + j;
+  out.scales[bi] = scale;
+  out.zeroPoints[bi] = zp;
+  const rs = scale !== 0 ? Math.fround(1 / scale) : 0;
+  const packed = out.packed;
+  const at = bi * s.blob;
+  const maxq = s.maxq;
+  if (s.bits === 8) {
+    for (let i = 0; i < real; i++) packed[at + i] = code(row[src + i], rs, zp, maxq);
+    for (let i = real; i < s.blockSize; i++) packed[at + i] = zp;
+    return;
+  }
+  // Rows past K in the last block are written as zp.
+  for (let i = 0; i < s.blockSize; i += 2) {
+    const lo = i < real ? code(row[src + i], rs, zp, maxq) : zp;
+    const hi = i + 1 < real ? code(row[src + i + 1], rs, zp, maxq) : zp;
+    packed[at + (i >> 1)] = lo | (hi << 4);
+  }
+}
+
+/** Every column's block j of B [K, N] at once: min/max over its rows, then codes row by row (rows past K as zp). */
+function quantizeColumns(b: Float32Array, N: number, s: BlockSpec, out: NBitsQuantized): void {
+  const mn = new Float32Array(N);
+  const mx = new Float32Array(N);
+  const rs = new Float32Array(N);
+  const zps = new Uint8Array(N);
+  const { packed, kBlocks } = out;
+  const stride = kBlocks * s.blob;
+  for (let j = 0; j < kBlocks; j++) {
+    const k0 = j * s.blockSize;
+    const real = Math.min(s.K, k0 + s.blockSize) - k0;
+    mn.fill(F32_MAX);
+    mx.fill(-F32_MAX);
+    for (let k = k0; k < k0 + real; k++) {
+      const row = k * N;
+      for (let n = 0; n < N; n++) {
+        const v = b[row + n];
+        if (v < mn[n]) mn[n] = v;
+        if (v > mx[n]) mx[n] = v;
       }
     }
-  }
-  const out: NBitsQuantized = { packed, scales, zeroPoints, kBlocks };
-  if (!symmetric) {
-    const perRow = Math.ceil((kBlocks * bits) / 8);
-    const pz = new Uint8Array(N * perRow);
-    for (let n = 0; n < N; n++)
-      for (let j = 0; j < kBlocks; j++) {
-        const z = zeroPoints[n * kBlocks + j];
-        if (bits === 8) pz[n * perRow + j] = z;
-        else pz[n * perRow + (j >> 1)] |= j & 1 ? z << 4 : z;
+    for (let n = 0; n < N; n++) {
+      const { scale, zp } = blockScale(mn[n], mx[n], s);
+      out.scales[n * kBlocks + j] = scale;
+      out.zeroPoints[n * kBlocks + j] = zp;
+      rs[n] = scale !== 0 ? Math.fround(1 / scale) : 0;
+      zps[n] = zp;
+    }
+    const at = j * s.blob;
+    const maxq = s.maxq;
+    const rowOf = (i: number) => (i < real ? (k0 + i) * N : -1);
+    if (s.bits === 8)
+      for (let i = 0; i < s.blockSize; i++) {
+        const row = rowOf(i);
+        for (let n = 0, p = at + i; n < N; n++, p += stride) packed[p] = row < 0 ? zps[n] : code(b[row + n], rs[n], zps[n], maxq);
       }
-    out.packedZeroPoints = pz;
+    else
+      for (let i = 0; i < s.blockSize; i += 2) {
+        const ra = rowOf(i);
+        const rb = rowOf(i + 1);
+        for (let n = 0, p = at + (i >> 1); n < N; n++, p += stride) {
+          const lo = ra < 0 ? zps[n] : code(b[ra + n], rs[n], zps[n], maxq);
+          const hi = rb < 0 ? zps[n] : code(b[rb + n], rs[n], zps[n], maxq);
+          packed[p] = lo | (hi << 4);
+        }
+      }
   }
-  return out;
+}
+
+/** Zero points packed like B: [N, ceil(kBlocks · bits / 8)], low nibble first. */
+function packZeroPoints(zeroPoints: Uint8Array, N: number, kBlocks: number, bits: number): Uint8Array {
+  const perRow = Math.ceil((kBlocks * bits) / 8);
+  const pz = new Uint8Array(N * perRow);
+  for (let n = 0; n < N; n++)
+    for (let j = 0; j < kBlocks; j++) {
+      const z = zeroPoints[n * kBlocks + j];
+      if (bits === 8) pz[n * perRow + j] = z;
+      else pz[n * perRow + (j >> 1)] |= j & 1 ? z << 4 : z;
+    }
+  return pz;
 }
 
 export function nbitsEmitter(bits: 4 | 8, blockSize: number, symmetric: boolean): VariantEmitter {
@@ -101,11 +204,14 @@ export function nbitsEmitter(bits: 4 | 8, blockSize: number, symmetric: boolean)
         { name: s, type: 'float' as const, dims: [N, kBlocks] },
       ];
       if (!symmetric) tensors.push({ name: z, type: 'uint8' as const, dims: [N, Math.ceil((kBlocks * bits) / 8)] });
+      const tensorsOf = (r: NBitsQuantized) => (symmetric ? { [q]: r.packed, [s]: r.scales } : { [q]: r.packed, [s]: r.scales, [z]: r.packedZeroPoints! });
       return {
         tensors,
         produce(b) {
-          const r = quantizeNBits(b, K, N, bits, blockSize, symmetric);
-          return symmetric ? { [q]: r.packed, [s]: r.scales } : { [q]: r.packed, [s]: r.scales, [z]: r.packedZeroPoints! };
+          return tensorsOf(quantizeNBits(b, K, N, bits, blockSize, symmetric));
+        },
+        produceFrom(w) {
+          return tensorsOf(quantizeNBitsWeight(w, bits, blockSize, symmetric));
         },
       };
     },
