@@ -158,23 +158,45 @@ function quantizeColumns(b: Float32Array, N: number, s: BlockSpec, out: NBitsQua
       zps[n] = zp;
     }
     const at = j * s.blob;
-    const maxq = s.maxq;
-    const rowOf = (i: number) => (i < real ? (k0 + i) * N : -1);
-    if (s.bits === 8)
-      for (let i = 0; i < s.blockSize; i++) {
-        const row = rowOf(i);
-        for (let n = 0, p = at + i; n < N; n++, p += stride) packed[p] = row < 0 ? zps[n] : code(b[row + n], rs[n], zps[n], maxq);
-      }
-    else
-      for (let i = 0; i < s.blockSize; i += 2) {
-        const ra = rowOf(i);
-        const rb = rowOf(i + 1);
-        for (let n = 0, p = at + (i >> 1); n < N; n++, p += stride) {
-          const lo = ra < 0 ? zps[n] : code(b[ra + n], rs[n], zps[n], maxq);
-          const hi = rb < 0 ? zps[n] : code(b[rb + n], rs[n], zps[n], maxq);
-          packed[p] = lo | (hi << 4);
-        }
-      }
+    if (s.bits === 8) columnCodes8(b, N, k0, real, s, rs, zps, packed, at, stride);
+    else columnCodes4(b, N, k0, real, s, rs, zps, packed, at, stride);
+  }
+}
+
+/** 8-bit codes of block rows k0.. (real of them, then zp padding) for every column; column n's byte i at at + n·stride + i. */
+function columnCodes8(b: Float32Array, N: number, k0: number, real: number, s: BlockSpec, rs: Float32Array, zps: Uint8Array, packed: Uint8Array, at: number, stride: number): void {
+  const maxq = s.maxq;
+  // Columns in groups of COLUMN_GROUP, so the output lines being filled (one per column) stay in L1.
+  for (let n0 = 0; n0 < N; n0 += COLUMN_GROUP) {
+    const n1 = Math.min(N, n0 + COLUMN_GROUP);
+    for (let i = 0; i < real; i++) {
+      const row = (k0 + i) * N;
+      for (let n = n0, p = at + n0 * stride + i; n < n1; n++, p += stride) packed[p] = code(b[row + n], rs[n], zps[n], maxq);
+    }
+    for (let i = real; i < s.blockSize; i++) for (let n = n0, p = at + n0 * stride + i; n < n1; n++, p += stride) packed[p] = zps[n];
+  }
+}
+
+const COLUMN_GROUP = 64;
+
+/** 4-bit codes, two block rows per byte (low nibble the even row); rows past K are zp. */
+function columnCodes4(b: Float32Array, N: number, k0: number, real: number, s: BlockSpec, rs: Float32Array, zps: Uint8Array, packed: Uint8Array, at: number, stride: number): void {
+  const maxq = s.maxq;
+  for (let n0 = 0; n0 < N; n0 += COLUMN_GROUP) {
+    const n1 = Math.min(N, n0 + COLUMN_GROUP);
+    const p0 = at + n0 * stride;
+    let i = 0;
+    for (; i + 1 < real; i += 2) {
+      const ra = (k0 + i) * N;
+      const rb = ra + N;
+      for (let n = n0, p = p0 + (i >> 1); n < n1; n++, p += stride) packed[p] = code(b[ra + n], rs[n], zps[n], maxq) | (code(b[rb + n], rs[n], zps[n], maxq) << 4);
+    }
+    if (i < real) {
+      const ra = (k0 + i) * N;
+      for (let n = n0, p = p0 + (i >> 1); n < n1; n++, p += stride) packed[p] = code(b[ra + n], rs[n], zps[n], maxq) | (zps[n] << 4);
+      i += 2;
+    }
+    for (; i < s.blockSize; i += 2) for (let n = n0, p = p0 + (i >> 1); n < n1; n++, p += stride) packed[p] = zps[n] | (zps[n] << 4);
   }
 }
 
