@@ -93,7 +93,7 @@ function blockScale(mn: number, mx: number, s: BlockSpec): { scale: number; zp: 
  */
 function code(v: number, rs: number, zp: number, maxq: number): number {
   const q = Math.floor(Math.fround(Math.fround(v * rs) + zp) + 0.5);
-  return q > maxq ? maxq : q > 0 ? q : 0;
+  return q > maxq ? maxq : q > 0 ? q | 0 : 0;
 }
 
 /** Block j of row n of W (its values at row[base + k]): scale, zero point and the packed codes. */
@@ -129,6 +129,43 @@ function quantizeRowBlock(row: Float32Array, base: number, n: number, j: number,
   }
 }
 
+/**
+ * Min and max of rows k0..k0+real−1 of every column (NaN ignored, as `v < mn` skips it). Kept in
+ * float64 locals: a Float32Array read-compare-write per element costs twice the loop.
+ */
+function blockMinMax(b: Float32Array, N: number, k0: number, real: number, mn: Float32Array, mx: Float32Array): void {
+  for (let n = 0; n < N; n += 4) {
+    const m = Math.min(4, N - n);
+    let a0 = F32_MAX, a1 = F32_MAX, a2 = F32_MAX, a3 = F32_MAX;
+    let z0 = -F32_MAX, z1 = -F32_MAX, z2 = -F32_MAX, z3 = -F32_MAX;
+    for (let k = k0, row = k0 * N + n; k < k0 + real; k++, row += N) {
+      const v0 = b[row];
+      if (v0 < a0) a0 = v0;
+      if (v0 > z0) z0 = v0;
+      if (m > 1) {
+        const v1 = b[row + 1];
+        if (v1 < a1) a1 = v1;
+        if (v1 > z1) z1 = v1;
+      }
+      if (m > 2) {
+        const v2 = b[row + 2];
+        if (v2 < a2) a2 = v2;
+        if (v2 > z2) z2 = v2;
+      }
+      if (m > 3) {
+        const v3 = b[row + 3];
+        if (v3 < a3) a3 = v3;
+        if (v3 > z3) z3 = v3;
+      }
+    }
+    mn[n] = a0;
+    mx[n] = z0;
+    if (m > 1) (mn[n + 1] = a1), (mx[n + 1] = z1);
+    if (m > 2) (mn[n + 2] = a2), (mx[n + 2] = z2);
+    if (m > 3) (mn[n + 3] = a3), (mx[n + 3] = z3);
+  }
+}
+
 /** Every column's block j of B [K, N] at once: min/max over its rows, then codes row by row (rows past K as zp). */
 function quantizeColumns(b: Float32Array, N: number, s: BlockSpec, out: NBitsQuantized): void {
   const mn = new Float32Array(N);
@@ -137,19 +174,11 @@ function quantizeColumns(b: Float32Array, N: number, s: BlockSpec, out: NBitsQua
   const zps = new Uint8Array(N);
   const { packed, kBlocks } = out;
   const stride = kBlocks * s.blob;
+  const stage = new Uint8Array(COLUMN_GROUP * s.blob);
   for (let j = 0; j < kBlocks; j++) {
     const k0 = j * s.blockSize;
     const real = Math.min(s.K, k0 + s.blockSize) - k0;
-    mn.fill(F32_MAX);
-    mx.fill(-F32_MAX);
-    for (let k = k0; k < k0 + real; k++) {
-      const row = k * N;
-      for (let n = 0; n < N; n++) {
-        const v = b[row + n];
-        if (v < mn[n]) mn[n] = v;
-        if (v > mx[n]) mx[n] = v;
-      }
-    }
+    blockMinMax(b, N, k0, real, mn, mx);
     for (let n = 0; n < N; n++) {
       const { scale, zp } = blockScale(mn[n], mx[n], s);
       out.scales[n * kBlocks + j] = scale;
@@ -158,45 +187,58 @@ function quantizeColumns(b: Float32Array, N: number, s: BlockSpec, out: NBitsQua
       zps[n] = zp;
     }
     const at = j * s.blob;
-    if (s.bits === 8) columnCodes8(b, N, k0, real, s, rs, zps, packed, at, stride);
-    else columnCodes4(b, N, k0, real, s, rs, zps, packed, at, stride);
-  }
-}
-
-/** 8-bit codes of block rows k0.. (real of them, then zp padding) for every column; column n's byte i at at + n·stride + i. */
-function columnCodes8(b: Float32Array, N: number, k0: number, real: number, s: BlockSpec, rs: Float32Array, zps: Uint8Array, packed: Uint8Array, at: number, stride: number): void {
-  const maxq = s.maxq;
-  // Columns in groups of COLUMN_GROUP, so the output lines being filled (one per column) stay in L1.
-  for (let n0 = 0; n0 < N; n0 += COLUMN_GROUP) {
-    const n1 = Math.min(N, n0 + COLUMN_GROUP);
-    for (let i = 0; i < real; i++) {
-      const row = (k0 + i) * N;
-      for (let n = n0, p = at + n0 * stride + i; n < n1; n++, p += stride) packed[p] = code(b[row + n], rs[n], zps[n], maxq);
+    for (let n0 = 0; n0 < N; n0 += COLUMN_GROUP) {
+      const n1 = Math.min(N, n0 + COLUMN_GROUP);
+      if (s.bits === 8) stageCodes8(b, N, n0, n1, k0, real, s, rs, zps, stage);
+      else stageCodes4(b, N, n0, n1, k0, real, s, rs, zps, stage);
+      copyStaged(stage, n0, n1, s.blob, packed, at, stride);
     }
-    for (let i = real; i < s.blockSize; i++) for (let n = n0, p = at + n0 * stride + i; n < n1; n++, p += stride) packed[p] = zps[n];
   }
 }
 
+/**
+ * Columns are coded COLUMN_GROUP at a time into a staging block [column][blob] and then copied
+ * to B's layout a column's blob at a time: written straight, each row's bytes land `stride`
+ * apart (a power of two for usual K), all in the same few L1 sets, and evict each other.
+ */
 const COLUMN_GROUP = 64;
 
+/** 8-bit codes of block rows k0.. (real of them, then zp) for columns n0..n1 into stage[(n − n0)·blob + i]. */
+function stageCodes8(b: Float32Array, N: number, n0: number, n1: number, k0: number, real: number, s: BlockSpec, rs: Float32Array, zps: Uint8Array, stage: Uint8Array): void {
+  const { maxq, blob } = s;
+  for (let i = 0; i < real; i++) {
+    const row = (k0 + i) * N;
+    for (let n = n0, p = i; n < n1; n++, p += blob) stage[p] = code(b[row + n], rs[n], zps[n], maxq);
+  }
+  for (let i = real; i < s.blockSize; i++) for (let n = n0, p = i; n < n1; n++, p += blob) stage[p] = zps[n];
+}
+
 /** 4-bit codes, two block rows per byte (low nibble the even row); rows past K are zp. */
-function columnCodes4(b: Float32Array, N: number, k0: number, real: number, s: BlockSpec, rs: Float32Array, zps: Uint8Array, packed: Uint8Array, at: number, stride: number): void {
-  const maxq = s.maxq;
-  for (let n0 = 0; n0 < N; n0 += COLUMN_GROUP) {
-    const n1 = Math.min(N, n0 + COLUMN_GROUP);
-    const p0 = at + n0 * stride;
-    let i = 0;
-    for (; i + 1 < real; i += 2) {
-      const ra = (k0 + i) * N;
-      const rb = ra + N;
-      for (let n = n0, p = p0 + (i >> 1); n < n1; n++, p += stride) packed[p] = code(b[ra + n], rs[n], zps[n], maxq) | (code(b[rb + n], rs[n], zps[n], maxq) << 4);
-    }
-    if (i < real) {
-      const ra = (k0 + i) * N;
-      for (let n = n0, p = p0 + (i >> 1); n < n1; n++, p += stride) packed[p] = code(b[ra + n], rs[n], zps[n], maxq) | (zps[n] << 4);
-      i += 2;
-    }
-    for (; i < s.blockSize; i += 2) for (let n = n0, p = p0 + (i >> 1); n < n1; n++, p += stride) packed[p] = zps[n] | (zps[n] << 4);
+function stageCodes4(b: Float32Array, N: number, n0: number, n1: number, k0: number, real: number, s: BlockSpec, rs: Float32Array, zps: Uint8Array, stage: Uint8Array): void {
+  const { maxq, blob } = s;
+  let i = 0;
+  for (; i + 1 < real; i += 2) {
+    const ra = (k0 + i) * N;
+    const rb = ra + N;
+    for (let n = n0, p = i >> 1; n < n1; n++, p += blob) stage[p] = code(b[ra + n], rs[n], zps[n], maxq) | (code(b[rb + n], rs[n], zps[n], maxq) << 4);
+  }
+  if (i < real) {
+    const ra = (k0 + i) * N;
+    for (let n = n0, p = i >> 1; n < n1; n++, p += blob) stage[p] = code(b[ra + n], rs[n], zps[n], maxq) | (zps[n] << 4);
+    i += 2;
+  }
+  for (; i < s.blockSize; i += 2) for (let n = n0, p = i >> 1; n < n1; n++, p += blob) stage[p] = zps[n] | (zps[n] << 4);
+}
+
+/** Column n's staged blob to packed[at + n·stride ..] (blob, at and stride are multiples of 4: copied as words). */
+function copyStaged(stage: Uint8Array, n0: number, n1: number, blob: number, packed: Uint8Array, at: number, stride: number): void {
+  const from = new Uint32Array(stage.buffer, stage.byteOffset, stage.length >> 2);
+  const to = new Uint32Array(packed.buffer, packed.byteOffset, packed.length >> 2);
+  const words = blob >> 2;
+  for (let n = n0; n < n1; n++) {
+    const src = (n - n0) * words;
+    const dst = (at + n * stride) >> 2;
+    for (let w = 0; w < words; w++) to[dst + w] = from[src + w];
   }
 }
 
