@@ -19,6 +19,8 @@ export interface PlanEntry {
   plan: WeightPlan;
   /** The weight as stored, its values in `scratch` where possible (null for plans that need no source weight). */
   read(scratch: FloatScratch): SourceWeight | null;
+  /** Elements `read` puts in the scratch buffer (float32 weights; 0 otherwise), to size it once. */
+  scratchElements: number;
 }
 
 /** A piece of output: exact byte length known before writing. */

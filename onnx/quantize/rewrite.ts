@@ -81,6 +81,7 @@ function identityEntry(N: number, dtype: QuantTarget['dtype'], ctx: VariantConte
   return {
     key: `identity:${N}:${dtype}`,
     read: () => null,
+    scratchElements: 0,
     plan: {
       tensors: [{ name, type: dtype, dims: [N, N] }],
       produce() {
@@ -103,7 +104,7 @@ function planReplacements(m: OnnxModel, targets: QuantTarget[], emitter: Variant
     if (!entry) {
       const { weight, K, N } = t;
       const read = (scratch: FloatScratch): SourceWeight => ({ data: readWeightValues(m, weight, scratch), layout: t.transposed ? 'NK' : 'KN', K, N });
-      entry = { key, read, plan: emitter.weight(t.weightName, t.K, t.N, ctx) };
+      entry = { key, read, scratchElements: weight.dataType === DTYPE.float ? K * N : 0, plan: emitter.weight(t.weightName, t.K, t.N, ctx) };
       plans.set(key, entry);
     }
     let identity: string | undefined;
@@ -224,6 +225,10 @@ function writePieces(m: OnnxModel, graphs: Piece[][], usesContrib: boolean, onnx
   let produced: { entry: PlanEntry; values: Record<string, TypedData> } | null = null;
   const values = new FloatScratch();
   const transposed = new FloatScratch();
+  // Sized for the largest weight at once: growing through the sizes would leave each smaller buffer as garbage.
+  let largest = 0;
+  for (const pieces of graphs) for (const p of pieces) if (p.kind === 'new') largest = Math.max(largest, p.plan.scratchElements);
+  values.take(largest);
   const writePiece = (p: Piece) => {
     if (p.kind === 'copy') onnx.copy(m.source, p.start, p.end);
     else if (p.kind === 'bytes') onnx.write(p.data);
