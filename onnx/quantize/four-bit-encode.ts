@@ -72,7 +72,7 @@ export function encode4bit(src: Float32Array, flat0: number, blockSize: number, 
     absmax[(flat0 + s) / blockSize] = m;
     if (m === 0) {
       const z = coding.zeroCode;
-      for (let i = s; i < e; i += 2) packed[(flat0 + i) >> 1] = i + 1 < e ? (z << 4) | z : z << 4;
+      for (let i = s; i < e; i += 2) packed[(flat0 + i) >>> 1] = i + 1 < e ? (z << 4) | z : z << 4;
     } else if (coding.signBit) encodeSigned(src, s, e, flat0, Math.fround(1 / m), coding, packed);
     else encodePlain(src, s, e, flat0, Math.fround(1 / m), coding, packed);
   }
@@ -97,7 +97,7 @@ function encodePlain(src: Float32Array, s: number, e: number, flat0: number, inv
       d += +(y > t[d]);
       byte |= codeOf[d];
     }
-    packed[(flat0 + i) >> 1] = byte;
+    packed[(flat0 + i) >>> 1] = byte;
   }
 }
 
@@ -122,7 +122,7 @@ function encodeSigned(src: Float32Array, s: number, e: number, flat0: number, in
       d += +(b > t[d]);
       byte |= y < 0 ? codeOf[d] | 8 : codeOf[d];
     }
-    packed[(flat0 + i) >> 1] = byte;
+    packed[(flat0 + i) >>> 1] = byte;
   }
 }
 

@@ -144,7 +144,7 @@ export interface FourBitQuantized {
   nested?: { codes: Uint8Array; absmax2: Float32Array; offset: number; blockSize: number };
 }
 
-/** NF4 and FP4 as threshold counts for the bulk kernel (four-bit-encode.ts); the same codes as nf4Code / fp4Code. */
+/** The largest double below x (x > 0) or above it (x < 0). */
 function prevDouble(x: number): number {
   const b = new Float64Array([x]);
   const u = new BigInt64Array(b.buffer);
@@ -152,6 +152,7 @@ function prevDouble(x: number): number {
   return b[0];
 }
 
+/** NF4 and FP4 as threshold counts for the bulk kernel (four-bit-encode.ts); the same codes as nf4Code / fp4Code. */
 const CODINGS: Record<FourBitType, FourBitCoding> = {
   nf4: { lookup: thresholdLookup(Array.from(NF4_MIDPOINTS), -1, 1), codeOf: Uint8Array.from({ length: 17 }, (_, c) => Math.min(c, 15)), signBit: false, zeroCode: 7 },
   fp4: {
