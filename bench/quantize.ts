@@ -3,18 +3,25 @@
  * hidden 2048 / intermediate 5632 ≈ 620 MB of MatMul weights, external data), quantized to every
  * variant, each in its own process so peak RSS belongs to that variant alone.
  *
- *   node --import tsx bench/quantize.ts [layers] [variants,comma,separated]
+ *   node --import tsx bench/quantize.ts [layers] [variants,comma,separated] [rounds=2]
  *
- * Prints MB/s of input weights and peak RSS (process.resourceUsage().maxRSS) ÷ largest tensor.
+ * Rounds alternate the variants' order (bench/lib.ts roundRobin) and each variant's best round is
+ * reported, since the machine is shared. Prints MB/s of source weights, and peak RSS
+ * (process.resourceUsage().maxRSS) against the baseline, the same process's RSS just before the
+ * first tensor is read (the rewrite's onProgress(0, n)), in units of the largest tensor.
+ * Goals (issue 12 goal 4, issue 11 part 4): ≥ 100 MB/s for every variant, and
+ * peak RSS ≤ baseline + 3 × the largest tensor. With QUANTLENS_BENCH_OUT set (bench/run.ts sets
+ * it), the results and goals are written there as JSON.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GraphBuilder, tensor } from '../onnx/builder.ts';
 import { quantizeModel, QUANT_VARIANTS, type QuantVariant } from '../onnx/quantize/index.ts';
 import { mulberry32 } from '../core/random.ts';
+import { benchGoal, roundRobin, type BenchGoal } from './lib.ts';
 
 const HIDDEN = 2048;
 const INTER = 5632;
@@ -59,16 +66,62 @@ async function child(): Promise<void> {
   const [, , mode, a, b, c] = process.argv;
   if (mode === '--generate') return generate(a, Number(b));
   if (mode === '--quantize') {
+    let baselineKB = 0;
+    // The baseline: this process (Node, tsx, the modules, the scanned graph) before the first tensor.
+    const onProgress = (done: number) => {
+      if (done === 0) baselineKB = process.memoryUsage().rss / 1024;
+    };
     const t0 = process.hrtime.bigint();
-    const r = await quantizeModel(a, b as QuantVariant, c);
+    const r = await quantizeModel(a, b as QuantVariant, c, { onProgress });
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    console.log(JSON.stringify({ seconds, maxRssKB: process.resourceUsage().maxRSS, quantized: r.quantized.length }));
+    console.log(JSON.stringify({ seconds, baselineKB, maxRssKB: process.resourceUsage().maxRSS, quantized: r.quantized.length }));
   }
+}
+
+interface VariantRun {
+  variant: QuantVariant;
+  seconds: number;
+  mbPerSecond: number;
+  baselineMB: number;
+  peakMB: number;
+  /** (peak − baseline) ÷ largest tensor. */
+  rssOverBaselineTensors: number;
+  outputMB: number;
+}
+
+function quantizeOnce(src: string, dir: string, v: QuantVariant, weightsMB: number, largestMB: number): VariantRun | null {
+  const out = path.join(dir, `model_${v}.onnx`);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', self, '--quantize', src, v, out], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  try {
+    if (r.status !== 0) {
+      console.log(`${v}: FAILED ${r.stderr.split('\n').slice(-5).join(' ')}`);
+      return null;
+    }
+    const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    const peakMB = res.maxRssKB / 1024;
+    const baselineMB = res.baselineKB / 1024;
+    const outputMB = (statSync(out).size + (safeSize(`${out}.data`) ?? 0)) / 2 ** 20;
+    return { variant: v, seconds: res.seconds, mbPerSecond: weightsMB / res.seconds, baselineMB, peakMB, rssOverBaselineTensors: (peakMB - baselineMB) / largestMB, outputMB };
+  } finally {
+    rmSync(out, { force: true });
+    rmSync(`${out}.data`, { force: true });
+  }
+}
+
+function goalsOf(best: VariantRun[], rounds: number, weightsMB: number): BenchGoal[] {
+  const goals: BenchGoal[] = [];
+  for (const r of best) {
+    const detail = `best of ${rounds} rounds, ${weightsMB.toFixed(0)} MB fp32 source`;
+    goals.push(benchGoal(`quantize ${r.variant}: MB/s of source weights`, r.mbPerSecond, '>=', 100, detail));
+    goals.push(benchGoal(`quantize ${r.variant}: (peak RSS − baseline) ÷ largest tensor`, r.rssOverBaselineTensors, '<=', 3, `baseline ${r.baselineMB.toFixed(0)} MB before the first tensor`));
+  }
+  return goals;
 }
 
 async function main(): Promise<void> {
   const layers = Number(process.argv[2] ?? 3);
   const variants = (process.argv[3]?.split(',') ?? QUANT_VARIANTS) as QuantVariant[];
+  const rounds = Number(process.argv[4] ?? 2);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ql-bench-quant-'));
   try {
     const src = path.join(dir, 'model.onnx');
@@ -77,24 +130,22 @@ async function main(): Promise<void> {
     if (gen.status !== 0) throw new Error('model generation failed');
     const weightsMB = statSync(`${src}.data`).size / 2 ** 20;
     const largestMB = (HIDDEN * INTER * 4) / 2 ** 20;
-    console.log(`generated ${layers} layers: ${weightsMB.toFixed(0)} MB of fp32 weights (largest tensor ${largestMB.toFixed(1)} MB) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    console.log('variant        MB/s   seconds  peak RSS MB  RSS ÷ largest tensor  output MB');
+    console.log(`generated ${layers} layers: ${weightsMB.toFixed(0)} MB of fp32 weights (largest tensor ${largestMB.toFixed(1)} MB) in ${((Date.now() - t0) / 1000).toFixed(1)} s; load average ${os.loadavg()[0].toFixed(2)}`);
+    const tasks = Object.fromEntries(variants.map((v) => [v, async () => quantizeOnce(src, dir, v, weightsMB, largestMB)]));
+    const all = await roundRobin(rounds, tasks);
+    console.log('variant        MB/s   seconds  baseline MB  peak RSS MB  (peak − baseline) ÷ largest  output MB   (best round; every round\'s MB/s)');
+    const best: VariantRun[] = [];
     for (const v of variants) {
-      const out = path.join(dir, `model_${v}.onnx`);
-      const r = spawnSync(process.execPath, ['--import', 'tsx', self, '--quantize', src, v, out], { encoding: 'utf8', maxBuffer: 1 << 24 });
-      if (r.status !== 0) {
-        console.log(`${v}: FAILED ${r.stderr.split('\n').slice(-5).join(' ')}`);
-        continue;
-      }
-      const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
-      const rssMB = res.maxRssKB / 1024;
-      const outMB = (statSync(out).size + (safeSize(`${out}.data`) ?? 0)) / 2 ** 20;
+      const runs = all.map((r) => r.results[v]).filter((x): x is VariantRun => x !== null);
+      if (runs.length === 0) continue;
+      const b = runs.reduce((x, y) => (y.seconds < x.seconds ? y : x));
+      best.push(b);
       console.log(
-        `${v.padEnd(13)} ${(weightsMB / res.seconds).toFixed(1).padStart(6)} ${res.seconds.toFixed(2).padStart(9)} ${rssMB.toFixed(0).padStart(12)} ${(rssMB / largestMB).toFixed(2).padStart(21)} ${outMB.toFixed(0).padStart(10)}`,
+        `${v.padEnd(13)} ${b.mbPerSecond.toFixed(1).padStart(6)} ${b.seconds.toFixed(2).padStart(9)} ${b.baselineMB.toFixed(0).padStart(12)} ${b.peakMB.toFixed(0).padStart(12)} ${b.rssOverBaselineTensors.toFixed(2).padStart(27)} ${b.outputMB.toFixed(0).padStart(10)}   ${runs.map((x) => x.mbPerSecond.toFixed(0)).join(', ')}`,
       );
-      rmSync(out, { force: true });
-      rmSync(`${out}.data`, { force: true });
     }
+    const out = process.env.QUANTLENS_BENCH_OUT;
+    if (out) writeFileSync(out, JSON.stringify({ layers, weightsMB, largestMB, rounds, runs: all, best, goals: goalsOf(best, rounds, weightsMB) }, null, 2));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -191,6 +191,14 @@ export class GraphBuilder {
     this.spill = { fd: openSync(dataFile, 'w'), location: path.basename(dataFile), offset: 0, threshold, refs: new Map() };
   }
 
+  /**
+   * Whether an initializer of this many bytes goes to the data file as it is added, so its array
+   * is not kept and may be reused for the next one (a streaming converter's buffers).
+   */
+  writesThrough(byteLength: number): boolean {
+    return this.spill !== undefined && byteLength >= this.spill.threshold;
+  }
+
   /** Close the data file and write `file`, whose large initializers point into it. */
   async finishSpill(file: string, opts: ModelOptions = {}): Promise<void> {
     const sp = this.spill;

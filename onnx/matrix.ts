@@ -5,8 +5,9 @@
  * writes of a tile in cache; a plain double loop misses on every write once an output row exceeds
  * the cache, which makes it several times slower on 7B-sized weights.
  */
-export function transposeMatrix(m: Float32Array, rows: number, cols: number): Float32Array {
-  const t = new Float32Array(rows * cols);
+export function transposeMatrix(m: Float32Array, rows: number, cols: number, into?: Float32Array): Float32Array {
+  // `into` (rows × cols floats, reused by a caller that streams weights): no fresh pages to fault in.
+  const t = into ?? new Float32Array(rows * cols);
   const B = 64;
   for (let r0 = 0; r0 < rows; r0 += B) {
     const r1 = Math.min(rows, r0 + B);

@@ -14,9 +14,10 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { QuantlensError } from '../../core/errors.ts';
-import { bfloat16ToFloat, halfToFloat } from '../dtypes.ts';
+import { halfToFloat } from '../dtypes.ts';
 import { llamaConfigFromHf, type LlamaConfig } from '../models/llama-config.ts';
-import { writeModelFolder, type AnyLlamaWeights, type LlamaLayerWeightsOf, type Weight } from '../models/llama-graph.ts';
+import { writeModelFolder, type AnyLlamaWeights, type LlamaLayerWeightsOf, type TransposingLoader, type Weight } from '../models/llama-graph.ts';
+import { transposeMatrix } from '../matrix.ts';
 
 export interface SafetensorsEntry {
   file: string;
@@ -68,26 +69,94 @@ export function readSafetensorsHeader(file: string): Map<string, SafetensorsEntr
   }
 }
 
-/** One tensor as float32 (F32 / F16 / BF16 / F64 → f32). */
-export function readSafetensorsFloat32(name: string, e: SafetensorsEntry): Float32Array {
+/**
+ * Buffers reused from one tensor to the next: the raw bytes and the float32 values. A fresh 100 MB
+ * array per tensor costs more in page faults than widening it, so the linear weights of a
+ * conversion (which the graph builder copies, transposing, before it asks for the next) share these.
+ */
+export class TensorBuffers {
+  private bytes = new Uint8Array(0);
+  private floats = new Float32Array(0);
+  bytesFor(n: number): Uint8Array {
+    if (this.bytes.length < n) this.bytes = new Uint8Array(n);
+    return this.bytes.subarray(0, n);
+  }
+  floatsFor(n: number): Float32Array {
+    if (this.floats.length < n) this.floats = new Float32Array(n);
+    return this.floats.subarray(0, n);
+  }
+}
+
+function readInto(e: SafetensorsEntry, out: Uint8Array): void {
+  const fd = openSync(e.file, 'r');
+  try {
+    for (let got = 0; got < out.length; ) {
+      const n = readSync(fd, out, got, out.length - got, e.begin + got);
+      if (n === 0) throw new QuantlensError('CONVERT', `unexpected end of file at byte ${e.begin + got}`, e.file);
+      got += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * One tensor as float32 (F32 / F16 / BF16 / F64 → f32). With `reuse`, the result is a view of
+ * its buffers, valid until the next tensor read with them.
+ */
+export function readSafetensorsFloat32(name: string, e: SafetensorsEntry, reuse?: TensorBuffers): Float32Array {
   const per = BYTES[e.dtype];
   if (!per) throw new QuantlensError('UNSUPPORTED', `tensor ${name} has dtype ${e.dtype}; F32, F16, BF16 and F64 are supported`, e.file);
   const numel = e.shape.reduce((a, b) => a * b, 1);
   if (numel * per !== e.end - e.begin) throw new QuantlensError('CONVERT', `tensor ${name} shape [${e.shape}] does not match its ${e.end - e.begin} bytes`, e.file);
-  const fd = openSync(e.file, 'r');
-  let bytes: Buffer;
-  try {
-    bytes = readExactly(fd, e.end - e.begin, e.begin, e.file);
-  } finally {
-    closeSync(fd);
+  const buffers = reuse ?? new TensorBuffers();
+  const out = buffers.floatsFor(numel);
+  if (e.dtype === 'F32') {
+    readInto(e, new Uint8Array(out.buffer, out.byteOffset, 4 * numel));
+    return out;
   }
-  // A large Buffer owns its ArrayBuffer at offset 0; a small pooled one may be misaligned: copy it.
-  const aligned = bytes.byteOffset % per === 0 ? bytes : Uint8Array.from(bytes);
-  const view = <T>(C: new (b: ArrayBufferLike, o: number, n: number) => T) => new C(aligned.buffer, aligned.byteOffset, numel);
-  if (e.dtype === 'F32') return view(Float32Array);
-  if (e.dtype === 'F64') return Float32Array.from(view(Float64Array));
-  const u16 = view(Uint16Array);
-  return e.dtype === 'F16' ? halfToFloat(u16) : bfloat16ToFloat(u16);
+  // A buffer of its own (never a pooled slice), so it is aligned for the typed views below.
+  const bytes = buffers.bytesFor(numel * per);
+  readInto(e, bytes);
+  if (e.dtype === 'F64') {
+    out.set(new Float64Array(bytes.buffer, 0, numel));
+    return out;
+  }
+  const u16 = new Uint16Array(bytes.buffer, 0, numel);
+  if (e.dtype === 'F16') return halfToFloat(u16, out);
+  // bf16 is the high half of a float32.
+  const bits = new Uint32Array(out.buffer, out.byteOffset, numel);
+  for (let i = 0; i < numel; i++) bits[i] = u16[i] << 16;
+  return out;
+}
+
+/**
+ * W [rows, cols] of a tensor written transposed into `out` ([cols, rows]). A BF16 tensor is widened
+ * inside the tiled transpose (one pass over the weight, no float32 copy of it); other dtypes are
+ * read with `reuse` then transposed.
+ */
+export function readSafetensorsTransposed(name: string, e: SafetensorsEntry, out: Float32Array, reuse: TensorBuffers): void {
+  const [rows, cols] = e.shape;
+  if (e.shape.length !== 2 || out.length !== rows * cols) throw new QuantlensError('CONVERT', `tensor ${name} [${e.shape}] cannot be transposed into ${out.length} values`, e.file);
+  if (e.dtype !== 'BF16' || 2 * rows * cols !== e.end - e.begin) {
+    transposeMatrix(readSafetensorsFloat32(name, e, reuse), rows, cols, out);
+    return;
+  }
+  const bytes = reuse.bytesFor(2 * rows * cols);
+  readInto(e, bytes);
+  const h = new Uint16Array(bytes.buffer, 0, rows * cols);
+  const bits = new Uint32Array(out.buffer, out.byteOffset, rows * cols);
+  const B = 64; // as transposeMatrix: a tile's reads and strided writes stay in cache
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(rows, r0 + B);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(cols, c0 + B);
+      for (let r = r0; r < r1; r++) {
+        const row = r * cols;
+        for (let c = c0; c < c1; c++) bits[c * rows + r] = h[row + c] << 16;
+      }
+    }
+  }
 }
 
 /** name → entry over every shard of a checkpoint folder. */
@@ -136,7 +205,10 @@ export function readSafetensorsCheckpoint(dir: string): { config: LlamaConfig; w
   const config = llamaConfigFromHf(json, configFile);
   const entries = indexSafetensorsFolder(dir);
   const H = config.hiddenSize;
-  const get = (name: string, dims: number[], optional = false): Weight | undefined => {
+  // Linear weights share one set of buffers (TensorBuffers); norms, biases and the embedding
+  // (kept by the builder, or used twice when tied) are read into arrays of their own.
+  const shared = new TensorBuffers();
+  const get = (name: string, dims: number[], optional = false, reuse?: TensorBuffers): Weight | undefined => {
     const e = entries.get(name);
     if (!e) {
       if (optional) return undefined;
@@ -145,9 +217,12 @@ export function readSafetensorsCheckpoint(dir: string): { config: LlamaConfig; w
     if (e.shape.length !== dims.length || e.shape.some((d, i) => d !== dims[i])) {
       throw new QuantlensError('CONVERT', `tensor ${name} has shape [${e.shape}], config.json implies [${dims}]`, e.file);
     }
-    return () => readSafetensorsFloat32(name, e);
+    const load: TransposingLoader = () => readSafetensorsFloat32(name, e, reuse);
+    if (reuse) load.transposedInto = (out) => readSafetensorsTransposed(name, e, out, reuse);
+    return load;
   };
   const need = (name: string, dims: number[]) => get(name, dims)!;
+  const linear = (name: string, dims: number[]) => get(name, dims, false, shared)!;
   const qDim = config.numHeads * config.headDim;
   const kvDim = config.numKvHeads * config.headDim;
   const F = config.intermediateSize;
@@ -156,21 +231,21 @@ export function readSafetensorsCheckpoint(dir: string): { config: LlamaConfig; w
     const p = `model.layers.${i}`;
     layers.push({
       inputNorm: need(`${p}.input_layernorm.weight`, [H]),
-      q: need(`${p}.self_attn.q_proj.weight`, [qDim, H]),
-      k: need(`${p}.self_attn.k_proj.weight`, [kvDim, H]),
-      v: need(`${p}.self_attn.v_proj.weight`, [kvDim, H]),
-      o: need(`${p}.self_attn.o_proj.weight`, [H, qDim]),
+      q: linear(`${p}.self_attn.q_proj.weight`, [qDim, H]),
+      k: linear(`${p}.self_attn.k_proj.weight`, [kvDim, H]),
+      v: linear(`${p}.self_attn.v_proj.weight`, [kvDim, H]),
+      o: linear(`${p}.self_attn.o_proj.weight`, [H, qDim]),
       qBias: config.attentionBias ? need(`${p}.self_attn.q_proj.bias`, [qDim]) : undefined,
       kBias: config.attentionBias ? need(`${p}.self_attn.k_proj.bias`, [kvDim]) : undefined,
       vBias: config.attentionBias ? need(`${p}.self_attn.v_proj.bias`, [kvDim]) : undefined,
       postNorm: need(`${p}.post_attention_layernorm.weight`, [H]),
-      gate: need(`${p}.mlp.gate_proj.weight`, [F, H]),
-      up: need(`${p}.mlp.up_proj.weight`, [F, H]),
-      down: need(`${p}.mlp.down_proj.weight`, [H, F]),
+      gate: linear(`${p}.mlp.gate_proj.weight`, [F, H]),
+      up: linear(`${p}.mlp.up_proj.weight`, [F, H]),
+      down: linear(`${p}.mlp.down_proj.weight`, [H, F]),
     });
   }
   const embed = need('model.embed_tokens.weight', [config.vocabSize, H]);
-  const lmHead = config.tieWordEmbeddings ? undefined : get('lm_head.weight', [config.vocabSize, H], true);
+  const lmHead = config.tieWordEmbeddings ? undefined : get('lm_head.weight', [config.vocabSize, H], true, shared);
   if (!config.tieWordEmbeddings && !lmHead) {
     // Some exports omit lm_head even though tie_word_embeddings is false in config.json.
     throw new QuantlensError('CONVERT', `lm_head.weight is missing and tie_word_embeddings is false`, dir);

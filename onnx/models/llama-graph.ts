@@ -23,6 +23,12 @@ import { hfConfigJson, validateLlamaConfig, type LlamaConfig } from './llama-con
 export type Weight = Float32Array | (() => Float32Array);
 
 /**
+ * A loader that can also write its W [out, in] transposed straight into a buffer ([in, out]), so
+ * a converter widening bf16 does both in one pass (safetensors.ts); used while spilling.
+ */
+export type TransposingLoader = (() => Float32Array) & { transposedInto?: (out: Float32Array) => void };
+
+/**
  * Weight matrices are row-major [out, in] (y = W x), as in HF checkpoints and llama2.c files;
  * the builder transposes them into the MatMul layout [in, out].
  */
@@ -152,10 +158,27 @@ class LlamaGraphWriter {
   private i64 = (values: number[], dims?: number[]) => this.g.constI64(values, dims);
   private f32 = (v: number) => this.g.constF32([v], []);
 
+  private transposeBuffer = new Float32Array(0);
+
+  /**
+   * W [out, in] as [in, out]. When the builder writes the initializer straight to the data file
+   * (spill), one buffer is reused for every weight: a fresh 100 MB array per weight costs more in
+   * page faults than the transpose itself.
+   */
+  private transposed(name: string, w: Weight, out: number, inp: number): Float32Array {
+    if (!this.g.writesThrough(4 * out * inp)) return transposeMatrix(checkLength(name, w, out * inp), out, inp);
+    if (this.transposeBuffer.length < out * inp) this.transposeBuffer = new Float32Array(out * inp);
+    const into = this.transposeBuffer.subarray(0, out * inp);
+    const direct = typeof w === 'function' ? (w as TransposingLoader).transposedInto : undefined;
+    if (!direct) return transposeMatrix(checkLength(name, w, out * inp), out, inp, into);
+    direct(into);
+    return into;
+  }
+
   /** y = x · Wᵀ with W [out, in] stored transposed as the MatMul initializer `<weightName>`. */
   linear(scope: string, x: string, weightName: string, w: Weight, out: number, inp: number, bias?: Weight): string {
     // Stored as [in, out]: HF / llama2.c keep [out, in], MatMul wants B with the input dim first.
-    const b = this.g.initializer(weightName, tensor('float', [inp, out], transposeMatrix(checkLength(weightName, w, out * inp), out, inp)));
+    const b = this.g.initializer(weightName, tensor('float', [inp, out], this.transposed(weightName, w, out, inp)));
     const y = this.op(scope, 'MatMul', [x, b]);
     if (!bias) return y;
     const biasName = weightName.replace(/\.weight$/, '.bias');
@@ -298,7 +321,7 @@ class LlamaGraphWriter {
     // quantizers treat it like every other linear layer.
     const head = this.cfg.tieWordEmbeddings ? weights.embed : weights.lmHead;
     if (!head) throw new QuantlensError('CONVERT', `untied model without lm_head weights`, 'lm_head.weight');
-    const headT = this.g.initializer('lm_head.weight', tensor('float', [H, V], transposeMatrix(checkLength('lm_head.weight', head, V * H), V, H)));
+    const headT = this.g.initializer('lm_head.weight', tensor('float', [H, V], this.transposed('lm_head.weight', head, V, H)));
     this.g.node('MatMul', [normed, headT], ['logits'], {}, { name: '/lm_head/MatMul' });
     this.g.output('logits', 'float', ['batch_size', 'sequence_length', V]);
   }

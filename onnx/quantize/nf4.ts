@@ -22,7 +22,8 @@
  * absmax 0 where bnb would compute 0 * inf (NaN) and its kernel's comparisons decide.
  */
 import { type VariantEmitter, type WeightPlan } from './variants.ts';
-import { transposeMatrix } from '../matrix.ts';
+import { encode4bit, encode4bitColumns, thresholdLookup, type FourBitCoding } from './four-bit-encode.ts';
+import { forEachRowStrip, kn, type SourceWeight } from './weight-source.ts';
 
 export type FourBitType = 'nf4' | 'fp4';
 
@@ -143,34 +144,72 @@ export interface FourBitQuantized {
   nested?: { codes: Uint8Array; absmax2: Float32Array; offset: number; blockSize: number };
 }
 
+/** The largest double below x (x > 0) or above it (x < 0). */
+function prevDouble(x: number): number {
+  const b = new Float64Array([x]);
+  const u = new BigInt64Array(b.buffer);
+  u[0] += x > 0 ? -1n : 1n;
+  return b[0];
+}
+
+/** NF4 and FP4 as threshold counts for the bulk kernel (four-bit-encode.ts); the same codes as nf4Code / fp4Code. */
+const CODINGS: Record<FourBitType, FourBitCoding> = {
+  nf4: { lookup: thresholdLookup(Array.from(NF4_MIDPOINTS), -1, 1), codeOf: Uint8Array.from({ length: 17 }, (_, c) => Math.min(c, 15)), signBit: false, zeroCode: 7 },
+  fp4: {
+    // "a > mid, or a = mid when the upper magnitude has the lower index" is a > (mid or the double just below it).
+    lookup: thresholdLookup(FP4_SPLITS.map((s) => (s.tieUp ? prevDouble(s.mid) : s.mid)), 0, 1),
+    codeOf: Uint8Array.from({ length: 10 }, (_, k) => FP4_BY_SIZE[Math.min(k, 7)]),
+    signBit: true,
+    zeroCode: 0,
+  },
+};
+
+/** The kernel's coding of a 4-bit type (tests compare it with nf4Code / fp4Code). */
+export function fourBitCoding(type: FourBitType): FourBitCoding {
+  return CODINGS[type];
+}
+
 /** Quantize W (flattened [N, K] row-major, float32 values) the bitsandbytes way. */
 export function quantize4bit(w: Float32Array, blockSize: number, type: FourBitType, doubleQuant: boolean): FourBitQuantized {
-  const f = Math.fround;
-  const n = w.length;
-  const blocks = Math.ceil(n / blockSize);
-  const absmax = new Float32Array(blocks);
-  const packed = new Uint8Array(Math.ceil(n / 2));
-  const code = type === 'nf4' ? nf4Code : fp4Code;
-  const zeroCode = type === 'nf4' ? 7 : 0;
-  for (let b = 0; b < blocks; b++) {
-    const s = b * blockSize;
-    const e = Math.min(n, s + blockSize);
-    let m = 0;
-    for (let i = s; i < e; i++) m = Math.max(m, Math.abs(w[i]));
-    absmax[b] = m;
-    const inv = f(1 / m);
-    for (let i = s; i < e; i++) {
-      let c: number;
-      if (m === 0) c = zeroCode;
-      else {
-        const x = Math.min(1, Math.max(-1, f(w[i] * inv)));
-        c = code(x);
-      }
-      packed[i >> 1] |= i & 1 ? c : c << 4;
-    }
+  const out = fourBitBuffers(w.length, blockSize);
+  encode4bit(w, 0, blockSize, CODINGS[type], out.packed, out.absmax);
+  return finish4bit(out.packed, out.absmax, w.length, type, doubleQuant);
+}
+
+/**
+ * The same quantization of a weight in either layout (weight-source.ts): B [K, N] with K a multiple
+ * of blockSize is read as it is (encode4bitColumns); otherwise W's rows are visited in strips whose
+ * first flat index is a multiple of blockSize, so bnb's flat blocks (which may span rows) never
+ * straddle a strip, and a [K, N] weight is never transposed whole.
+ */
+export function quantize4bitWeight(w: SourceWeight, blockSize: number, type: FourBitType, doubleQuant: boolean): FourBitQuantized {
+  const n = w.K * w.N;
+  const out = fourBitBuffers(n, blockSize);
+  if (w.layout === 'KN' && w.K % blockSize === 0) {
+    encode4bitColumns(w.data, w.K, w.N, blockSize, CODINGS[type], out.packed, out.absmax);
+    return finish4bit(out.packed, out.absmax, n, type, doubleQuant);
   }
+  const rowsAligned = blockSize / gcd(w.K, blockSize);
+  const rows = rowsAligned * Math.max(1, Math.round(STRIP_ROWS / rowsAligned));
+  forEachRowStrip(w, rows, (strip, n0) => encode4bit(strip, n0 * w.K, blockSize, CODINGS[type], out.packed, out.absmax));
+  return finish4bit(out.packed, out.absmax, n, type, doubleQuant);
+}
+
+/** Rows of W per strip: a strip of a [K, N] weight (STRIP_ROWS × K floats) stays in L2. */
+const STRIP_ROWS = 32;
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
+function fourBitBuffers(n: number, blockSize: number): { packed: Uint8Array; absmax: Float32Array } {
+  return { packed: new Uint8Array(Math.ceil(n / 2)), absmax: new Float32Array(Math.ceil(n / blockSize)) };
+}
+
+function finish4bit(packed: Uint8Array, absmax: Float32Array, n: number, type: FourBitType, doubleQuant: boolean): FourBitQuantized {
   // An odd element count pads the last low nibble with code 0 (bnb pads with 0.0 → its code).
-  if (n & 1) packed[n >> 1] |= zeroCode;
+  if (n & 1) packed[n >> 1] |= CODINGS[type].zeroCode;
   if (!doubleQuant) return { packed, absmax, absmaxForNode: absmax };
   const nested = doubleQuantize(absmax);
   return { packed, absmax, absmaxForNode: nested.dequantized, nested: { codes: nested.codes, absmax2: nested.absmax2, offset: nested.offset, blockSize: 256 } };
@@ -229,7 +268,11 @@ export function bnb4Emitter(type: FourBitType, blockSize: number, doubleQuant: b
           { name: absmax, type: 'float', dims: [Math.ceil((N * K) / blockSize)] },
         ],
         produce(b) {
-          const q = quantize4bit(transposeMatrix(b, K, N), blockSize, type, doubleQuant);
+          const q = quantize4bitWeight(kn(b, K, N), blockSize, type, doubleQuant);
+          return { [codes]: q.packed, [absmax]: q.absmaxForNode };
+        },
+        produceFrom(w) {
+          const q = quantize4bitWeight(w, blockSize, type, doubleQuant);
           return { [codes]: q.packed, [absmax]: q.absmaxForNode };
         },
       };

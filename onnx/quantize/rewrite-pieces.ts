@@ -8,6 +8,7 @@ import type { TypedData } from '../builder.ts';
 import { fileSource, type ByteSource, type TensorInfo } from '../model-reader.ts';
 import { fields, ProtoWriter, WIRE_LEN } from '../wire.ts';
 import type { NewTensor, WeightPlan } from './variants.ts';
+import type { FloatScratch, SourceWeight } from './weight-source.ts';
 
 const CHUNK = 8 << 20;
 export const BYTES_PER: Record<string, number> = { float: 4, float16: 2, uint8: 1, int8: 1, int64: 8, int32: 4 };
@@ -16,8 +17,10 @@ export const BYTES_PER: Record<string, number> = { float: 4, float16: 2, uint8: 
 export interface PlanEntry {
   key: string;
   plan: WeightPlan;
-  /** The weight as [K, N] row-major float32 (null for plans that need no source weight). */
-  read(): Float32Array | null;
+  /** The weight as stored, its values in `scratch` where possible (null for plans that need no source weight). */
+  read(scratch: FloatScratch): SourceWeight | null;
+  /** Elements `read` puts in the scratch buffer (float32 weights; 0 otherwise), to size it once. */
+  scratchElements: number;
 }
 
 /** A piece of output: exact byte length known before writing. */

@@ -18,7 +18,7 @@
 import path from 'node:path';
 import type { TypedData } from '../builder.ts';
 import { DTYPE } from '../dtypes.ts';
-import { defaultOpset, readTensorFloat32, scanFields, type OnnxModel } from '../model-reader.ts';
+import { defaultOpset, scanFields, type OnnxModel } from '../model-reader.ts';
 import { fields, ProtoWriter, str, WIRE_LEN } from '../wire.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import { replacementFor } from './replacement.ts';
@@ -28,7 +28,7 @@ import {
 } from './rewrite-pieces.ts';
 import type { QuantTarget } from './targets.ts';
 import { type VariantContext, type VariantEmitter } from './variants.ts';
-import { transposeMatrix } from '../matrix.ts';
+import { asKN, FloatScratch, readWeightValues, type SourceWeight } from './weight-source.ts';
 
 const MAX_INLINE_MODEL = 1.9 * 2 ** 30;
 const EXTERNAL_MIN_BYTES = 1024;
@@ -81,6 +81,7 @@ function identityEntry(N: number, dtype: QuantTarget['dtype'], ctx: VariantConte
   return {
     key: `identity:${N}:${dtype}`,
     read: () => null,
+    scratchElements: 0,
     plan: {
       tensors: [{ name, type: dtype, dims: [N, N] }],
       produce() {
@@ -101,9 +102,9 @@ function planReplacements(m: OnnxModel, targets: QuantTarget[], emitter: Variant
     const key = `${t.weightName}${t.transposed ? '^T' : ''}`;
     let entry = plans.get(key);
     if (!entry) {
-      const weight = t.weight;
-      const read = () => (t.transposed ? transposeMatrix(readTensorFloat32(m, weight), t.N, t.K) : readTensorFloat32(m, weight));
-      entry = { key, read, plan: emitter.weight(t.weightName, t.K, t.N, ctx) };
+      const { weight, K, N } = t;
+      const read = (scratch: FloatScratch): SourceWeight => ({ data: readWeightValues(m, weight, scratch), layout: t.transposed ? 'NK' : 'KN', K, N });
+      entry = { key, read, scratchElements: weight.dataType === DTYPE.float ? K * N : 0, plan: emitter.weight(t.weightName, t.K, t.N, ctx) };
       plans.set(key, entry);
     }
     let identity: string | undefined;
@@ -208,9 +209,26 @@ function newTensorPieces(plans: Iterable<PlanEntry>, externalNew: boolean, dataL
   return out;
 }
 
+/**
+ * One weight's new tensors. Its values are read into a buffer reused for every weight (it grows to
+ * the largest, then no fresh pages per weight); a variant that takes the stored layout gets it as
+ * is, any other gets B [K, N], transposed into a second reused buffer only when the model stores Bᵀ.
+ */
+function produceWeight(entry: PlanEntry, values: FloatScratch, transposed: FloatScratch): Record<string, TypedData> {
+  const w = entry.read(values);
+  if (!w) return entry.plan.produce(new Float32Array(0));
+  return entry.plan.produceFrom ? entry.plan.produceFrom(w) : entry.plan.produce(asKN(w, transposed));
+}
+
 /** Stream the pieces to disk; quantized tensors are produced one weight at a time. */
 function writePieces(m: OnnxModel, graphs: Piece[][], usesContrib: boolean, onnx: SyncWriter, data: SyncWriter | null, progress?: () => void): void {
   let produced: { entry: PlanEntry; values: Record<string, TypedData> } | null = null;
+  const values = new FloatScratch();
+  const transposed = new FloatScratch();
+  // Sized for the largest weight at once: growing through the sizes would leave each smaller buffer as garbage.
+  let largest = 0;
+  for (const pieces of graphs) for (const p of pieces) if (p.kind === 'new') largest = Math.max(largest, p.plan.scratchElements);
+  values.take(largest);
   const writePiece = (p: Piece) => {
     if (p.kind === 'copy') onnx.copy(m.source, p.start, p.end);
     else if (p.kind === 'bytes') onnx.write(p.data);
@@ -221,7 +239,7 @@ function writePieces(m: OnnxModel, graphs: Piece[][], usesContrib: boolean, onnx
     } else {
       if (produced?.entry !== p.plan) {
         produced = null; // let the previous weight's buffers go before reading the next
-        produced = { entry: p.plan, values: p.plan.plan.produce(p.plan.read() as Float32Array) };
+        produced = { entry: p.plan, values: produceWeight(p.plan, values, transposed) };
         progress?.();
       }
       const bytes = bytesOf(produced.values[p.tensor.name]);

@@ -11,6 +11,7 @@
 import type { AttrInput, TypedData } from '../builder.ts';
 import type { DTypeName } from '../dtypes.ts';
 import { QuantlensError } from '../../core/errors.ts';
+import type { SourceWeight } from './weight-source.ts';
 
 export type QuantVariant = 'nf4' | 'fp4' | 'llm-int8' | 'q4' | 'int8' | 'dynamic-int8';
 export const QUANT_VARIANTS: readonly QuantVariant[] = ['nf4', 'fp4', 'llm-int8', 'q4', 'int8', 'dynamic-int8'];
@@ -51,6 +52,11 @@ export interface WeightPlan {
   tensors: NewTensor[];
   /** Quantize B ([K, N] row-major float32) into data for every declared tensor, by name. */
   produce(b: Float32Array): Record<string, TypedData>;
+  /**
+   * The same from the weight in the layout it is stored in (weight-source.ts), so a variant that
+   * works on rows of Bᵀ never transposes a whole copy; the rewriter prefers it when present.
+   */
+  produceFrom?(w: SourceWeight): Record<string, TypedData>;
 }
 
 export interface VariantContext {
@@ -109,6 +115,12 @@ export function variantSettings(variant: QuantVariant, opts: QuantOptions = {}):
       throw new QuantlensError('QUANTIZE', `unknown quantization variant "${variant as string}" (use ${QUANT_VARIANTS.join(', ')})`);
   }
 }
+
+/**
+ * x + ROUND_EVEN − ROUND_EVEN rounds a float64 |x| < 2⁵¹ to an integer, half to even (IEEE
+ * round-to-nearest-even on the add): roundHalfEven without a call or a branch, for bulk loops.
+ */
+export const ROUND_EVEN = 6755399441055744;
 
 /** Round half to even (torch.round, numpy.round, ONNX Round). */
 export function roundHalfEven(x: number): number {

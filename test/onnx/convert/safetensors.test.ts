@@ -4,6 +4,7 @@ import * as ort from 'onnxruntime-node';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { convertSafetensors } from '../../../onnx/convert/safetensors.ts';
+import { readOnnxModel, readTensorBytes } from '../../../onnx/model-reader.ts';
 import { readLlama2cCheckpoint } from '../../../onnx/convert/llama2c.ts';
 import type { LlamaConfig } from '../../../onnx/models/llama-config.ts';
 import type { LlamaWeights } from '../../../onnx/models/llama-graph.ts';
@@ -105,6 +106,32 @@ test('streamed conversion (weights written to model.onnx.data one by one) of a s
   assert.is(diff, 0, 'the same weights in the same graph give the same logits');
   const { diff: vsRef } = await maxDiffVsStoriesOnnx(streamed);
   assert.ok(vsRef < 1e-4, `max |Δlogit| vs stories260K-onnx ${vsRef}`);
+});
+
+test('streamed bf16 / fp16 / fp32 conversion (reused buffers, bf16 widened inside the transpose) of a sharded checkpoint = the unsharded one in memory, bit for bit', async () => {
+  for (const dtype of ['BF16', 'F16', 'F32'] as const) {
+    const sharded = writeStoriesCheckpoint(`bits-sharded-${dtype}`, dtype, { shards: 3, untied: true });
+    const single = writeStoriesCheckpoint(`bits-single-${dtype}`, dtype, { untied: true });
+    if (!sharded || !single) return;
+    const streamed = await convertSafetensors(sharded, path.join(tmp, `bits-sharded-${dtype}-out`), { inlineLimitBytes: 1 });
+    const inline = await convertSafetensors(single, path.join(tmp, `bits-single-${dtype}-out`));
+    assert.ok(existsSync(path.join(streamed, 'model.onnx.data')), 'streamed weights are external');
+    const a = readOnnxModel(path.join(streamed, 'model.onnx'));
+    const b = readOnnxModel(path.join(inline, 'model.onnx'));
+    try {
+      assert.equal([...a.initializers.keys()], [...b.initializers.keys()]);
+      for (const [name, t] of a.initializers) {
+        const u = b.initializers.get(name)!;
+        assert.equal(t.dims, u.dims, `${dtype} ${name} dims`);
+        assert.ok(Buffer.from(readTensorBytes(a, t)).equals(Buffer.from(readTensorBytes(b, u))), `${dtype} ${name}: same bytes`);
+      }
+    } finally {
+      a.source.close();
+      b.source.close();
+    }
+    const run = async (dir: string) => (await (await ort.InferenceSession.create(path.join(dir, 'model.onnx'))).run(feeds())).logits.data as Float32Array;
+    assert.equal(Array.from(await run(streamed)), Array.from(await run(inline)), `${dtype}: identical logits`);
+  }
 });
 
 // fp16 keeps 11 significant bits (relative rounding ≤ 2^-11 ≈ 4.9e-4 per weight), bf16 keeps 8
