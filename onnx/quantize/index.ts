@@ -9,7 +9,7 @@
  */
 import { promises as fsp, rmSync } from 'node:fs';
 import path from 'node:path';
-import { removeStaleTemporaries, tempPathFor, writeAtomically } from '../../core/atomic-write.ts';
+import { removeStaleTemporaries, syncPath, tempPathFor, writeAtomically } from '../../core/atomic-write.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import { defaultOpset, readOnnxModel, type OnnxModel } from '../model-reader.ts';
 import { refusePartial, refuseRequantize, summariseLinear, type QuantizationRecord } from './census.ts';
@@ -94,6 +94,8 @@ async function writeRewritten(m: OnnxModel, targets: QuantTarget[], emitter: Var
       const r = rewriteModel({ model: m, targets, emitter }, { tmpOnnx, finalOnnx: outOnnx, openData: () => (dataTmp = tempPathFor(dataFinal)), onProgress });
       // The data file takes its final name first, so a model under its final name is always complete.
       if (dataTmp) {
+        // Durable before it is named: the model that refers to it is fsynced and renamed after.
+        await syncPath(dataTmp);
         await fsp.rename(dataTmp, dataFinal);
         dataRenamed = true;
       }
