@@ -1,29 +1,32 @@
 /**
- * The pipeline's in-graph batch moments, in float32 blocks merged in float64. Nodes appended to
- * the model (a fragment, see builder.ts) reduce each captured [B, T, d_ff] activation inside the
- * same session.run to six vectors of width d_ff:
+ * The pipeline's in-graph batch moments: float32 where that is exact enough, float64 where it is
+ * not. Nodes appended to the model (a fragment, see builder.ts) reduce each captured [B, T, d_ff]
+ * activation inside the same session.run to vectors of width d_ff:
  *
  *   xc    = the real tokens' rows gathered into blocks of 8 (REAL_ROWS, fed per batch) [G, 8, d_ff]
- *   shift = Σ BLOCKS·xc / n                 the batch mean, rounded to float32
- *   s1 = Σ_g (BLOCKS·d)_g,  s2 = Σ_g (BLOCKS·d²)_g      d = xc − shift; block sums in float32
- *                                            (batched GEMVs), added over blocks in float64
+ *   Σx    (float64)                          shift = Σx / (rows gathered), rounded to float32
+ *   s1 = Σx − n·shift                        (in read(), float64)
+ *   s2 = Σ_g (BLOCKS·d²)_g                   d = xc − shift in float32; block sums as batched
+ *                                            GEMVs, added in float64
  *   min / max over xc                        nearZero = Σ BLOCKS·[lo < xc < hi]   (exact)
  *
- * BLOCKS [G, 1, 8] weighs each gathered row 1, or 0 for the repeats of a real row that fill the
- * last block (harmless to min and max). Pads never enter. ColumnMoments then Chan-merges the batch
+ * BLOCKS [G, 1, 8] weighs each gathered row 1, or 0 for the repeats of the first real row that
+ * fill the last block (harmless to min and max; read() subtracts them from Σx, which the graph
+ * takes over every gathered row). Pads never enter. ColumnMoments then Chan-merges the batch
  * (mergeShiftedSums) exactly like its own JS pass. Why this form: measured on the demo bench model
  * (bench/pipeline.ts reports it) it costs a fraction of the float64 two-pass fragment that
  * moment-stats.ts keeps for activations already in JS: ORT's GEMVs read each value once at memory
  * speed, while casting every value to float64, Where masks and ReduceSumSquare each cost a slow
  * full pass.
  *
- * Accuracy (test/onnx/block-moments.test.ts bounds it against a float64 brute force): a float32
- * sum of k ≤ 8 terms errs by at most γ_8 = 8ε/(1 − 8ε) of the sum of their magnitudes (ε = 2⁻²⁴),
- * plus ε for rounding d itself, so Σd is within e1 = (γ_8 + ε)·Σ|d| and Σd² within (γ_8 + 3ε)·Σd²;
- * in practice the errors are random and the mean is good to ~ε·std·√(4/n). Both sums are centred
- * on the batch mean, so M2 = Σd² − (Σd)²/n has no cancellation however far activations sit from
- * zero, and a constant column gives M2 = 0. Blocks of 8 (not 256) because a long run's mean of a
- * neuron centred near zero must stay within 1e-6 relative of the float64 scan.
+ * Accuracy (test/onnx/block-moments.test.ts bounds it against a float64 brute force): the mean is
+ * Σx/n in float64 from the exact float32 values, as the brute force computes it. Rounding d to
+ * float32 moves each term by at most ε|d| (ε = 2⁻²⁴) and a float32 sum of k ≤ 8 terms errs by at
+ * most γ_8 = 8ε/(1 − 8ε) of their sum, so Σd² is within (γ_8 + 3ε)·Σd². Centred on the batch
+ * mean, M2 = Σd² − s1²/n has no cancellation however far activations sit from zero. Σx is float64
+ * because float32 sums (of x or of d, blocks of 4 to 256) left the mean of a neuron centred near
+ * zero (|mean| ≈ 0.001·std, stories260K) at 7e-7 to 2e-6 relative, where its brute-force test
+ * allows 1e-6; the float64 cast costs about a fifth of the fragment.
  */
 import ort from 'onnxruntime-node';
 import type { BatchMoments } from '../core/types.ts';
@@ -39,8 +42,11 @@ export const BLOCKS = 'quantlens/bm/blocks';
 export const BLOCK_ROWS = 8;
 
 export interface BlockMomentsNames {
+  /** The first gathered row: the value the weight-0 repeats carry. */
+  first: string;
   shift: string;
-  s1: string;
+  /** Σx over every gathered row, float64. */
+  sum: string;
   s2: string;
   min: string;
   max: string;
@@ -49,7 +55,7 @@ export interface BlockMomentsNames {
 
 export function blockMomentsNames(k: number): BlockMomentsNames {
   const p = `quantlens/bm_${k}`;
-  return { shift: `${p}/shift`, s1: `${p}/s1`, s2: `${p}/s2`, min: `${p}/min`, max: `${p}/max`, nearZero: `${p}/near_zero` };
+  return { first: `${p}/first`, shift: `${p}/shift`, sum: `${p}/sum`, s2: `${p}/s2`, min: `${p}/min`, max: `${p}/max`, nearZero: `${p}/near_zero` };
 }
 
 type Nodes = NonNullable<GraphFragment['nodes']>;
@@ -75,8 +81,10 @@ export function blockMomentsFragment(tensors: { name: string; width: number }[],
     { name: BLOCKS, type: 'float', dims: ['quantlens_blocks', 1, BLOCK_ROWS] },
   ];
   const outputs: NonNullable<GraphFragment['outputs']> = [];
-  // n = Σ weights (a float scalar): the real tokens, for the mean.
-  reduce(nodes, initializers, 'ReduceSum', BLOCKS, 'quantlens/bm/n', [0, 1, 2], 0, opset);
+  // The shift divides by every gathered row, so a constant column's shift is exact (and its M2 0).
+  nodes.push({ opType: 'Shape', inputs: [REAL_ROWS], outputs: ['quantlens/bm/gathered'] });
+  nodes.push({ opType: 'Cast', inputs: ['quantlens/bm/gathered'], outputs: ['quantlens/bm/n64'], attrs: { to: 11 } });
+  initializers.push({ name: 'quantlens/bm/zero', ...tensor('int64', [], BigInt64Array.of(0n)) });
   tensors.forEach((t, k) => {
     const n = blockMomentsNames(k);
     const v = (s: string) => `quantlens/bm_${k}/${s}`;
@@ -89,16 +97,18 @@ export function blockMomentsFragment(tensors: { name: string; width: number }[],
     nodes.push({ opType: 'Reshape', inputs: [v('xg'), v('blocks_shape')], outputs: [v('xc')] });
     reduce(nodes, initializers, 'ReduceMin', v('xc'), n.min, [0, 1], 0, opset);
     reduce(nodes, initializers, 'ReduceMax', v('xc'), n.max, [0, 1], 0, opset);
-    nodes.push({ opType: 'MatMul', inputs: [BLOCKS, v('xc')], outputs: [v('sums')] });
-    reduce(nodes, initializers, 'ReduceSum', v('sums'), v('total'), [0, 1], 0, opset);
-    nodes.push({ opType: 'Div', inputs: [v('total'), 'quantlens/bm/n'], outputs: [n.shift] });
+    // Σx in float64 over every gathered row (the mean is read off it: see the header); read()
+    // takes the weight-0 repeats back out. The shift needs only be near the mean: repeats stay in it.
+    nodes.push({ opType: 'Cast', inputs: [v('xg')], outputs: [v('x64')], attrs: { to: 11 } });
+    reduce(nodes, initializers, 'ReduceSum', v('x64'), n.sum, [0], 0, opset);
+    nodes.push({ opType: 'Div', inputs: [n.sum, 'quantlens/bm/n64'], outputs: [v('mean64')] });
+    nodes.push({ opType: 'Cast', inputs: [v('mean64')], outputs: [n.shift], attrs: { to: 1 } });
     nodes.push({ opType: 'Sub', inputs: [v('xc'), n.shift], outputs: [v('d')] });
     nodes.push({ opType: 'Mul', inputs: [v('d'), v('d')], outputs: [v('d2')] });
-    for (const [input, out] of [[v('d'), n.s1], [v('d2'), n.s2]]) {
-      nodes.push({ opType: 'MatMul', inputs: [BLOCKS, input], outputs: [`${out}/blocks`] });
-      nodes.push({ opType: 'Cast', inputs: [`${out}/blocks`], outputs: [`${out}/blocks64`], attrs: { to: 11 } });
-      reduce(nodes, initializers, 'ReduceSum', `${out}/blocks64`, out, [0, 1], 0, opset);
-    }
+    nodes.push({ opType: 'Gather', inputs: [v('xg'), 'quantlens/bm/zero'], outputs: [n.first], attrs: { axis: 0 } });
+    nodes.push({ opType: 'MatMul', inputs: [BLOCKS, v('d2')], outputs: [v('s2_blocks')] });
+    nodes.push({ opType: 'Cast', inputs: [v('s2_blocks')], outputs: [v('s2_blocks64')], attrs: { to: 11 } });
+    reduce(nodes, initializers, 'ReduceSum', v('s2_blocks64'), n.s2, [0, 1], 0, opset);
     nodes.push({ opType: 'Greater', inputs: [v('xc'), NEAR_LO], outputs: [v('above')] });
     nodes.push({ opType: 'Less', inputs: [v('xc'), NEAR_HI], outputs: [v('below')] });
     nodes.push({ opType: 'And', inputs: [v('above'), v('below')], outputs: [v('inside')] });
@@ -106,7 +116,7 @@ export function blockMomentsFragment(tensors: { name: string; width: number }[],
     nodes.push({ opType: 'MatMul', inputs: [BLOCKS, v('inside32')], outputs: [v('nz_blocks')] });
     // Counts of 0/1 stay exact in float32 while a batch has fewer than 2^24 real tokens.
     reduce(nodes, initializers, 'ReduceSum', v('nz_blocks'), n.nearZero, [0, 1], 0, opset);
-    outputs.push({ name: n.shift }, { name: n.s1 }, { name: n.s2 }, { name: n.min }, { name: n.max }, { name: n.nearZero });
+    outputs.push({ name: n.first }, { name: n.shift }, { name: n.sum }, { name: n.s2 }, { name: n.min }, { name: n.max }, { name: n.nearZero });
   });
   return { nodes, initializers, inputs, outputs };
 }
@@ -125,7 +135,7 @@ export interface BatchShape {
 export function blockFeeds(shape: BatchShape): { rows: Int32Array; weights: Float32Array; blocks: number } {
   let n = 0;
   for (const len of shape.lengths) n += len;
-  const blocks = Math.max(1, Math.ceil(n / BLOCK_ROWS));
+  const blocks = blockCount(n);
   const rows = new Int32Array(blocks * BLOCK_ROWS);
   const weights = new Float32Array(blocks * BLOCK_ROWS);
   let r = 0;
@@ -136,6 +146,11 @@ export function blockFeeds(shape: BatchShape): { rows: Int32Array; weights: Floa
   weights.fill(1, 0, n);
   rows.fill(rows[0], n);
   return { rows, weights, blocks };
+}
+
+/** Blocks of BLOCK_ROWS holding n rows (at least one). */
+export function blockCount(n: number): number {
+  return Math.max(1, Math.ceil(n / BLOCK_ROWS));
 }
 
 /** The block moments of a session: which sites they cover (in fragment order), feeds, fetches, decoding. */
@@ -159,7 +174,7 @@ export class BlockMoments {
   fetches(): string[] {
     return this.sites.flatMap((_, k) => {
       const n = blockMomentsNames(k);
-      return [n.shift, n.s1, n.s2, n.min, n.max, n.nearZero];
+      return [n.first, n.shift, n.sum, n.s2, n.min, n.max, n.nearZero];
     });
   }
 
@@ -167,14 +182,20 @@ export class BlockMoments {
   read(out: Record<string, ort.Tensor>, rows: number, precision: string): BatchMoments[] {
     return this.sites.map((site, k): BatchMoments => {
       const n = blockMomentsNames(k);
+      const shift32 = out[n.shift].data as Float32Array;
+      const first = out[n.first].data as Float32Array;
+      const sum = out[n.sum].data as Float64Array;
+      const repeats = blockCount(rows) * BLOCK_ROWS - rows;
+      // Σ(x − shift) over the real rows, in float64 from the exact float32 values.
+      const s1 = Float64Array.from(sum, (s, c) => s - repeats * first[c] - rows * shift32[c]);
       return {
         precision,
         layer: site.layer,
         tensor: site.tensor,
         width: site.width!,
         rows,
-        shift: Float64Array.from(out[n.shift].data as Float32Array),
-        s1: out[n.s1].data as Float64Array,
+        shift: Float64Array.from(shift32),
+        s1,
         s2: out[n.s2].data as Float64Array,
         min: out[n.min].data as Float32Array,
         max: out[n.max].data as Float32Array,
