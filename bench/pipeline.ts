@@ -213,14 +213,16 @@ export async function benchModelThroughput(bench: PipelineBenchModel, prompts: n
     const tokens = batches.reduce((s, b) => s + b.realTokens, 0);
     log(`throughput, ${bench.label}: ${prompts} prompts → ${batches.length} batches, ${tokens} tokens; ${rounds} rounds of pipeline / bare / bare+stats`);
     const results = await roundRobin<{ tps: number; cpu: number }>(rounds, {
-      pipeline: () =>
-        withCpu(async () => {
-          rmSync(output, { recursive: true, force: true });
-          const { summary } = await runPipeline(cfg, { quiet: true, report: false, log: () => undefined });
-          const t = summary.precisions.fp32.tokens;
-          if (t !== tokens) throw new Error(`pipeline saw ${t} tokens, the bare loop's batches hold ${tokens}: not the same batches`);
-          return summary.tokens_per_second as number;
-        }),
+      pipeline: async () => {
+        rmSync(output, { recursive: true, force: true });
+        // CPU of the stream only: from the run's start line (plan, sessions and model hash done) to its last batch.
+        let c0 = process.cpuUsage();
+        let streamCpu = { user: 0, system: 0 };
+        const { summary } = await runPipeline(cfg, { quiet: true, report: false, log: () => void (c0 = process.cpuUsage()), onBatch: () => void (streamCpu = process.cpuUsage(c0)) });
+        const t = summary.precisions.fp32.tokens;
+        if (t !== tokens) throw new Error(`pipeline saw ${t} tokens, the bare loop's batches hold ${tokens}: not the same batches`);
+        return { tps: summary.tokens_per_second as number, cpu: (streamCpu.user + streamCpu.system) / 1e6 };
+      },
       bare: () => withCpu(async () => tokens / (await bareLoop(bare.session, bareFeeds, [LAST_LOGITS]))),
       'bare+stats': () => withCpu(async () => tokens / (await bareLoop(stats.session, statsFeeds, statsFetches))),
     });

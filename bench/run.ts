@@ -32,8 +32,8 @@ const only = onlyAt >= 0 ? new Set((args[onlyAt + 1] ?? '').split(',')) : null;
 const wanted = (section: string) => (only ? only.has(section) : (section !== 'parquet' && section !== 'scale') || all);
 
 const SIZES = quick
-  ? { throughputPrompts: 400, rounds: 2, endOfRun: [2_000, 5_000, 10_000], memory: [2_000, 20_000] as [number, number], prompts: 100, widePrompts: 24, quantizeArgs: ['1'], convertArgs: ['1'], attributionArgs: ['4'], parquetArgs: ['200000'] }
-  : { throughputPrompts: 1_000, rounds: 3, endOfRun: [10_000, 25_000, 50_000], memory: [10_000, 100_000] as [number, number], prompts: 300, widePrompts: 64, quantizeArgs: [] as string[], convertArgs: [] as string[], attributionArgs: [] as string[], parquetArgs: [] as string[] };
+  ? { throughputPrompts: 200, rounds: 2, endOfRun: [1_000, 2_000, 5_000], memory: [2_000, 20_000] as [number, number], prompts: 100, widePrompts: 24, quantizeArgs: ['1'], convertArgs: ['1'], attributionArgs: ['4'], parquetArgs: ['200000'] }
+  : { throughputPrompts: 600, rounds: 3, endOfRun: [5_000, 10_000, 20_000], memory: [10_000, 100_000] as [number, number], prompts: 300, widePrompts: 64, quantizeArgs: [] as string[], convertArgs: [] as string[], attributionArgs: [] as string[], parquetArgs: [] as string[] };
 
 const log = (line: string) => process.stderr.write(`  · ${line}\n`);
 const verdict = (met: boolean) => (met ? 'goal met' : 'GOAL MISSED');
