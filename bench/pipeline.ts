@@ -1,66 +1,42 @@
 /**
- * Pipeline throughput against a bare ONNX Runtime loop, and where a run's time goes.
+ * Pipeline throughput against a bare ONNX Runtime loop, on the demo bench model and a larger
+ * generated Llama (bench/pipeline-models.ts), and where a run's time goes.
  *
  * The bare loop is the ceiling: the SAME batches (the pipeline's own dataset → prompt → tokenize →
- * batchByTokens, built once up front), feeds built once with buildFeeds, a session with the same
- * settings and the pipeline's logits-only augmentation, and nothing but `session.run` fetching the
- * last-position logits. A second bare loop also fetches the captured activations, which splits
- * the gap into "capturing activations" and "everything the pipeline does with them".
+ * batchByTokens, built once up front), feeds built once, a session with the same settings and the
+ * pipeline's logits-only augmentation, and nothing but `session.run` fetching the last-position
+ * logits. A second bare loop runs the pipeline's own session (with the in-graph statistics) the
+ * same way: the difference of the two is the statistics' cost, measured, not inferred. Rounds
+ * alternate the three (roundRobin), since the machine is shared.
  *
- * The breakdown comes from a separate, instrumented pipeline run: the bench wraps the estimator,
- * predictions-sink and RunMeasures methods with performance.now() (wrapMethod in lib.ts; the
- * pipeline's files are untouched) and sums session.run seconds from the onBatch hook. Inference
- * of batch k+1 may overlap the measures of batch k (two batches in flight), so the parts can sum
- * to more than the wall time; "other" is then negative and shown as overlap.
+ * Where the time goes comes from a separate run with a StageClock (operators/stage-clock.ts):
+ * the graph's own stage boundaries timed by `tap` and by timing each iterator stage's next(),
+ * with one batch in flight so the stages split the stream exactly (pipeline-stages.ts).
+ *
+ * runInstrumented (method wrapping) stays for bench/estimators.ts, which apportions estimators.
  */
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import type ort from 'onnxruntime-node';
-import { parsePipeline } from '../pipelines/load.ts';
 import { runPipeline } from '../pipelines/run.ts';
+import { benchConfig } from './bench-config.ts';
 import { preparePlan, releasePlan } from '../pipelines/plan.ts';
 import { batchesOf } from '../pipelines/assemble.ts';
 import { RunMeasures } from '../pipelines/measures.ts';
 import type { PipelineConfig } from '../pipelines/schema.ts';
 import { buildFeeds } from '../onnx/feeds.ts';
-import { lastIndexFeeds } from '../operators/infer.ts';
+import { extraFeeds, lastIndexFeeds, type PrecisionRunner } from '../operators/infer.ts';
 import { LAST_LOGITS } from '../onnx/augment.ts';
 import { NeuronsEstimator } from '../operators/estimators/neurons.ts';
 import { CorrelationEstimator } from '../operators/estimators/correlation.ts';
 import { AgreementEstimator } from '../operators/estimators/agreement.ts';
 import type { Batch } from '../core/types.ts';
-import type { TokenizeStats } from '../operators/encode.ts';
-import { ensureDemoModel } from '../sources/demo/demo-model.ts';
-import { TimeAccount, median, roundRobin, wrapMethod, writeSyntheticJsonl, type SyntheticOptions } from './lib.ts';
+import { benchGoal, TimeAccount, median, roundRobin, wrapMethod, writeSyntheticJsonl, type BenchGoal, type SyntheticOptions } from './lib.ts';
+import { demoBenchModel, largeBenchModel, type PipelineBenchModel } from './pipeline-models.ts';
+import { stageBreakdown, type StageBreakdown } from './pipeline-stages.ts';
+import { benchEndOfRun, type EndOfRunResult } from './end-of-run.ts';
 
-export const PROMPT_TEMPLATE = 'Respond with True or False only.\\n{prompt}\\nAnswer:';
-
-export interface BenchConfigOptions {
-  /** Model folder, or 'demo' / 'demo:bench'. */
-  model: string;
-  dataset: string;
-  output: string;
-  measure: string[];
-  precisions?: string[];
-  layers?: string[];
-}
-
-/** A pipeline config built the way a user would write it: YAML text through the real parser. */
-export function benchConfig(o: BenchConfigOptions, yamlPath: string): PipelineConfig {
-  const yaml = [
-    'name: bench',
-    `model: ${JSON.stringify(o.model)}`,
-    `precisions: [${(o.precisions ?? ['fp32']).join(', ')}]`,
-    'dataset:',
-    `  path: ${JSON.stringify(o.dataset)}`,
-    `  prompt: "${PROMPT_TEMPLATE}"`,
-    `layers: [${(o.layers ?? ['first', 'middle', 'last']).join(', ')}]`,
-    `measure: [${o.measure.join(', ')}]`,
-    `output: ${JSON.stringify(o.output)}`,
-    '',
-  ].join('\n');
-  return parsePipeline(yaml, yamlPath);
-}
+export { benchConfig, PROMPT_TEMPLATE, type BenchConfigOptions } from './bench-config.ts';
 
 export interface InstrumentedRun {
   /** runPipeline from call to return, seconds. */
@@ -154,10 +130,13 @@ export async function runInstrumented(cfg: PipelineConfig, opts: { cacheDir?: st
 }
 
 export interface ThroughputOptions {
+  /** Prompts for the demo bench model; the larger model gets a quarter (its forward pass is ~12× dearer). */
   prompts: number;
   rounds: number;
   /** Scratch folder (datasets, outputs). */
   tmpDir: string;
+  /** Prompt counts of the end-of-run measurement on the tiny demo model (end-of-run.ts). */
+  endOfRunSizes: number[];
   words?: SyntheticOptions;
   log?: (line: string) => void;
 }
@@ -166,13 +145,15 @@ export interface ThroughputRound {
   order: string[];
   pipelineTokensPerSecond: number;
   bareTokensPerSecond: number;
-  bareCaptureTokensPerSecond: number;
+  /** The pipeline's own session (statistics in the graph) in a bare loop. */
+  bareStatsTokensPerSecond: number;
   ratio: number;
-  ratioToCapture: number;
+  /** Bare ÷ pipeline process CPU seconds (all threads) for the same tokens: less sensitive to other load than wall time. */
+  cpuRatio: number;
 }
 
-export interface ThroughputResult {
-  model: { dir: string; hiddenSize: number; intermediateSize: number; layers: number };
+export interface ModelThroughput {
+  model: { label: string; dir: string; hiddenSize: number; intermediateSize: number; layers: number; parameters: number };
   prompts: number;
   batches: number;
   tokens: number;
@@ -180,10 +161,21 @@ export interface ThroughputResult {
   measures: string[];
   rounds: ThroughputRound[];
   medianRatio: number;
-  medianRatioToCapture: number;
-  goal: number;
-  breakdown: InstrumentedRun;
+  medianCpuRatio: number;
+  /** Median over rounds of (bare+stats seconds − bare seconds) ÷ bare seconds. */
+  statsOverhead: number;
+  stages: StageBreakdown;
 }
+
+export interface ThroughputResult {
+  models: ModelThroughput[];
+  endOfRun: EndOfRunResult;
+  goal: number;
+  goals: BenchGoal[];
+}
+
+export const PIPELINE_GOAL = 0.95;
+export const MEASURES = ['predictions', 'neurons', 'dead'];
 
 async function bareLoop(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>[], fetches: string[]): Promise<number> {
   const t0 = performance.now();
@@ -191,76 +183,90 @@ async function bareLoop(session: ort.InferenceSession, feeds: Record<string, ort
   return (performance.now() - t0) / 1000;
 }
 
-export async function benchPipelineThroughput(opts: ThroughputOptions): Promise<ThroughputResult> {
-  const log = opts.log ?? (() => undefined);
-  const modelDir = await ensureDemoModel({ size: 'bench' });
-  const dataset = path.join(opts.tmpDir, `throughput-${opts.prompts}.jsonl`);
-  await writeSyntheticJsonl(dataset, opts.prompts, opts.words ?? { minWords: 3, maxWords: 30, seed: 7 });
-  const output = path.join(opts.tmpDir, 'out-throughput');
-  const measures = ['predictions', 'neurons'];
-  const cfg = benchConfig({ model: 'demo:bench', dataset, output, measure: measures }, path.join(opts.tmpDir, 'throughput.yaml'));
+/** The task's result and the process CPU seconds (user + system, every thread) it took. */
+async function withCpu(task: () => Promise<number>): Promise<{ tps: number; cpu: number }> {
+  const c0 = process.cpuUsage();
+  const tps = await task();
+  const c = process.cpuUsage(c0);
+  return { tps, cpu: (c.user + c.system) / 1e6 };
+}
 
-  // Bare loops: one session without captures (fetch logits only), one with the same captures as the pipeline.
+/** Pipeline, bare and bare+statistics loops over the same batches, alternated, then the stage breakdown. */
+export async function benchModelThroughput(bench: PipelineBenchModel, prompts: number, rounds: number, tmpDir: string, words: SyntheticOptions, log: (l: string) => void): Promise<ModelThroughput> {
+  const dataset = path.join(tmpDir, `throughput-${prompts}.jsonl`);
+  await writeSyntheticJsonl(dataset, prompts, words);
+  const output = path.join(tmpDir, 'out-throughput');
+  const cfg = benchConfig({ model: bench.dir, dataset, output, measure: MEASURES }, path.join(tmpDir, 'throughput.yaml'));
   const barePlan = await preparePlan({ ...cfg, measure: ['predictions'] });
-  // A session that fetches the captured activations (as any measure needing every value does).
-  const capturePlan = await preparePlan({ ...cfg, measure: ['predictions', 'correlation'] });
+  const statsPlan = await preparePlan(cfg);
   try {
-    const stats: TokenizeStats = { examples: 0, truncated: 0, tokens: 0 };
     const batches: Batch[] = [];
-    for await (const b of batchesOf(barePlan, stats)) batches.push(b);
+    for await (const b of batchesOf(barePlan, { examples: 0, truncated: 0, tokens: 0 })) batches.push(b);
     const padId = barePlan.tokenizer.padId;
     const bare = barePlan.runners[0];
-    const capture = capturePlan.runners[0];
-    const feeds = batches.map((b) => ({ ...buildFeeds(bare.plan, { seqLen: b.seqLen, lengths: b.lengths, ids: b.examples.map((e) => e.ids) }, padId), ...lastIndexFeeds(bare, b.lengths, b.seqLen) }));
+    const stats = statsPlan.runners[0];
+    const feedsOf = (r: PrecisionRunner, withStats: boolean) =>
+      batches.map((b) => ({ ...buildFeeds(r.plan, { seqLen: b.seqLen, lengths: b.lengths, ids: b.examples.map((e) => e.ids) }, padId), ...lastIndexFeeds(r, b.lengths, b.seqLen), ...(withStats ? extraFeeds(r, b.lengths, b.seqLen) : {}) }));
+    const bareFeeds = feedsOf(bare, false);
+    const statsFeeds = feedsOf(stats, true);
+    const statsFetches = [LAST_LOGITS, ...(stats.moments?.fetches() ?? [])];
     const tokens = batches.reduce((s, b) => s + b.realTokens, 0);
-    const captureFetches = [LAST_LOGITS, ...capture.sites.map((s) => s.tensor)];
-    const graph = capturePlan.folder.config as Record<string, any>;
-    log(`throughput: ${opts.prompts} prompts → ${batches.length} batches, ${tokens} tokens; ${opts.rounds} rounds of pipeline / bare / bare+capture`);
-
-    const rounds = await roundRobin<number>(opts.rounds, {
+    log(`throughput, ${bench.label}: ${prompts} prompts → ${batches.length} batches, ${tokens} tokens; ${rounds} rounds of pipeline / bare / bare+stats`);
+    const results = await roundRobin<{ tps: number; cpu: number }>(rounds, {
       pipeline: async () => {
         rmSync(output, { recursive: true, force: true });
-        const { summary } = await runPipeline(cfg, { quiet: true, report: false, log: () => undefined });
+        // CPU of the stream only: from the run's start line (plan, sessions and model hash done) to its last batch.
+        let c0 = process.cpuUsage();
+        let streamCpu = { user: 0, system: 0 };
+        const { summary } = await runPipeline(cfg, { quiet: true, report: false, log: () => void (c0 = process.cpuUsage()), onBatch: () => void (streamCpu = process.cpuUsage(c0)) });
         const t = summary.precisions.fp32.tokens;
         if (t !== tokens) throw new Error(`pipeline saw ${t} tokens, the bare loop's batches hold ${tokens}: not the same batches`);
-        return summary.tokens_per_second as number;
+        return { tps: summary.tokens_per_second as number, cpu: (streamCpu.user + streamCpu.system) / 1e6 };
       },
-      bare: async () => tokens / (await bareLoop(bare.session, feeds, [LAST_LOGITS])),
-      'bare+capture': async () => tokens / (await bareLoop(capture.session, feeds, captureFetches)),
+      bare: () => withCpu(async () => tokens / (await bareLoop(bare.session, bareFeeds, [LAST_LOGITS]))),
+      'bare+stats': () => withCpu(async () => tokens / (await bareLoop(stats.session, statsFeeds, statsFetches))),
     });
-    const perRound: ThroughputRound[] = rounds.map(({ order, results }) => ({
+    const perRound: ThroughputRound[] = results.map(({ order, results: x }) => ({
       order,
-      pipelineTokensPerSecond: results.pipeline,
-      bareTokensPerSecond: results.bare,
-      bareCaptureTokensPerSecond: results['bare+capture'],
-      ratio: results.pipeline / results.bare,
-      ratioToCapture: results.pipeline / results['bare+capture'],
+      pipelineTokensPerSecond: x.pipeline.tps,
+      bareTokensPerSecond: x.bare.tps,
+      bareStatsTokensPerSecond: x['bare+stats'].tps,
+      ratio: x.pipeline.tps / x.bare.tps,
+      cpuRatio: x.bare.cpu / x.pipeline.cpu,
     }));
-    for (const r of perRound) log(`  round [${r.order.join(', ')}]: pipeline ${r.pipelineTokensPerSecond.toFixed(0)} tok/s, bare ${r.bareTokensPerSecond.toFixed(0)}, bare+capture ${r.bareCaptureTokensPerSecond.toFixed(0)}`);
-
+    for (const r of perRound) log(`  round [${r.order.join(', ')}]: pipeline ${r.pipelineTokensPerSecond.toFixed(0)} tok/s, bare ${r.bareTokensPerSecond.toFixed(0)}, bare+stats ${r.bareStatsTokensPerSecond.toFixed(0)}`);
     rmSync(output, { recursive: true, force: true });
-    const breakdown = await runInstrumented(cfg);
+    const stages = await stageBreakdown(cfg);
     rmSync(output, { recursive: true, force: true });
     return {
-      model: {
-        dir: modelDir,
-        hiddenSize: Number(graph.hidden_size),
-        intermediateSize: Number(graph.intermediate_size),
-        layers: Number(graph.num_hidden_layers),
-      },
-      prompts: opts.prompts,
+      model: { label: bench.label, dir: bench.dir, hiddenSize: bench.config.hiddenSize, intermediateSize: bench.config.intermediateSize, layers: bench.config.numLayers, parameters: bench.parameters },
+      prompts,
       batches: batches.length,
       tokens,
-      capturedLayers: capturePlan.sites.map((s) => s.layer),
-      measures,
+      capturedLayers: statsPlan.sites.map((s) => s.layer),
+      measures: MEASURES,
       rounds: perRound,
       medianRatio: median(perRound.map((r) => r.ratio)),
-      medianRatioToCapture: median(perRound.map((r) => r.ratioToCapture)),
-      goal: 0.9,
-      breakdown,
+      medianCpuRatio: median(perRound.map((r) => r.cpuRatio)),
+      statsOverhead: median(perRound.map((r) => r.bareTokensPerSecond / r.bareStatsTokensPerSecond - 1)),
+      stages,
     };
   } finally {
     await releasePlan(barePlan);
-    await releasePlan(capturePlan);
+    await releasePlan(statsPlan);
   }
+}
+
+export async function benchPipelineThroughput(opts: ThroughputOptions): Promise<ThroughputResult> {
+  const log = opts.log ?? (() => undefined);
+  const words = opts.words ?? { minWords: 3, maxWords: 30, seed: 7 };
+  const models: ModelThroughput[] = [];
+  models.push(await benchModelThroughput(await demoBenchModel(), opts.prompts, opts.rounds, opts.tmpDir, words, log));
+  models.push(await benchModelThroughput(await largeBenchModel(), Math.max(16, Math.round(opts.prompts / 4)), opts.rounds, opts.tmpDir, words, log));
+  const endOfRun = await benchEndOfRun({ sizes: opts.endOfRunSizes, tmpDir: opts.tmpDir, log });
+  const goals = models.map((m) =>
+    benchGoal(`pipeline ÷ bare session.run, ${m.model.label}`, m.medianRatio, '>=', PIPELINE_GOAL, `median of ${m.rounds.length} rounds; CPU-time ratio ${m.medianCpuRatio.toFixed(3)}; ${m.measures.join(' + ')} on layers ${m.capturedLayers.join(', ')}`),
+  );
+  goals.push(endOfRun.goal);
+  return { models, endOfRun, goal: PIPELINE_GOAL, goals };
 }

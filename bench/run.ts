@@ -15,7 +15,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomically } from '../core/atomic-write.ts';
-import { benchPipelineThroughput, type ThroughputResult } from './pipeline.ts';
+import { benchPipelineThroughput } from './pipeline.ts';
+import { printThroughput } from './pipeline-print.ts';
 import { benchMemory, type MemoryResult } from './memory.ts';
 import { benchEstimators, type EstimatorsResult, type EstimatorRun } from './estimators.ts';
 import { duration, fixed, formatTable, median, percent, type BenchGoal } from './lib.ts';
@@ -31,52 +32,14 @@ const only = onlyAt >= 0 ? new Set((args[onlyAt + 1] ?? '').split(',')) : null;
 const wanted = (section: string) => (only ? only.has(section) : (section !== 'parquet' && section !== 'scale') || all);
 
 const SIZES = quick
-  ? { throughputPrompts: 400, rounds: 2, memory: [2_000, 20_000] as [number, number], prompts: 100, widePrompts: 24, quantizeArgs: ['1'], convertArgs: ['1'], attributionArgs: ['4'], parquetArgs: ['200000'] }
-  : { throughputPrompts: 2_000, rounds: 3, memory: [10_000, 100_000] as [number, number], prompts: 300, widePrompts: 64, quantizeArgs: [] as string[], convertArgs: [] as string[], attributionArgs: [] as string[], parquetArgs: [] as string[] };
+  ? { throughputPrompts: 200, rounds: 2, endOfRun: [1_000, 2_000, 5_000], memory: [2_000, 20_000] as [number, number], prompts: 100, widePrompts: 24, quantizeArgs: ['1'], convertArgs: ['1'], attributionArgs: ['4'], parquetArgs: ['200000'] }
+  : { throughputPrompts: 600, rounds: 3, endOfRun: [5_000, 10_000, 20_000], memory: [10_000, 100_000] as [number, number], prompts: 300, widePrompts: 64, quantizeArgs: [] as string[], convertArgs: [] as string[], attributionArgs: [] as string[], parquetArgs: [] as string[] };
 
 const log = (line: string) => process.stderr.write(`  · ${line}\n`);
 const verdict = (met: boolean) => (met ? 'goal met' : 'GOAL MISSED');
 
 function heading(title: string): void {
   console.log(`\n== ${title} ${'='.repeat(Math.max(0, 76 - title.length))}`);
-}
-
-function printThroughput(r: ThroughputResult): void {
-  heading('1. Pipeline throughput vs a bare session.run loop');
-  console.log(
-    `model: bench demo (hidden ${r.model.hiddenSize}, d_ff ${r.model.intermediateSize}, ${r.model.layers} layers), fp32, layers ${r.capturedLayers.join(', ')} captured; ` +
-      `measures [${r.measures.join(', ')}] + predictions Parquet sink; ${r.prompts} synthetic prompts → ${r.batches} batches, ${r.tokens} tokens`,
-  );
-  console.log(
-    formatTable(
-      [{ title: 'round' }, { title: 'order' }, { title: 'pipeline tok/s', align: 'right' }, { title: 'bare tok/s', align: 'right' }, { title: 'bare+capture tok/s', align: 'right' }, { title: 'pipeline ÷ bare', align: 'right' }],
-      r.rounds.map((x, i) => [String(i + 1), x.order.join(' → '), fixed(x.pipelineTokensPerSecond, 0), fixed(x.bareTokensPerSecond, 0), fixed(x.bareCaptureTokensPerSecond, 0), fixed(x.ratio, 3)]),
-    ),
-  );
-  console.log(`median pipeline ÷ bare (logits only): ${fixed(r.medianRatio, 3)}   goal ≥ ${r.goal.toFixed(2)}: ${verdict(r.medianRatio >= r.goal)}`);
-  console.log(`median pipeline ÷ bare+capture (logits + ${r.capturedLayers.length} activations fetched): ${fixed(r.medianRatioToCapture, 3)}`);
-  const b = r.breakdown;
-  const ms = (k: string) => (b.ms[k] ?? 0) / 1000;
-  const stream = b.streamSeconds;
-  // onnxruntime-node runs session.run synchronously inside a setImmediate, so an awaited run also
-  // covers JS work queued ahead of it: take inference from the bare+capture loop on the same batches.
-  const inference = r.tokens / median(r.rounds.map((x) => x.bareCaptureTokensPerSecond));
-  const estimators = ms('update:neurons') + ms('update:correlation') + ms('update:agreement');
-  const sink = ms('sink:append') + ms('sink:rotate');
-  const checkpoints = ms('checkpoint:afterBatch') - ms('sink:rotate');
-  const other = stream - inference - estimators - sink - checkpoints;
-  console.log(`\nwhere the time goes (separate instrumented run: ${fixed(b.tokensPerSecond, 0)} tok/s; padding efficiency ${percent(b.paddingEfficiency)} = real ÷ (real + pad) tokens)`);
-  const rows: string[][] = [
-    ['inference (bare+capture loop, same batches)', fixed(inference, 2), percent(inference / stream)],
-    ['estimators (neurons update)', fixed(estimators, 2), percent(estimators / stream)],
-    ['predictions Parquet sink (append, rotate)', fixed(sink, 2), percent(sink / stream)],
-    ['checkpoints (estimator states)', fixed(checkpoints, 2), percent(checkpoints / stream)],
-    [other >= 0 ? 'everything else (tokenize, batch, score, rxjs, chunking)' : 'everything else (negative: noise between runs)', fixed(other, 2), percent(other / stream)],
-    ['= streaming wall time', fixed(stream, 2), '100.0 %'],
-    ['end of run (close, tables, calibration, summary)', fixed(b.afterStreamSeconds, 2), '(after stream)'],
-  ];
-  console.log(formatTable([{ title: 'part' }, { title: 'seconds', align: 'right' }, { title: 'share of stream', align: 'right' }], rows));
-  console.log(`method: estimator / sink / checkpoint methods wrapped with performance.now() for that run only; Σ awaited session.run from onBatch was ${fixed(b.inferenceSeconds, 2)} s (includes queued JS work).`);
 }
 
 function printMemory(r: MemoryResult): void {
@@ -194,7 +157,7 @@ async function main(): Promise<void> {
   };
   console.log(`quantlens bench (${quick ? 'quick' : 'full'}): ${os.availableParallelism()} cores, Node ${process.version}, load average ${os.loadavg()[0].toFixed(2)} at start`);
   try {
-    if (wanted('pipeline')) await section('pipeline', results, () => benchPipelineThroughput({ prompts: SIZES.throughputPrompts, rounds: SIZES.rounds, tmpDir, log }), printThroughput);
+    if (wanted('pipeline')) await section('pipeline', results, () => benchPipelineThroughput({ prompts: SIZES.throughputPrompts, rounds: SIZES.rounds, endOfRunSizes: SIZES.endOfRun, tmpDir, log }), printThroughput);
     if (wanted('memory')) await section('memory', results, () => benchMemory({ sizes: SIZES.memory, tmpDir, log }), printMemory);
     if (wanted('estimators')) await section('estimators', results, () => benchEstimators({ prompts: SIZES.prompts, widePrompts: SIZES.widePrompts, tmpDir, log }), printEstimators);
     if (wanted('scale')) await section('scale', results, () => benchScale({ sizes: quick ? ['0.1B'] : Object.keys(SCALE_SIZES), prompts: quick ? 4 : 16, tmpDir, log }), printScale);

@@ -7,7 +7,7 @@
  *    the logits are gathered at each row's own last real position (LAST_INDEX), for either side.
  */
 import { appendGraphFragment, tensor, type GraphFragment } from './builder.ts';
-import { momentStatsFragment } from './moment-stats.ts';
+import { blockMomentsFragment } from './block-moments.ts';
 
 export const LAST_LOGITS = 'quantlens/last_logits';
 
@@ -50,8 +50,8 @@ export function augmentForRun(
   opts: {
     captures: string[];
     logitsName?: string;
-    /** In-graph moments of these tensors (see moment-stats.ts), masked by `maskName`. */
-    moments?: { tensors: { name: string; width: number }[]; maskName: string; opset: number };
+    /** In-graph moments of these tensors over the real tokens fed per batch (see block-moments.ts). */
+    moments?: { tensors: { name: string; width: number }[]; opset: number };
     /** Flat [B·T, D] tensors to expose as reshapedName(t) = [B, T, D]; captures/moments then name those. */
     reshape3d?: { idsName: string; tensors: string[] };
     /** Last logits gathered at LAST_INDEX (fed per batch) instead of column −1: any padding side. */
@@ -61,7 +61,7 @@ export function augmentForRun(
   const logits = opts.logitsName ?? 'logits';
   const i64 = (name: string, v: bigint) => ({ name, ...tensor('int64', [1], BigInt64Array.from([v])) });
   const r = reshapeFragment(opts.reshape3d);
-  const m: GraphFragment = opts.moments ? momentStatsFragment(opts.moments.tensors, opts.moments.maskName, opts.moments.opset) : {};
+  const m: GraphFragment = opts.moments ? blockMomentsFragment(opts.moments.tensors, opts.moments.opset) : {};
   const last: GraphFragment = opts.gatherLast
     ? gatherLastFragment(logits)
     : {

@@ -19,7 +19,7 @@ export interface ForcedLogits {
 export async function forwardLogits(runner: PrecisionRunner, seqs: Int32Array[], padId: number): Promise<ForcedLogits> {
   const lengths = Int32Array.from(seqs, (s) => s.length);
   const T = Math.max(...lengths);
-  const feeds = { ...buildFeeds(runner.plan, { seqLen: T, lengths, ids: seqs }, padId), ...extraFeeds(runner), ...lastIndexFeeds(runner, lengths, T) };
+  const feeds = { ...buildFeeds(runner.plan, { seqLen: T, lengths, ids: seqs }, padId), ...extraFeeds(runner, lengths, T), ...lastIndexFeeds(runner, lengths, T) };
   const out = await runner.session.run(feeds, ['logits']);
   const t = out.logits;
   const logits = t.type === 'float16' ? halfToFloat(t.data as Uint16Array) : (t.data as Float32Array);

@@ -9,7 +9,7 @@ import type { ActivationChunk, Batch, BatchMoments, PredictionBatch } from '../c
 import { activationChunk } from './chunk.ts';
 import { buildFeeds, rowStart, type InputPlan } from '../onnx/feeds.ts';
 import { LAST_INDEX, LAST_LOGITS } from '../onnx/augment.ts';
-import type { InGraphMoments } from '../onnx/moment-stats.ts';
+import type { BlockMoments } from '../onnx/block-moments.ts';
 import { halfToFloat } from '../onnx/dtypes.ts';
 import type { ActivationSite } from '../onnx/capture.ts';
 
@@ -19,8 +19,8 @@ export interface PrecisionRunner {
   plan: InputPlan;
   /** Sites whose activations are fetched as chunks. */
   sites: ActivationSite[];
-  /** Batch moments computed inside the graph (onnx/moment-stats.ts), when no measure needs chunks. */
-  moments?: InGraphMoments;
+  /** Batch moments computed inside the graph (onnx/block-moments.ts), when no measure needs chunks. */
+  moments?: BlockMoments;
   /** Also fetch the model's full logits [B, T, V] (only `measure: perplexity` asks for them). */
   fullLogits?: string;
   /** Nothing reads the prompt pass (loglik scoring, no activation measure): skip it (pipelines/plan.ts). */
@@ -49,8 +49,8 @@ function asFloat32(t: ort.Tensor): Float32Array {
 }
 
 /** Feeds for the inputs quantlens appended (in-graph moments): needed on every run of the session. */
-export function extraFeeds(runner: PrecisionRunner): Record<string, ort.Tensor> {
-  return runner.moments?.feeds() ?? {};
+export function extraFeeds(runner: PrecisionRunner, lengths: Int32Array, seqLen: number): Record<string, ort.Tensor> {
+  return runner.moments?.feeds({ lengths, seqLen, padSide: runner.plan.padSide }) ?? {};
 }
 
 /** The per-row last-real-position index the augmented graph gathers logits at (see augment.ts). */
@@ -65,7 +65,7 @@ export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: num
   const feeds = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
   const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.capture ?? s.tensor)];
   if (runner.fullLogits) fetches.push(runner.fullLogits);
-  Object.assign(feeds, extraFeeds(runner));
+  Object.assign(feeds, extraFeeds(runner, batch.lengths, batch.seqLen));
   Object.assign(feeds, lastIndexFeeds(runner, batch.lengths, batch.seqLen));
   if (runner.moments) fetches.push(...runner.moments.fetches());
   const t0 = performance.now();

@@ -16,13 +16,16 @@ import { promptExamples, tokenizeExamples, type TokenizeStats } from '../operato
 import { batchByTokens } from '../operators/batch.ts';
 import { createDemand, pull } from '../operators/pull.ts';
 import { infer, type BatchResult } from '../operators/infer.ts';
+import type { StageClock } from '../operators/stage-clock.ts';
 
-export function batchesOf(plan: Plan, stats: TokenizeStats): AsyncIterable<Batch> {
+/** With a clock (benchmarks), each iterator stage is timed (operators/stage-clock.ts). */
+export function batchesOf(plan: Plan, stats: TokenizeStats, clock?: StageClock): AsyncIterable<Batch> {
   const { cfg } = plan;
-  const records = openDataset(plan.dataset);
-  const prompted = promptExamples(records, plan.template, cfg.dataset.gold);
-  const tokenized = tokenizeExamples(prompted, plan.tokenizer, { maxContext: plan.maxContext, keep: cfg.dataset.truncation, stats });
-  return batchByTokens(tokenized, { maxTokens: cfg.batch.max_tokens, maxExamples: cfg.batch.max_examples, window: cfg.batch.window });
+  const timed = <T>(stage: string, it: AsyncIterable<T>) => (clock ? clock.iterable(stage, it) : it);
+  const records = timed('read', openDataset(plan.dataset));
+  const prompted = timed('prompt', promptExamples(records, plan.template, cfg.dataset.gold));
+  const tokenized = timed('tokenize', tokenizeExamples(prompted, plan.tokenizer, { maxContext: plan.maxContext, keep: cfg.dataset.truncation, stats }));
+  return timed('batch', batchByTokens(tokenized, { maxTokens: cfg.batch.max_tokens, maxExamples: cfg.batch.max_examples, window: cfg.batch.window }));
 }
 
 export function assemble(
@@ -30,15 +33,19 @@ export function assemble(
   batches: AsyncIterable<Batch>,
   consume: (r: BatchResult) => Promise<void>,
   /** `stop$` (Ctrl-C) ends the stream at once; the batch in flight is dropped, not half-counted. */
-  opts: { inFlight?: number; stop$?: Observable<unknown> } = {},
+  opts: { inFlight?: number; stop$?: Observable<unknown>; clock?: StageClock } = {},
 ): Observable<BatchResult> {
   const { demand$, ack } = createDemand(opts.inFlight ?? 2);
+  const mark = <T>(point: string) => (opts.clock ? opts.clock.mark<T>(point) : tap<T>());
   return pull(batches, demand$).pipe(
+    mark('pulled'),
     infer(plan.runners, plan.tokenizer.padId),
+    mark('inferred'),
     concatMap(async (r) => {
       await consume(r);
       return r;
     }),
+    mark('consumed'),
     tap(() => ack()),
     takeUntil(opts.stop$ ?? NEVER),
   );

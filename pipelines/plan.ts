@@ -16,7 +16,7 @@ import { compilePrompt, checkPromptColumns, type PromptTemplate } from '../sourc
 import { defaultOpset, readOnnxModel, type OnnxModel } from '../onnx/model-reader.ts';
 import { resolveLayers, type ActivationSite } from '../onnx/capture.ts';
 import { augmentForRun, reshapedName } from '../onnx/augment.ts';
-import { InGraphMoments } from '../onnx/moment-stats.ts';
+import { BlockMoments } from '../onnx/block-moments.ts';
 import { createSession, defaultSessionSettings, describeSettings, type SessionSettings } from '../onnx/session.ts';
 import { checkExecutionProviders } from '../onnx/execution-providers.ts';
 import { planInputs } from '../onnx/feeds.ts';
@@ -184,7 +184,7 @@ async function openRunner(cfg: PipelineConfig, precision: string, file: string, 
   const { sites } = g;
   const bytes = augmentForRun(readFileSync(file), {
     captures: route.needsChunks ? sites.map((s) => s.capture ?? s.tensor) : [],
-    moments: route.momentsInGraph ? { tensors: sites.map((s) => ({ name: s.capture ?? s.tensor, width: s.width! })), maskName: g.maskInput!, opset: g.opset } : undefined,
+    moments: route.momentsInGraph ? { tensors: sites.map((s) => ({ name: s.capture ?? s.tensor, width: s.width! })), opset: g.opset } : undefined,
     ...captureViews(sites, g.feed.idsName),
   });
   const s = await createSession(bytes, session, { externalDataDir: path.dirname(file), where: file });
@@ -195,7 +195,7 @@ async function openRunner(cfg: PipelineConfig, precision: string, file: string, 
     session: s,
     plan: planInputs(modelInputs, file, g.feed.inputOptions),
     sites: route.needsChunks ? sites : [],
-    moments: route.momentsInGraph ? new InGraphMoments(sites, { lo: cfg.dead.lo, hi: cfg.dead.hi }) : undefined,
+    moments: route.momentsInGraph ? new BlockMoments(sites, { lo: cfg.dead.lo, hi: cfg.dead.hi }) : undefined,
     // All-position agreement needs every position's logits (the model's own output, fetched only then).
     fullLogits: cfg.measure.includes('perplexity') ? 'logits' : undefined,
     skipPromptPass: promptPassUnused(cfg),

@@ -17,6 +17,7 @@ import { Progress } from './progress.ts';
 import { writeCalibration } from './calibration-output.ts';
 import type { TokenizeStats } from '../operators/encode.ts';
 import type { BatchResult } from '../operators/infer.ts';
+import type { StageClock } from '../operators/stage-clock.ts';
 import { CHECKPOINT_FILE, RunCheckpoints, STATE_DIR, runTiming, writeShardState } from './checkpoint.ts';
 import { datasetPath, modelRecord, precisionPath } from './output-metadata.ts';
 import { abortOutput, beginOutput, endOutput } from './output-folder.ts';
@@ -37,6 +38,8 @@ export interface RunOptions {
   log?: (line: string) => void;
   /** Called after each batch is fully consumed (tests use it to sample memory or copy chunks). */
   onBatch?: (r: BatchResult, examplesSoFar: number) => void;
+  /** Benchmarks: time the graph's stages (operators/stage-clock.ts), with this many batches in flight. */
+  clock?: { clock: StageClock; inFlight: number };
 }
 
 export interface RunResult {
@@ -87,14 +90,14 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     startMainPass(plan, measures);
     const graph = assemble(
       plan,
-      ck.skipDone(batchesOf(plan, stats)),
+      ck.skipDone(batchesOf(plan, stats, opts.clock?.clock)),
       async (r) => {
         await measures.update(r);
         await checkpoints.afterBatch(r);
         progress.tick(r.batch.examples.length, r.batch.realTokens);
         opts.onBatch?.(r, progress.examples);
       },
-      { stop$ },
+      { stop$, clock: opts.clock?.clock, inFlight: opts.clock?.inFlight },
     );
     await lastValueFrom(graph.pipe(defaultIfEmpty(null)));
     if (stopped) throw new QuantlensError('INTERRUPTED', 'interrupted; no result files were written');

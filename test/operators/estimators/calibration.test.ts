@@ -122,6 +122,17 @@ test('bootstrap intervals equal a brute-force resampling with the same PRNG', ()
   assert.equal(d1.ci, d2.ci);
 });
 
+test('bootstrap ACE with fewer examples than bins, and counts not divisible by the bins, equals the brute force', () => {
+  for (const n of [3, 7, 23]) {
+    const recs = makeRecords(n, 11 + n);
+    const res = run(recs, { resamples: 50, seed: 3 });
+    const rand = mulberry32(3);
+    const aces: number[] = [];
+    for (let s = 0; s < 50; s++) aces.push(bruteACE(Array.from({ length: n }, () => recs[Math.floor(rand() * n)])).ace);
+    assert.ok(close(res.ci.ace[0], quantile7(aces, 0.025)) && close(res.ci.ace[1], quantile7(aces, 0.975)), `n ${n}: ${res.ci.ace} vs ${quantile7(aces, 0.025)},${quantile7(aces, 0.975)}`);
+  }
+});
+
 test('bad inputs are rejected', () => {
   assert.throws(() => calibrationSummary(Float64Array.from([1.5]), Uint8Array.from([1]), Int32Array.from([0])), /outside \[0, 1\]/);
   assert.throws(() => calibrationSummary(Float64Array.from([NaN]), Uint8Array.from([1]), Int32Array.from([0])), /outside/);

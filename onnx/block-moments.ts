@@ -1,0 +1,206 @@
+/**
+ * The pipeline's in-graph batch moments: float32 where that is exact enough, float64 where it is
+ * not. Nodes appended to the model (a fragment, see builder.ts) reduce each captured [B, T, d_ff]
+ * activation inside the same session.run to vectors of width d_ff:
+ *
+ *   xc    = the real tokens' rows gathered into blocks of 8 (REAL_ROWS, fed per batch) [G, 8, d_ff]
+ *   Σx    (float64)                          shift = Σx / (rows gathered), rounded to float32
+ *   s1 = Σx − n·shift                        (in read(), float64)
+ *   s2 = Σ_g (BLOCKS·d²)_g                   d = xc − shift in float32; block sums as batched
+ *                                            GEMVs, added in float64
+ *   min / max over xc                        nearZero = Σ BLOCKS·[lo < xc < hi]   (exact)
+ *
+ * BLOCKS [G, 1, 8] weighs each gathered row 1, or 0 for the repeats of the first real row that
+ * fill the last block (harmless to min and max; read() subtracts them from Σx, which the graph
+ * takes over every gathered row). Pads never enter. ColumnMoments then Chan-merges the batch
+ * (mergeShiftedSums) exactly like its own JS pass. Why this form: measured on the demo bench model
+ * (bench/pipeline.ts reports it) it costs a fraction of the float64 two-pass fragment that
+ * moment-stats.ts keeps for activations already in JS: ORT's GEMVs read each value once at memory
+ * speed, while casting every value to float64, Where masks and ReduceSumSquare each cost a slow
+ * full pass.
+ *
+ * Accuracy (test/onnx/block-moments.test.ts bounds it against a float64 brute force): the mean is
+ * Σx/n in float64 from the exact float32 values, as the brute force computes it. Rounding d to
+ * float32 moves each term by at most ε|d| (ε = 2⁻²⁴) and a float32 sum of k ≤ 8 terms errs by at
+ * most γ_8 = 8ε/(1 − 8ε) of their sum, so Σd² is within (γ_8 + 3ε)·Σd². Centred on the batch
+ * mean, M2 = Σd² − s1²/n has no cancellation however far activations sit from zero. Σx is float64
+ * because float32 sums (of x or of d, blocks of 4 to 256) left the mean of a neuron centred near
+ * zero (|mean| ≈ 0.001·std, stories260K) at 7e-7 to 2e-6 relative, where its brute-force test
+ * allows 1e-6; the float64 cast costs about a fifth of the fragment.
+ */
+import ort from 'onnxruntime-node';
+import type { BatchMoments } from '../core/types.ts';
+import { tensor, type GraphFragment } from './builder.ts';
+import { rowStart, type PadSide } from './feeds.ts';
+import { NEAR_HI, NEAR_LO, type MomentSite } from './moment-stats.ts';
+
+/** int32 [G·8]: flat row index b·T + t of every real token of the batch in batch order, the last block filled with repeats. */
+export const REAL_ROWS = 'quantlens/bm/real_rows';
+/** float32 [G, 1, 8]: each gathered row's weight, 1 or 0 for a repeat (see the header). */
+export const BLOCKS = 'quantlens/bm/blocks';
+/** Rows per float32 block sum. */
+export const BLOCK_ROWS = 8;
+
+export interface BlockMomentsNames {
+  /** The first gathered row: the value the weight-0 repeats carry. */
+  first: string;
+  shift: string;
+  /** Σx over every gathered row, float64. */
+  sum: string;
+  s2: string;
+  min: string;
+  max: string;
+  nearZero: string;
+}
+
+export function blockMomentsNames(k: number): BlockMomentsNames {
+  const p = `quantlens/bm_${k}`;
+  return { first: `${p}/first`, shift: `${p}/shift`, sum: `${p}/sum`, s2: `${p}/s2`, min: `${p}/min`, max: `${p}/max`, nearZero: `${p}/near_zero` };
+}
+
+type Nodes = NonNullable<GraphFragment['nodes']>;
+type Inits = NonNullable<GraphFragment['initializers']>;
+
+/** A reduction over `axes` in the form the opset wants (axes as attribute, or as an input from 13 / 18). */
+function reduce(nodes: Nodes, inits: Inits, op: string, input: string, output: string, axes: number[], keepdims: number, opset: number): void {
+  const asInput = op === 'ReduceSum' ? opset >= 13 : opset >= 18;
+  if (!asInput) return void nodes.push({ opType: op, inputs: [input], outputs: [output], attrs: { axes, keepdims } });
+  const name = `${output}/axes`;
+  inits.push({ name, ...tensor('int64', [axes.length], BigInt64Array.from(axes.map(BigInt))) });
+  nodes.push({ opType: op, inputs: [input, name], outputs: [output], attrs: { keepdims } });
+}
+
+/** Nodes computing the block moments of each tensor; `opset` is the model's default-domain opset. */
+export function blockMomentsFragment(tensors: { name: string; width: number }[], opset: number): GraphFragment {
+  const nodes: Nodes = [];
+  const initializers: Inits = [];
+  const inputs: NonNullable<GraphFragment['inputs']> = [
+    { name: NEAR_LO, type: 'float', dims: [] },
+    { name: NEAR_HI, type: 'float', dims: [] },
+    { name: REAL_ROWS, type: 'int32', dims: ['quantlens_gathered_rows'] },
+    { name: BLOCKS, type: 'float', dims: ['quantlens_blocks', 1, BLOCK_ROWS] },
+  ];
+  const outputs: NonNullable<GraphFragment['outputs']> = [];
+  // The shift divides by every gathered row, so a constant column's shift is exact (and its M2 0).
+  nodes.push({ opType: 'Shape', inputs: [REAL_ROWS], outputs: ['quantlens/bm/gathered'] });
+  nodes.push({ opType: 'Cast', inputs: ['quantlens/bm/gathered'], outputs: ['quantlens/bm/n64'], attrs: { to: 11 } });
+  initializers.push({ name: 'quantlens/bm/zero', ...tensor('int64', [], BigInt64Array.of(0n)) });
+  tensors.forEach((t, k) => {
+    const n = blockMomentsNames(k);
+    const v = (s: string) => `quantlens/bm_${k}/${s}`;
+    initializers.push({ name: v('rows_shape'), ...tensor('int64', [2], BigInt64Array.from([-1n, BigInt(t.width)])) });
+    initializers.push({ name: v('blocks_shape'), ...tensor('int64', [3], BigInt64Array.from([-1n, BigInt(BLOCK_ROWS), BigInt(t.width)])) });
+    // A same-type Cast is removed by ORT's optimizer; it keeps the fragment correct for any float input.
+    nodes.push({ opType: 'Cast', inputs: [t.name], outputs: [v('xf')], attrs: { to: 1 } });
+    nodes.push({ opType: 'Reshape', inputs: [v('xf'), v('rows_shape')], outputs: [v('x2d')] });
+    nodes.push({ opType: 'Gather', inputs: [v('x2d'), REAL_ROWS], outputs: [v('xg')], attrs: { axis: 0 } });
+    nodes.push({ opType: 'Reshape', inputs: [v('xg'), v('blocks_shape')], outputs: [v('xc')] });
+    reduce(nodes, initializers, 'ReduceMin', v('xc'), n.min, [0, 1], 0, opset);
+    reduce(nodes, initializers, 'ReduceMax', v('xc'), n.max, [0, 1], 0, opset);
+    // Σx in float64 over every gathered row (the mean is read off it: see the header); read()
+    // takes the weight-0 repeats back out. The shift needs only be near the mean: repeats stay in it.
+    nodes.push({ opType: 'Cast', inputs: [v('xg')], outputs: [v('x64')], attrs: { to: 11 } });
+    reduce(nodes, initializers, 'ReduceSum', v('x64'), n.sum, [0], 0, opset);
+    nodes.push({ opType: 'Div', inputs: [n.sum, 'quantlens/bm/n64'], outputs: [v('mean64')] });
+    nodes.push({ opType: 'Cast', inputs: [v('mean64')], outputs: [n.shift], attrs: { to: 1 } });
+    nodes.push({ opType: 'Sub', inputs: [v('xc'), n.shift], outputs: [v('d')] });
+    nodes.push({ opType: 'Mul', inputs: [v('d'), v('d')], outputs: [v('d2')] });
+    nodes.push({ opType: 'Gather', inputs: [v('xg'), 'quantlens/bm/zero'], outputs: [n.first], attrs: { axis: 0 } });
+    nodes.push({ opType: 'MatMul', inputs: [BLOCKS, v('d2')], outputs: [v('s2_blocks')] });
+    nodes.push({ opType: 'Cast', inputs: [v('s2_blocks')], outputs: [v('s2_blocks64')], attrs: { to: 11 } });
+    reduce(nodes, initializers, 'ReduceSum', v('s2_blocks64'), n.s2, [0, 1], 0, opset);
+    nodes.push({ opType: 'Greater', inputs: [v('xc'), NEAR_LO], outputs: [v('above')] });
+    nodes.push({ opType: 'Less', inputs: [v('xc'), NEAR_HI], outputs: [v('below')] });
+    nodes.push({ opType: 'And', inputs: [v('above'), v('below')], outputs: [v('inside')] });
+    nodes.push({ opType: 'Cast', inputs: [v('inside')], outputs: [v('inside32')], attrs: { to: 1 } });
+    nodes.push({ opType: 'MatMul', inputs: [BLOCKS, v('inside32')], outputs: [v('nz_blocks')] });
+    // Counts of 0/1 stay exact in float32 while a batch has fewer than 2^24 real tokens.
+    reduce(nodes, initializers, 'ReduceSum', v('nz_blocks'), n.nearZero, [0, 1], 0, opset);
+    outputs.push({ name: n.first }, { name: n.shift }, { name: n.sum }, { name: n.s2 }, { name: n.min }, { name: n.max }, { name: n.nearZero });
+  });
+  return { nodes, initializers, inputs, outputs };
+}
+
+/** The batch geometry the feeds are built from. */
+export interface BatchShape {
+  lengths: Int32Array;
+  seqLen: number;
+  padSide?: PadSide;
+}
+
+/**
+ * REAL_ROWS and BLOCKS of a batch: row b's real tokens sit at columns rowStart … rowStart + len − 1;
+ * the last block is filled with repeats of the first real row, weighted 0.
+ */
+export function blockFeeds(shape: BatchShape): { rows: Int32Array; weights: Float32Array; blocks: number } {
+  let n = 0;
+  for (const len of shape.lengths) n += len;
+  const blocks = blockCount(n);
+  const rows = new Int32Array(blocks * BLOCK_ROWS);
+  const weights = new Float32Array(blocks * BLOCK_ROWS);
+  let r = 0;
+  shape.lengths.forEach((len, b) => {
+    const start = b * shape.seqLen + rowStart({ padSide: shape.padSide }, shape.seqLen, len);
+    for (let p = 0; p < len; p++) rows[r++] = start + p;
+  });
+  weights.fill(1, 0, n);
+  rows.fill(rows[0], n);
+  return { rows, weights, blocks };
+}
+
+/** Blocks of BLOCK_ROWS holding n rows (at least one). */
+export function blockCount(n: number): number {
+  return Math.max(1, Math.ceil(n / BLOCK_ROWS));
+}
+
+/** The block moments of a session: which sites they cover (in fragment order), feeds, fetches, decoding. */
+export class BlockMoments {
+  private readonly bounds: Record<string, ort.Tensor>;
+
+  constructor(readonly sites: MomentSite[], bounds: { lo: number; hi: number }) {
+    this.bounds = {
+      [NEAR_LO]: new ort.Tensor('float32', Float32Array.of(bounds.lo), []),
+      [NEAR_HI]: new ort.Tensor('float32', Float32Array.of(bounds.hi), []),
+    };
+  }
+
+  /** Feeds for the inputs the fragment added: needed on every run of the session, whatever it fetches. */
+  feeds(shape: BatchShape): Record<string, ort.Tensor> {
+    if (!this.sites.length) return {};
+    const { rows, weights, blocks } = blockFeeds(shape);
+    return { ...this.bounds, [REAL_ROWS]: new ort.Tensor('int32', rows, [rows.length]), [BLOCKS]: new ort.Tensor('float32', weights, [blocks, 1, BLOCK_ROWS]) };
+  }
+
+  fetches(): string[] {
+    return this.sites.flatMap((_, k) => {
+      const n = blockMomentsNames(k);
+      return [n.first, n.shift, n.sum, n.s2, n.min, n.max, n.nearZero];
+    });
+  }
+
+  /** The outputs of one run as one BatchMoments per site, over `rows` real tokens. */
+  read(out: Record<string, ort.Tensor>, rows: number, precision: string): BatchMoments[] {
+    return this.sites.map((site, k): BatchMoments => {
+      const n = blockMomentsNames(k);
+      const shift32 = out[n.shift].data as Float32Array;
+      const first = out[n.first].data as Float32Array;
+      const sum = out[n.sum].data as Float64Array;
+      const repeats = blockCount(rows) * BLOCK_ROWS - rows;
+      // Σ(x − shift) over the real rows, in float64 from the exact float32 values.
+      const s1 = Float64Array.from(sum, (s, c) => s - repeats * first[c] - rows * shift32[c]);
+      return {
+        precision,
+        layer: site.layer,
+        tensor: site.tensor,
+        width: site.width!,
+        rows,
+        shift: Float64Array.from(shift32),
+        s1,
+        s2: out[n.s2].data as Float64Array,
+        min: out[n.min].data as Float32Array,
+        max: out[n.max].data as Float32Array,
+        nearZero: Float64Array.from(out[n.nearZero].data as Float32Array),
+      };
+    });
+  }
+}
