@@ -116,7 +116,7 @@ async function runPass(
 /** The activations of `sites` for one batch: the same feeds as the main pass, only these outputs fetched. */
 async function captureOnly(runner: PrecisionRunner, sites: ActivationSite[], batch: Batch, padId: number): Promise<ActivationChunk[]> {
   const feeds: Record<string, ort.Tensor> = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
-  Object.assign(feeds, extraFeeds(runner), lastIndexFeeds(runner, batch.lengths, batch.seqLen));
+  Object.assign(feeds, extraFeeds(runner, batch.lengths, batch.seqLen), lastIndexFeeds(runner, batch.lengths, batch.seqLen));
   const out = await runner.session.run(feeds, sites.map((s) => s.capture ?? s.tensor));
   return sites.map((s) => {
     const t = out[s.capture ?? s.tensor];
