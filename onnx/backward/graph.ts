@@ -19,14 +19,14 @@ import { appendGraphFragment, encodeNode } from '../builder.ts';
 import { defaultOpset, readOnnxModel, scanFields, type NodeInfo, type OnnxModel, constantTensor, readTensorBytes } from '../model-reader.ts';
 import { DTYPE } from '../dtypes.ts';
 import { fields, ProtoWriter, str } from '../wire.ts';
-import { FLOAT_TYPES, GradEmitter, floatTensor, type EmittedNode, type TensorMeta } from './emitter.ts';
+import { FLOAT_TYPES, GradEmitter, TARGET_INPUT, floatTensor, type EmittedNode, type TensorMeta } from './emitter.ts';
 import { decomposePath, notDecomposedError, type Expansion } from './decompose.ts';
 import type { GradRule } from './rule.ts';
 import { ortTypeOf, probeTensors, type FeedBuilder, type ProbedTensor } from './probe.ts';
 import { ruleFor } from './rules.ts';
 import { collapseQuantizedUnits } from './quantized-patterns.ts';
 
-export const TARGET_INPUT = 'target_ids';
+export { TARGET_INPUT };
 export const OBJECTIVE_OUTPUT = 'objective';
 export const overrideName = (t: string) => `${t}__override`;
 export const originalName = (t: string) => `${t}__original`;
@@ -344,7 +344,7 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
     if (!unitRules.has(n) && !ruleFor(n.opType, n.domain)) throw new QuantlensError('GRADIENT', `no gradient rule for ${n.opType} (node ${n.name || n.outputs[0]})`, where);
   }
 
-  const e = new GradEmitter(r.opset, lookup);
+  const e = new GradEmitter(r.opset, lookup, undefined, (name) => constantTensor(m, name) !== undefined);
   const { dLogits, ltype, logitsShape } = emitObjective(e, logits, where);
   const allInts = (name: string) => expansion.intConstants.get(name) ?? ints(name);
   const ruleOf = (n: NodeInfo) => unitRules.get(n) ?? ruleFor(n.opType, n.domain)!;
