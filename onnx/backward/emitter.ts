@@ -53,12 +53,12 @@ export class GradEmitter {
    * zero computed from `after`'s shape and the target ids' values. ONNX Runtime folds nodes whose
    * inputs are all constant into new initializers, so a Transpose or a dequantization of a weight
    * would otherwise become a resident second copy of it; behind the gate it is a transient of one
-   * layer, made just before the backward node that reads it. Small tensors (< 4096 elements) are
+   * layer, made just before the backward node that reads it. Small tensors (< 1024 elements) are
    * not worth a node and are returned as they are.
    */
   gate(x: string, after: string): string {
     const shape = (this.metaOf.get(x) ?? this.lookup(x))?.shape ?? [];
-    if (shape.length === 0 || shape.reduce((a, d) => a * d, 1) < 4096) return x;
+    if (shape.length === 0 || shape.reduce((a, d) => a * d, 1) < 1024) return x;
     const zero = this.op1('Mul', [this.op1('Add', [this.op1('Slice', [this.shape(after), this.i64([0]), this.i64([1])]), this.targetZero()]), this.i64([0])]);
     return this.op1('Slice', [x, zero, this.i64([Number.MAX_SAFE_INTEGER]), this.i64([0])]);
   }
