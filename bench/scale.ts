@@ -17,7 +17,7 @@ import { stringify } from 'yaml';
 import type { LlamaConfig } from '../onnx/models/llama-config.ts';
 import { llamaParameterCount } from '../onnx/models/llama-graph.ts';
 import { SCHEMA } from '../pipelines/schema.ts';
-import { fixed, formatTable } from './lib.ts';
+import { benchGoal, fixed, formatTable, type BenchGoal } from './lib.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..');
 const CHILD = path.join(REPO, 'bench', 'scale-child.ts');
@@ -38,6 +38,8 @@ export interface Phase {
   name: string;
   seconds: number;
   peakRssBytes: number;
+  /** The phase's peak over the RSS it started from (salience: what attribution adds to the open sessions). */
+  peakIncreaseBytes?: number;
 }
 
 export interface PipelineAttempt {
@@ -67,6 +69,7 @@ export interface ScaleResult {
   prompts: number;
   dataset: string;
   goalBytes: number;
+  goals: BenchGoal[];
 }
 
 const MEASURES = ['predictions', 'neurons', 'dead', 'correlation', 'calibration', 'agreement', 'salience'];
@@ -187,7 +190,26 @@ export async function benchScale(opts: { sizes: string[]; prompts: number; tmpDi
     if (!all.ok) run.attempts.push(await attempt(work, modelDir, MEASURES.filter((m) => m !== 'salience'), opts.prompts, run.budgetGb, opts.log));
     rmSync(work, { recursive: true, force: true });
   }
-  return { runs, prompts: opts.prompts, dataset: existsSync(BOOLQ) ? 'BoolQ' : 'demo', goalBytes: SCALE_GOAL_BYTES };
+  return { runs, prompts: opts.prompts, dataset: existsSync(BOOLQ) ? 'BoolQ' : 'demo', goalBytes: SCALE_GOAL_BYTES, goals: scaleGoals(runs) };
+}
+
+/**
+ * Per size: the whole process's peak RSS with every measure (the issue's goal is 12 GiB at ~1B;
+ * smaller sizes show how it grows), and salience's own peak — the salience phase's peak over the
+ * RSS it started from, i.e. over the inference sessions already open — against model bytes +
+ * salience.memory_budget_gb + 1.5 GiB. NaN (missed) when the pipeline with salience failed.
+ */
+export function scaleGoals(runs: ScaleRun[]): BenchGoal[] {
+  const goals: BenchGoal[] = [];
+  for (const run of runs) {
+    const all = run.attempts.find((a) => a.measures.includes('salience'));
+    const ok = all?.ok === true;
+    const sal = all?.phases.find((p) => p.name === 'salience');
+    goals.push(benchGoal(`scale ${run.size}: whole-process peak RSS, every measure incl. salience, fp32+nf4+llm-int8`, ok ? all.peakRssBytes / GiB : NaN, '<=', SCALE_GOAL_BYTES / GiB, 'GiB, VmHWM'));
+    const salIncrease = ok && sal?.peakIncreaseBytes !== undefined ? sal.peakIncreaseBytes / GiB : NaN;
+    goals.push(benchGoal(`scale ${run.size}: salience's peak RSS over the open sessions`, salIncrease, '<=', Number((run.salienceGoalBytes / GiB).toFixed(2)), 'GiB; target = model bytes + salience.memory_budget_gb + 1.5 GiB'));
+  }
+  return goals;
 }
 
 const gibOf = (b: number) => fixed(b / GiB, 2);
@@ -205,11 +227,13 @@ export function printScale(r: ScaleResult): void {
       const est = (a.memoryEstimate as { estimate_gib?: number } | undefined)?.estimate_gib;
       if (est !== undefined && a.phases.length) console.log(`memory_budget_gb estimate ${fixed(est, 2)} GiB vs measured peak ${gibOf(a.peakRssBytes)} GiB`);
       const sal = a.phases.find((p) => p.name === 'salience');
-      if (sal)
+      if (sal) {
+        const own = sal.peakIncreaseBytes ?? NaN;
         console.log(
-          `salience peak ${gibOf(sal.peakRssBytes)} GiB (whole process: 3 precisions' sessions and 9 attribution graphs)   ` +
-            `goal ≤ model + salience budget + 1.5 GiB = ${gibOf(run.salienceGoalBytes)} GiB: ${sal.peakRssBytes <= run.salienceGoalBytes ? 'goal met' : 'GOAL MISSED'}`,
+          `salience peak ${gibOf(sal.peakRssBytes)} GiB whole process (3 precisions' inference sessions + one attribution session at a time), ` +
+            `${gibOf(own)} GiB over the open sessions   goal ≤ model + salience budget + 1.5 GiB = ${gibOf(run.salienceGoalBytes)} GiB: ${own <= run.salienceGoalBytes ? 'goal met' : 'GOAL MISSED'}`,
         );
+      }
     }
   }
 }
@@ -221,7 +245,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const sizes = at >= 0 ? args[at + 1].split(',') : args.includes('--quick') ? ['0.1B'] : Object.keys(SCALE_SIZES);
   const tmpDir = path.join(REPO, 'runs', 'bench', `scale-tmp-${process.pid}`);
   try {
-    printScale(await benchScale({ sizes, prompts: args.includes('--quick') ? 4 : 16, tmpDir, log: (l) => process.stderr.write(`  · ${l}\n`) }));
+    const r = await benchScale({ sizes, prompts: args.includes('--quick') ? 4 : 16, tmpDir, log: (l) => process.stderr.write(`  · ${l}\n`) });
+    printScale(r);
+    for (const g of r.goals) console.log(`goal: ${g.goal}: ${fixed(g.measured, 2)} ${g.comparison} ${g.target} (${g.detail}) ${g.met ? 'met' : 'MISSED'}`);
+    if (process.env.QUANTLENS_BENCH_OUT) writeFileSync(process.env.QUANTLENS_BENCH_OUT, JSON.stringify(r, null, 2));
   } finally {
     rmSync(tmpDir, { recursive: true, force: true });
   }

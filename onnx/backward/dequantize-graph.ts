@@ -5,8 +5,9 @@
  * backward MatMul reads it, and ONNX Runtime frees it after (dx = dy·Ŵᵀ).
  *
  * The values equal dequantize.ts's reference bit for bit: every step is exact in float32 (nibbles
- * from bytes, q − zp on small integers) except the final product with the scale, one rounding as
- * in the reference (Math.fround((q − zp)·scale)); the tests compare the two.
+ * and code values looked up from the bytes, q − zp on small integers) except the final product
+ * with the scale, one rounding as in the reference (Math.fround((q − zp)·scale)); the tests
+ * compare the two.
  *
  * Every initializer is read through `gate` (GradEmitter.gate): a Slice whose start is a zero
  * computed at run time from the unit's incoming gradient, so ONNX Runtime's constant folding
@@ -32,14 +33,19 @@ function reshape(e: GradEmitter, x: string, dims: number[]): string {
 }
 
 /**
- * Bytes [rows, L] (as float) → their 4-bit halves [rows, 2L] in memory order: element 2i is the
- * low nibble of byte i when lowFirst (MatMulNBits), the high one otherwise (bitsandbytes).
+ * Bytes [rows, L] (uint8) → their two 4-bit halves [rows, 2L] as float32, in memory order: element
+ * 2i is the low nibble of byte i when lowFirst (MatMulNBits), the high one otherwise
+ * (bitsandbytes); `values` maps each nibble (the NF4/FP4 code table), else the nibble itself.
+ * One Gather from a [256, 2] table: two passes over the packed bytes instead of one per step.
  */
-function nibbles(e: GradEmitter, bytes: string, rows: number, L: number, lowFirst: boolean): string {
-  const hi = e.op1('Floor', [e.op1('Div', [bytes, e.scalar(16, 'float32')])]);
-  const lo = e.op1('Sub', [bytes, e.op1('Mul', [hi, e.scalar(16, 'float32')])]);
-  const [a, b] = lowFirst ? [lo, hi] : [hi, lo];
-  const pairs = e.op1('Concat', [e.unsqueeze(a, [2]), e.unsqueeze(b, [2])], { axis: 2 });
+function nibbles(e: GradEmitter, bytes: string, rows: number, L: number, lowFirst: boolean, values?: Float32Array): string {
+  const table = new Float32Array(512);
+  for (let b = 0; b < 256; b++) {
+    const [first, second] = lowFirst ? [b & 15, b >> 4] : [b >> 4, b & 15];
+    table[2 * b] = values ? values[first] : first;
+    table[2 * b + 1] = values ? values[second] : second;
+  }
+  const pairs = e.op1('Gather', [e.constTensor(tensor('float', [256, 2], table), 'nibble_table'), e.op1('Cast', [bytes], { to: 6 })], { axis: 0 });
   return reshape(e, pairs, [rows, 2 * L]);
 }
 
@@ -61,13 +67,13 @@ export function nbitsWeightT(e: GradEmitter, gate: Gate, s: NBitsStorage, K: num
   if (bits !== 4 && bits !== 8) throw new QuantlensError('UNSUPPORTED', `MatMulNBits with bits=${bits}: only 4 and 8 have a gradient`);
   const kBlocks = Math.ceil(K / blockSize);
   const blob = (blockSize * bits) / 8;
-  const bytes = floatOf(e, reshape(e, gate(s.packed), [N * kBlocks, blob]));
-  const q = bits === 4 ? nibbles(e, bytes, N * kBlocks, blob, true) : bytes; // [N·kBlocks, blockSize]
+  const bytes = reshape(e, gate(s.packed), [N * kBlocks, blob]);
+  const q = bits === 4 ? nibbles(e, bytes, N * kBlocks, blob, true) : floatOf(e, bytes); // [N·kBlocks, blockSize]
   let zp: string;
   if (s.zeroPoints) {
     const zpRow = Math.ceil((kBlocks * bits) / 8);
-    const z = floatOf(e, reshape(e, gate(s.zeroPoints), [N, zpRow]));
-    const perBlock = bits === 4 ? firstColumns(e, nibbles(e, z, N, zpRow, true), 2 * zpRow, kBlocks) : firstColumns(e, z, zpRow, kBlocks);
+    const z = reshape(e, gate(s.zeroPoints), [N, zpRow]);
+    const perBlock = bits === 4 ? firstColumns(e, nibbles(e, z, N, zpRow, true), 2 * zpRow, kBlocks) : firstColumns(e, floatOf(e, z), zpRow, kBlocks);
     zp = reshape(e, perBlock, [N * kBlocks, 1]);
   } else {
     zp = e.scalar(2 ** (bits - 1), 'float32');
@@ -83,13 +89,12 @@ export function bnb4WeightT(e: GradEmitter, gate: Gate, packed: string, absmax: 
   const n = N * K;
   const bytesLen = Math.ceil(n / 2);
   const blocks = Math.ceil(n / blockSize);
-  const codes = nibbles(e, floatOf(e, reshape(e, gate(packed), [1, bytesLen])), 1, bytesLen, false); // [1, 2·bytesLen]
+  // Code values table[c] straight from the bytes, [1, 2·bytesLen] in flat order.
+  const codes = nibbles(e, reshape(e, gate(packed), [1, bytesLen]), 1, bytesLen, false, Float32Array.from(type === 'nf4' ? NF4_TABLE : FP4_TABLE));
   let flat = firstColumns(e, codes, 2 * bytesLen, n);
   // Pad to whole blocks so each block row meets its absmax; the padding is sliced off again.
   if (blocks * blockSize > n) flat = e.op1('Pad', [flat, e.i64([0, 0, 0, blocks * blockSize - n])], { mode: 'constant' });
-  const table = e.constTensor(tensor('float', [16], Float32Array.from(type === 'nf4' ? NF4_TABLE : FP4_TABLE)), 'fourbit_table');
-  const values = e.op1('Gather', [table, e.op1('Cast', [reshape(e, flat, [blocks, blockSize])], { to: 7 })], { axis: 0 });
-  const w = e.op1('Mul', [values, reshape(e, gate(absmax), [blocks, 1])]);
+  const w = e.op1('Mul', [reshape(e, flat, [blocks, blockSize]), reshape(e, gate(absmax), [blocks, 1])]);
   return reshape(e, firstColumns(e, reshape(e, w, [1, blocks * blockSize]), blocks * blockSize, n), [N, K]);
 }
 
