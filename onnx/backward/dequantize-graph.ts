@@ -39,14 +39,28 @@ function reshape(e: GradEmitter, x: string, dims: number[]): string {
  * One Gather from a [256, 2] table: two passes over the packed bytes instead of one per step.
  */
 function nibbles(e: GradEmitter, bytes: string, rows: number, L: number, lowFirst: boolean, values?: Float32Array): string {
-  const table = new Float32Array(512);
-  for (let b = 0; b < 256; b++) {
-    const [first, second] = lowFirst ? [b & 15, b >> 4] : [b >> 4, b & 15];
-    table[2 * b] = values ? values[first] : first;
-    table[2 * b + 1] = values ? values[second] : second;
-  }
-  const pairs = e.op1('Gather', [e.constTensor(tensor('float', [256, 2], table), 'nibble_table'), e.op1('Cast', [bytes], { to: 6 })], { axis: 0 });
+  const pairs = e.op1('Gather', [nibbleTable(e, lowFirst, values), e.op1('Cast', [bytes], { to: 6 })], { axis: 0 });
   return reshape(e, pairs, [rows, 2 * L]);
+}
+
+const tables = new WeakMap<GradEmitter, Map<string, string>>();
+
+/** The [256, 2] table of nibbles() as a Constant, one per graph and kind. */
+function nibbleTable(e: GradEmitter, lowFirst: boolean, values?: Float32Array): string {
+  const byKind = tables.get(e) ?? new Map<string, string>();
+  tables.set(e, byKind);
+  const kind = `${lowFirst}:${values ? Array.from(values).join(',') : ''}`;
+  let name = byKind.get(kind);
+  if (!name) {
+    const table = new Float32Array(512);
+    for (let b = 0; b < 256; b++) {
+      const [first, second] = lowFirst ? [b & 15, b >> 4] : [b >> 4, b & 15];
+      table[2 * b] = values ? values[first] : first;
+      table[2 * b + 1] = values ? values[second] : second;
+    }
+    byKind.set(kind, (name = e.constTensor(tensor('float', [256, 2], table), 'nibble_table')));
+  }
+  return name;
 }
 
 /** Columns [0, n) of a [rows, m] tensor (m ≥ n); the tensor itself when m = n. */

@@ -27,13 +27,13 @@ import { tempDir } from '../../helpers/temp.ts';
 const STORIES_T = (l: number) => `/model/layers.${l}/mlp/act_fn/Mul_output_0`;
 const ids = Int32Array.from([1, 17, 42, 99, 5, 230, 64, 12]);
 
-/** Initializers and Constants of at least 1 KiB held in the graph's protobuf (not external references). */
+/** Initializers of at least 1 KiB and Constants of at least 4 KiB held in the graph's protobuf (not external references). */
 function embeddedWeights(graph: Uint8Array): string[] {
   const m = readOnnxModel(graph);
   const out = [...m.initializers.values()].filter((t) => t.location.length >= 1024 && t.location.kind !== 'external').map((t) => t.name);
   for (const n of m.nodes) {
     const v = n.attributes.value;
-    if (n.opType === 'Constant' && v?.type === 'tensor' && v.value.location.length >= 1024) out.push(`Constant ${n.name}`);
+    if (n.opType === 'Constant' && v?.type === 'tensor' && v.value.location.length >= 4096) out.push(`Constant ${n.name}`);
   }
   m.source.close();
   return out;
