@@ -153,4 +153,21 @@ for (const variant of ['nf4', 'q4', 'llm-int8'] as QuantVariant[]) {
   });
 }
 
+test('stories260K fp32: ORT\'s optimized attribution graph holds only the model\'s own weights (no folded Transpose(W) copy)', async () => {
+  const dir = sharedPath('models/stories260K-onnx', 'fp32 attribution graph inventory');
+  if (!dir) return;
+  const file = path.join(dir, 'model.onnx');
+  const m = readOnnxModel(file);
+  const own = new Set(m.initializers.keys());
+  m.source.close();
+  const graph = await buildAttributionGraph(file, { layerTensors: [STORIES_T(0)], weights: 'referenced' });
+  const optimized = path.join(tempDir('ql-weightrefs-fp32-'), 'optimized.onnx');
+  const s = await ort.InferenceSession.create(graph, { extra: { 'session.model_external_initializers_file_folder_path': dir }, optimizedModelFilePath: optimized } as ort.InferenceSession.SessionOptions);
+  await s.release();
+  const o = readOnnxModel(optimized);
+  const copies = floatTensorsAtLeast(o, 1024).filter((t) => !own.has(t));
+  o.source.close();
+  assert.equal(copies, [], `float tensors ORT made: ${copies.slice(0, 3).join(', ')}`);
+});
+
 test.run();
