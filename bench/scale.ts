@@ -240,7 +240,7 @@ export function printScale(r: ScaleResult): void {
       if (sal) {
         const own = sal.peakIncreaseBytes ?? NaN;
         console.log(
-          `salience peak ${gibOf(sal.peakRssBytes)} GiB whole process (${a.precisions.length} precisions' inference sessions + one attribution session at a time), ` +
+          `salience peak ${gibOf(sal.peakRssBytes)} GiB whole process (inference sessions of ${a.precisions.join(', ')} + one attribution session at a time), ` +
             `${gibOf(own)} GiB over the open sessions   goal ≤ model + salience budget + 1.5 GiB = ${gibOf(run.salienceGoalBytes)} GiB: ${own <= run.salienceGoalBytes ? 'goal met' : 'GOAL MISSED'}`,
         );
       }
