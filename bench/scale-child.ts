@@ -30,6 +30,11 @@ function vmHwmBytes(): number {
   return m ? Number(m[1]) * 1024 : process.resourceUsage().maxRSS * 1024;
 }
 
+function vmRssBytes(): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) * 1024 : process.memoryUsage().rss;
+}
+
 function resetPeak(): void {
   try {
     writeFileSync('/proc/self/clear_refs', '5');
@@ -40,22 +45,25 @@ function resetPeak(): void {
 
 /** Time and peak RSS of phases; a phase may be entered several times (salience per batch). */
 class Phases {
-  private acc = new Map<string, { seconds: number; peak: number }>();
-  private current: { name: string; t0: number } | null = null;
+  private acc = new Map<string, { seconds: number; peak: number; increase: number }>();
+  private current: { name: string; t0: number; rss0: number } | null = null;
 
   enter(name: string): string | null {
     const prev = this.leave();
     resetPeak();
-    this.current = { name, t0: performance.now() };
+    this.current = { name, t0: performance.now(), rss0: vmRssBytes() };
     return prev;
   }
 
   leave(): string | null {
     if (!this.current) return null;
-    const { name, t0 } = this.current;
-    const a = this.acc.get(name) ?? { seconds: 0, peak: 0 };
+    const { name, t0, rss0 } = this.current;
+    const a = this.acc.get(name) ?? { seconds: 0, peak: 0, increase: 0 };
     a.seconds += (performance.now() - t0) / 1000;
-    a.peak = Math.max(a.peak, vmHwmBytes());
+    const peak = vmHwmBytes();
+    a.peak = Math.max(a.peak, peak);
+    // What the phase itself added over the RSS it started from (salience: over the open sessions).
+    a.increase = Math.max(a.increase, peak - rss0);
     this.acc.set(name, a);
     this.current = null;
     return name;
@@ -64,7 +72,7 @@ class Phases {
   /** Print a phase's line (once it will not be entered again). */
   report(name: string): void {
     const a = this.acc.get(name);
-    if (a) console.log(`PHASE ${JSON.stringify({ name, seconds: a.seconds, peakRssBytes: a.peak })}`);
+    if (a) console.log(`PHASE ${JSON.stringify({ name, seconds: a.seconds, peakRssBytes: a.peak, peakIncreaseBytes: a.increase })}`);
   }
 }
 

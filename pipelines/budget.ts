@@ -18,11 +18,10 @@
  *                 plus one batch's Gram (pipelines/correlation-budget.ts); keys that do not fit
  *                 together in min(correlation.memory_budget_gb, the budget less every other part)
  *                 are split into extra passes over the dataset.
- *   attribution   graphs: P·C attribution sessions, each holding 1.5 × the model's float weights
- *                 (today's attribution graphs embed dequantized weights as Constants; 1.5 is
- *                 measured by bench/scale.ts: at ~0.1B, 9 graphs added 4.9 GiB for 0.37 GiB of
- *                 weights, i.e. 1.47 × each), plus the
- *                 step batch: `salience.memory_budget_gb` when the pipeline sets it, else
+ *   attribution   one attribution session at a time, holding the largest precision's weights
+ *                 once (graphs reference the model's files, mapped unpacked), plus 3 × the largest
+ *                 float32 matrix (the one layer dequantized or transposed at a time), plus the
+ *                 step batch: 9 × `salience.memory_budget_gb` when the pipeline sets it, else
  *                 R · 4 B · (3V + L·(10H + 5F)) with R = 2^22 / max(F, V) token rows per step
  *                 (lig.ts's default chunk: logits, their gradient and the softmax; per layer the
  *                 activations kept for the backward pass).
@@ -43,8 +42,10 @@ const GiB = 1024 ** 3;
 export const BASELINE_BYTES = 0.3 * GiB;
 /** The quantizer's peak over its largest float32 weight (measured, issue 11). */
 export const QUANTIZER_PEAK_FACTOR = 6;
-/** Resident bytes of one attribution graph over the model's float weight bytes (measured, see above). */
-export const ATTRIBUTION_GRAPH_FACTOR = 1.5;
+/** Float32 copies of the largest matrix an attribution run holds at once (gate, dequantized/transposed, temporary). */
+export const ATTRIBUTION_LAYER_COPIES = 3;
+/** ONNX Runtime's peak for a backward step over the step batch LIG sizes (measured 5–9× on stories260K and the demo model). */
+export const ATTRIBUTION_STEP_FACTOR = 9;
 /** lig.ts's default step chunk: rows·seq·max(width, vocab) elements per run. */
 const LIG_CHUNK_ELEMENTS = 1 << 22;
 
@@ -153,19 +154,30 @@ export function correlationPasses(cfg: PipelineConfig, sites: ActivationSite[], 
   });
 }
 
-/** attribution: P·C attribution graphs holding float weights, plus the step batch. */
+/**
+ * attribution: ONE attribution session open at a time (pipelines/salience.ts), whose graph
+ * references the model's weights (onnx/backward/weight-references.ts) and maps them unpacked, so
+ * it holds at most the largest precision's weights once; while it runs, the one layer's weight it
+ * dequantizes or transposes behind a gate (onnx/backward/emitter.ts: gate copy, dequantized or
+ * transposed float32 weight, one temporary of the dequantization) — 3 × the largest float32
+ * matrix; and the step batch: `salience.memory_budget_gb` × ATTRIBUTION_STEP_FACTOR (ONNX
+ * Runtime's backward pass holds the forward activations of every layer above the override).
+ */
 export function attributionPart(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryPart | null {
   if (!cfg.measure.includes('salience')) return null;
-  const graphs = cfg.precisions.length * sites.length;
-  const floatWeights = modelWeightBytes(m);
+  const native = modelWeightBytes(m);
+  const weights = Math.max(...cfg.precisions.map((p) => (isQuantized(p) ? quantizedWeightBytes(m, p, cfg.quantization).bytes : native)));
+  const largestMatrix = Math.max(0, ...selectTargets(m, true).targets.map((t) => t.K * t.N * 4));
   const F = Math.max(1, ...sites.map((s) => s.width ?? 0));
-  // Another engineer adds salience.memory_budget_gb (step batches); count it when present.
   const stepBudgetGb = (cfg.salience as { memory_budget_gb?: number }).memory_budget_gb;
   const rows = LIG_CHUNK_ELEMENTS / Math.max(F, shape.vocab);
-  const step = stepBudgetGb !== undefined ? stepBudgetGb * GiB : rows * 4 * (3 * shape.vocab + shape.layers * (10 * shape.hidden + 5 * F));
-  const stepWhy = stepBudgetGb !== undefined ? 'salience.memory_budget_gb' : `~${Math.round(rows)} token rows per step`;
-  const perGraph = ATTRIBUTION_GRAPH_FACTOR * floatWeights;
-  return { name: 'attribution', bytes: graphs * perGraph + step, detail: `${graphs} graphs × ${ATTRIBUTION_GRAPH_FACTOR} × ${gib(floatWeights)} GiB float weights + step batch ${gib(step)} GiB (${stepWhy})` };
+  const step = stepBudgetGb !== undefined ? ATTRIBUTION_STEP_FACTOR * stepBudgetGb * GiB : rows * 4 * (3 * shape.vocab + shape.layers * (10 * shape.hidden + 5 * F));
+  const stepWhy = stepBudgetGb !== undefined ? `${ATTRIBUTION_STEP_FACTOR} × salience.memory_budget_gb` : `~${Math.round(rows)} token rows per step`;
+  return {
+    name: 'attribution',
+    bytes: weights + ATTRIBUTION_LAYER_COPIES * largestMatrix + step,
+    detail: `one session at a time: weights ${gib(weights)} GiB + ${ATTRIBUTION_LAYER_COPIES} × largest matrix ${gib(largestMatrix)} GiB + step batch ${gib(step)} GiB (${stepWhy})`,
+  };
 }
 
 export function estimateMemory(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryEstimate {

@@ -17,12 +17,32 @@ import { goldTarget } from '../operators/choices.ts';
 export interface AttributionRunner {
   precision: string;
   site: ActivationSite;
-  session: AttributionSession;
+  /** The session, opened (graph from the cache) on first use; release() closes it. */
+  open(): Promise<AttributionSession>;
+  release(): Promise<void>;
+}
+
+/** A runner whose session is opened again from the graph cache when needed. */
+function lazyRunner(precision: string, site: ActivationSite, first: AttributionSession | null, create: () => Promise<AttributionSession>): AttributionRunner {
+  let session = first;
+  return {
+    precision,
+    site,
+    open: async () => (session ??= await create()),
+    async release() {
+      const s = session;
+      session = null;
+      await s?.session.release();
+    },
+  };
 }
 
 /**
- * One attribution session per (precision, layer); built before the run so errors come first.
- * Graphs come from the cache (operators/attribution/graph-cache.ts) after the first run.
+ * One attribution runner per (precision, layer); each graph is built (and cached) before the run
+ * so errors come first, then its session is closed again: every session maps the model's weights
+ * (graphs reference them, weight-references.ts), so holding P·C of them would count the weights
+ * P·C times. SalienceMeasure opens one at a time from the graph cache
+ * (operators/attribution/graph-cache.ts); a single runner stays open.
  */
 export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisions' | 'sites' | 'session' | 'tokenizer' | 'cacheDir'> & Partial<Pick<Plan, 'runners'>>): Promise<AttributionRunner[]> {
   const budget = plan.cfg.salience.memory_budget_gb;
@@ -33,8 +53,10 @@ export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisi
     for (const site of plan.sites) {
       // The inference runner's input plan knows the model's padding side and past layout (genai models).
       const inputPlan = plan.runners?.find((r) => r.precision === p.precision)?.plan;
-      const session = await createAttributionSession(p.path, site.tensor, { settings: plan.session, padId: plan.tokenizer.padId, externalDataDir: path.dirname(p.path), inputPlan, cacheDir });
-      out.push({ precision: p.precision, site, session });
+      const create = () => createAttributionSession(p.path, site.tensor, { settings: plan.session, padId: plan.tokenizer.padId, externalDataDir: path.dirname(p.path), inputPlan, cacheDir });
+      const runner = lazyRunner(p.precision, site, await create(), create);
+      if (plan.precisions.length * plan.sites.length > 1) await runner.release();
+      out.push(runner);
     }
   return out;
 }
@@ -70,7 +92,8 @@ export class SalienceMeasure {
       this.onProgress?.(i, this.runners.length);
       const t0 = performance.now();
       // Grouped by length, not by the inference batch's padding; rows per run bounded by the budget.
-      const results = await attributeByLength(a.session, inputs, a.site.tensor, {
+      const session = await a.open();
+      const results = await attributeByLength(session, inputs, a.site.tensor, {
         memoryBudgetBytes: salience.memory_budget_gb * 1024 ** 3,
         steps: salience.steps,
         baselineTokenId: salience.baseline_token_id,
@@ -78,6 +101,7 @@ export class SalienceMeasure {
         adaptiveSteps: salience.adaptive,
         onWarning: () => this.warnings++,
       });
+      if (this.runners.length > 1) await a.release();
       seconds.set(a.precision, (seconds.get(a.precision) ?? 0) + (performance.now() - t0) / 1000);
       results.forEach((res, k) =>
         this.estimator.update({
@@ -114,6 +138,6 @@ export class SalienceMeasure {
   }
 
   async release(): Promise<void> {
-    for (const a of this.runners) await a.session.session.release();
+    for (const a of this.runners) await a.release();
   }
 }

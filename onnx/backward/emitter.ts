@@ -22,6 +22,9 @@ export interface TensorMeta {
 
 export type EmittedNode = BuiltNode;
 
+/** The attribution graph's input of objective token ids [batch] (graph.ts re-exports it). */
+export const TARGET_INPUT = 'target_ids';
+
 export const FLOAT_TYPES = new Set(['float32', 'float16', 'float64', 'bfloat16']);
 
 export class GradEmitter {
@@ -36,7 +39,37 @@ export class GradEmitter {
     readonly opset: number,
     private readonly lookup: (name: string) => TensorMeta | undefined,
     private readonly prefix = '/quantlens/grad',
+    /** Names of the model's stored tensors (initializers, Constant nodes): see gate(). */
+    private readonly isStored: (name: string) => boolean = () => false,
   ) {}
+
+  /** Whether `name` is one of the model's stored tensors (a weight). */
+  stored(name: string): boolean {
+    return this.isStored(name);
+  }
+
+  /**
+   * A stored tensor read at run time, once `after` (a gradient) exists: Slice(x, zero, end) with a
+   * zero computed from `after`'s shape and the target ids' values. ONNX Runtime folds nodes whose
+   * inputs are all constant into new initializers, so a Transpose or a dequantization of a weight
+   * would otherwise become a resident second copy of it; behind the gate it is a transient of one
+   * layer, made just before the backward node that reads it. Small tensors (< 1024 elements) are
+   * not worth a node and are returned as they are.
+   */
+  gate(x: string, after: string): string {
+    const shape = (this.metaOf.get(x) ?? this.lookup(x))?.shape ?? [];
+    if (shape.length === 0 || shape.reduce((a, d) => a * d, 1) < 1024) return x;
+    const zero = this.op1('Mul', [this.op1('Add', [this.op1('Slice', [this.shape(after), this.i64([0]), this.i64([1])]), this.targetZero()]), this.i64([0])]);
+    return this.op1('Slice', [x, zero, this.i64([Number.MAX_SAFE_INTEGER]), this.i64([0])]);
+  }
+
+  private targetZeroName?: string;
+
+  /** min(target ids)·0 [1]: a zero no optimizer can know before the run (one per graph). */
+  private targetZero(): string {
+    this.targetZeroName ??= this.op1('Mul', [this.op1('ReduceMin', [TARGET_INPUT], { keepdims: 1 }), this.i64([0])]);
+    return this.targetZeroName;
+  }
 
   meta(name: string): TensorMeta {
     const m = this.metaOf.get(name) ?? this.lookup(name);

@@ -11,7 +11,10 @@
  *
  * The model is not decoded and re-encoded: every field is copied verbatim except the node that
  * produces T (its output is renamed to `T__original`, and an Identity `T__override` → T follows
- * it); the backward nodes, new inputs and outputs are appended to the graph message.
+ * it) and, when asked (weights: 'referenced', as the salience path does), the initializers, which
+ * become references into the model's own file (weight-references.ts), so the graph holds no weight; the backward nodes, new inputs and
+ * outputs are appended to the graph message. Quantized weights are dequantized inside the graph
+ * (dequantize-graph.ts) and stored weights are read behind runtime gates (GradEmitter.gate).
  */
 import { QuantlensError } from '../../core/errors.ts';
 import path from 'node:path';
@@ -19,14 +22,15 @@ import { appendGraphFragment, encodeNode } from '../builder.ts';
 import { defaultOpset, readOnnxModel, scanFields, type NodeInfo, type OnnxModel, constantTensor, readTensorBytes } from '../model-reader.ts';
 import { DTYPE } from '../dtypes.ts';
 import { fields, ProtoWriter, str } from '../wire.ts';
-import { FLOAT_TYPES, GradEmitter, floatTensor, type EmittedNode, type TensorMeta } from './emitter.ts';
+import { FLOAT_TYPES, GradEmitter, TARGET_INPUT, floatTensor, type EmittedNode, type TensorMeta } from './emitter.ts';
 import { decomposePath, notDecomposedError, type Expansion } from './decompose.ts';
 import type { GradRule } from './rule.ts';
 import { ortTypeOf, probeTensors, type FeedBuilder, type ProbedTensor } from './probe.ts';
 import { ruleFor } from './rules.ts';
 import { collapseQuantizedUnits } from './quantized-patterns.ts';
+import { initializersByStart, rewrittenInitializer, type WeightMode } from './weight-references.ts';
 
-export const TARGET_INPUT = 'target_ids';
+export { TARGET_INPUT };
 export const OBJECTIVE_OUTPUT = 'objective';
 export const overrideName = (t: string) => `${t}__override`;
 export const originalName = (t: string) => `${t}__original`;
@@ -42,6 +46,12 @@ export interface AttributionGraphOptions {
   externalDataDir?: string;
   /** Feeds for the probe batch (2 rows, 5 positions) when the model's inputs need them built by hand. */
   feeds?: FeedBuilder;
+  /**
+   * How the graph carries the weights (weight-references.ts): 'verbatim' (default) as the model
+   * does; 'referenced' points into the model's own files (no weight in the graph; sessions need
+   * `externalDataDirOf`); 'embedded' copies them all in.
+   */
+  weights?: WeightMode;
 }
 
 export interface AttributionGraphInfo {
@@ -84,11 +94,14 @@ function encodeValueInfo(w: ProtoWriter, name: string, elemType: number, rank: n
 
 const ONNX_CODE: Record<string, number> = { float32: DTYPE.float, float16: DTYPE.float16, float64: DTYPE.double, int64: DTYPE.int64 };
 
-/** Where ORT should look for external initializer files when the model is loaded from bytes. */
+/**
+ * Where ORT should look for external initializer files when the model or its attribution graph
+ * is loaded from bytes: the model's folder (graphs reference the model's file itself, see
+ * weight-references.ts), unless the caller names one.
+ */
 export function externalDataDirOf(m: OnnxModel, opts: { externalDataDir?: string }): string | undefined {
   if (opts.externalDataDir) return opts.externalDataDir;
-  const hasExternal = [...m.initializers.values()].some((t) => t.location.kind === 'external');
-  return hasExternal && m.path ? path.dirname(m.path) : undefined;
+  return m.path ? path.dirname(m.path) : undefined;
 }
 
 export async function buildAttributionGraph(model: OnnxModel | string, opts: AttributionGraphOptions): Promise<Uint8Array> {
@@ -315,7 +328,9 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
     for (const o of n.outputs) if (o) wanted.add(o);
     for (const i of n.inputs) if (i && producerOf.has(i)) wanted.add(i);
   }
-  const bytes = m.source.read(0, m.size);
+  // The probes run the model as the graph will reference its weights (no copy of them in JS).
+  const mode = opts.weights ?? 'verbatim';
+  const bytes = writeModel(m, mode);
   const externalDataDir = externalDataDirOf(m, opts);
   const firstProbe = await probeTensors(m, bytes, [...wanted], { externalDataDir, feeds: opts.feeds });
   let lookup = metaLookup(m, firstProbe);
@@ -344,7 +359,7 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
     if (!unitRules.has(n) && !ruleFor(n.opType, n.domain)) throw new QuantlensError('GRADIENT', `no gradient rule for ${n.opType} (node ${n.name || n.outputs[0]})`, where);
   }
 
-  const e = new GradEmitter(r.opset, lookup);
+  const e = new GradEmitter(r.opset, lookup, undefined, (name) => constantTensor(m, name) !== undefined);
   const { dLogits, ltype, logitsShape } = emitObjective(e, logits, where);
   const allInts = (name: string) => expansion.intConstants.get(name) ?? ints(name);
   const ruleOf = (n: NodeInfo) => unitRules.get(n) ?? ruleFor(n.opType, n.domain)!;
@@ -352,7 +367,7 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
   if (!gT) throw new QuantlensError('GRADIENT', `no gradient reached "${T}" from "${logits}"`, where);
   e.nodes.push({ opType: 'Identity', inputs: [gT], outputs: [gradName(T)], attrs: {}, name: '/quantlens/grad_output', domain: '' });
 
-  const out = writeModel(m, bytes, r.producer, T, tMeta, ltype, [...pruneUnread(forward.nodes, e.nodes), ...e.nodes]);
+  const out = writeModel(m, mode, { producer: r.producer, T, tMeta, objectiveType: ltype, nodes: [...pruneUnread(forward.nodes, e.nodes), ...e.nodes] });
   return { bytes: out, info: { tensor: T, logits, pathNodes, backwardNodeCount: e.nodes.length, decomposed: [...expansion.replaced.keys()], tensorMeta: tMeta, logitsShape } };
 }
 
@@ -372,33 +387,34 @@ function pruneUnread(forward: EmittedNode[], backward: EmittedNode[]): EmittedNo
   return kept.reverse();
 }
 
-function writeModel(m: OnnxModel, bytes: Uint8Array, producer: NodeInfo, T: string, tMeta: TensorMeta, objectiveType: string, nodes: EmittedNode[]): Uint8Array {
+/** What the attribution graph adds to the model's graph (writeModel without it: the model alone). */
+interface GraphEdit {
+  producer: NodeInfo;
+  T: string;
+  tMeta: TensorMeta;
+  objectiveType: string;
+  nodes: EmittedNode[];
+}
+
+/**
+ * The model re-encoded field by field from its source (nothing decoded): initializers as `mode`
+ * says (weight-references.ts), and with `edit`, the producer of T rewired to the override and the
+ * backward nodes, inputs and outputs appended.
+ */
+function writeModel(m: OnnxModel, mode: WeightMode, edit?: GraphEdit): Uint8Array {
+  const read = (start: number, end: number) => m.source.read(start, end - start);
+  const inits = initializersByStart(m);
   const g = new ProtoWriter();
   for (const [start, end] of m.graphRanges) {
     for (const f of scanFields(m.source, start, end)) {
-      if (f.field === 1 && f.start === producer.range[0]) {
-        // The producer, with T renamed to T__original; then T = Identity(T__override).
-        const nb = bytes.subarray(f.start, f.end);
-        g.message(1, (nw) => {
-          for (const nf of fields(nb)) {
-            if (nf.field === 2 && str(nb, nf) === T) nw.string(2, originalName(T));
-            else nw.raw(nb.subarray(nf.fieldStart, nf.end));
-          }
-        });
-        g.message(1, (nw) => encodeNode(nw, { opType: 'Identity', inputs: [overrideName(T)], outputs: [T], name: '/quantlens/override' }));
-      } else {
-        g.raw(bytes.subarray(f.fieldStart, f.end));
-      }
+      const init = f.field === 5 ? inits.get(f.start) : undefined;
+      const rewritten = init && rewrittenInitializer(m, init, mode);
+      if (rewritten) g.bytes(5, rewritten);
+      else if (edit && f.field === 1 && f.start === edit.producer.range[0]) writeOverride(g, read(f.start, f.end), edit.T);
+      else g.raw(read(f.fieldStart, f.end));
     }
   }
-  for (const n of nodes) g.message(1, (nw) => encodeNode(nw, n));
-  const code = ONNX_CODE[tMeta.type];
-  g.message(11, (w) => encodeValueInfo(w, overrideName(T), code, tMeta.shape.length));
-  g.message(11, (w) => encodeValueInfo(w, TARGET_INPUT, DTYPE.int64, 1));
-  g.message(12, (w) => encodeValueInfo(w, OBJECTIVE_OUTPUT, ONNX_CODE[objectiveType], 1));
-  g.message(12, (w) => encodeValueInfo(w, gradName(T), code, tMeta.shape.length));
-  g.message(12, (w) => encodeValueInfo(w, originalName(T), code, tMeta.shape.length));
-
+  if (edit) appendAttribution(g, edit);
   const w = new ProtoWriter();
   let graphWritten = false;
   for (const f of scanFields(m.source, 0, m.size)) {
@@ -406,8 +422,29 @@ function writeModel(m: OnnxModel, bytes: Uint8Array, producer: NodeInfo, T: stri
       if (!graphWritten) w.bytes(7, g.finish());
       graphWritten = true;
     } else {
-      w.raw(bytes.subarray(f.fieldStart, f.end));
+      w.raw(read(f.fieldStart, f.end));
     }
   }
   return w.finish();
+}
+
+/** The producer, with T renamed to T__original; then T = Identity(T__override). */
+function writeOverride(g: ProtoWriter, nb: Uint8Array, T: string): void {
+  g.message(1, (nw) => {
+    for (const nf of fields(nb)) {
+      if (nf.field === 2 && str(nb, nf) === T) nw.string(2, originalName(T));
+      else nw.raw(nb.subarray(nf.fieldStart, nf.end));
+    }
+  });
+  g.message(1, (nw) => encodeNode(nw, { opType: 'Identity', inputs: [overrideName(T)], outputs: [T], name: '/quantlens/override' }));
+}
+
+function appendAttribution(g: ProtoWriter, { T, tMeta, objectiveType, nodes }: GraphEdit): void {
+  for (const n of nodes) g.message(1, (nw) => encodeNode(nw, n));
+  const code = ONNX_CODE[tMeta.type];
+  g.message(11, (w) => encodeValueInfo(w, overrideName(T), code, tMeta.shape.length));
+  g.message(11, (w) => encodeValueInfo(w, TARGET_INPUT, DTYPE.int64, 1));
+  g.message(12, (w) => encodeValueInfo(w, OBJECTIVE_OUTPUT, ONNX_CODE[objectiveType], 1));
+  g.message(12, (w) => encodeValueInfo(w, gradName(T), code, tMeta.shape.length));
+  g.message(12, (w) => encodeValueInfo(w, originalName(T), code, tMeta.shape.length));
 }

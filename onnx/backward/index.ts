@@ -17,3 +17,4 @@ export { DECOMPOSITIONS } from './decompositions.ts';
 export { decompositionFor } from './decompose.ts';
 export type { Decomposition, DecomposeContext } from './decomposition.ts';
 export type { FeedBuilder } from './probe.ts';
+export type { WeightMode } from './weight-references.ts';

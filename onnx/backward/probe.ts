@@ -49,7 +49,8 @@ export async function probeTensors(
   const extra = [...new Set(names)].filter((n) => !existing.has(n)).map((name) => ({ name }));
   const bytes = appendGraphOutputs(modelBytes, extra);
   // No graph optimisation: every requested intermediate must exist as computed by the graph.
-  const settings = { ...defaultSessionSettings(), graphOptimizationLevel: 'disabled' as const, intraOpThreads: 1 };
+  // Nor prepacking: it would copy every MatMul weight; unpacked, referenced weights stay mapped file pages.
+  const settings = { ...defaultSessionSettings(), graphOptimizationLevel: 'disabled' as const, intraOpThreads: 1, extra: { 'session.disable_prepacking': '1' } };
   const where = { externalDataDir: opts.externalDataDir, where: 'backward graph probe' };
   // Some exports load only after ORT's basic rewrites (transformers.js fp16 models declare float
   // casts as float16 in value_info); basic keeps every graph output, so the probe still sees them.

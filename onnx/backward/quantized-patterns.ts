@@ -22,6 +22,9 @@ import { constantTensor, readTensorBytes, readTensorFloat32, type NodeInfo, type
 import { DTYPE } from '../dtypes.ts';
 import { dequantizeBnb4, dequantizeInteger, dequantizeNBits, dequantizeVectorwise } from './dequantize.ts';
 import { straightThroughRule } from './rules-quantized.ts';
+import { bnb4WeightT, integerWeightT, nbitsWeightT, vectorwiseWeightT } from './dequantize-graph.ts';
+import type { GradEmitter } from './emitter.ts';
+import type { Gate } from './dequantize-graph.ts';
 import type { GradRule } from './rule.ts';
 import type { QuantizedUnit } from './quantized-unit.ts';
 
@@ -51,33 +54,57 @@ function intAttr(n: NodeInfo, name: string): number {
 }
 
 /** A unit that is one com.microsoft node with attributes K and N (MatMulNBits, MatMulBnb4). */
-function singleNodeUnit(kind: QuantizedUnit['kind'], n: NodeInfo, weight: (K: number, N: number) => Float32Array): QuantizedUnit {
+function singleNodeUnit(
+  kind: QuantizedUnit['kind'],
+  n: NodeInfo,
+  weight: (K: number, N: number) => Float32Array,
+  emitWeightT: (e: GradEmitter, gate: Gate, K: number, N: number) => string,
+): QuantizedUnit {
   const K = intAttr(n, 'K');
   const N = intAttr(n, 'N');
-  return { kind, input: n.inputs[0], output: n.outputs[0], K, N, members: [n], shared: [], weight: () => weight(K, N) };
+  return { kind, input: n.inputs[0], output: n.outputs[0], K, N, members: [n], shared: [], weight: () => weight(K, N), emitWeightT: (e, gate) => emitWeightT(e, gate, K, N) };
 }
 
 function nbitsUnit(m: OnnxModel, n: NodeInfo): QuantizedUnit {
-  return singleNodeUnit('MatMulNBits', n, (K, N) => {
-    const bits = intAttr(n, 'bits');
-    const blockSize = intAttr(n, 'block_size');
+  const check = () => {
     if (n.inputs[4]) throw new QuantlensError('UNSUPPORTED', `MatMulNBits (${where(n)}) has g_idx; its gradient is not supported`);
-    let zp: Uint8Array | undefined;
-    if (n.inputs[3]) {
-      const z = bytes(m, n.inputs[3], n);
-      if (z.type !== DTYPE.uint8) throw new QuantlensError('UNSUPPORTED', `MatMulNBits (${where(n)}) has non-uint8 zero points; their gradient is not supported`);
-      zp = z.data;
-    }
-    return dequantizeNBits(bytes(m, n.inputs[1], n).data, floats(m, n.inputs[2], n), zp, K, N, bits, blockSize);
-  });
+    if (n.inputs[3] && constant(m, n.inputs[3], n).dataType !== DTYPE.uint8) throw new QuantlensError('UNSUPPORTED', `MatMulNBits (${where(n)}) has non-uint8 zero points; their gradient is not supported`);
+    return { bits: intAttr(n, 'bits'), blockSize: intAttr(n, 'block_size') };
+  };
+  return singleNodeUnit(
+    'MatMulNBits',
+    n,
+    (K, N) => {
+      const { bits, blockSize } = check();
+      const zp = n.inputs[3] ? bytes(m, n.inputs[3], n).data : undefined;
+      return dequantizeNBits(bytes(m, n.inputs[1], n).data, floats(m, n.inputs[2], n), zp, K, N, bits, blockSize);
+    },
+    (e, gate, K, N) => {
+      const { bits, blockSize } = check();
+      const scalesHalf = constant(m, n.inputs[2], n).dataType === DTYPE.float16;
+      constant(m, n.inputs[1], n);
+      return nbitsWeightT(e, gate, { packed: n.inputs[1], scales: n.inputs[2], zeroPoints: n.inputs[3] || undefined, scalesHalf }, K, N, bits, blockSize);
+    },
+  );
 }
 
 function bnb4Unit(m: OnnxModel, n: NodeInfo): QuantizedUnit {
-  return singleNodeUnit('MatMulBnb4', n, (K, N) => {
+  const type = () => {
     const qt = intAttr(n, 'quant_type');
     if (qt !== 0 && qt !== 1) throw new QuantlensError('UNSUPPORTED', `MatMulBnb4 (${where(n)}) quant_type ${qt} (0 = fp4, 1 = nf4)`);
-    return dequantizeBnb4(bytes(m, n.inputs[1], n).data, floats(m, n.inputs[2], n), K, N, intAttr(n, 'block_size'), qt === 1 ? 'nf4' : 'fp4');
-  });
+    return qt === 1 ? 'nf4' : 'fp4';
+  };
+  return singleNodeUnit(
+    'MatMulBnb4',
+    n,
+    (K, N) => dequantizeBnb4(bytes(m, n.inputs[1], n).data, floats(m, n.inputs[2], n), K, N, intAttr(n, 'block_size'), type()),
+    (e, gate, K, N) => {
+      const t = type();
+      if (constant(m, n.inputs[2], n).dataType !== DTYPE.float) throw new QuantlensError('UNSUPPORTED', `MatMulBnb4 (${where(n)}) has non-float32 absmax; its gradient is not supported`);
+      constant(m, n.inputs[1], n);
+      return bnb4WeightT(e, gate, n.inputs[1], n.inputs[2], K, N, intAttr(n, 'block_size'), t);
+    },
+  );
 }
 
 function intValues(b: { data: Uint8Array; type: number }): Int8Array | Uint8Array {
@@ -121,6 +148,7 @@ function dynamicInt8Units(m: OnnxModel, consumers: Map<string, NodeInfo[]>): Qua
           const zp = mi.inputs[3] ? Array.from(intValues(bytes(m, mi.inputs[3], mi))) : [0];
           return dequantizeInteger(q, zp, floats(m, wScale, sm), K, N);
         },
+        emitWeightT: (e, gate) => integerWeightT(e, gate, mi.inputs[1], mi.inputs[3] || undefined, wScale),
       });
     }
   }
@@ -184,6 +212,7 @@ function llmInt8Units(m: OnnxModel): QuantizedUnit[] {
         const cb = bytes(m, cbName, mi);
         return dequantizeVectorwise(intValues(cb) as Int8Array, floats(m, mulScb.inputs[1], mulScb), K, N, inv127);
       },
+      emitWeightT: (e, gate) => vectorwiseWeightT(e, gate, cbName, mulScb.inputs[1], inv127),
     });
   }
   return units;

@@ -4,6 +4,8 @@
  * finder and the rule both depend on it rather than on each other.
  */
 import type { NodeInfo } from '../model-reader.ts';
+import type { GradEmitter } from './emitter.ts';
+import type { Gate } from './dequantize-graph.ts';
 
 export type QuantizedUnitKind = 'MatMulNBits' | 'MatMulBnb4' | 'llm-int8' | 'dynamic-int8';
 
@@ -19,8 +21,10 @@ export interface QuantizedUnit {
   members: NodeInfo[];
   /** Nodes the unit shares with other units (a DynamicQuantizeLinear feeding several). */
   shared: NodeInfo[];
-  /** Ŵ [K, N] row-major: what ORT multiplies x by (llm-int8: the outlier-path weight). */
+  /** Ŵ [K, N] row-major: what ORT multiplies x by (llm-int8: the outlier-path weight), in JS (the reference). */
   weight(): Float32Array;
+  /** Nodes computing Ŵᵀ [N, K] float32 in the graph from the stored tensors read through `gate` (dequantize-graph.ts). */
+  emitWeightT(e: GradEmitter, gate: Gate): string;
   /** llm-int8: the forward [K] bool tensor of outlier columns, and the int8 path's factor. */
   outliers?: { columns: string; int8Factor: number };
 }

@@ -35,13 +35,15 @@ export function matmulGrads(e: GradEmitter, a: string, b: string, g: string, nee
   else if (sb.length === 1) g2 = e.unsqueeze(g, [-1]);
   let ga: string | null = null;
   let gb: string | null = null;
+  // A stored weight is read behind a gate (GradEmitter.gate): ORT would fold Transpose(W) into a
+  // resident copy of W.
   if (needA) {
-    ga = e.op1('MatMul', [g2, transposeLast2(e, b2, sb2.length)]);
+    ga = e.op1('MatMul', [g2, transposeLast2(e, e.stored(b2) ? e.gate(b2, g2) : b2, sb2.length)]);
     ga = e.unbroadcast(ga, [...batch, M, K], a2);
     if (sa.length === 1) ga = e.squeeze(ga, [0]);
   }
   if (needB) {
-    gb = e.op1('MatMul', [transposeLast2(e, a2, sa2.length), g2]);
+    gb = e.op1('MatMul', [transposeLast2(e, e.stored(a2) ? e.gate(a2, g2) : a2, sa2.length), g2]);
     gb = e.unbroadcast(gb, [...batch, K, N], b2);
     if (sb.length === 1) gb = e.squeeze(gb, [-1]);
   }
@@ -64,14 +66,16 @@ const gemm: GradRule = (c) => {
   const beta = attrFloat(c.node, 'beta', 1);
   const type = e.meta(c.node.outputs[0]).type;
   const scale = (x: string, s: number) => (s === 1 ? x : e.op1('Mul', [x, e.scalar(s, type)]));
-  const T = (x: string) => e.op1('Transpose', [x], { perm: [1, 0] });
+  // Stored weights behind a gate, as in matmulGrads.
+  const read = (x: string) => (e.stored(x) ? e.gate(x, g) : x);
+  const T = (x: string) => e.op1('Transpose', [read(x)], { perm: [1, 0] });
   const out: (string | null)[] = [null, null, null];
   if (c.needs[0]) {
-    const gap = e.op1('MatMul', [g, transB ? b : T(b)]); // dA' = g·B'ᵀ
+    const gap = e.op1('MatMul', [g, transB ? read(b) : T(b)]); // dA' = g·B'ᵀ
     out[0] = scale(transA ? T(gap) : gap, alpha);
   }
   if (c.needs[1]) {
-    const gbp = e.op1('MatMul', [transA ? a : T(a), g]); // dB' = A'ᵀ·g
+    const gbp = e.op1('MatMul', [transA ? read(a) : T(a), g]); // dB' = A'ᵀ·g
     out[1] = scale(transB ? T(gbp) : gbp, alpha);
   }
   if (c.needs[2] && cIn) out[2] = e.unbroadcast(scale(g, beta), e.meta(c.node.outputs[0]).shape, cIn);

@@ -3,7 +3,9 @@
  * built once (seconds on a real model) and later runs only load it:
  *   <cacheDir>/attribution/<key>/graph.onnx + info.json,
  *   key = sha256(model content hash, layer tensor, the builder's options, quantlens version,
- *                the builder's own source files),
+ *                the builder's own source files, the model's file name),
+ * Graphs reference the model's weights in its own files (runGraphOptions, weight-references.ts),
+ * so an entry holds no weight and sessions load it with the model's folder as external-data folder.
  * so a changed model, tensor, option or builder misses. Both files are written atomically and
  * info.json last; an entry is used only when both exist and info.json parses.
  */
@@ -19,7 +21,7 @@ import { packageInfo } from '../../core/package-info.ts';
 import { externalDataBeside } from '../../sources/model/folder.ts';
 
 /** Bump when what is cached (graph.onnx, info.json) changes meaning. */
-const CACHE_FORMAT = 2;
+const CACHE_FORMAT = 3;
 // The builder's sources: in a source tree onnx/backward/*.ts; a packaged build has only .js there,
 // and its graphs are then keyed by the package version alone.
 const BUILDER_DIR = path.join(packageInfo().root, 'onnx', 'backward');
@@ -79,9 +81,19 @@ async function contentHash(modelPath: string): Promise<string> {
 /** The cache key of the attribution graph of `tensor` in the model at `modelPath`. */
 export async function attributionGraphKey(modelPath: string, opts: AttributionGraphOptions): Promise<string> {
   const model = await contentHash(modelPath);
-  const settings = { layerTensors: opts.layerTensors, objective: opts.objective ?? 'log-softmax-at-last', logits: opts.logits ?? null };
+  // A referenced graph names the model's file (weight-references.ts): same content under another name misses.
+  const settings = { layerTensors: opts.layerTensors, objective: opts.objective ?? 'log-softmax-at-last', logits: opts.logits ?? null, weights: opts.weights ?? 'verbatim', file: path.basename(modelPath) };
   const keyed = { format: CACHE_FORMAT, model, settings, version: quantlensVersion(), builder: builderSourceHash() };
   return createHash('sha256').update(JSON.stringify(keyed)).digest('hex');
+}
+
+/**
+ * The builder's options for the run: weights referenced in the model's own files (no copy in the
+ * graph, the cache or JS) whenever sessions will resolve them against the model's folder.
+ */
+export function runGraphOptions(m: OnnxModel, opts: AttributionGraphOptions): AttributionGraphOptions {
+  const ownFolder = m.path && (!opts.externalDataDir || path.resolve(opts.externalDataDir) === path.resolve(path.dirname(m.path)));
+  return { ...opts, weights: opts.weights ?? (ownFolder ? 'referenced' : 'verbatim') };
 }
 
 async function buildNow(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ bytes: Uint8Array; info: GraphInfo }> {
@@ -112,7 +124,8 @@ function readEntry(dir: string): { bytes: Uint8Array; info: GraphInfo } | null {
 }
 
 /** The attribution graph of `m` (read from m.path) for opts.layerTensors[0], from the cache when there. */
-export async function cachedAttributionGraph(m: OnnxModel, opts: AttributionGraphOptions, cacheDir?: string): Promise<BuiltGraph> {
+export async function cachedAttributionGraph(m: OnnxModel, given: AttributionGraphOptions, cacheDir?: string): Promise<BuiltGraph> {
+  const opts = runGraphOptions(m, given);
   if (!cacheDir || !m.path) return { ...(await buildNow(m, opts)), cache: 'off' };
   const key = await attributionGraphKey(m.path, opts);
   const dir = path.join(cacheDir, 'attribution', key);

@@ -30,6 +30,8 @@ import { gaussLegendre } from './gauss-legendre.ts';
 import { cachedAttributionGraph } from './graph-cache.ts';
 import { checkBatchMajor, isFlatSite } from './flat-site.ts';
 
+const NO_PREPACKING = 'session.disable_prepacking';
+
 export interface AttributionSession {
   session: ort.InferenceSession;
   tensor: string;
@@ -77,7 +79,10 @@ export async function createAttributionSession(
     if ((shape.length !== 3 && !flat) || info.tensorMeta.type !== 'float32') {
       throw new QuantlensError('UNSUPPORTED', `LIG needs a float32 [batch, sequence, width] activation (or its [batch·sequence, width] flattening); "${tensor}" is ${info.tensorMeta.type} [${shape.join(', ')}] on the probe batch`);
     }
-    const session = await createSession(bytes, opts.settings ?? defaultSessionSettings(), {
+    // Prepacking would copy every MatMul weight into ORT's own buffers; without it the weights the
+    // graph references stay the model file's mapped pages (weight-references.ts).
+    const settings = opts.settings ?? defaultSessionSettings();
+    const session = await createSession(bytes, { ...settings, extra: { [NO_PREPACKING]: '1', ...settings.extra } }, {
       externalDataDir: externalDataDirOf(m, opts),
       where: `attribution graph for ${tensor}`,
     });
