@@ -26,6 +26,10 @@
  *                 (lig.ts's default chunk: logits, their gradient and the softmax; per layer the
  *                 activations kept for the backward pass).
  *   baseline      0.3 GiB: Node, ONNX Runtime, tokenizer and the Parquet writers.
+ * With `salience.schedule: during` the run holds the sum. `after` releases the inference
+ * sessions before attributing (pipelines/salience-pass.ts), so it holds max(stream = every part
+ * but attribution, salience pass = attribution + correlation + baseline); `auto` takes `during`
+ * when its sum fits, else `after`.
  */
 import os from 'node:os';
 import { QuantlensError } from '../core/errors.ts';
@@ -61,6 +65,12 @@ export interface MemoryEstimate {
   parts: MemoryPart[];
   /** The correlation keys' passes, when correlation is measured. */
   correlation?: CorrelationPassPlan;
+  /**
+   * With salience: when attribution runs and why; the peak of the stream (every part but
+   * attribution, or all of them `during`) and of the salience pass (attribution + correlation +
+   * baseline; 0 `during`).
+   */
+  salience?: { schedule: 'during' | 'after'; reason: string; streamBytes: number; passBytes: number };
 }
 
 /** The shape facts the estimate needs, read once from the graph and config.json. */
@@ -180,16 +190,51 @@ export function attributionPart(m: OnnxModel, cfg: PipelineConfig, sites: Activa
   };
 }
 
-export function estimateMemory(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryEstimate {
+/** One schedule's estimate: `during` sums every part; `after` holds the larger of the stream's parts and the salience pass's. */
+function estimateFor(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape, schedule: 'during' | 'after'): MemoryEstimate {
   const parts: MemoryPart[] = [...sessionParts(m, cfg, sites, shape)];
   const attribution = attributionPart(m, cfg, sites, shape);
   const baseline: MemoryPart = { name: 'baseline', bytes: BASELINE_BYTES, detail: 'Node, ONNX Runtime, tokenizer, writers' };
-  const others = [...parts, attribution, baseline].reduce((s, p) => s + (p?.bytes ?? 0), 0);
+  const streamOthers = [...parts, baseline].reduce((s, p) => s + p.bytes, 0);
+  // Correlation's accumulators live through both phases: it gets what the larger phase leaves.
+  const others = !attribution ? streamOthers : schedule === 'during' ? streamOthers + attribution.bytes : Math.max(streamOthers, attribution.bytes + baseline.bytes);
   const correlation = correlationPasses(cfg, sites, others) ?? undefined;
   if (correlation) parts.push({ name: 'correlation', bytes: correlation.peakBytes, detail: describePasses(correlation) });
   if (attribution) parts.push(attribution);
   parts.push(baseline);
-  return { budgetBytes: budgetBytes(cfg), totalBytes: parts.reduce((s, p) => s + p.bytes, 0), parts, correlation };
+  const sum = parts.reduce((s, p) => s + p.bytes, 0);
+  const e: MemoryEstimate = { budgetBytes: budgetBytes(cfg), totalBytes: sum, parts, correlation };
+  if (!attribution) return e;
+  const pass = attribution.bytes + (correlation?.peakBytes ?? 0) + baseline.bytes;
+  const stream = sum - attribution.bytes;
+  if (schedule === 'after') e.totalBytes = Math.max(stream, pass);
+  e.salience = { schedule, reason: '', streamBytes: schedule === 'during' ? sum : stream, passBytes: schedule === 'during' ? 0 : pass };
+  return e;
+}
+
+const fits = (e: MemoryEstimate) => !e.correlation?.refusal && e.totalBytes <= e.budgetBytes;
+
+/**
+ * The estimate for the run's salience schedule (`salience.schedule`): as given, or under `auto`
+ * `during` when the run fits that way (attribution per batch, beside the inference sessions),
+ * else `after` (pipelines/salience-pass.ts: the inference sessions released first), whose need
+ * is max(stream, salience pass) instead of the sum. When neither fits, `after`'s (smaller) need
+ * is the one refused.
+ */
+export function estimateMemory(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryEstimate {
+  const want = cfg.salience.schedule ?? 'auto';
+  const during = estimateFor(m, cfg, sites, shape, want === 'after' ? 'after' : 'during');
+  if (!during.salience) return during;
+  if (want !== 'auto') return withReason(during, `salience.schedule: ${want}`);
+  if (fits(during)) return withReason(during, `auto: attribution during the stream fits (${gib(during.totalBytes)} of ${gib(during.budgetBytes)} GiB)`);
+  const after = estimateFor(m, cfg, sites, shape, 'after');
+  const why = during.correlation?.refusal ? 'a correlation key does not fit beside attribution' : `the sum would be ${gib(during.totalBytes)} GiB, over the ${gib(during.budgetBytes)} GiB budget`;
+  return withReason(after, `auto: attribution during the stream does not fit (${why}); after it the run needs max(stream ${gib(after.salience!.streamBytes)}, salience pass ${gib(after.salience!.passBytes)}) GiB`);
+}
+
+function withReason(e: MemoryEstimate, reason: string): MemoryEstimate {
+  e.salience!.reason = reason;
+  return e;
 }
 
 /** Refuse a run whose estimate exceeds the budget: one line naming the largest part and the excess. */
@@ -197,10 +242,11 @@ export function checkMemoryBudget(e: MemoryEstimate, where: string): void {
   if (e.totalBytes <= e.budgetBytes) return;
   const largest = e.parts.reduce((a, b) => (b.bytes > a.bytes ? b : a));
   const others = e.parts.filter((p) => p !== largest).map((p) => `${p.name} ${gib(p.bytes)}`).join(', ');
+  const after = e.salience?.schedule === 'after' ? `; salience after the stream: the larger of stream ${gib(e.salience.streamBytes)} and salience pass ${gib(e.salience.passBytes)} GiB` : '';
   throw new QuantlensError(
     'BUDGET',
     `the run needs about ${gib(e.totalBytes)} GiB, ${gib(e.totalBytes - e.budgetBytes)} GiB over the budget of ${gib(e.budgetBytes)} GiB; ` +
-      `largest part: ${largest.name} ${gib(largest.bytes)} GiB (${largest.detail}); others: ${others} GiB`,
+      `largest part: ${largest.name} ${gib(largest.bytes)} GiB (${largest.detail}); others: ${others} GiB${after}`,
     where,
   );
 }
@@ -209,11 +255,13 @@ export function checkMemoryBudget(e: MemoryEstimate, where: string): void {
 export function formatMemoryEstimate(e: MemoryEstimate): string {
   const rows = e.parts.map((p) => `  ${p.name.padEnd(12)} ${gib(p.bytes).padStart(8)} GiB  ${p.detail}`);
   const passes = e.correlation ? [`correlation passes over the dataset: ${e.correlation.passes.length}`] : [];
-  return [`memory estimate: ${gib(e.totalBytes)} GiB of a ${gib(e.budgetBytes)} GiB budget (memory_budget_gb)`, ...rows, ...passes].join('\n');
+  const schedule = e.salience ? [`salience schedule: ${e.salience.schedule} (${e.salience.reason})`] : [];
+  return [`memory estimate: ${gib(e.totalBytes)} GiB of a ${gib(e.budgetBytes)} GiB budget (memory_budget_gb)`, ...rows, ...passes, ...schedule].join('\n');
 }
 
 /** The estimate as summary.json records it (GiB, 3 decimals). */
 export function memoryRecord(e: MemoryEstimate): Record<string, unknown> {
   const r = (b: number) => Math.round((b / GiB) * 1000) / 1000;
-  return { budget_gib: r(e.budgetBytes), estimate_gib: r(e.totalBytes), parts: Object.fromEntries(e.parts.map((p) => [p.name, { gib: r(p.bytes), detail: p.detail }])) };
+  const salience = e.salience ? { salience: { schedule: e.salience.schedule, reason: e.salience.reason, stream_gib: r(e.salience.streamBytes), salience_pass_gib: r(e.salience.passBytes) } } : {};
+  return { budget_gib: r(e.budgetBytes), estimate_gib: r(e.totalBytes), parts: Object.fromEntries(e.parts.map((p) => [p.name, { gib: r(p.bytes), detail: p.detail }])), ...salience };
 }

@@ -173,6 +173,11 @@ export class RunLedger {
     }
   }
 
+  /** Example ids of every batch consumed so far, in order (a resumed run's included). */
+  exampleIds(): Int32Array {
+    return this.ids.view();
+  }
+
   seconds(): number {
     return this.priorSeconds + (performance.now() - this.t0) / 1000;
   }
@@ -266,6 +271,9 @@ export interface Checkpoint {
   correlationPasses?: string[][];
   /** Batches of `correlationPass` (an extra pass) already folded into the states. */
   passBatches?: number;
+  /** With salience: its schedule (a resume must keep it); `after`: once its pass has begun, the batches it folded in. */
+  salienceSchedule?: 'during' | 'after';
+  saliencePass?: number;
 }
 
 /** The plan's correlation passes as key lists (what a checkpoint records and a resume must match). */
@@ -306,6 +314,11 @@ function readCheckpoint(file: string, plan: Plan): Checkpoint | null {
   c.ledger(ck.ledger, plan.cfg.precisions);
   if (ck.correlationPass !== undefined) c.count(ck.correlationPass, 'correlationPass', passKeys(plan).length);
   if (ck.passBatches !== undefined) c.count(ck.passBatches, 'passBatches', ck.batches);
+  if (ck.saliencePass !== undefined) c.count(ck.saliencePass, 'saliencePass', ck.batches);
+  const schedule = plan.memory?.salience?.schedule;
+  // Checkpoints from before the schedule existed attributed during the stream.
+  if (schedule && (ck.salienceSchedule ?? 'during') !== schedule)
+    throw new QuantlensError('STATE', `the salience schedule changed since the checkpoint (${ck.salienceSchedule ?? 'during'} → ${schedule}; under auto the memory budget decides it); ${START_OVER}`, file);
   const passes = passKeys(plan);
   if (ck.correlationPasses === undefined ? passes.length > 1 : JSON.stringify(ck.correlationPasses) !== JSON.stringify(passes))
     throw new QuantlensError('STATE', `the correlation passes changed since the checkpoint (the memory budget decides them); ${START_OVER}`, file);
@@ -316,6 +329,8 @@ export class RunCheckpoints {
   /** Batches consumed so far, counting those restored from a checkpoint. */
   private batches: number;
   private readonly rows = new RowsHash();
+  /** Main-pass batches appended to the open predictions part since it was opened. */
+  private batchesSinceRotation = 0;
 
   private constructor(
     private readonly plan: Plan,
@@ -334,6 +349,8 @@ export class RunCheckpoints {
     readonly correlationPass = 0,
     /** Batches of that extra pass already folded in (a resume skips them). */
     readonly passBatches = 0,
+    /** Salience after the stream: batches of its pass already folded in (null: the pass has not begun). */
+    readonly salienceBatches: number | null = null,
   ) {
     this.batches = resumeAfter;
   }
@@ -376,7 +393,7 @@ export class RunCheckpoints {
     new StateChecker(file).mergeStates(ck.states, plan.cfg, measures, plan.sites.length, 'states', keysThrough(plan, ck.correlationPass ?? 0, ck.passBatches ?? 0));
     ledger.restore(ck.ledger, measures.tally, file);
     opts.log?.(`quantlens: resuming after batch ${ck.batches} (${ck.ledger.tally[plan.cfg.precisions[0]]?.examples ?? 0} examples done) from ${file}`);
-    return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, ck.batches, ck.parts, ck.fingerprint.dataset.rows, ck.correlationPass ?? 0, ck.passBatches ?? 0);
+    return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, ck.batches, ck.parts, ck.fingerprint.dataset.rows, ck.correlationPass ?? 0, ck.passBatches ?? 0, ck.saliencePass ?? null);
   }
 
   /** Where measures.open() should write predictions. */
@@ -410,6 +427,7 @@ export class RunCheckpoints {
     this.ledger.record(r.batch);
     this.rows.add(r.batch);
     this.batches++;
+    this.batchesSinceRotation++;
     if (!this.enabled || this.batches % this.plan.cfg.checkpoint_every !== 0) return;
     await this.write();
   }
@@ -427,10 +445,23 @@ export class RunCheckpoints {
     if (this.enabled && done % this.plan.cfg.checkpoint_every === 0) await this.write(pass, done);
   }
 
-  private async write(correlationPass?: number, passBatches = 0): Promise<void> {
+  /**
+   * Salience after the stream (pipelines/salience-pass.ts), after its `done`-th batch: at 0 (its
+   * boundary: the stream and any correlation passes complete), then every `checkpoint_every`.
+   */
+  async salienceProgress(done: number): Promise<void> {
+    if (this.enabled && (done === 0 || done % this.plan.cfg.checkpoint_every === 0)) await this.write(passKeys(this.plan).length, 0, done);
+  }
+
+
+  private async write(correlationPass?: number, passBatches = 0, saliencePass?: number): Promise<void> {
     // Close the current part first: the checkpoint may only list parts that are complete. Extra
-    // passes write no predictions: after the first boundary the open part stays empty.
-    if (correlationPass === undefined || (correlationPass === 1 && passBatches === 0)) {
+    // passes write no predictions: the first boundary after the stream closes its last part, unless
+    // that part is empty (the last batch checkpointed, or a resume began past the stream), and
+    // after it the open part stays empty.
+    const boundary = (saliencePass === 0 || (saliencePass === undefined && correlationPass === 1 && passBatches === 0)) && this.batchesSinceRotation > 0;
+    if (correlationPass === undefined || boundary) {
+      this.batchesSinceRotation = 0;
       await this.measures.rotatePredictions(this.partPath(this.parts + 1));
       this.parts++;
     }
@@ -440,10 +471,12 @@ export class RunCheckpoints {
       fingerprint: fingerprintOf(this.plan, this.rows.digest()),
       batches: this.batches,
       parts: this.parts,
-      states: await this.measures.statesAt(this.dir, `correlation-b${this.batches}-p${correlationPass ?? 0}-${passBatches}.f64`),
+      states: await this.measures.statesAt(this.dir, `correlation-b${this.batches}-p${correlationPass ?? 0}-${passBatches}${saliencePass === undefined ? '' : `-s${saliencePass}`}.f64`),
       ledger: this.ledger.state(this.measures.tally),
     };
     if (this.plan.memory?.correlation) Object.assign(ck, { correlationPass: correlationPass ?? 0, correlationPasses: passKeys(this.plan), passBatches });
+    if (this.plan.memory?.salience) ck.salienceSchedule = this.plan.memory.salience.schedule;
+    if (saliencePass !== undefined) ck.saliencePass = saliencePass;
     await writeFileAtomically(this.checkpointPath, JSON.stringify(ck));
     // The previous checkpoint's co-moments are garbage only now that checkpoint.json no longer names them.
     const keep = listedCorrelationFiles(ck);

@@ -27,7 +27,7 @@ import {
 } from '../sinks/output-schemas.ts';
 import { QuantlensError } from '../core/errors.ts';
 import { splitLabels } from '../sources/tokenizer.ts';
-import { SalienceMeasure, createAttributionRunners } from './salience.ts';
+import { SalienceMeasure, createAttributionRunners, salienceSchedule } from './salience.ts';
 import type { SalienceState } from '../operators/attribution/salience.ts';
 import { openActivationDump, type ActivationDump } from '../sinks/activation-dump.ts';
 import { PerplexityEstimator, type PerplexitySummary } from '../operators/estimators/perplexity.ts';
@@ -117,7 +117,8 @@ export class RunMeasures {
 
   /** `predictionsFile` is a part file under <output>/state/ when the run checkpoints (pipelines/checkpoint.ts). */
   async open(predictionsFile = path.join(this.outDir, 'predictions.parquet')): Promise<void> {
-    if (this.salience) this.salience.runners = await createAttributionRunners(this.plan);
+    // Scheduled after the stream, attribution sessions open only once the inference sessions are released (salience-pass.ts).
+    if (this.salience && salienceSchedule(this.plan) === 'during') this.salience.runners = await createAttributionRunners(this.plan);
     // Predictions are always recorded: calibration, agreement flips and the report read them.
     this.predictions = await openPredictionsSink(predictionsFile, this.plan.metadata);
     const a = this.plan.cfg.activations;
@@ -155,7 +156,7 @@ export class RunMeasures {
         if (this.correlation) await this.correlation.update(c);
       }
     }
-    const attribution = await this.salience?.update(r);
+    const attribution = salienceSchedule(this.plan) === 'during' ? await this.salience?.update(r) : undefined;
     for (const [p, sec] of attribution ?? []) this.tally.get(p)!.attribution_seconds += sec;
     if (this.perplexity) {
       const outputs = r.outputs.map((o) => ({ precision: o.precision, logits: o.allLogits! }));

@@ -57,6 +57,8 @@ export interface Plan {
   memory?: MemoryEstimate;
   /** Cache folder given to preparePlan (quantized variants, attribution graphs); default per user. */
   cacheDir?: string;
+  /** The runners' sessions were released before the run's end (a salience pass after the stream, pipelines/salience-pass.ts). */
+  inferenceReleased?: boolean;
 }
 
 export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: number; count: number }; cacheDir?: string } = {}): Promise<Plan> {
@@ -235,5 +237,6 @@ function captureViews(sites: ActivationSite[], idsName: string) {
 }
 
 export async function releasePlan(plan: Plan): Promise<void> {
+  if (plan.inferenceReleased) return;
   for (const r of plan.runners) await r.session.release();
 }

@@ -24,6 +24,8 @@ import { abortOutput, beginOutput, endOutput } from './output-folder.ts';
 import { memoryRecord } from './budget.ts';
 import { runCorrelationPasses, startMainPass } from './correlation-passes.ts';
 import { passesRecord } from './correlation-budget.ts';
+import { runSaliencePass } from './salience-pass.ts';
+import { salienceSchedule } from './salience.ts';
 
 export interface RunOptions {
   shard?: { index: number; count: number };
@@ -80,7 +82,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     for await (const _ of openDataset(plan.dataset)) total++;
   }
   log(`quantlens: ${cfg.name}: ${plan.demoLabel ? `${plan.demoLabel}, ` : ''}${plan.precisions.map((p) => p.precision).join(', ')}; layers ${plan.sites.map((s) => s.layer).join(', ')} → ${outDir}`);
-  const progress = new Progress(total, { quiet: opts.quiet, phase: cfg.measure.includes('salience') ? 'inference + attribution' : 'inference' });
+  const progress = new Progress(total, { quiet: opts.quiet, phase: cfg.measure.includes('salience') && salienceSchedule(plan) === 'during' ? 'inference + attribution' : 'inference' });
   if (measures.salience) measures.salience.onProgress = (k, n) => progress.note(`attributing ${k}/${n} precision×layer of this batch`);
   let ck: RunCheckpoints | undefined;
   try {
@@ -104,6 +106,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
     if (stats.examples === 0) throw new QuantlensError('DATASET', 'the dataset has no records (after skip/limit/shard)', plan.dataset.path);
     progress.done();
     const passSeconds = await runCorrelationPasses(plan, measures, ck, { stopped: () => stopped, log, spill: !!opts.shard, total: stats.examples, quiet: opts.quiet });
+    const saliencePassSeconds = await runSaliencePass(plan, measures, ck, { stopped: () => stopped, log, quiet: opts.quiet });
     const timing = runTiming(ck.ledger);
     // Captured before finish(), written after every output: state.json marks a complete shard.
     const shardState = opts.shard ? { states: await measures.statesAt(outDir, 'correlation.f64'), ledger: ck.ledger.state(measures.tally) } : undefined;
@@ -115,6 +118,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
       report: opts.report,
       assemblePredictions: () => checkpoints.assemblePredictions(),
       correlationPassSeconds: passSeconds,
+      saliencePassSeconds,
     });
     if (opts.shard && shardState) await writeShardState(outDir, plan, opts.shard, shardState.states, shardState.ledger, stats);
     ck.complete();
@@ -149,6 +153,8 @@ export interface FinishInput {
   assemblePredictions?: () => Promise<void>;
   /** Seconds of each extra correlation pass this session ran (pipelines/correlation-passes.ts). */
   correlationPassSeconds?: number[];
+  /** Seconds of the salience pass this session ran (salience.schedule after; pipelines/salience-pass.ts), else null. */
+  saliencePassSeconds?: number | null;
 }
 
 /**
@@ -162,6 +168,8 @@ export async function finishRun(plan: Plan, measures: RunMeasures, outDir: strin
   const calibration = await writeCalibration(plan, outDir, plan.cfg.measure.includes('calibration'));
   const summary = buildSummary(plan, measures, input.stats, input.timing, input.tokens, calibration, extra, input.shard);
   if (plan.memory?.correlation) summary.correlation_passes = { ...passesRecord(plan.memory.correlation), extra_pass_seconds: input.correlationPassSeconds ?? [] };
+  const sal = plan.memory?.salience;
+  if (sal) summary.salience_schedule = { schedule: sal.schedule, reason: sal.reason, pass_seconds: input.saliencePassSeconds ?? null };
   await writeFileAtomically(path.join(outDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   if (input.report !== false && !input.shard) {
     const { writeReport } = await import('../sinks/report/index.ts');

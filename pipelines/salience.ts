@@ -14,6 +14,18 @@ import { SalienceEstimator, type SalienceState, type SalienceResult } from '../o
 import type { ActivationSite } from '../onnx/capture.ts';
 import { goldTarget } from '../operators/choices.ts';
 
+/** When this run attributes: in the stream per batch, or in a pass of its own after it (pipelines/salience-pass.ts). */
+export function salienceSchedule(plan: Pick<Plan, 'memory'>): 'during' | 'after' {
+  return plan.memory?.salience?.schedule ?? 'during';
+}
+
+/** The batch's examples that `salience.limit` selects: the first N of the selection by row index. */
+export function selectedExamples(plan: Pick<Plan, 'cfg'>, batch: BatchResult['batch']): BatchResult['batch']['examples'] {
+  // By row index, not by arrival order, so shards, resumes and a single run attribute exactly the same examples.
+  const limit = plan.cfg.salience.limit ?? Infinity;
+  return batch.examples.filter((e) => e.example_id - (plan.cfg.dataset.skip ?? 0) < limit);
+}
+
 export interface AttributionRunner {
   precision: string;
   site: ActivationSite;
@@ -76,13 +88,10 @@ export class SalienceMeasure {
   }
 
   /** Attributes the batch's selected examples; returns the seconds spent per precision. */
-  async update(r: BatchResult): Promise<Map<string, number>> {
+  async update(r: Pick<BatchResult, 'batch'>): Promise<Map<string, number>> {
     const seconds = new Map<string, number>();
-    const { salience, dataset } = this.plan.cfg;
-    // `limit` picks the first N examples of the selection by row index, not by arrival order, so
-    // shards, resumes and a single run attribute exactly the same examples.
-    const limit = salience.limit ?? Infinity;
-    const examples = r.batch.examples.filter((e) => e.example_id - (dataset.skip ?? 0) < limit);
+    const { salience } = this.plan.cfg;
+    const examples = selectedExamples(this.plan, r.batch);
     if (examples.length === 0) return seconds;
     // A gold target may need the choices' shared tokens fed after the prompt (operators/choices.ts).
     const gold = salience.target === 'gold' ? examples.map((e) => goldTarget(this.plan.tokenizer, e, this.plan.template.render(e.fields), this.plan.cfg.scoring.choices ?? [], this.plan.maxContext)) : undefined;

@@ -7,6 +7,14 @@ import type { LayerSpec } from '../onnx/capture.ts';
 export const MEASURES = ['predictions', 'neurons', 'calibration', 'dead', 'correlation', 'agreement', 'salience', 'perplexity'] as const;
 export type MeasureName = (typeof MEASURES)[number];
 
+/**
+ * When attribution runs: `during` the stream (per batch, beside the inference sessions), `after`
+ * it (a pass of its own once the inference sessions are released), or `auto`: `during` when the
+ * run fits the memory budget that way, else `after` (pipelines/budget.ts).
+ */
+export const SALIENCE_SCHEDULES = ['auto', 'during', 'after'] as const;
+export type SalienceSchedule = (typeof SALIENCE_SCHEDULES)[number];
+
 export const PRECISIONS = ['fp32', 'fp16', 'llm-int8', 'nf4', 'fp4', 'q4', 'int8', 'dynamic-int8'] as const;
 
 export interface PipelineConfig {
@@ -41,7 +49,7 @@ export interface PipelineConfig {
   dead: { lo: number; hi: number };
   correlation: { threshold: number; top_k: number; memory_budget_gb: number; clusters: boolean; compute: 'float32' | 'float64' };
   calibration: { bins: number; bootstrap: number; seed: number };
-  salience: { steps: number; threshold: number; normalise: 'abs' | 'signed'; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean; memory_budget_gb: number };
+  salience: { steps: number; threshold: number; normalise: 'abs' | 'signed'; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean; memory_budget_gb: number; schedule: SalienceSchedule };
   agreement: { reference?: string };
   /** `measure: perplexity`: which next-token positions of each sequence are scored. */
   perplexity: { positions: 'all' | 'second-half' };
@@ -146,6 +154,7 @@ export const SCHEMA: Record<string, Field> = {
       limit: { kind: 'int', min: 1 },
       adaptive: { kind: 'bool', default: false },
       memory_budget_gb: { kind: 'number', default: 0.02, min: 0, max: 1 << 20 },
+      schedule: { kind: 'string', default: 'auto', oneOf: SALIENCE_SCHEDULES },
     },
   },
   agreement: { kind: 'object', fields: { reference: { kind: 'string' } } },

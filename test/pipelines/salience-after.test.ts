@@ -1,0 +1,177 @@
+/**
+ * `salience.schedule: after` (issue 11): the stream runs without attribution, the inference
+ * sessions are released, and a salience pass re-reads the selection. Its results must equal
+ * `during`'s exactly (demo model, fp32 and nf4): salience.parquet value for value, the summary's
+ * salience fields, and every other table. A run killed at the pass boundary or inside the pass
+ * resumes to the same result; shards merge to the same tables; `auto` picks `after` only when the
+ * sum of the parts does not fit but max(stream, salience pass) does, and validate says why.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parsePipeline } from '../../pipelines/load.ts';
+import { runPipeline } from '../../pipelines/run.ts';
+import { mergeShards } from '../../pipelines/merge.ts';
+import { estimateMemory, modelShape } from '../../pipelines/budget.ts';
+import { ensureDemoModel } from '../../sources/demo/demo-model.ts';
+import { openModelFolder } from '../../sources/model/folder.ts';
+import { readOnnxModel } from '../../onnx/model-reader.ts';
+import { resolveLayers } from '../../onnx/capture.ts';
+import { tableDifferences, TABLE_KEYS } from '../helpers/run-tables.ts';
+import { runCli } from '../helpers/pipeline.ts';
+import { tempDir } from '../helpers/temp.ts';
+
+const GiB = 1024 ** 3;
+const root = tempDir('ql-sal-after-');
+const cache = path.join(root, 'cache');
+const quiet = { quiet: true, report: false, cacheDir: cache, log: () => undefined } as const;
+const KEYS: Record<string, string[]> = { ...TABLE_KEYS, salience: ['precision', 'layer', 'tensor', 'neuron'] };
+
+function pipeline(name: string, extra: string[] = [], salience = 'schedule: after', measure = 'predictions, neurons, correlation, agreement, salience') {
+  const yaml = [
+    'model: demo',
+    'precisions: [fp32, nf4]',
+    'dataset: {path: demo, limit: 24}',
+    'layers: [first, last]',
+    'batch: {max_tokens: 256, max_examples: 8}',
+    `measure: [${measure}]`,
+    `salience: {steps: 4, limit: 13, ${salience}}`,
+    `output: ${path.join(root, name)}`,
+    ...extra,
+  ].join('\n');
+  const file = path.join(root, `${name}.yaml`);
+  writeFileSync(file, yaml + '\n');
+  return { file, cfg: () => parsePipeline(yaml, file) };
+}
+
+const summaryOf = (dir: string) => JSON.parse(readFileSync(path.join(dir, 'summary.json'), 'utf8'));
+
+async function sameResults(a: string, b: string, tables = ['salience', 'predictions', 'neurons', 'correlation', 'agreement']) {
+  for (const t of tables) assert.equal(await tableDifferences(a, b, t, KEYS[t], 0, { exactOrder: true }), [], `${t}: ${a} vs ${b}`);
+  assert.equal(summaryOf(b).salience, summaryOf(a).salience, 'summary.salience');
+}
+
+const during = pipeline('during', [], 'schedule: during');
+/** The main pass's batch count (the same in every run of these pipelines). */
+let batches = 0;
+
+test('after equals during exactly at fp32 and nf4; summary records the schedule and the pass seconds', async () => {
+  const a = await runPipeline(during.cfg(), { ...quiet, onBatch: () => void batches++ });
+  assert.ok(batches >= 3, `${batches} batches`);
+  const b = await runPipeline(pipeline('after').cfg(), quiet);
+  const sa = summaryOf(a.outDir), sb = summaryOf(b.outDir);
+  assert.is(sa.salience_schedule.schedule, 'during');
+  assert.is(sa.salience_schedule.pass_seconds, null);
+  assert.is(sb.salience_schedule.schedule, 'after');
+  assert.ok(sb.salience_schedule.pass_seconds > 0);
+  assert.match(sb.salience_schedule.reason, /salience\.schedule: after/);
+  // 13 examples attributed per (precision, layer), in both.
+  for (const p of ['fp32', 'nf4']) {
+    for (const l of Object.keys(sb.salience[p])) assert.is(sb.salience[p][l].examples, 13);
+    assert.ok(sb.precisions[p].attribution_seconds > 0 && sb.precisions[p].attribution_seconds <= sb.salience_schedule.pass_seconds);
+  }
+  await sameResults(a.outDir, b.outDir);
+  assert.not.ok(existsSync(path.join(b.outDir, 'state')), 'no state folder left');
+});
+
+test('killed at the salience pass boundary, or inside the pass, a run resumes to the same result', () => {
+  const env = { QUANTLENS_CACHE: cache };
+  // checkpoint_every exceeds the batch count: the first checkpoint is the pass boundary.
+  const p1 = pipeline('killed-boundary', ['checkpoint_every: 1000']);
+  const k1 = runCli(['run', p1.file, '--quiet'], { env: { ...env, QUANTLENS_FAULT: 'kill:checkpoint.json:renamed:1' } });
+  assert.ok(k1.code !== 0, 'killed');
+  const c1 = JSON.parse(readFileSync(path.join(root, 'killed-boundary', 'state', 'checkpoint.json'), 'utf8'));
+  assert.equal([c1.salienceSchedule, c1.saliencePass], ['after', 0]);
+  assert.is(c1.states.salience.keys.length, 0, 'nothing attributed at the boundary');
+  const r1 = runCli(['run', p1.file, '--resume', '--quiet'], { env });
+  assert.is(r1.code, 0, r1.stderr);
+  // Every batch checkpoints: the main pass's, the boundary, then the pass's own; killed after its first.
+  const p2 = pipeline('killed-inside', ['checkpoint_every: 1']);
+  const k2 = runCli(['run', p2.file, '--quiet'], { env: { ...env, QUANTLENS_FAULT: `kill:checkpoint.json:renamed:${batches + 2}` } });
+  assert.ok(k2.code !== 0, 'killed inside the pass');
+  const c2 = JSON.parse(readFileSync(path.join(root, 'killed-inside', 'state', 'checkpoint.json'), 'utf8'));
+  assert.is(c2.saliencePass, 1);
+  assert.is(c2.batches, batches);
+  assert.ok(c2.states.salience.keys.length > 0, 'the pass state is checkpointed');
+  const r2 = runCli(['run', p2.file, '--resume', '--quiet'], { env });
+  assert.is(r2.code, 0, r2.stderr);
+  return (async () => {
+    await sameResults(path.join(root, 'during'), path.join(root, 'killed-boundary'));
+    await sameResults(path.join(root, 'during'), path.join(root, 'killed-inside'));
+  })();
+});
+
+test('a resume that would change the schedule is refused in one line', () => {
+  const env = { QUANTLENS_CACHE: cache };
+  const p = pipeline('changed', ['checkpoint_every: 1000']);
+  const k = runCli(['run', p.file, '--quiet'], { env: { ...env, QUANTLENS_FAULT: 'kill:checkpoint.json:renamed:1' } });
+  assert.ok(k.code !== 0);
+  // Same pipeline but `during`: the config hash already differs, so the refusal names the pipeline change.
+  const q = pipeline('changed', ['checkpoint_every: 1000'], 'schedule: during');
+  const r = runCli(['run', q.file, '--resume', '--quiet'], { env });
+  assert.ok(r.code !== 0 && r.code !== null);
+  // One line after the run's start line.
+  assert.is(r.stderr.split('\n').length, 2, r.stderr);
+  assert.match(r.stderr.split('\n')[1], /checkpoint\.json: the salience schedule changed since the checkpoint \(after → during; under auto the memory budget decides it\); run without --resume to start over$/);
+});
+
+test('shards of an after run merge into the tables of a single during run', async () => {
+  const dirs: string[] = [];
+  for (const index of [0, 1]) dirs.push((await runPipeline(pipeline('shards').cfg(), { ...quiet, shard: { index, count: 2 } })).outDir);
+  const merged = await mergeShards(dirs, { output: path.join(root, 'merged'), report: false, log: () => undefined });
+  // Exact: attribution groups rows by length, not by the batch's padding (neurons and correlation see each shard's batches, equal to ~1e-7 only, as merge.test.ts shows).
+  assert.equal(await tableDifferences(path.join(root, 'during'), merged.outDir, 'salience', KEYS.salience, 0), []);
+  assert.equal(summaryOf(merged.outDir).salience, summaryOf(path.join(root, 'during')).salience);
+});
+
+test('auto: during when the sum fits; after when only max(stream, salience pass) fits; validate says which and why', async () => {
+  const folder = await openModelFolder(await ensureDemoModel({ size: 'tiny' }));
+  const m = readOnnxModel(folder.onnxPath);
+  let sum: number, max: number, floor: number;
+  try {
+    const cfg = pipeline('auto', [], 'schedule: auto').cfg();
+    const sites = resolveLayers(m, cfg.layers, folder.config, 'layers');
+    const shape = modelShape(m, folder.config, folder.vocabSize);
+    const e = estimateMemory(m, cfg, sites, shape);
+    assert.is(e.salience!.schedule, 'during');
+    assert.is(e.totalBytes, e.parts.reduce((s, p) => s + p.bytes, 0));
+    sum = e.totalBytes;
+    const attribution = e.parts.find((p) => p.name === 'attribution')!.bytes;
+    const correlation = e.parts.find((p) => p.name === 'correlation')!.bytes;
+    const baseline = e.parts.find((p) => p.name === 'baseline')!.bytes;
+    max = Math.max(sum - attribution, attribution + correlation + baseline);
+    floor = (attribution + baseline) / 2;
+    assert.ok(max < sum);
+    const tight = { ...cfg, memory_budget_gb: (sum + max) / 2 / GiB };
+    const f = estimateMemory(m, tight, sites, shape);
+    assert.is(f.salience!.schedule, 'after');
+    assert.is(f.totalBytes, max);
+    assert.match(f.salience!.reason, /^auto: attribution during the stream does not fit/);
+    // Below max neither fits: the refusal is for `after`'s need.
+    assert.is(estimateMemory(m, { ...cfg, memory_budget_gb: (max - 1000) / GiB }, sites, shape).salience!.schedule, 'after');
+  } finally {
+    m.source.close();
+  }
+  const fit = pipeline('auto-during', [], 'schedule: auto');
+  const v1 = runCli(['validate', fit.file], { env: { QUANTLENS_CACHE: cache } });
+  assert.is(v1.code, 0, v1.stderr);
+  assert.match(v1.stdout, /salience schedule: during \(auto: attribution during the stream fits/);
+  const tight = pipeline('auto-after', [`memory_budget_gb: ${(sum + max) / 2 / GiB}`], 'schedule: auto');
+  const v2 = runCli(['validate', tight.file], { env: { QUANTLENS_CACHE: cache } });
+  assert.is(v2.code, 0, v2.stderr);
+  assert.match(v2.stdout, /salience schedule: after \(auto: attribution during the stream does not fit \(the sum would be [\d.]+ GiB, over the [\d.]+ GiB budget\); after it the run needs max\(stream [\d.]+, salience pass [\d.]+\) GiB\)/);
+  // Without correlation (which would be refused first, for the room the other parts leave it).
+  const over = pipeline('auto-over', [`memory_budget_gb: ${floor / GiB}`], 'schedule: auto', 'predictions, salience');
+  const r = runCli(['run', over.file, '--quiet'], { env: { QUANTLENS_CACHE: cache } });
+  assert.ok(r.code !== 0 && r.code !== null);
+  assert.is(r.stderr.split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /over the budget.*salience after the stream: the larger of stream [\d.]+ and salience pass [\d.]+ GiB$/);
+  assert.not.ok(existsSync(path.join(root, 'auto-over')));
+  // A run under the tight budget takes the after schedule and gives during's results.
+  const run = await runPipeline(tight.cfg(), quiet);
+  assert.is(summaryOf(run.outDir).salience_schedule.schedule, 'after');
+  await sameResults(path.join(root, 'during'), run.outDir);
+});
+
+test.run();
