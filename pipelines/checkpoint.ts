@@ -453,7 +453,6 @@ export class RunCheckpoints {
     if (this.enabled && (done === 0 || done % this.plan.cfg.checkpoint_every === 0)) await this.write(passKeys(this.plan).length, 0, done);
   }
 
-
   private async write(correlationPass?: number, passBatches = 0, saliencePass?: number): Promise<void> {
     // Close the current part first: the checkpoint may only list parts that are complete. Extra
     // passes write no predictions: the first boundary after the stream closes its last part, unless
