@@ -355,6 +355,11 @@ export class RunCheckpoints {
     this.batches = resumeAfter;
   }
 
+  /** Main-pass batches consumed so far (a resumed run's included). */
+  get batchesDone(): number {
+    return this.batches;
+  }
+
   get dir(): string {
     return path.join(this.outDir, STATE_DIR);
   }

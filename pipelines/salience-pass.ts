@@ -77,5 +77,6 @@ export async function runSaliencePass(plan: Plan, measures: RunMeasures, ck: Run
     progress.done();
     salience.onProgress = undefined;
   }
+  opts.log(`quantlens: salience pass: ${seen} example(s) attributed; read ${done} batch(es) of the stream's ${ck.batchesDone}`);
   return (performance.now() - t0) / 1000;
 }

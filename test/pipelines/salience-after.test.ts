@@ -28,7 +28,7 @@ const cache = path.join(root, 'cache');
 const quiet = { quiet: true, report: false, cacheDir: cache, log: () => undefined } as const;
 const KEYS: Record<string, string[]> = { ...TABLE_KEYS, salience: ['precision', 'layer', 'tensor', 'neuron'] };
 
-function pipeline(name: string, extra: string[] = [], salience = 'schedule: after', measure = 'predictions, neurons, correlation, agreement, salience') {
+function pipeline(name: string, extra: string[] = [], salience = 'limit: 9, schedule: after', measure = 'predictions, neurons, correlation, agreement, salience') {
   const yaml = [
     'model: demo',
     'precisions: [fp32, nf4]',
@@ -36,7 +36,7 @@ function pipeline(name: string, extra: string[] = [], salience = 'schedule: afte
     'layers: [first, last]',
     'batch: {max_tokens: 256, max_examples: 8}',
     `measure: [${measure}]`,
-    `salience: {steps: 2, limit: 9, ${salience}}`,
+    `salience: {steps: 2, ${salience}}`,
     `output: ${path.join(root, name)}`,
     ...extra,
   ].join('\n');
@@ -52,12 +52,13 @@ async function sameResults(a: string, b: string, tables = ['salience', 'predicti
   assert.equal(summaryOf(b).salience, summaryOf(a).salience, 'summary.salience');
 }
 
-const during = pipeline('during', [], 'schedule: during');
-/** The main pass's batch count (the same in every run of these pipelines). */
+const during = pipeline('during', [], 'limit: 9, schedule: during');
+/** The main pass's batch count and each batch's example ids (the same in every run of these pipelines). */
 let batches = 0;
+const batchIds: number[][] = [];
 
 test('after equals during exactly at fp32 and nf4; summary records the schedule and the pass seconds', async () => {
-  const a = await runPipeline(during.cfg(), { ...quiet, onBatch: () => void batches++ });
+  const a = await runPipeline(during.cfg(), { ...quiet, onBatch: (r) => void (batches++, batchIds.push(r.batch.examples.map((e) => e.example_id))) });
   assert.ok(batches >= 2, `${batches} batches`);
   const b = await runPipeline(pipeline('after').cfg(), quiet);
   const sa = summaryOf(a.outDir), sb = summaryOf(b.outDir);
@@ -75,6 +76,19 @@ test('after equals during exactly at fp32 and nf4; summary records the schedule 
   assert.not.ok(existsSync(path.join(b.outDir, 'state')), 'no state folder left');
 });
 
+test('with salience.limit the pass stops reading after the last batch holding a selected example', async () => {
+  // A limit whose examples all lie before the last batch (batches sort by length: ids are not in order).
+  const limit = Math.min(...batchIds.slice(-1).flat());
+  assert.ok(limit >= 1, 'the last batch holds example 0: pick another limit');
+  let last = -1;
+  batchIds.forEach((ids, k) => void (ids.some((id) => id < limit) && (last = k)));
+  assert.ok(last + 1 < batches, `batch ${last + 1} of ${batches}: nothing to stop early for`);
+  const lines: string[] = [];
+  await runPipeline(pipeline('early', [], `limit: ${limit}, schedule: after`).cfg(), { ...quiet, log: (l) => lines.push(l) });
+  const selected = batchIds.flat().filter((id) => id < limit).length;
+  assert.ok(lines.includes(`quantlens: salience pass: ${selected} example(s) attributed; read ${last + 1} batch(es) of the stream's ${batches}`), lines.join('\n'));
+});
+
 test('killed at the salience pass boundary, or inside the pass, a run resumes to the same result', () => {
   const env = { QUANTLENS_CACHE: cache };
   // checkpoint_every exceeds the batch count: the first checkpoint is the pass boundary.
@@ -85,7 +99,7 @@ test('killed at the salience pass boundary, or inside the pass, a run resumes to
   assert.equal([c1.salienceSchedule, c1.saliencePass], ['after', 0]);
   assert.is(c1.states.salience.keys.length, 0, 'nothing attributed at the boundary');
   // The same checkpoint resumed under another schedule: refused in one line after the run's start line.
-  const other = pipeline('killed-boundary', ['checkpoint_every: 1000'], 'schedule: during');
+  const other = pipeline('killed-boundary', ['checkpoint_every: 1000'], 'limit: 9, schedule: during');
   const refused = runCli(['run', other.file, '--resume', '--quiet'], { env });
   assert.ok(refused.code !== 0 && refused.code !== null);
   assert.is(refused.stderr.split('\n').length, 2, refused.stderr);
@@ -123,7 +137,7 @@ test('auto: during when the sum fits; after when only max(stream, salience pass)
   const m = readOnnxModel(folder.onnxPath);
   let sum: number, max: number, floor: number;
   try {
-    const cfg = pipeline('auto', [], 'schedule: auto').cfg();
+    const cfg = pipeline('auto', [], 'limit: 9, schedule: auto').cfg();
     const sites = resolveLayers(m, cfg.layers, folder.config, 'layers');
     const shape = modelShape(m, folder.config, folder.vocabSize);
     const e = estimateMemory(m, cfg, sites, shape);
@@ -146,16 +160,16 @@ test('auto: during when the sum fits; after when only max(stream, salience pass)
   } finally {
     m.source.close();
   }
-  const fit = pipeline('auto-during', [], 'schedule: auto');
+  const fit = pipeline('auto-during', [], 'limit: 9, schedule: auto');
   const v1 = runCli(['validate', fit.file], { env: { QUANTLENS_CACHE: cache } });
   assert.is(v1.code, 0, v1.stderr);
   assert.match(v1.stdout, /salience schedule: during \(auto: attribution during the stream fits/);
-  const tight = pipeline('auto-after', [`memory_budget_gb: ${(sum + max) / 2 / GiB}`], 'schedule: auto');
+  const tight = pipeline('auto-after', [`memory_budget_gb: ${(sum + max) / 2 / GiB}`], 'limit: 9, schedule: auto');
   const v2 = runCli(['validate', tight.file], { env: { QUANTLENS_CACHE: cache } });
   assert.is(v2.code, 0, v2.stderr);
   assert.match(v2.stdout, /salience schedule: after \(auto: attribution during the stream does not fit \(the sum would be [\d.]+ GiB, over the [\d.]+ GiB budget\); after it the run needs max\(stream [\d.]+, salience pass [\d.]+\) GiB\)/);
   // Without correlation (which would be refused first, for the room the other parts leave it).
-  const over = pipeline('auto-over', [`memory_budget_gb: ${floor / GiB}`], 'schedule: auto', 'predictions, salience');
+  const over = pipeline('auto-over', [`memory_budget_gb: ${floor / GiB}`], 'limit: 9, schedule: auto', 'predictions, salience');
   const r = runCli(['run', over.file, '--quiet'], { env: { QUANTLENS_CACHE: cache } });
   assert.ok(r.code !== 0 && r.code !== null);
   assert.is(r.stderr.split('\n').length, 1, r.stderr);
