@@ -29,6 +29,7 @@ import { createAttributionSession } from '../../operators/attribution/lig.ts';
 import { openModelFolder } from '../../sources/model/folder.ts';
 import { mulberry32 } from '../../core/random.ts';
 import { BOOLQ, EXPORTERS_REL, exporterFolders, planFor, tokenRows } from './exporter-checks.ts';
+import { fdAgrees, plusMinus } from '../onnx/backward/fd-harness.ts';
 
 const folders = sharedPath(EXPORTERS_REL, 'salience exporter matrix') && sharedPath('datasets/boolq.csv', 'salience exporter matrix') ? exporterFolders()! : [];
 const LIMIT = 3;
@@ -117,13 +118,9 @@ async function fdCheck(dir: string): Promise<string> {
         // A ReLU kink within ±h bends one side: then h/3 is tried (a wrong rule is off at both).
         let verdict: 'ok' | 'kink' | string = 'kink';
         for (const h of [1e-2, 3e-3]) {
-          const p = a.slice();
-          p[i] += h;
-          const m = a.slice();
-          m[i] -= h;
-          const [fp, fm] = [(await run(p)).F, (await run(m)).F];
+          const [fp, fm] = await plusMinus(async (x) => (await run(x)).F, a, i, h);
           const fd = (fp - fm) / (2 * h);
-          if (Math.abs(base.g[i] - fd) <= 1e-2 * Math.abs(fd) + 1e-3) {
+          if (fdAgrees(base.g[i], fd)) {
             verdict = 'ok';
             break;
           }

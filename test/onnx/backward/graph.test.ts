@@ -15,7 +15,7 @@ import { loadTokenizer } from '../../../sources/tokenizer.ts';
 import { buildAttributionGraph, gradName, OBJECTIVE_OUTPUT, originalName, overrideName, TARGET_INPUT } from '../../../onnx/backward/graph.ts';
 import { QuantlensError } from '../../../core/errors.ts';
 import { sharedPath } from '../../helpers/shared.ts';
-import { rng, syntheticModel } from './fd-harness.ts';
+import { coordinatesOff, rng, syntheticModel } from './fd-harness.ts';
 
 const TEMPLATE = (q: string) => `Respond with True or False only.\n${q}\nAnswer:`;
 const layerTensor = (i: number) => `/model/layers.${i}/mlp/act_fn/Mul_output_0`;
@@ -56,16 +56,7 @@ for (const layer of [0, 2, 4]) {
       for (let k = 0; k < 20; k++) coords.add((b * S + first + Math.floor(r() * lengths[b])) * W + Math.floor(r() * W));
     }
     // Tolerance as in fd-harness.ts: h = 1e-2, |F| ≲ 30 → rounding ≈ 6e-8·30/1e-2 ≈ 2e-4, truncation ≲ 1e-4.
-    const h = 1e-2;
-    const bad: string[] = [];
-    for (const i of coords) {
-      const p = a.slice();
-      p[i] += h;
-      const m = a.slice();
-      m[i] -= h;
-      const fd = ((await run(p)).F - (await run(m)).F) / (2 * h);
-      if (!(Math.abs(base.g[i] - fd) <= 1e-2 * Math.abs(fd) + 1e-3)) bad.push(`${i}: ${base.g[i]} vs ${fd}`);
-    }
+    const bad = await coordinatesOff(async (x) => (await run(x)).F, a, base.g, coords);
     assert.ok(Math.abs(base.g[order[0]]) > 1e-2, 'non-trivial gradient');
     assert.equal(bad, [], `${bad.length}/${coords.size} coordinates off`);
     // Pad positions carry no gradient (no real token attends to them).

@@ -25,7 +25,7 @@ import { buildAttributionGraph, buildAttributionGraphWithInfo, gradName, OBJECTI
 import { attributeBatch, createAttributionSession, type LigResult } from '../../../operators/attribution/lig.ts';
 import { QuantlensError } from '../../../core/errors.ts';
 import { sharedPath } from '../../helpers/shared.ts';
-import { rng } from './fd-harness.ts';
+import { coordinatesOff, rng } from './fd-harness.ts';
 import { tempDir } from '../../helpers/temp.ts';
 
 const TEMPLATE = (q: string) => `Respond with True or False only.\n${q}\nAnswer:`;
@@ -104,16 +104,7 @@ test('stories260K nf4 layer 2: gradient == central differences of the quantized 
   const r = rng(29);
   for (let b = 0; b < 2; b++) for (let k = 0; k < 10; k++) coords.add((b * S + S - lengths[b] + Math.floor(r() * lengths[b])) * W + Math.floor(r() * W));
   // Tolerance as in graph.test.ts (h = 1e-2, float32 objective): rounding + truncation ≲ 3e-4.
-  const h = 1e-2;
-  const bad: string[] = [];
-  for (const i of coords) {
-    const p = a.slice();
-    p[i] += h;
-    const mm = a.slice();
-    mm[i] -= h;
-    const fd = ((await run(p)).F - (await run(mm)).F) / (2 * h);
-    if (!(Math.abs(base.g[i] - fd) <= 1e-2 * Math.abs(fd) + 1e-3)) bad.push(`${i}: ${base.g[i]} vs ${fd}`);
-  }
+  const bad = await coordinatesOff(async (x) => (await run(x)).F, a, base.g, coords);
   assert.ok(Math.abs(base.g[order[0]]) > 1e-2, 'non-trivial gradient');
   assert.equal(bad, [], `${bad.length}/${coords.size} coordinates off`);
   await s.release();
