@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
+import { parsePipeline } from '../../pipelines/load.ts';
 
 export const CLI_BIN = path.resolve(import.meta.dirname, '..', '..', 'pipelines', 'bin.mjs');
 
@@ -15,6 +16,17 @@ export function writePipeline(dir: string, fields: Record<string, unknown> = {},
   const file = path.join(dir, name);
   writeFileSync(file, stringify(doc));
   return file;
+}
+
+/**
+ * A pipeline YAML from its lines, written to <dir>/<name>.yaml, for tests that run it both
+ * through the CLI (`file`) and in-process (`cfg()`, parsed as the CLI parses it).
+ */
+export function yamlPipeline(dir: string, name: string, lines: string[]) {
+  const yaml = lines.join('\n');
+  const file = path.join(dir, `${name}.yaml`);
+  writeFileSync(file, yaml + '\n');
+  return { file, cfg: () => parsePipeline(yaml, file) };
 }
 
 export interface CliResult {

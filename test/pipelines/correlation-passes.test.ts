@@ -9,16 +9,15 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { mergeShards } from '../../pipelines/merge.ts';
 import { correlationMemoryBytes, type CoMomentFileEntry } from '../../operators/estimators/correlation.ts';
 import { CoMomentReader } from '../../operators/estimators/correlation-state-file.ts';
 import { gramTransientBytes } from '../../pipelines/correlation-budget.ts';
 import { tableDifferences, TABLE_KEYS } from '../helpers/run-tables.ts';
-import { runCli } from '../helpers/pipeline.ts';
+import { runCli, yamlPipeline } from '../helpers/pipeline.ts';
 import { expectRejects } from '../helpers/expect-error.ts';
 import { tempDir } from '../helpers/temp.ts';
 
@@ -32,7 +31,7 @@ const quiet = { quiet: true, report: false, cacheDir: cache, log: () => undefine
 const twoKeysGb = (gramTransientBytes(WIDTH, MAX_TOKENS, 'float32') + correlationMemoryBytes(WIDTH, 2) + 1000) / GiB;
 
 function pipeline(name: string, correlationGb: number, extra: string[] = []) {
-  const yaml = [
+  return yamlPipeline(root, name, [
     'model: demo',
     'precisions: [fp32, nf4]',
     'dataset: {path: demo, limit: 24}',
@@ -42,10 +41,7 @@ function pipeline(name: string, correlationGb: number, extra: string[] = []) {
     `correlation: {memory_budget_gb: ${correlationGb}}`,
     `output: ${path.join(root, name)}`,
     ...extra,
-  ].join('\n');
-  const file = path.join(root, `${name}.yaml`);
-  writeFileSync(file, yaml + '\n');
-  return { file, cfg: () => parsePipeline(yaml, file) };
+  ]);
 }
 
 const summaryOf = (dir: string) => JSON.parse(readFileSync(path.join(dir, 'summary.json'), 'utf8'));

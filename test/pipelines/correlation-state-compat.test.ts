@@ -7,14 +7,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { mergeShards } from '../../pipelines/merge.ts';
 import type { CoMomentFileEntry, CoMomentState } from '../../operators/estimators/correlation.ts';
 import { CoMomentReader } from '../../operators/estimators/correlation-state-file.ts';
 import { encodeF64 } from '../../operators/estimators/state-codec.ts';
 import { tableDifferences, TABLE_KEYS } from '../helpers/run-tables.ts';
-import { runCli } from '../helpers/pipeline.ts';
+import { runCli, yamlPipeline } from '../helpers/pipeline.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 const root = tempDir('ql-corr-compat-');
@@ -22,10 +21,7 @@ const quiet = { quiet: true, report: false, log: () => undefined } as const;
 const TABLES = ['correlation', 'neurons', 'dead', 'predictions'];
 
 function pipeline(name: string, extra: string[] = []) {
-  const yaml = ['model: demo', 'dataset: {path: demo, limit: 20}', 'batch: {max_examples: 4}', 'measure: [predictions, neurons, dead, correlation]', `output: ${path.join(root, name)}`, ...extra].join('\n');
-  const file = path.join(root, `${name}.yaml`);
-  writeFileSync(file, yaml + '\n');
-  return { file, cfg: () => parsePipeline(yaml, file) };
+  return yamlPipeline(root, name, ['model: demo', 'dataset: {path: demo, limit: 20}', 'batch: {max_examples: 4}', 'measure: [predictions, neurons, dead, correlation]', `output: ${path.join(root, name)}`, ...extra]);
 }
 
 /** The JSON's correlation entries made inline base64 again, as quantlens wrote them before binary files. */

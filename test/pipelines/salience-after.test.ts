@@ -8,9 +8,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parsePipeline } from '../../pipelines/load.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { mergeShards } from '../../pipelines/merge.ts';
 import { estimateMemory, modelShape } from '../../pipelines/budget.ts';
@@ -19,7 +18,7 @@ import { openModelFolder } from '../../sources/model/folder.ts';
 import { readOnnxModel } from '../../onnx/model-reader.ts';
 import { resolveLayers } from '../../onnx/capture.ts';
 import { tableDifferences, TABLE_KEYS } from '../helpers/run-tables.ts';
-import { runCli } from '../helpers/pipeline.ts';
+import { runCli, yamlPipeline } from '../helpers/pipeline.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 const GiB = 1024 ** 3;
@@ -29,7 +28,7 @@ const quiet = { quiet: true, report: false, cacheDir: cache, log: () => undefine
 const KEYS: Record<string, string[]> = { ...TABLE_KEYS, salience: ['precision', 'layer', 'tensor', 'neuron'] };
 
 function pipeline(name: string, extra: string[] = [], salience = 'limit: 9, schedule: after', measure = 'predictions, neurons, correlation, agreement, salience') {
-  const yaml = [
+  return yamlPipeline(root, name, [
     'model: demo',
     'precisions: [fp32, nf4]',
     'dataset: {path: demo, limit: 16}',
@@ -39,10 +38,7 @@ function pipeline(name: string, extra: string[] = [], salience = 'limit: 9, sche
     `salience: {steps: 2, ${salience}}`,
     `output: ${path.join(root, name)}`,
     ...extra,
-  ].join('\n');
-  const file = path.join(root, `${name}.yaml`);
-  writeFileSync(file, yaml + '\n');
-  return { file, cfg: () => parsePipeline(yaml, file) };
+  ]);
 }
 
 const summaryOf = (dir: string) => JSON.parse(readFileSync(path.join(dir, 'summary.json'), 'utf8'));
