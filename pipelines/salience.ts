@@ -29,23 +29,32 @@ export function selectedExamples(plan: Pick<Plan, 'cfg'>, batch: BatchResult['ba
 export interface AttributionRunner {
   precision: string;
   site: ActivationSite;
-  /** The session, opened (graph from the cache) on first use; release() closes it. */
+  /** The session, opened again (same graph, AttributionSession.reopen) after park() or release(). */
   open(): Promise<AttributionSession>;
+  /** Between uses: closes the session unless it is the run's only runner, which stays open. */
+  park(): Promise<void>;
   release(): Promise<void>;
 }
 
-/** A runner whose session is opened again from the graph cache when needed. */
-function lazyRunner(precision: string, site: ActivationSite, first: AttributionSession | null, create: () => Promise<AttributionSession>): AttributionRunner {
-  let session = first;
+/** A runner over one prepared attribution session, whose ORT session is closed and reopened. */
+function lazyRunner(precision: string, site: ActivationSite, prepared: AttributionSession, keepOpen: boolean): AttributionRunner {
+  let s = prepared;
+  let live = true;
+  const release = async () => {
+    if (!live) return;
+    live = false;
+    await s.session.release();
+  };
   return {
     precision,
     site,
-    open: async () => (session ??= await create()),
-    async release() {
-      const s = session;
-      session = null;
-      await s?.session.release();
+    async open() {
+      if (!live) s = { ...s, session: await s.reopen() };
+      live = true;
+      return s;
     },
+    park: () => (keepOpen ? Promise.resolve() : release()),
+    release,
   };
 }
 
@@ -53,8 +62,8 @@ function lazyRunner(precision: string, site: ActivationSite, first: AttributionS
  * One attribution runner per (precision, layer); each graph is built (and cached) before the run
  * so errors come first, then its session is closed again: every session maps the model's weights
  * (graphs reference them, weight-references.ts), so holding P·C of them would count the weights
- * P·C times. SalienceMeasure opens one at a time from the graph cache
- * (operators/attribution/graph-cache.ts); a single runner stays open.
+ * P·C times. SalienceMeasure reopens one at a time from the graph bytes already built or read
+ * from the cache (operators/attribution/graph-cache.ts); a single runner stays open.
  */
 export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisions' | 'sites' | 'session' | 'tokenizer' | 'cacheDir'> & Partial<Pick<Plan, 'runners'>>): Promise<AttributionRunner[]> {
   const budget = plan.cfg.salience.memory_budget_gb;
@@ -65,9 +74,9 @@ export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisi
     for (const site of plan.sites) {
       // The inference runner's input plan knows the model's padding side and past layout (genai models).
       const inputPlan = plan.runners?.find((r) => r.precision === p.precision)?.plan;
-      const create = () => createAttributionSession(p.path, site.tensor, { settings: plan.session, padId: plan.tokenizer.padId, externalDataDir: path.dirname(p.path), inputPlan, cacheDir });
-      const runner = lazyRunner(p.precision, site, await create(), create);
-      if (plan.precisions.length * plan.sites.length > 1) await runner.release();
+      const prepared = await createAttributionSession(p.path, site.tensor, { settings: plan.session, padId: plan.tokenizer.padId, externalDataDir: path.dirname(p.path), inputPlan, cacheDir });
+      const runner = lazyRunner(p.precision, site, prepared, plan.precisions.length * plan.sites.length === 1);
+      await runner.park();
       out.push(runner);
     }
   return out;
@@ -110,7 +119,7 @@ export class SalienceMeasure {
         adaptiveSteps: salience.adaptive,
         onWarning: () => this.warnings++,
       });
-      if (this.runners.length > 1) await a.release();
+      await a.park();
       seconds.set(a.precision, (seconds.get(a.precision) ?? 0) + (performance.now() - t0) / 1000);
       results.forEach((res, k) =>
         this.estimator.update({

@@ -60,6 +60,11 @@ export interface AttributionSession {
   backwardNodes: number;
   /** Where the graph came from: the cache ('hit'), built and cached ('miss'), built without a cache ('off'). */
   graphCache: 'hit' | 'miss' | 'off';
+  /**
+   * A new ORT session of the same graph, for a caller that released `session` to free its mapped
+   * weights: the model is not parsed, the cache not read and the probe and checks not run again.
+   */
+  reopen(): Promise<ort.InferenceSession>;
 }
 
 export async function createAttributionSession(
@@ -82,15 +87,14 @@ export async function createAttributionSession(
     // Prepacking would copy every MatMul weight into ORT's own buffers; without it the weights the
     // graph references stay the model file's mapped pages (weight-references.ts).
     const settings = opts.settings ?? defaultSessionSettings();
-    const session = await createSession(bytes, { ...settings, extra: { [NO_PREPACKING]: '1', ...settings.extra } }, {
-      externalDataDir: externalDataDirOf(m, opts),
-      where: `attribution graph for ${tensor}`,
-    });
+    const externalDataDir = externalDataDirOf(m, opts);
+    const reopen = () => createSession(bytes, { ...settings, extra: { [NO_PREPACKING]: '1', ...settings.extra } }, { externalDataDir, where: `attribution graph for ${tensor}` });
+    const session = await reopen();
     const ours = new Set([overrideName(tensor), TARGET_INPUT]);
     const metadata = (session.inputMetadata as readonly { name: string }[]).filter((x) => !ours.has(x.name));
     // With hand-made feeds the plan is unused (its inputs may be ones planInputs refuses).
     const plan = opts.feeds ? { idsName: 'input_ids', idsType: 'int64' as const, pastInputs: [] } : opts.inputPlan ?? planInputs({ inputMetadata: metadata } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
-    const s: AttributionSession = { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[shape.length - 1], flat, vocab: info.logitsShape[2], pathNodes: info.pathNodes, backwardNodes: info.backwardNodes, graphCache: cache };
+    const s: AttributionSession = { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[shape.length - 1], flat, vocab: info.logitsShape[2], pathNodes: info.pathNodes, backwardNodes: info.backwardNodes, graphCache: cache, reopen };
     if (flat) {
       const original = async (rows: Int32Array[]) => (await runRows(s, rows, rows.map((r) => r.length), rows[0].length, null, new Array(rows.length).fill(0), [originalName(tensor)]))[originalName(tensor)].data as Float32Array;
       await checkBatchMajor(s, original).catch(async (e) => {
