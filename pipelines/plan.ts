@@ -9,7 +9,7 @@ import ort from 'onnxruntime-node';
 import { QuantlensError } from '../core/errors.ts';
 import type { PipelineConfig } from './schema.ts';
 import { openModelFolder, type ModelFolder } from '../sources/model/folder.ts';
-import { modelHash } from '../sources/model/hash.ts';
+import { modelHashOnce } from '../sources/model/hash.ts';
 import { loadTokenizer, checkTokenizerFitsModel, type TextTokenizer } from '../sources/tokenizer.ts';
 import { datasetColumns, type DatasetSpec } from '../sources/dataset/open.ts';
 import { compilePrompt, checkPromptColumns, type PromptTemplate } from '../sources/prompt.ts';
@@ -79,7 +79,7 @@ export async function preparePlan(cfg: PipelineConfig, opts: { shard?: { index: 
   checkMemoryBudget(graph.memory, where('memory_budget_gb'));
   const session = await sessionSettingsFor(cfg, where);
 
-  const hash = await modelHash(folder);
+  const hash = await modelHashOnce(folder);
   const precisions: PrecisionInfo[] = [];
   const runners: PrecisionRunner[] = [];
   for (const precision of cfg.precisions) {

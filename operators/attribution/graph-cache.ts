@@ -16,7 +16,7 @@ import { writeFileAtomically } from '../../core/atomic-write.ts';
 import type { OnnxModel } from '../../onnx/model-reader.ts';
 import { buildAttributionGraphWithInfo, type AttributionGraphOptions } from '../../onnx/backward/graph.ts';
 import type { TensorMeta } from '../../onnx/backward/emitter.ts';
-import { modelHash } from '../../sources/model/hash.ts';
+import { modelHashOnce } from '../../sources/model/hash.ts';
 import { packageInfo } from '../../core/package-info.ts';
 import { externalDataBeside } from '../../sources/model/folder.ts';
 
@@ -67,20 +67,9 @@ function quantlensVersion(): string {
   return packageInfo().version;
 }
 
-const hashes = new Map<string, string>();
-
-/** The model's content hash, computed once per (path, size, mtime) in this process (one per layer otherwise). */
-async function contentHash(modelPath: string): Promise<string> {
-  const st = statSync(modelPath);
-  const id = `${path.resolve(modelPath)}\0${st.size}\0${st.mtimeMs}`;
-  let h = hashes.get(id);
-  if (!h) hashes.set(id, (h = await modelHash({ onnxPath: modelPath, externalData: externalDataBeside(modelPath) })));
-  return h;
-}
-
 /** The cache key of the attribution graph of `tensor` in the model at `modelPath`. */
 export async function attributionGraphKey(modelPath: string, opts: AttributionGraphOptions): Promise<string> {
-  const model = await contentHash(modelPath);
+  const model = await modelHashOnce({ onnxPath: modelPath, externalData: externalDataBeside(modelPath) });
   // A referenced graph names the model's file (weight-references.ts): same content under another name misses.
   const settings = { layerTensors: opts.layerTensors, objective: opts.objective ?? 'log-softmax-at-last', logits: opts.logits ?? null, weights: opts.weights ?? 'verbatim', file: path.basename(modelPath) };
   const keyed = { format: CACHE_FORMAT, model, settings, version: quantlensVersion(), builder: builderSourceHash() };

@@ -1,21 +1,21 @@
 /**
  * A model's identity for resume checks, attribution-graph caches and Parquet metadata: sha256
  * over the .onnx bytes plus, for each external data file, its name, size and content. External
- * data can be many GB, so a file above FULL_HASH_LIMIT is fingerprinted by SAMPLES evenly spaced
- * pieces (first and last included) rather than read whole: a re-export with the same layout and
- * other weights changes the hash, at a cost of about 4 MiB read per file. The .onnx itself is
- * streamed, never loaded whole.
+ * data can be many GB (and some exporters write a file per tensor), so a file above
+ * FULL_HASH_LIMIT is fingerprinted by SAMPLES evenly spaced pieces (first and last included)
+ * rather than read whole: a re-export with the same layout and other weights changes the hash,
+ * at a cost of at most 4 MiB read per file. The .onnx itself is streamed, never loaded whole.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, promises as fsp } from 'node:fs';
+import { createReadStream, promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
 import { QuantlensError } from '../../core/errors.ts';
 import type { ModelFolder } from './folder.ts';
 
-/** Files up to this size are hashed whole. */
-export const FULL_HASH_LIMIT = 64 << 20;
 const SAMPLES = 64;
 const PIECE = 64 << 10;
+/** Files up to this size are hashed whole: the bytes the samples of a larger one read. */
+export const FULL_HASH_LIMIT = SAMPLES * PIECE;
 
 export async function modelHash(folder: Pick<ModelFolder, 'onnxPath' | 'externalData'>): Promise<string> {
   const hash = createHash('sha256');
@@ -31,6 +31,33 @@ export async function modelHash(folder: Pick<ModelFolder, 'onnxPath' | 'external
     throw new QuantlensError('IO', `cannot read model for hashing: ${(e as Error).message}`, folder.onnxPath, { cause: e });
   }
   return hash.digest('hex');
+}
+
+const hashes = new Map<string, Promise<string>>();
+
+/**
+ * modelHash once per process for the same files: the run's plan, each quantized precision's
+ * cache key and each layer's attribution graph ask for the same model. Keyed by every file's
+ * path, size and mtime (coarse: a file rewritten within the same clock tick in the same process
+ * is not seen, which a run does not do to its own model).
+ */
+export function modelHashOnce(folder: Pick<ModelFolder, 'onnxPath' | 'externalData'>): Promise<string> {
+  let id: string;
+  try {
+    id = JSON.stringify([folder.onnxPath, ...[...folder.externalData].sort()].map((f) => {
+      const st = statSync(f);
+      return [path.resolve(f), st.size, st.mtimeMs];
+    }));
+  } catch {
+    return modelHash(folder); // it names the unreadable file
+  }
+  let h = hashes.get(id);
+  if (!h) {
+    h = modelHash(folder);
+    hashes.set(id, h);
+    h.catch(() => hashes.delete(id));
+  }
+  return h;
 }
 
 async function streamInto(hash: Hash, file: string): Promise<void> {

@@ -15,7 +15,7 @@ import { writeFileAtomically } from '../../core/atomic-write.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import { readOnnxModel, type NodeInfo } from '../../onnx/model-reader.ts';
 import { externalDataBeside } from './folder.ts';
-import { modelHash } from './hash.ts';
+import { modelHashOnce } from './hash.ts';
 import { quantizeModel } from '../../onnx/quantize/index.ts';
 import { refusePartial, type QuantizationRecord } from '../../onnx/quantize/census.ts';
 import { readGraphQuantization } from '../../onnx/quantize/graph-settings.ts';
@@ -110,7 +110,7 @@ export async function resolvePrecision(
   }
   if (rejected.length) settings.prebuiltRejected = rejected;
 
-  const sourceSha256 = await modelHash({ onnxPath, externalData: externalDataBeside(onnxPath) });
+  const sourceSha256 = await modelHashOnce({ onnxPath, externalData: externalDataBeside(onnxPath) });
   const keyed = { ...settings };
   delete keyed.prebuiltRejected;
   const key = createHash('sha256').update(sourceSha256).update(JSON.stringify(keyed, Object.keys(keyed).sort())).digest('hex');

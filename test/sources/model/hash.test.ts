@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { FULL_HASH_LIMIT, modelHash } from '../../../sources/model/hash.ts';
+import { FULL_HASH_LIMIT, modelHash, modelHashOnce } from '../../../sources/model/hash.ts';
 import { sharedPath } from '../../helpers/shared.ts';
 import { tempDir } from '../../helpers/temp.ts';
 
@@ -47,6 +47,22 @@ test('a large external data file is fingerprinted by evenly spaced pieces: a cha
   big[inPiece20] ^= 1;
   writeFileSync(data, big);
   assert.is.not(await modelHash({ onnxPath: onnx, externalData: [data] }), h1);
+});
+
+test('modelHashOnce equals modelHash, and a file of another size is hashed again', async () => {
+  const dir = tempDir('ql-hash-once-');
+  const onnx = path.join(dir, 'model.onnx');
+  writeFileSync(onnx, randomBytes(300));
+  const data = path.join(dir, 'model.onnx.data');
+  writeFileSync(data, randomBytes(2000));
+  const folder = { onnxPath: onnx, externalData: [data] };
+  const first = await modelHashOnce(folder);
+  assert.is(first, await modelHash(folder));
+  assert.is(await modelHashOnce(folder), first);
+  writeFileSync(data, randomBytes(2001));
+  const second = await modelHashOnce(folder);
+  assert.is.not(second, first);
+  assert.is(second, await modelHash(folder));
 });
 
 test('stories260K-onnx hash equals the sha256 in its README', async () => {
