@@ -43,24 +43,28 @@ export class GradEmitter {
     private readonly isStored: (name: string) => boolean = () => false,
   ) {}
 
-  /** Whether `name` is one of the model's stored tensors (a weight). */
-  stored(name: string): boolean {
-    return this.isStored(name);
-  }
-
   /**
    * A stored tensor read at run time, once `after` (a gradient) exists: Slice(x, zero, end) with a
    * zero computed from `after`'s shape and the target ids' values. ONNX Runtime folds nodes whose
    * inputs are all constant into new initializers, so a Transpose or a dequantization of a weight
    * would otherwise become a resident second copy of it; behind the gate it is a transient of one
-   * layer, made just before the backward node that reads it. Small tensors (< 1024 elements) are
-   * not worth a node and are returned as they are.
+   * layer, made just before the backward node that reads it. Tensors that are not stored (computed
+   * ones) and small ones (< 1024 elements, not worth a node) are returned as they are.
    */
   gate(x: string, after: string): string {
+    if (!this.isStored(x)) return x;
     const shape = (this.metaOf.get(x) ?? this.lookup(x))?.shape ?? [];
     if (shape.length === 0 || shape.reduce((a, d) => a * d, 1) < 1024) return x;
-    const zero = this.op1('Mul', [this.op1('Add', [this.op1('Slice', [this.shape(after), this.i64([0]), this.i64([1])]), this.targetZero()]), this.i64([0])]);
-    return this.op1('Slice', [x, zero, this.i64([Number.MAX_SAFE_INTEGER]), this.i64([0])]);
+    return this.op1('Slice', [x, this.zeroAfter(after), this.i64([Number.MAX_SAFE_INTEGER]), this.i64([0])]);
+  }
+
+  private readonly zeroAfterName = new Map<string, string>();
+
+  /** A run-time zero [1] that exists once `after` does (one per gradient: the gates of a unit share it). */
+  private zeroAfter(after: string): string {
+    let z = this.zeroAfterName.get(after);
+    if (!z) this.zeroAfterName.set(after, (z = this.op1('Mul', [this.op1('Add', [this.op1('Slice', [this.shape(after), this.i64([0]), this.i64([1])]), this.targetZero()]), this.i64([0])])));
+    return z;
   }
 
   private targetZeroName?: string;

@@ -359,7 +359,8 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
     if (!unitRules.has(n) && !ruleFor(n.opType, n.domain)) throw new QuantlensError('GRADIENT', `no gradient rule for ${n.opType} (node ${n.name || n.outputs[0]})`, where);
   }
 
-  const e = new GradEmitter(r.opset, lookup, undefined, (name) => constantTensor(m, name) !== undefined);
+  // Stored = an initializer or a Constant node's output (producerOf covers every node).
+  const e = new GradEmitter(r.opset, lookup, undefined, (name) => m.initializers.has(name) || producerOf.get(name)?.opType === 'Constant');
   const { dLogits, ltype, logitsShape } = emitObjective(e, logits, where);
   const allInts = (name: string) => expansion.intConstants.get(name) ?? ints(name);
   const ruleOf = (n: NodeInfo) => unitRules.get(n) ?? ruleFor(n.opType, n.domain)!;

@@ -38,12 +38,12 @@ export function matmulGrads(e: GradEmitter, a: string, b: string, g: string, nee
   // A stored weight is read behind a gate (GradEmitter.gate): ORT would fold Transpose(W) into a
   // resident copy of W.
   if (needA) {
-    ga = e.op1('MatMul', [g2, transposeLast2(e, e.stored(b2) ? e.gate(b2, g2) : b2, sb2.length)]);
+    ga = e.op1('MatMul', [g2, transposeLast2(e, e.gate(b2, g2), sb2.length)]);
     ga = e.unbroadcast(ga, [...batch, M, K], a2);
     if (sa.length === 1) ga = e.squeeze(ga, [0]);
   }
   if (needB) {
-    gb = e.op1('MatMul', [transposeLast2(e, e.stored(a2) ? e.gate(a2, g2) : a2, sa2.length), g2]);
+    gb = e.op1('MatMul', [transposeLast2(e, e.gate(a2, g2), sa2.length), g2]);
     gb = e.unbroadcast(gb, [...batch, K, N], b2);
     if (sb.length === 1) gb = e.squeeze(gb, [-1]);
   }
@@ -67,7 +67,7 @@ const gemm: GradRule = (c) => {
   const type = e.meta(c.node.outputs[0]).type;
   const scale = (x: string, s: number) => (s === 1 ? x : e.op1('Mul', [x, e.scalar(s, type)]));
   // Stored weights behind a gate, as in matmulGrads.
-  const read = (x: string) => (e.stored(x) ? e.gate(x, g) : x);
+  const read = (x: string) => e.gate(x, g);
   const T = (x: string) => e.op1('Transpose', [read(x)], { perm: [1, 0] });
   const out: (string | null)[] = [null, null, null];
   if (c.needs[0]) {

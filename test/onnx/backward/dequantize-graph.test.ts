@@ -51,7 +51,7 @@ async function inGraph(variant: QuantVariant, opts: QuantOptions, w: Float32Arra
       const t = m.initializers.get(name);
       return t ? { type: ortTypeOf(t.dataType), shape: t.dims } : undefined;
     };
-    const e = new GradEmitter(m.opsets.find((o) => o.domain === '')!.version, lookup);
+    const e = new GradEmitter(m.opsets.find((o) => o.domain === '')!.version, lookup, undefined, (name) => m.initializers.has(name));
     const wT = u.emitWeightT(e, (name) => e.gate(name, DY));
     const gated = e.nodes.filter((n) => n.opType === 'Slice' && m.initializers.has(n.inputs[0])).length;
     const bytes = appendGraphFragment(new Uint8Array(readFileSync(file)), {
