@@ -165,7 +165,7 @@ export class GraphBuilder {
   initializer(name: string, t: TensorData): string {
     if (this.inits.has(name)) throw new Error(`duplicate initializer ${name}`);
     const sp = this.spill;
-    if (sp && t.data.byteLength >= sp.threshold) {
+    if (sp && this.writesThrough(t.data.byteLength)) {
       // 64-byte aligned, as ORT prefers; only dims and type stay in memory.
       const pad = (64 - (sp.offset % 64)) % 64;
       if (pad) writeSync(sp.fd, new Uint8Array(pad), 0, pad, sp.offset);

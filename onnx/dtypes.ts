@@ -100,8 +100,8 @@ export function floatToHalf(f: ArrayLike<number>): Uint16Array {
   return out;
 }
 
-export function bfloat16ToFloat(h: Uint16Array): Float32Array {
-  const u = new Uint32Array(h.length);
+export function bfloat16ToFloat(h: Uint16Array, out: Float32Array = new Float32Array(h.length)): Float32Array {
+  const u = new Uint32Array(out.buffer, out.byteOffset, h.length);
   for (let i = 0; i < h.length; i++) u[i] = h[i] << 16;
-  return new Float32Array(u.buffer);
+  return out;
 }

@@ -14,7 +14,7 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { QuantlensError } from '../../core/errors.ts';
-import { halfToFloat } from '../dtypes.ts';
+import { bfloat16ToFloat, halfToFloat } from '../dtypes.ts';
 import { llamaConfigFromHf, type LlamaConfig } from '../models/llama-config.ts';
 import { writeModelFolder, type AnyLlamaWeights, type LlamaLayerWeightsOf, type TransposingLoader, type Weight } from '../models/llama-graph.ts';
 import { transposeMatrix } from '../matrix.ts';
@@ -124,10 +124,7 @@ export function readSafetensorsFloat32(name: string, e: SafetensorsEntry, reuse?
   }
   const u16 = new Uint16Array(bytes.buffer, 0, numel);
   if (e.dtype === 'F16') return halfToFloat(u16, out);
-  // bf16 is the high half of a float32.
-  const bits = new Uint32Array(out.buffer, out.byteOffset, numel);
-  for (let i = 0; i < numel; i++) bits[i] = u16[i] << 16;
-  return out;
+  return bfloat16ToFloat(u16, out);
 }
 
 /**
