@@ -1,6 +1,6 @@
 /**
  * Resume and shard merge rest on one fact: everything a run has accumulated is a JSON value —
- * the estimator states (RunMeasures.states()), per-precision tallies, token counts, and the ids
+ * the estimator states (RunMeasures.statesAt()), per-precision tallies, token counts, and the ids
  * and token lengths of the examples consumed so far (the ledger).
  *
  * A checkpoint (<output>/state/checkpoint.json) adds the position: how many batches were folded

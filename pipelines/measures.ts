@@ -172,10 +172,6 @@ export class RunMeasures {
     }
   }
 
-  states(): MeasureStates {
-    return { neurons: this.neurons?.state(), correlation: this.correlation?.state(), agreement: this.agreement?.state(), salience: this.salience?.state() };
-  }
-
   /**
    * The states as checkpoints and shards store them: JSON, except correlation's co-moments, which
    * go to the binary file `dir/correlationFile` (operators/estimators/correlation-state-file.ts).

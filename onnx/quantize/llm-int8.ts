@@ -41,7 +41,7 @@ export function quantizeVectorwise(b: Float32Array, K: number, N: number): { cb:
   const cb = new Int8Array(K * N);
   const M = ROUND_EVEN; // a local: an imported binding read in the loop costs 4× the loop
   // Round half to even by the float64 add of 1.5·2⁵² (exact for |x| < 2⁵¹; here |x| ≤ 127): the
-  // same integers as roundHalfEven, and NaN / ±Infinity store 0 in an Int8Array either way.
+  // same integers as round-half-to-even, and NaN / ±Infinity store 0 in an Int8Array either way.
   for (let k = 0; k < K; k++) {
     const row = k * N;
     for (let n = 0; n < N; n++) cb[row + n] = f(b[row + n] * r[n]) + M - M;

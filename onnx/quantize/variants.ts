@@ -117,16 +117,11 @@ export function variantSettings(variant: QuantVariant, opts: QuantOptions = {}):
 }
 
 /**
- * x + ROUND_EVEN − ROUND_EVEN rounds a float64 |x| < 2⁵¹ to an integer, half to even (IEEE
- * round-to-nearest-even on the add): roundHalfEven without a call or a branch, for bulk loops.
+ * x + ROUND_EVEN − ROUND_EVEN rounds a float64 |x| < 2⁵¹ to an integer, half to even as
+ * torch.round, numpy.round and ONNX Round do (IEEE round-to-nearest-even on the add), without a
+ * call or a branch, for bulk loops.
  */
 export const ROUND_EVEN = 6755399441055744;
-
-/** Round half to even (torch.round, numpy.round, ONNX Round). */
-export function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
 
 /** Round half away from zero (C roundf, used by MLAS block quantizers). */
 export function roundHalfAway(x: number): number {

@@ -22,7 +22,7 @@ import type { ActivationChunk, Estimator } from '../../core/types.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import { GramRunner, type GramCompute, type GramResult } from './correlation-graph.ts';
 import type { SessionSettings } from '../../onnx/session.ts';
-import { compareKeys, type ActivationKey } from './neurons.ts';
+import { compareKeys, keyString, type ActivationKey } from './neurons.ts';
 import { decodeF64, encodeF64 } from './state-codec.ts';
 import { CoMomentReader, writeCoMomentFile } from './correlation-state-file.ts';
 import { linkOrCopy, stateFilePath } from './correlation-state-paths.ts';
@@ -228,17 +228,6 @@ export class CoMoments {
     });
   }
 
-  /** Another part given as a packed upper triangle (a shard's state). */
-  addPacked(nb: number, meanB: ArrayLike<number>, packed: ArrayLike<number>): void {
-    const d = this.width;
-    this.chan(nb, meanB, (upper, f, delta) => {
-      for (let i = 0, k = 0; i < d; i++) {
-        const di = delta[i] * f;
-        for (let j = i; j < d; j++, k++) upper[k] += packed[k] + di * delta[j];
-      }
-    });
-  }
-
   /** A batch given as Gram blocks on and above the diagonal (correlation-graph.ts). */
   addBlocks(g: GramResult): void {
     const d = this.width;
@@ -441,10 +430,6 @@ class TopPairs {
   }
 }
 
-export function keyString(k: ActivationKey): string {
-  return JSON.stringify([k.precision, k.layer, k.tensor]);
-}
-
 /** One state file entry folded into an accumulator, its upper triangle streamed in slices. */
 function foldFromFile(m: CoMoments, r: CoMomentReader, n: number, offset: number): void {
   const v = r.vectors(offset, m.width);
@@ -597,7 +582,9 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     const m = this.accumulator(e, e.width);
     const tri = (e.width * (e.width + 1)) / 2;
     m.mergeRange(decodeF64(e.min, e.width, 'min'), decodeF64(e.max, e.width, 'max'));
-    m.addPacked(e.n, decodeF64(e.mean, e.width, 'mean'), decodeF64(e.upper, tri, 'upper'));
+    // An inline (base64) state is one slice of the packed upper triangle.
+    const upper = decodeF64(e.upper, tri, 'upper');
+    m.addPackedSlices(e.n, decodeF64(e.mean, e.width, 'mean'), (each) => each(upper));
   }
 
   private mergeFileEntry(e: CoMomentFileEntry, dir: string, retired: boolean): void {

@@ -27,7 +27,8 @@ export function compareKeys(a: ActivationKey, b: ActivationKey): number {
   return 0;
 }
 
-function keyString(k: ActivationKey): string {
+/** A (precision, layer, tensor) key as one Map key. */
+export function keyString(k: ActivationKey): string {
   return JSON.stringify([k.precision, k.layer, k.tensor]);
 }
 

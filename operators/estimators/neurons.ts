@@ -9,7 +9,7 @@ import type { MomentsRunner } from './moments-graph.ts';
 import { MomentsByKey, type NeuronsState } from './moments-by-key.ts';
 import { deadNeuronsFrom, type DeadResult } from './dead.ts';
 
-export { compareKeys, MomentsByKey, type ActivationKey, type NeuronsState } from './moments-by-key.ts';
+export { compareKeys, keyString, MomentsByKey, type ActivationKey, type NeuronsState } from './moments-by-key.ts';
 
 export interface NeuronRow {
   layer: number;
