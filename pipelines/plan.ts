@@ -57,7 +57,7 @@ export interface Plan {
   memory?: MemoryEstimate;
   /** Cache folder given to preparePlan (quantized variants, attribution graphs); default per user. */
   cacheDir?: string;
-  /** The runners' sessions were released before the run's end (a salience pass after the stream, pipelines/salience-pass.ts). */
+  /** Set by releasePlan: the runners' sessions are closed (a salience pass after the stream closes them early, pipelines/salience-pass.ts). */
   inferenceReleased?: boolean;
 }
 
@@ -236,7 +236,9 @@ function captureViews(sites: ActivationSite[], idsName: string) {
   return { reshape3d: { idsName, tensors: sites.filter((s) => s.flat).map((s) => s.tensor) }, gatherLast: true };
 }
 
+/** Releases the inference sessions once (the salience pass does it early, the run's end again). */
 export async function releasePlan(plan: Plan): Promise<void> {
   if (plan.inferenceReleased) return;
+  plan.inferenceReleased = true;
   for (const r of plan.runners) await r.session.release();
 }

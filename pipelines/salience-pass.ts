@@ -11,12 +11,12 @@
  * `checkpoint_every` batches; a resumed run skips the batches the pass already folded in.
  */
 import { QuantlensError } from '../core/errors.ts';
-import type { Plan } from './plan.ts';
+import { releasePlan, type Plan } from './plan.ts';
 import type { RunMeasures } from './measures.ts';
 import type { RunCheckpoints } from './checkpoint.ts';
 import { batchesOf } from './assemble.ts';
 import { Progress } from './progress.ts';
-import { createAttributionRunners, salienceSchedule, selectedExamples } from './salience.ts';
+import { createAttributionRunners, isSelected, salienceSchedule, selectedExamples } from './salience.ts';
 
 export interface SaliencePassOptions {
   stopped: () => boolean;
@@ -25,19 +25,10 @@ export interface SaliencePassOptions {
 }
 
 /** How many of the consumed examples `salience.limit` selects. */
-export function selectedCount(plan: Pick<Plan, 'cfg'>, exampleIds: Int32Array): number {
-  const limit = plan.cfg.salience.limit ?? Infinity;
-  const skip = plan.cfg.dataset.skip ?? 0;
+function selectedCount(plan: Pick<Plan, 'cfg'>, exampleIds: Int32Array): number {
   let n = 0;
-  for (const id of exampleIds) if (id - skip < limit) n++;
+  for (const id of exampleIds) if (isSelected(plan, id)) n++;
   return n;
-}
-
-/** Frees the inference sessions' weights before attribution maps its own (releasePlan then skips them). */
-export async function releaseInferenceSessions(plan: Plan): Promise<void> {
-  if (plan.inferenceReleased) return;
-  plan.inferenceReleased = true;
-  for (const r of plan.runners) await r.session.release();
 }
 
 /** After the stream: the salience pass, when the schedule is `after`. Returns its seconds (null: no pass). */
@@ -48,7 +39,8 @@ export async function runSaliencePass(plan: Plan, measures: RunMeasures, ck: Run
   const skip = ck.salienceBatches ?? 0;
   // The boundary first: a failure while opening attribution sessions keeps the stream's work.
   if (ck.salienceBatches === null) await ck.salienceProgress(0);
-  await releaseInferenceSessions(plan);
+  // The inference sessions' weights are freed before attribution maps its own.
+  await releasePlan(plan);
   salience.runners = await createAttributionRunners(plan);
   const target = selectedCount(plan, ck.ledger.exampleIds());
   opts.log(`quantlens: salience pass: ${target} example(s) × ${salience.runners.length} precision×layer, inference sessions released`);

@@ -19,11 +19,17 @@ export function salienceSchedule(plan: Pick<Plan, 'memory'>): 'during' | 'after'
   return plan.memory?.salience?.schedule ?? 'during';
 }
 
-/** The batch's examples that `salience.limit` selects: the first N of the selection by row index. */
+/**
+ * Whether `salience.limit` selects an example: the first N of the selection by row index, not by
+ * arrival order, so shards, resumes and a single run attribute exactly the same examples.
+ */
+export function isSelected(plan: Pick<Plan, 'cfg'>, exampleId: number): boolean {
+  return exampleId - (plan.cfg.dataset.skip ?? 0) < (plan.cfg.salience.limit ?? Infinity);
+}
+
+/** The batch's examples that `salience.limit` selects. */
 export function selectedExamples(plan: Pick<Plan, 'cfg'>, batch: BatchResult['batch']): BatchResult['batch']['examples'] {
-  // By row index, not by arrival order, so shards, resumes and a single run attribute exactly the same examples.
-  const limit = plan.cfg.salience.limit ?? Infinity;
-  return batch.examples.filter((e) => e.example_id - (plan.cfg.dataset.skip ?? 0) < limit);
+  return batch.examples.filter((e) => isSelected(plan, e.example_id));
 }
 
 export interface AttributionRunner {
