@@ -24,8 +24,7 @@ import { preparePlan, releasePlan } from '../pipelines/plan.ts';
 import { batchesOf } from '../pipelines/assemble.ts';
 import { RunMeasures } from '../pipelines/measures.ts';
 import type { PipelineConfig } from '../pipelines/schema.ts';
-import { buildFeeds } from '../onnx/feeds.ts';
-import { extraFeeds, lastIndexFeeds, type PrecisionRunner } from '../operators/infer.ts';
+import { batchFeeds, type PrecisionRunner } from '../operators/infer.ts';
 import { LAST_LOGITS } from '../onnx/augment.ts';
 import { NeuronsEstimator } from '../operators/estimators/neurons.ts';
 import { CorrelationEstimator } from '../operators/estimators/correlation.ts';
@@ -205,10 +204,10 @@ export async function benchModelThroughput(bench: PipelineBenchModel, prompts: n
     const padId = barePlan.tokenizer.padId;
     const bare = barePlan.runners[0];
     const stats = statsPlan.runners[0];
-    const feedsOf = (r: PrecisionRunner, withStats: boolean) =>
-      batches.map((b) => ({ ...buildFeeds(r.plan, { seqLen: b.seqLen, lengths: b.lengths, ids: b.examples.map((e) => e.ids) }, padId), ...lastIndexFeeds(r, b.lengths, b.seqLen), ...(withStats ? extraFeeds(r, b.lengths, b.seqLen) : {}) }));
-    const bareFeeds = feedsOf(bare, false);
-    const statsFeeds = feedsOf(stats, true);
+    // The bare plan has no in-graph statistics, so its feeds have none of their inputs.
+    const feedsOf = (r: PrecisionRunner) => batches.map((b) => batchFeeds(r, b, padId));
+    const bareFeeds = feedsOf(bare);
+    const statsFeeds = feedsOf(stats);
     const statsFetches = [LAST_LOGITS, ...(stats.moments?.fetches() ?? [])];
     const tokens = batches.reduce((s, b) => s + b.realTokens, 0);
     log(`throughput, ${bench.label}: ${prompts} prompts → ${batches.length} batches, ${tokens} tokens; ${rounds} rounds of pipeline / bare / bare+stats`);

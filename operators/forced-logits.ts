@@ -3,9 +3,9 @@
  * the side the run pads (left, or right for models whose attention needs real tokens first), the
  * full [rows, T, vocab] logits back in float32.
  */
-import { buildFeeds, rowStart } from '../onnx/feeds.ts';
+import { rowStart } from '../onnx/feeds.ts';
 import { halfToFloat } from '../onnx/dtypes.ts';
-import { extraFeeds, lastIndexFeeds, type PrecisionRunner } from './infer.ts';
+import { runnerFeeds, type PrecisionRunner } from './infer.ts';
 
 export interface ForcedLogits {
   /** Row-major [rows, T, V]; a row of n tokens holds token j at padded position start(n) + j. */
@@ -19,7 +19,7 @@ export interface ForcedLogits {
 export async function forwardLogits(runner: PrecisionRunner, seqs: Int32Array[], padId: number): Promise<ForcedLogits> {
   const lengths = Int32Array.from(seqs, (s) => s.length);
   const T = Math.max(...lengths);
-  const feeds = { ...buildFeeds(runner.plan, { seqLen: T, lengths, ids: seqs }, padId), ...extraFeeds(runner, lengths, T), ...lastIndexFeeds(runner, lengths, T) };
+  const feeds = runnerFeeds(runner, { seqLen: T, lengths, ids: seqs }, padId);
   const out = await runner.session.run(feeds, ['logits']);
   const t = out.logits;
   const logits = t.type === 'float16' ? halfToFloat(t.data as Uint16Array) : (t.data as Float32Array);

@@ -7,7 +7,7 @@ import ort from 'onnxruntime-node';
 import { concatMap, type OperatorFunction } from 'rxjs';
 import type { ActivationChunk, Batch, BatchMoments, PredictionBatch } from '../core/types.ts';
 import { activationChunk } from './chunk.ts';
-import { buildFeeds, rowStart, type InputPlan } from '../onnx/feeds.ts';
+import { buildFeeds, rowStart, type FeedBatch, type InputPlan } from '../onnx/feeds.ts';
 import { LAST_INDEX, LAST_LOGITS } from '../onnx/augment.ts';
 import type { BlockMoments } from '../onnx/block-moments.ts';
 import { halfToFloat } from '../onnx/dtypes.ts';
@@ -48,25 +48,39 @@ function asFloat32(t: ort.Tensor): Float32Array {
   throw new Error(`expected float logits, got ${t.type}`);
 }
 
-/** Feeds for the inputs quantlens appended (in-graph moments): needed on every run of the session. */
-export function extraFeeds(runner: PrecisionRunner, lengths: Int32Array, seqLen: number): Record<string, ort.Tensor> {
-  return runner.moments?.feeds({ lengths, seqLen, padSide: runner.plan.padSide }) ?? {};
+/**
+ * Every feed one run of the runner's session needs: the model's own inputs, plus the inputs
+ * quantlens appended (the in-graph moments' row lengths, the per-row last-real-position index the
+ * augmented graph gathers logits at: augment.ts).
+ */
+export function runnerFeeds(runner: PrecisionRunner, rows: FeedBatch, padId: number): Record<string, ort.Tensor> {
+  const { lengths, seqLen } = rows;
+  const feeds = { ...buildFeeds(runner.plan, rows, padId), ...runner.moments?.feeds({ lengths, seqLen, padSide: runner.plan.padSide }) };
+  if (runner.session.inputNames.includes(LAST_INDEX)) {
+    const last = (len: number, b: number) => BigInt(b * seqLen + rowStart(runner.plan, seqLen, len) + len - 1);
+    feeds[LAST_INDEX] = new ort.Tensor('int64', BigInt64Array.from(lengths, last), [lengths.length]);
+  }
+  return feeds;
 }
 
-/** The per-row last-real-position index the augmented graph gathers logits at (see augment.ts). */
-export function lastIndexFeeds(runner: PrecisionRunner, lengths: Int32Array, seqLen: number): Record<string, ort.Tensor> {
-  if (!runner.session.inputNames.includes(LAST_INDEX)) return {};
-  const last = (len: number, b: number) => BigInt(b * seqLen + rowStart(runner.plan, seqLen, len) + len - 1);
-  return { [LAST_INDEX]: new ort.Tensor('int64', BigInt64Array.from(lengths, last), [lengths.length]) };
+/** runnerFeeds for a batch of the stream. */
+export function batchFeeds(runner: PrecisionRunner, batch: Batch, padId: number): Record<string, ort.Tensor> {
+  return runnerFeeds(runner, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
+}
+
+/** The captured activations of `sites` in one run's outputs, as chunks of the batch. */
+export function activationChunksOf(runner: PrecisionRunner, sites: readonly ActivationSite[], out: Record<string, ort.Tensor>, batch: Batch): ActivationChunk[] {
+  return sites.map((s) => {
+    const t = out[s.capture ?? s.tensor];
+    return activationChunk({ data: t.data as Float32Array | Uint16Array, dims: t.dims, batch, precision: runner.precision, layer: s.layer, tensor: s.tensor, padSide: runner.plan.padSide });
+  });
 }
 
 export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: number): Promise<PrecisionOutput> {
   if (runner.skipPromptPass) return skippedPass(runner, batch);
-  const feeds = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
+  const feeds = batchFeeds(runner, batch, padId);
   const fetches = [LAST_LOGITS, ...runner.sites.map((s) => s.capture ?? s.tensor)];
   if (runner.fullLogits) fetches.push(runner.fullLogits);
-  Object.assign(feeds, extraFeeds(runner, batch.lengths, batch.seqLen));
-  Object.assign(feeds, lastIndexFeeds(runner, batch.lengths, batch.seqLen));
   if (runner.moments) fetches.push(...runner.moments.fetches());
   const t0 = performance.now();
   const out = await runner.session.run(feeds, fetches);
@@ -81,10 +95,7 @@ export async function runBatch(runner: PrecisionRunner, batch: Batch, padId: num
     logits: asFloat32(logitsT),
     vocab,
   };
-  const chunks = runner.sites.map((s) => {
-    const t = out[s.capture ?? s.tensor];
-    return activationChunk({ data: t.data as Float32Array | Uint16Array, dims: t.dims, batch, precision: runner.precision, layer: s.layer, tensor: s.tensor, padSide: runner.plan.padSide });
-  });
+  const chunks = activationChunksOf(runner, runner.sites, out, batch);
   const moments = runner.moments?.read(out, batch.realTokens, runner.precision) ?? [];
   const allLogits = runner.fullLogits ? asFloat32(out[runner.fullLogits]) : undefined;
   return { precision: runner.precision, prediction, chunks, moments, seconds, allLogits };

@@ -13,13 +13,10 @@
  * skips the batches that pass already folded in and gives the same numbers.
  */
 import path from 'node:path';
-import type ort from 'onnxruntime-node';
 import { QuantlensError } from '../core/errors.ts';
 import type { ActivationChunk, Batch } from '../core/types.ts';
 import type { ActivationSite } from '../onnx/capture.ts';
-import { buildFeeds } from '../onnx/feeds.ts';
-import { activationChunk } from '../operators/chunk.ts';
-import { extraFeeds, lastIndexFeeds, type PrecisionRunner } from '../operators/infer.ts';
+import { activationChunksOf, batchFeeds, type PrecisionRunner } from '../operators/infer.ts';
 import type { CorrelationEstimator } from '../operators/estimators/correlation.ts';
 import type { CorrelationKey } from './correlation-budget.ts';
 import type { Plan } from './plan.ts';
@@ -115,11 +112,6 @@ async function runPass(
 
 /** The activations of `sites` for one batch: the same feeds as the main pass, only these outputs fetched. */
 async function captureOnly(runner: PrecisionRunner, sites: ActivationSite[], batch: Batch, padId: number): Promise<ActivationChunk[]> {
-  const feeds: Record<string, ort.Tensor> = buildFeeds(runner.plan, { seqLen: batch.seqLen, lengths: batch.lengths, ids: batch.examples.map((e) => e.ids) }, padId);
-  Object.assign(feeds, extraFeeds(runner, batch.lengths, batch.seqLen), lastIndexFeeds(runner, batch.lengths, batch.seqLen));
-  const out = await runner.session.run(feeds, sites.map((s) => s.capture ?? s.tensor));
-  return sites.map((s) => {
-    const t = out[s.capture ?? s.tensor];
-    return activationChunk({ data: t.data as Float32Array | Uint16Array, dims: t.dims, batch, precision: runner.precision, layer: s.layer, tensor: s.tensor, padSide: runner.plan.padSide });
-  });
+  const out = await runner.session.run(batchFeeds(runner, batch, padId), sites.map((s) => s.capture ?? s.tensor));
+  return activationChunksOf(runner, sites, out, batch);
 }
