@@ -12,6 +12,7 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { DTYPE } from '../dtypes.ts';
+import { transposeColumns, transposeMatrix } from '../matrix.ts';
 import { readTensorFloat32, type OnnxModel, type TensorInfo } from '../model-reader.ts';
 
 export interface SourceWeight {
@@ -67,24 +68,7 @@ export function readWeightValues(m: OnnxModel, t: TensorInfo, scratch: FloatScra
 /** B [K, N]: the data itself, or W transposed into `scratch`. */
 export function asKN(w: SourceWeight, scratch: FloatScratch): Float32Array {
   if (w.layout === 'KN') return w.data;
-  const out = scratch.take(w.K * w.N);
-  transposeInto(w.data, w.N, w.K, 0, w.K, out);
-  return out;
-}
-
-/** Columns c0..c1 of a [rows, cols] matrix as a [c1 - c0, rows] row-major block in `out`. */
-function transposeInto(m: Float32Array, rows: number, cols: number, c0: number, c1: number, out: Float32Array): void {
-  const B = 64;
-  for (let r0 = 0; r0 < rows; r0 += B) {
-    const r1 = Math.min(rows, r0 + B);
-    for (let cb = c0; cb < c1; cb += B) {
-      const ce = Math.min(c1, cb + B);
-      for (let r = r0; r < r1; r++) {
-        const row = r * cols;
-        for (let c = cb; c < ce; c++) out[(c - c0) * rows + r] = m[row + c];
-      }
-    }
-  }
+  return transposeMatrix(w.data, w.N, w.K, scratch.take(w.K * w.N));
 }
 
 /**
@@ -100,7 +84,7 @@ export function forEachRowStrip(w: SourceWeight, rowsPerStrip: number, visit: (r
     if (!strip) visit(w.data.subarray(n0 * K, (n0 + count) * K), n0, count);
     else {
       const out = strip.subarray(0, count * K);
-      transposeInto(w.data, K, N, n0, n0 + count, out);
+      transposeColumns(w.data, K, N, n0, n0 + count, out);
       visit(out, n0, count);
     }
   }
