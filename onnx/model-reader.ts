@@ -17,20 +17,28 @@ export interface ByteSource {
   close(): void;
 }
 
+/** Fill `out` from `fd` at `position` (readSync may return less than asked); returns the bytes read, fewer only at the end of the file. */
+export function readFully(fd: number, out: Uint8Array, position: number): number {
+  let got = 0;
+  while (got < out.length) {
+    const n = readSync(fd, out, got, out.length - got, position + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
+
 export function fileSource(file: string): ByteSource {
   const fd = openSync(file, 'r');
   const size = fstatSync(fd).size;
   return {
     size,
     read(offset, length) {
-      const out = Buffer.allocUnsafe(length);
-      let got = 0;
-      while (got < length) {
-        const n = readSync(fd, out, got, length - got, offset + got);
-        if (n === 0) throw new RangeError(`unexpected end of ${file} at byte ${offset + got}`);
-        got += n;
-      }
-      return new Uint8Array(out.buffer, out.byteOffset, length);
+      const buf = Buffer.allocUnsafe(length);
+      const out = new Uint8Array(buf.buffer, buf.byteOffset, length);
+      const got = readFully(fd, out, offset);
+      if (got < length) throw new RangeError(`unexpected end of ${file} at byte ${offset + got}`);
+      return out;
     },
     close: () => closeSync(fd),
   };

@@ -11,13 +11,14 @@
  * HF checkpoints permute q/k rows for rotate_half RoPE, so the graph is built with the 'half'
  * layout and the weights are used as stored.
  */
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { QuantlensError } from '../../core/errors.ts';
 import { bfloat16ToFloat, halfToFloat } from '../dtypes.ts';
 import { llamaConfigFromHf, type LlamaConfig } from '../models/llama-config.ts';
 import { writeModelFolder, type AnyLlamaWeights, type LlamaLayerWeightsOf, type TransposingLoader, type Weight } from '../models/llama-graph.ts';
 import { transposeMatrix } from '../matrix.ts';
+import { readFully } from '../model-reader.ts';
 
 export interface SafetensorsEntry {
   file: string;
@@ -32,12 +33,8 @@ const BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
 
 function readExactly(fd: number, length: number, position: number, file: string): Buffer {
   const out = Buffer.allocUnsafe(length);
-  let got = 0;
-  while (got < length) {
-    const n = readSync(fd, out, got, length - got, position + got);
-    if (n === 0) throw new QuantlensError('CONVERT', `unexpected end of file at byte ${position + got}`, file);
-    got += n;
-  }
+  const got = readFully(fd, out, position);
+  if (got < length) throw new QuantlensError('CONVERT', `unexpected end of file at byte ${position + got}`, file);
   return out;
 }
 
@@ -90,11 +87,8 @@ export class TensorBuffers {
 function readInto(e: SafetensorsEntry, out: Uint8Array): void {
   const fd = openSync(e.file, 'r');
   try {
-    for (let got = 0; got < out.length; ) {
-      const n = readSync(fd, out, got, out.length - got, e.begin + got);
-      if (n === 0) throw new QuantlensError('CONVERT', `unexpected end of file at byte ${e.begin + got}`, e.file);
-      got += n;
-    }
+    const got = readFully(fd, out, e.begin);
+    if (got < out.length) throw new QuantlensError('CONVERT', `unexpected end of file at byte ${e.begin + got}`, e.file);
   } finally {
     closeSync(fd);
   }

@@ -10,10 +10,10 @@
  * of memory and no page faults after the first; other encodings (fp16, float_data…) decode into a
  * fresh array as before.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { DTYPE } from '../dtypes.ts';
 import { transposeColumns, transposeMatrix } from '../matrix.ts';
-import { readTensorFloat32, type OnnxModel, type TensorInfo } from '../model-reader.ts';
+import { readFully, readTensorFloat32, type OnnxModel, type TensorInfo } from '../model-reader.ts';
 
 export interface SourceWeight {
   /** Float32 values, row-major: B [K, N] when layout is 'KN', W = Bᵀ [N, K] when 'NK'. */
@@ -33,11 +33,8 @@ export class FloatScratch {
 }
 
 function readInto(fd: number, out: Uint8Array, position: number, file: string): void {
-  for (let got = 0; got < out.length; ) {
-    const n = readSync(fd, out, got, out.length - got, position + got);
-    if (n === 0) throw new RangeError(`unexpected end of ${file} at byte ${position + got}`);
-    got += n;
-  }
+  const got = readFully(fd, out, position);
+  if (got < out.length) throw new RangeError(`unexpected end of ${file} at byte ${position + got}`);
 }
 
 /** The weight's float32 values; float32 external data lands in `scratch` (valid until its next use). */
