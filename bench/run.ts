@@ -8,6 +8,7 @@
  *   npm run bench -- --all            also bench/parquet-writers.ts
  *   npm run bench -- --only scale      bench/scale.ts: seeded ~0.1B/0.5B/1B Llamas, every measure at
  *                                     fp32/nf4/llm-int8, peak RSS per phase (tens of minutes; --quick: 0.1B)
+ *   npm run bench -- --only scale --sizes 1B   one scale size (0.1B, 0.5B, 1B; comma-separated)
  *   npm run bench -- --only pipeline,memory,estimators,quantize,convert,attribution,parquet,scale
  */
 import { spawnSync } from 'node:child_process';
@@ -29,6 +30,14 @@ const all = args.includes('--all');
 const onlyAt = args.indexOf('--only');
 const only = onlyAt >= 0 ? new Set((args[onlyAt + 1] ?? '').split(',')) : null;
 // parquet and scale (tens of minutes at ~1B) run only when named or with --all.
+const sizesAt = args.indexOf('--sizes');
+const scaleSizes = sizesAt >= 0 ? (args[sizesAt + 1] ?? '').split(',').filter(Boolean) : null;
+for (const s of scaleSizes ?? []) {
+  if (!(s in SCALE_SIZES)) {
+    console.error(`quantlens bench: --sizes: unknown size '${s}' (sizes: ${Object.keys(SCALE_SIZES).join(', ')})`);
+    process.exit(2);
+  }
+}
 const wanted = (section: string) => (only ? only.has(section) : (section !== 'parquet' && section !== 'scale') || all);
 
 const SIZES = quick
@@ -160,7 +169,7 @@ async function main(): Promise<void> {
     if (wanted('pipeline')) await section('pipeline', results, () => benchPipelineThroughput({ prompts: SIZES.throughputPrompts, rounds: SIZES.rounds, endOfRunSizes: SIZES.endOfRun, tmpDir, log }), printThroughput);
     if (wanted('memory')) await section('memory', results, () => benchMemory({ sizes: SIZES.memory, tmpDir, log }), printMemory);
     if (wanted('estimators')) await section('estimators', results, () => benchEstimators({ prompts: SIZES.prompts, widePrompts: SIZES.widePrompts, tmpDir, log }), printEstimators);
-    if (wanted('scale')) await section('scale', results, () => benchScale({ sizes: quick ? ['0.1B'] : Object.keys(SCALE_SIZES), prompts: quick ? 4 : 16, tmpDir, log }), printScale);
+    if (wanted('scale')) await section('scale', results, () => benchScale({ sizes: scaleSizes ?? (quick ? ['0.1B'] : Object.keys(SCALE_SIZES)), prompts: quick ? 4 : 16, tmpDir, log }), printScale);
     const scripts: Record<string, unknown>[] = [];
     if (wanted('quantize')) scripts.push(runScript('quantize', path.join(REPO, 'bench', 'quantize.ts'), SIZES.quantizeArgs));
     if (wanted('convert')) scripts.push(runScript('convert', path.join(REPO, 'bench', 'convert.ts'), SIZES.convertArgs));
