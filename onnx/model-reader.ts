@@ -13,6 +13,8 @@ import { DTYPE, dtypeName, halfToFloat, bfloat16ToFloat } from './dtypes.ts';
 /** Random access to bytes: a file (read on demand) or an in-memory buffer. */
 export interface ByteSource {
   readonly size: number;
+  /** True when read returns a new buffer the caller owns (a file); false when it returns a view of shared bytes (a buffer). */
+  readonly readsCopy: boolean;
   read(offset: number, length: number): Uint8Array;
   close(): void;
 }
@@ -33,6 +35,7 @@ export function fileSource(file: string): ByteSource {
   const size = fstatSync(fd).size;
   return {
     size,
+    readsCopy: true,
     read(offset, length) {
       const buf = Buffer.allocUnsafe(length);
       const out = new Uint8Array(buf.buffer, buf.byteOffset, length);
@@ -45,7 +48,7 @@ export function fileSource(file: string): ByteSource {
 }
 
 export function bufferSource(buf: Uint8Array): ByteSource {
-  return { size: buf.length, read: (o, l) => buf.subarray(o, o + l), close() {} };
+  return { size: buf.length, readsCopy: false, read: (o, l) => buf.subarray(o, o + l), close() {} };
 }
 
 export interface ValueInfo {
@@ -384,7 +387,10 @@ export function readOnnxModel(model: string | Uint8Array, opts: { modelDir?: str
   return m;
 }
 
-/** The raw little-endian bytes of a tensor as stored (decoding packed fields where needed). */
+/**
+ * The raw little-endian bytes of a tensor as stored (decoding packed fields where needed), in a
+ * buffer the caller owns: a file read already is one, a view of an in-memory model is copied.
+ */
 export function readTensorBytes(m: OnnxModel, t: TensorInfo): Uint8Array {
   const loc = t.location;
   if (loc.kind === 'empty') return new Uint8Array(0);
@@ -393,21 +399,21 @@ export function readTensorBytes(m: OnnxModel, t: TensorInfo): Uint8Array {
     const ext = fileSource(loc.file);
     try {
       const length = loc.length >= 0 ? loc.length : ext.size - loc.offset;
-      return ext.read(loc.offset, length).slice();
+      return ext.read(loc.offset, length);
     } finally {
       ext.close();
     }
   }
   const bytes = m.source.read(loc.offset, loc.length);
-  if (loc.kind === 'raw') return bytes.slice();
-  const numel = t.dims.reduce((a, b) => a * b, 1);
+  const owned = () => (m.source.readsCopy ? bytes : bytes.slice());
+  if (loc.kind === 'raw') return owned();
   const f: WireField = { field: 0, wire: WIRE_LEN, varint: 0, big: 0n, start: 0, end: bytes.length, fieldStart: 0 };
   if (loc.kind === 'float_data') {
-    if (t.dataType === DTYPE.float) return bytes.slice();
+    if (t.dataType === DTYPE.float) return owned();
     // float16/bfloat16 are stored as int32_data per the spec; float_data only holds floats.
     return new Uint8Array(Float32Array.from(floats(bytes, f)).buffer);
   }
-  if (loc.kind === 'double_data') return bytes.slice();
+  if (loc.kind === 'double_data') return owned();
   const vals = varints(bytes, f);
   switch (t.dataType) {
     case DTYPE.int64:
@@ -428,7 +434,6 @@ export function readTensorBytes(m: OnnxModel, t: TensorInfo): Uint8Array {
     default:
       throw new QuantlensError('UNSUPPORTED', `tensor "${t.name}" stores ${dtypeName(t.dataType)} in ${loc.kind}`);
   }
-  void numel;
 }
 
 /** A float tensor (float32, float16, bfloat16 or double) as Float32Array. */
