@@ -15,7 +15,7 @@
  * quantization. g_idx is never written (with it, MatMulNBits ignores uint8 zero points).
  */
 import { roundHalfAway, type VariantEmitter, type WeightPlan } from './variants.ts';
-import { forEachRowStrip, kn, type SourceWeight } from './weight-source.ts';
+import { forEachRowStrip, type SourceWeight } from './weight-source.ts';
 
 export interface NBitsQuantized {
   /** [N, kBlocks, blockSize * bits / 8] */
@@ -29,15 +29,11 @@ export interface NBitsQuantized {
   kBlocks: number;
 }
 
-export function quantizeNBits(b: Float32Array, K: number, N: number, bits: 4 | 8, blockSize: number, symmetric: boolean): NBitsQuantized {
-  return quantizeNBitsWeight(kn(b, K, N), bits, blockSize, symmetric);
-}
-
 /** Rows of W = Bᵀ per strip (weight-source.ts): each row is one column n of B, contiguous along K. */
 const STRIP_ROWS = 32;
 
 /**
- * quantizeNBits of a weight in either stored layout: B [K, N] block-rows at a time (every column's
+ * MatMulNBits quantization of a weight in either stored layout: B [K, N] block-rows at a time (every column's
  * block j at once, rows of B read contiguously), W = Bᵀ [N, K] a row (one column of B) at a time.
  */
 export function quantizeNBitsWeight(w: SourceWeight, bits: 4 | 8, blockSize: number, symmetric: boolean): NBitsQuantized {
@@ -271,9 +267,6 @@ export function nbitsEmitter(bits: 4 | 8, blockSize: number, symmetric: boolean)
       const tensorsOf = (r: NBitsQuantized) => (symmetric ? { [q]: r.packed, [s]: r.scales } : { [q]: r.packed, [s]: r.scales, [z]: r.packedZeroPoints! });
       return {
         tensors,
-        produce(b) {
-          return tensorsOf(quantizeNBits(b, K, N, bits, blockSize, symmetric));
-        },
         produceFrom(w) {
           return tensorsOf(quantizeNBitsWeight(w, bits, blockSize, symmetric));
         },

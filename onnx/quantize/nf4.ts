@@ -23,7 +23,7 @@
  */
 import { type VariantEmitter, type WeightPlan } from './variants.ts';
 import { encode4bit, encode4bitColumns, thresholdLookup, type FourBitCoding } from './four-bit-encode.ts';
-import { forEachRowStrip, kn, type SourceWeight } from './weight-source.ts';
+import { forEachRowStrip, type SourceWeight } from './weight-source.ts';
 
 export type FourBitType = 'nf4' | 'fp4';
 
@@ -267,10 +267,6 @@ export function bnb4Emitter(type: FourBitType, blockSize: number, doubleQuant: b
           { name: codes, type: 'uint8', dims: [Math.ceil((N * K) / 2)] },
           { name: absmax, type: 'float', dims: [Math.ceil((N * K) / blockSize)] },
         ],
-        produce(b) {
-          const q = quantize4bitWeight(kn(b, K, N), blockSize, type, doubleQuant);
-          return { [codes]: q.packed, [absmax]: q.absmaxForNode };
-        },
         produceFrom(w) {
           const q = quantize4bitWeight(w, blockSize, type, doubleQuant);
           return { [codes]: q.packed, [absmax]: q.absmaxForNode };

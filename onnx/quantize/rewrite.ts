@@ -216,8 +216,10 @@ function newTensorPieces(plans: Iterable<PlanEntry>, externalNew: boolean, dataL
  */
 function produceWeight(entry: PlanEntry, values: FloatScratch, transposed: FloatScratch): Record<string, TypedData> {
   const w = entry.read(values);
-  if (!w) return entry.plan.produce(new Float32Array(0));
-  return entry.plan.produceFrom ? entry.plan.produceFrom(w) : entry.plan.produce(asKN(w, transposed));
+  const plan = entry.plan;
+  if (!('produceFrom' in plan)) return plan.produce(w ? asKN(w, transposed) : new Float32Array(0));
+  if (!w) throw new QuantlensError('QUANTIZE', `internal: plan "${entry.key}" reads its stored weight but has none`);
+  return plan.produceFrom(w);
 }
 
 /** Stream the pieces to disk; quantized tensors are produced one weight at a time. */

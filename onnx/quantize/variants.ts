@@ -4,8 +4,8 @@
  *
  * A variant works per weight (one constant B of a MatMul) and per MatMul node:
  *  - `weight(name, K, N)` declares the new initializers (names, types, dims) BEFORE any data is
- *    computed, so the rewriter can size the graph message up front and stream; `produce(B)` then
- *    quantizes one weight ([K, N] row-major float32, as ONNX MatMul's B) into those tensors.
+ *    computed, so the rewriter can size the graph message up front and stream; `produce(B)` (or
+ *    `produceFrom(w)`, the weight in its stored layout) then quantizes one weight into those tensors.
  *  - `nodes(...)` returns the nodes replacing one MatMul, reading activation `a` and writing `y`.
  */
 import type { AttrInput, TypedData } from '../builder.ts';
@@ -48,15 +48,20 @@ export interface NodeSpec {
   domain?: string;
 }
 
-export interface WeightPlan {
-  tensors: NewTensor[];
-  /** Quantize B ([K, N] row-major float32) into data for every declared tensor, by name. */
+/** A weight's new tensors and how their data is computed: exactly one of the two forms below. */
+export type WeightPlan = { tensors: NewTensor[] } & (ProducesFromB | ProducesFromSource);
+
+export interface ProducesFromB {
+  /** Quantize B ([K, N] row-major float32, as ONNX MatMul's B) into data for every declared tensor, by name. */
   produce(b: Float32Array): Record<string, TypedData>;
+}
+
+export interface ProducesFromSource {
   /**
    * The same from the weight in the layout it is stored in (weight-source.ts), so a variant that
-   * works on rows of Bᵀ never transposes a whole copy; the rewriter prefers it when present.
+   * works on rows of Bᵀ never transposes a whole copy.
    */
-  produceFrom?(w: SourceWeight): Record<string, TypedData>;
+  produceFrom(w: SourceWeight): Record<string, TypedData>;
 }
 
 export interface VariantContext {
