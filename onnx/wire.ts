@@ -3,6 +3,7 @@
  * whole model (generic re-encoders silently drop fields they don't know); it scans messages
  * for the fields it needs and writes new fields or fragments itself.
  */
+import { GrowableArray } from '../core/growable-array.ts';
 
 export const WIRE_VARINT = 0;
 export const WIRE_I64 = 1;
@@ -101,28 +102,21 @@ export function floats(buf: Uint8Array, f: WireField): number[] {
   return out;
 }
 
+/** A float32's four little-endian bytes, written through one shared view. */
+const FLOAT_BYTES = new Uint8Array(4);
+const FLOAT_VIEW = new DataView(FLOAT_BYTES.buffer);
+
 /** A growable protobuf encoder. */
 export class ProtoWriter {
-  private buf = new Uint8Array(256);
-  private len = 0;
-
-  private ensure(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    let cap = this.buf.length * 2;
-    while (cap < this.len + n) cap *= 2;
-    const next = new Uint8Array(cap);
-    next.set(this.buf.subarray(0, this.len));
-    this.buf = next;
-  }
+  private readonly out = new GrowableArray(Uint8Array, 256);
 
   rawVarint(v: number | bigint): this {
     let x = BigInt.asUintN(64, BigInt(v));
-    this.ensure(10);
     do {
       let b = Number(x & 0x7fn);
       x >>= 7n;
       if (x) b |= 0x80;
-      this.buf[this.len++] = b;
+      this.out.push(b);
     } while (x);
     return this;
   }
@@ -137,9 +131,7 @@ export class ProtoWriter {
 
   bytes(field: number, data: Uint8Array): this {
     this.tag(field, WIRE_LEN).rawVarint(data.length);
-    this.ensure(data.length);
-    this.buf.set(data, this.len);
-    this.len += data.length;
+    this.out.pushAll(data);
     return this;
   }
 
@@ -149,9 +141,8 @@ export class ProtoWriter {
 
   float(field: number, v: number): this {
     this.tag(field, WIRE_I32);
-    this.ensure(4);
-    new DataView(this.buf.buffer).setFloat32(this.len, v, true);
-    this.len += 4;
+    FLOAT_VIEW.setFloat32(0, v, true);
+    this.out.pushAll(FLOAT_BYTES);
     return this;
   }
 
@@ -173,17 +164,15 @@ export class ProtoWriter {
 
   /** Append already-encoded bytes verbatim (e.g. a field copied from an existing model). */
   raw(data: Uint8Array): this {
-    this.ensure(data.length);
-    this.buf.set(data, this.len);
-    this.len += data.length;
+    this.out.pushAll(data);
     return this;
   }
 
   get length(): number {
-    return this.len;
+    return this.out.length;
   }
 
   finish(): Uint8Array {
-    return this.buf.slice(0, this.len);
+    return this.out.view().slice();
   }
 }

@@ -29,7 +29,8 @@ import type { Plan, PrecisionInfo } from './plan.ts';
 import type { MeasureStates, PrecisionTally, RunMeasures } from './measures.ts';
 import { PREDICTIONS_COLUMNS, openPredictionsSink } from '../sinks/output-schemas.ts';
 import { StateChecker } from './state-check.ts';
-import { decodeI32 as decodeInt32, encodeTyped, GrowableArray } from '../operators/estimators/state-codec.ts';
+import { decodeI32 as decodeInt32, encodeTyped } from '../operators/estimators/state-codec.ts';
+import { GrowableArray } from '../core/growable-array.ts';
 
 export const STATE_DIR = 'state';
 export const CHECKPOINT_FILE = 'checkpoint.json';
