@@ -119,20 +119,18 @@ interface GraphFacts {
   /** The float type the model was exported in: 'fp32' / 'fp16' name the model as given. */
   nativePrecision: 'fp32' | 'fp16';
   opset: number;
-  maskInput: string | undefined;
   feed: ReturnType<typeof graphFeedInfo>;
   /** What the run will hold in memory, estimated from the graph before any work. */
   memory: MemoryEstimate;
 }
 
-/** What the plan needs from the model's graph: capture sites, native precision, opset, mask, feeds. */
+/** What the plan needs from the model's graph: capture sites, native precision, opset, feeds, memory estimate. */
 function readGraphFacts(cfg: PipelineConfig, folder: ModelFolder, tokenizer: TextTokenizer, where: (key: string) => string): GraphFacts {
   const graph = readOnnxModel(folder.onnxPath);
   let sites: ActivationSite[];
   let feed: ReturnType<typeof graphFeedInfo>;
   let logitsType: number | null | undefined;
   let opset: number;
-  let maskInput: string | undefined;
   let memory: MemoryEstimate;
   try {
     // Without config.json the logits width is the model's vocabulary: refuse before ORT meets an id out of range.
@@ -140,7 +138,6 @@ function readGraphFacts(cfg: PipelineConfig, folder: ModelFolder, tokenizer: Tex
     if (folder.vocabSize === null && typeof logitsWidth === 'number') checkTokenizerFitsModel(tokenizer, { ...folder, vocabSize: logitsWidth }, where('model'));
     logitsType = graph.outputs.find((o) => o.name === 'logits')?.elemType ?? graph.outputs[0]?.elemType;
     opset = defaultOpset(graph);
-    maskInput = graph.inputs.find((i) => i.name === 'attention_mask')?.name;
     feed = graphFeedInfo(graph, folder);
     sites = resolveLayers(graph, cfg.layers, folder.config ?? folder.genai, where('layers'));
     memory = estimateMemory(graph, cfg, sites, modelShape(graph, folder.config, folder.vocabSize));
@@ -149,20 +146,21 @@ function readGraphFacts(cfg: PipelineConfig, folder: ModelFolder, tokenizer: Tex
   }
   if (folder.vocabSize === null && feed.logitsDim) checkTokenizerFitsModel(tokenizer, { ...folder, vocabSize: feed.logitsDim }, where('model'));
   sites = sites.map((s) => (s.flat ? { ...s, capture: reshapedName(s.tensor) } : s));
-  return { sites, nativePrecision: logitsType === 10 ? 'fp16' : 'fp32', opset, maskInput, feed, memory };
+  return { sites, nativePrecision: logitsType === 10 ? 'fp16' : 'fp32', opset, feed, memory };
 }
 
 /**
  * Per-neuron moments (neurons, dead, and agreement's dead-set overlap) are reduced inside the
- * model's own graph when it has an attention mask and known widths (moment-stats.ts); the
- * activations themselves leave ONNX Runtime only for measures that need every value.
+ * model's own graph when the widths are known (block-moments.ts: it gathers the real rows fed per
+ * batch, so a model without an attention_mask input qualifies too); the activations themselves
+ * leave ONNX Runtime only for measures that need every value.
  */
 function measureRoute(cfg: PipelineConfig, g: GraphFacts): { momentsInGraph: boolean; needsChunks: boolean } {
   const needsMoments = cfg.measure.some((m) => ['neurons', 'dead', 'agreement'].includes(m));
   // Not for fp16 exports: ORT computes their fp16 ops in float32 with inserted casts, and a Cast
   // we append can be folded into those, so in-graph statistics would see pre-rounding values
   // instead of the fp16 tensor the model outputs. Those runs take the chunk path.
-  const momentsInGraph = needsMoments && !!g.maskInput && g.opset >= 9 && g.nativePrecision === 'fp32' && g.sites.every((s) => s.width !== null);
+  const momentsInGraph = needsMoments && g.opset >= 9 && g.nativePrecision === 'fp32' && g.sites.every((s) => s.width !== null);
   const needsChunks = cfg.measure.some((m) => ['correlation', 'agreement'].includes(m)) || !!cfg.activations || (needsMoments && !momentsInGraph);
   return { momentsInGraph, needsChunks };
 }
