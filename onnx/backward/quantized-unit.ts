@@ -21,7 +21,11 @@ export interface QuantizedUnit {
   members: NodeInfo[];
   /** Nodes the unit shares with other units (a DynamicQuantizeLinear feeding several). */
   shared: NodeInfo[];
-  /** Ŵ [K, N] row-major: what ORT multiplies x by (llm-int8: the outlier-path weight), in JS (the reference). */
+  /**
+   * Ŵ [K, N] row-major: what ORT multiplies x by (llm-int8: the outlier-path weight), dequantized
+   * in JS: the reference the tests hold emitWeightT's graph to. Computed only when called (no rule
+   * calls it), so finding a model's units dequantizes nothing.
+   */
   weight(): Float32Array;
   /** Nodes computing Ŵᵀ [N, K] float32 in the graph from the stored tensors read through `gate` (dequantize-graph.ts). */
   emitWeightT(e: GradEmitter, gate: Gate): string;
