@@ -5,9 +5,28 @@
  * head counts and head size are static (attributes and the probe's hidden size).
  */
 import type { GradEmitter } from './emitter.ts';
+import type { NodeInfo } from '../model-reader.ts';
+import { attrFloat } from './rule.ts';
 
 /** float32's lowest value: what masked scores are set to (exp underflows to exactly 0). */
 export const MASKED_SCORE = -3.4028234663852886e38;
+
+/** The scores' scale: the `scale` attribute, or 1/√H when it is 0 or absent (every attention op's rule). */
+export function attentionScale(node: NodeInfo, H: number): number {
+  return attrFloat(node, 'scale', 0) || 1 / Math.sqrt(H);
+}
+
+/**
+ * Keys and values [B, heads, L, ·] after their past ([B, heads, P, ·], each optional) along the
+ * sequence, and the past length P as an int64 scalar (0 without a past key).
+ */
+export function afterPast(e: GradEmitter, k: string, v: string, pastKey: string | undefined, pastValue: string | undefined): { k: string; v: string; past: string } {
+  return {
+    k: pastKey ? e.op1('Concat', [pastKey, k], { axis: 2 }) : k,
+    v: pastValue ? e.op1('Concat', [pastValue, v], { axis: 2 }) : v,
+    past: pastKey ? dim(e, pastKey, 2) : e.i64([0], []),
+  };
+}
 
 /** [B, S, heads·H] → [B, heads, S, H]. */
 export function splitHeads(e: GradEmitter, x: string, heads: number, H: number): string {

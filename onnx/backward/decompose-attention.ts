@@ -18,7 +18,7 @@
  */
 import type { GradEmitter } from './emitter.ts';
 import { attrFloat, attrInt, attrInts, gradError, optionalInput } from './rule.ts';
-import { attend, causalMask, dim, MASKED_SCORE, mergeHeads, range, splitHeads } from './decompose-attention-core.ts';
+import { afterPast, attend, attentionScale, causalMask, dim, MASKED_SCORE, mergeHeads, range, splitHeads } from './decompose-attention-core.ts';
 import type { Decomposition } from './decomposition.ts';
 import type { NodeInfo } from '../model-reader.ts';
 
@@ -61,10 +61,6 @@ function additiveMask(e: GradEmitter, node: NodeInfo, mask: string | undefined, 
   return e.op1('Where', [causalMask(e, S, L, past), padding ?? e.scalar(0, type), e.scalar(MASKED_SCORE, type)]);
 }
 
-function scaleOf(node: NodeInfo, H: number): number {
-  return attrFloat(node, 'scale', 0) || 1 / Math.sqrt(H);
-}
-
 const attention: Decomposition = ({ node, e }) => {
   if (attrInt(node, 'do_rotary', 0) === 1) throw gradError(node, 'not supported: do_rotary=1 in the decomposition');
   if (attrInt(node, 'past_present_share_buffer', 0) === 1 || optionalInput(node, 6)) throw gradError(node, 'not supported: a shared past/present buffer in the decomposition');
@@ -80,19 +76,14 @@ const attention: Decomposition = ({ node, e }) => {
   if (bias) qkv = e.op1('Add', [qkv, bias]);
   const [q3, k3, v3] = e.split(qkv, 2, sizes);
   const q = splitHeads(e, q3, N, Hq);
-  let k = splitHeads(e, k3, N, Hq);
-  let v = splitHeads(e, v3, N, Hv);
+  // past [2, B, N, P, H]: past keys, then past values.
   const pastIn = optionalInput(node, 4);
-  const past = pastIn ? dim(e, pastIn, 3) : e.i64([0], []);
-  if (pastIn) {
-    const [pk, pv] = e.split(pastIn, 0, [1, 1]);
-    k = e.op1('Concat', [e.squeeze(pk, [0]), k], { axis: 2 });
-    v = e.op1('Concat', [e.squeeze(pv, [0]), v], { axis: 2 });
-  }
+  const [pk, pv] = pastIn ? e.split(pastIn, 0, [1, 1]).map((p) => e.squeeze(p, [0])) : [undefined, undefined];
+  const { k, v, past } = afterPast(e, splitHeads(e, k3, N, Hq), splitHeads(e, v3, N, Hv), pk, pv);
   const mask = additiveMask(e, node, optionalInput(node, 3), dim(e, q, 2), dim(e, k, 2), past, type);
   const attentionBias = optionalInput(node, 5);
   const biasSum = mask && attentionBias ? e.op1('Add', [mask, attentionBias]) : (mask ?? attentionBias ?? null);
-  const out = attend(e, q, k, v, { scale: scaleOf(node, Hq), allowed: null, bias: biasSum, type });
+  const out = attend(e, q, k, v, { scale: attentionScale(node, Hq), allowed: null, bias: biasSum, type });
   return [mergeHeads(e, out, N, Hv), null];
 };
 
@@ -117,17 +108,12 @@ const multiHeadAttention: Decomposition = ({ node, e }) => {
     if (!bnsh) [k3, v3] = [e.op1('Add', [k3, bk]), e.op1('Add', [v3, bv])];
   }
   const q = splitHeads(e, q3, N, D / N);
-  let k = bnsh ? k3 : splitHeads(e, k3, N, D / N);
-  let v = bnsh ? v3 : splitHeads(e, v3, N, Dv / N);
-  const pastKey = optionalInput(node, 6);
-  const pastValue = optionalInput(node, 7);
-  const past = pastKey ? dim(e, pastKey, 2) : e.i64([0], []);
-  if (pastKey) k = e.op1('Concat', [pastKey, k], { axis: 2 });
-  if (pastValue) v = e.op1('Concat', [pastValue, v], { axis: 2 });
+  const [k0, v0] = bnsh ? [k3, v3] : [splitHeads(e, k3, N, D / N), splitHeads(e, v3, N, Dv / N)];
+  const { k, v, past } = afterPast(e, k0, v0, optionalInput(node, 6), optionalInput(node, 7));
   const mask = additiveMask(e, node, optionalInput(node, 4), dim(e, q, 2), dim(e, k, 2), past, type);
   const attentionBias = optionalInput(node, 5);
   const biasSum = mask && attentionBias ? e.op1('Add', [mask, attentionBias]) : (mask ?? attentionBias ?? null);
-  const out = attend(e, q, k, v, { scale: scaleOf(node, D / N), allowed: null, bias: biasSum, type });
+  const out = attend(e, q, k, v, { scale: attentionScale(node, D / N), allowed: null, bias: biasSum, type });
   return [mergeHeads(e, out, N, Dv / N), null, null];
 };
 

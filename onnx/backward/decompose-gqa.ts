@@ -27,14 +27,18 @@
  */
 import type { GradEmitter } from './emitter.ts';
 import { gradError, attrFloat, attrInt, optionalInput } from './rule.ts';
-import { attend, dim, expandKvHeads, range, rotate, splitHeads } from './decompose-attention-core.ts';
+import { attend, attentionScale, dim, expandKvHeads, range, rotate, splitHeads } from './decompose-attention-core.ts';
 import type { DecomposeContext, Decomposition } from './decomposition.ts';
 
-/** Per-row lengths as int64 [B]: total_b and past_b; `first`: bool scalar, S = total_sequence_length. */
+/**
+ * Per-row lengths as int64 [B]: total_b and past_b; `first`: bool scalar, S = total_sequence_length;
+ * `totalSeq`: total_sequence_length as an int64 scalar (the present keys' length T).
+ */
 interface Rows {
   total: string;
   past: string;
   first: string;
+  totalSeq: string;
 }
 
 function rowLengths(d: DecomposeContext, S: string): Rows {
@@ -42,7 +46,7 @@ function rowLengths(d: DecomposeContext, S: string): Rows {
   const total = e.op1('Add', [e.op1('Cast', [node.inputs[5]], { to: 7 }), e.i64([1], [])]);
   const totalSeq = e.op1('Reshape', [e.op1('Cast', [node.inputs[6]], { to: 7 }), e.i64([], [0])]);
   const first = e.op1('Equal', [S, totalSeq]);
-  return { total, first, past: e.op1('Where', [first, e.i64([0], []), e.op1('Sub', [total, S])]) };
+  return { total, first, totalSeq, past: e.op1('Where', [first, e.i64([0], []), e.op1('Sub', [total, S])]) };
 }
 
 /** Absolute positions past_b + s as int64 [B, S]. */
@@ -60,22 +64,27 @@ function rotaryTables(d: DecomposeContext, positions: string, rows: Rows): { cos
 }
 
 /**
- * Row b's present keys (or values) [B, K, T, H] in ORT's layout: its first past_b past entries,
- * then its S new ones (positions beyond are masked; they read the last new entry).
+ * Where row b's present entries come from, as flat indices [B, T] into [B·(P+S), ·] (the past
+ * then the new entries, row by row): its first past_b past entries, then its S new ones
+ * (positions beyond are masked; they read the last new entry). One index for keys and values:
+ * past_key and past_value have the same P, and both have the same S new entries.
  */
-function presentLayout(e: GradEmitter, past: string, x: string, rows: Rows, T: string, K: number, H: number): string {
-  const cat = e.op1('Concat', [past, x], { axis: 2 }); // [B, K, P+S, H]
+function presentIndex(e: GradEmitter, past: string, S: string, rows: Rows): string {
   const P = dim(e, past, 2);
-  const L = dim(e, cat, 2);
-  const j = e.unsqueeze(range(e, T), [0]); // [1, T]
+  const L = e.op1('Add', [P, S]);
+  const j = e.unsqueeze(range(e, rows.totalSeq), [0]); // [1, T]
   const pb = e.unsqueeze(rows.past, [1]); // [B, 1]
   let src = e.op1('Where', [e.op1('Less', [j, pb]), j, e.op1('Add', [e.op1('Sub', [j, pb]), P])]);
   const last = e.op1('Sub', [L, e.i64([1], [])]);
   src = e.op1('Where', [e.op1('Less', [src, L]), src, last]); // [B, T]
-  // A batched gather: rows of [B·(P+S), K, H] at b·(P+S) + src.
-  const flat = e.op1('Add', [e.op1('Mul', [e.unsqueeze(range(e, dim(e, cat, 0)), [1]), L]), src]);
+  return e.op1('Add', [e.op1('Mul', [e.unsqueeze(range(e, dim(e, past, 0)), [1]), L]), src]);
+}
+
+/** Present keys (or values) [B, K, T, H] in ORT's layout: a batched gather of past ‖ new at `index`. */
+function presentLayout(e: GradEmitter, past: string, x: string, index: string, K: number, H: number): string {
+  const cat = e.op1('Concat', [past, x], { axis: 2 }); // [B, K, P+S, H]
   const byRow = e.op1('Reshape', [e.op1('Transpose', [cat], { perm: [0, 2, 1, 3] }), e.i64([-1, K, H])]);
-  return e.op1('Transpose', [e.op1('Gather', [byRow, flat], { axis: 0 })], { perm: [0, 2, 1, 3] });
+  return e.op1('Transpose', [e.op1('Gather', [byRow, index], { axis: 0 })], { perm: [0, 2, 1, 3] });
 }
 
 /**
@@ -147,14 +156,15 @@ const groupQueryAttention: Decomposition = (d) => {
   if (!pastKey !== !pastValue) throw gradError(node, 'not supported: past_key without past_value (or the reverse) in the decomposition');
   let T = S;
   if (pastKey && pastValue) {
-    T = e.op1('Reshape', [e.op1('Cast', [node.inputs[6]], { to: 7 }), e.i64([], [0])]);
-    k = presentLayout(e, pastKey, k, rows, T, K, H);
-    v = presentLayout(e, pastValue, v, rows, T, K, H);
+    T = rows.totalSeq;
+    const index = presentIndex(e, pastKey, S, rows);
+    k = presentLayout(e, pastKey, k, index, K, H);
+    v = presentLayout(e, pastValue, v, index, K, H);
   }
   const sink = sinkLogits(d, type);
   const { allowed, rowOk } = allowedKeys(d, positions, rows, T, sink !== null);
   let out = attend(e, q, expandKvHeads(e, k, N, K, H), expandKvHeads(e, v, N, K, H), {
-    scale: attrFloat(node, 'scale', 0) || 1 / Math.sqrt(H),
+    scale: attentionScale(node, H),
     allowed,
     bias: optionalInput(node, 10) ?? null,
     biasAfterSoftcap: true,

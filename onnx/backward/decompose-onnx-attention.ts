@@ -16,7 +16,7 @@
 import type { GradEmitter } from './emitter.ts';
 import type { NodeInfo } from '../model-reader.ts';
 import { attrFloat, attrInt, gradError, optionalInput } from './rule.ts';
-import { attend, dim, expandKvHeads, mergeHeads, range, splitHeads } from './decompose-attention-core.ts';
+import { afterPast, attend, attentionScale, dim, expandKvHeads, mergeHeads, range, splitHeads } from './decompose-attention-core.ts';
 import type { Decomposition } from './decomposition.ts';
 
 /** x in BNSH [B, heads, ·, width] and its head count (3-D inputs are split by the attribute). */
@@ -55,15 +55,10 @@ const onnxAttention: Decomposition = ({ node, e }) => {
   const type = e.meta(query).type;
   const rank3 = e.rank(query) === 3;
   const q = heads(e, node, query, 'q_num_heads');
-  let k = heads(e, node, key, 'kv_num_heads').t;
   const vh = heads(e, node, value, 'kv_num_heads');
-  let v = vh.t;
   const kvN = vh.n;
   if (q.n % kvN !== 0) throw gradError(node, `${q.n} query heads do not group over ${kvN} kv heads`);
-  const [pastKey, pastValue] = [optionalInput(node, 4), optionalInput(node, 5)];
-  const past = pastKey ? dim(e, pastKey, 2) : e.i64([0], []);
-  if (pastKey) k = e.op1('Concat', [pastKey, k], { axis: 2 });
-  if (pastValue) v = e.op1('Concat', [pastValue, v], { axis: 2 });
+  const { k, v, past } = afterPast(e, heads(e, node, key, 'kv_num_heads').t, vh.t, optionalInput(node, 4), optionalInput(node, 5));
   const S = dim(e, q.t, 2);
   const T = dim(e, k, 2);
   const mask = optionalInput(node, 3);
@@ -73,7 +68,7 @@ const onnxAttention: Decomposition = ({ node, e }) => {
   if (mask && e.meta(mask).type === 'bool') allowed = allowed ? e.op1('And', [allowed, mask]) : mask;
   else if (mask) bias = mask;
   let out = attend(e, q.t, expandKvHeads(e, k, q.n, kvN, q.width), expandKvHeads(e, v, q.n, kvN, vh.width), {
-    scale: attrFloat(node, 'scale', 0) || 1 / Math.sqrt(q.width),
+    scale: attentionScale(node, q.width),
     allowed,
     bias,
     biasAfterSoftcap: true,
