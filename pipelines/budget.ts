@@ -129,20 +129,31 @@ export function quantizedWeightBytes(m: OnnxModel, variant: QuantVariant, q: Pip
 
 const isQuantized = (p: string): p is QuantVariant => (QUANT_VARIANTS as readonly string[]).includes(p);
 
-/** sessions + quantization: weights per precision, per-batch activations, the quantizer's transient peak. */
-export function sessionParts(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryPart[] {
+/** One precision's session weights, and the largest float32 weight its quantizer reads (0 unquantized). */
+export interface PrecisionWeights {
+  precision: string;
+  bytes: number;
+  largestTarget: number;
+}
+
+/** Every precision's weights, computed once per estimate and read by the sessions and attribution parts. */
+export function precisionWeights(m: OnnxModel, cfg: PipelineConfig): PrecisionWeights[] {
   const native = modelWeightBytes(m);
+  return cfg.precisions.map((p) => ({ precision: p, ...(isQuantized(p) ? quantizedWeightBytes(m, p, cfg.quantization) : { bytes: native, largestTarget: 0 }) }));
+}
+
+/** sessions + quantization: weights per precision, per-batch activations, the quantizer's transient peak. */
+export function sessionParts(weightsOf: PrecisionWeights[], cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryPart[] {
   const F = Math.max(0, ...sites.map((s) => s.width ?? 0));
   const C = cfg.measure.some((x) => x === 'correlation' || x === 'agreement') || cfg.activations ? sites.length : 0;
   const perBatch = cfg.batch.max_tokens * 4 * (shape.vocab + C * F + 4 * shape.hidden + 3 * F);
   const details: string[] = [];
   let weights = 0;
   let largest = 0;
-  for (const p of cfg.precisions) {
-    const w = isQuantized(p) ? quantizedWeightBytes(m, p, cfg.quantization) : { bytes: native, largestTarget: 0 };
+  for (const w of weightsOf) {
     weights += w.bytes;
     largest = Math.max(largest, w.largestTarget);
-    details.push(`${p} ${gib(w.bytes)}`);
+    details.push(`${w.precision} ${gib(w.bytes)}`);
   }
   const parts: MemoryPart[] = [
     { name: 'sessions', bytes: weights + cfg.precisions.length * perBatch, detail: `weights ${details.join(', ')} GiB + ${cfg.precisions.length} × ${gib(perBatch)} GiB per batch` },
@@ -173,10 +184,9 @@ export function correlationPasses(cfg: PipelineConfig, sites: ActivationSite[], 
  * matrix; and the step batch: `salience.memory_budget_gb` × ATTRIBUTION_STEP_FACTOR (ONNX
  * Runtime's backward pass holds the forward activations of every layer above the override).
  */
-export function attributionPart(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryPart | null {
+export function attributionPart(m: OnnxModel, weightsOf: PrecisionWeights[], cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryPart | null {
   if (!cfg.measure.includes('salience')) return null;
-  const native = modelWeightBytes(m);
-  const weights = Math.max(...cfg.precisions.map((p) => (isQuantized(p) ? quantizedWeightBytes(m, p, cfg.quantization).bytes : native)));
+  const weights = Math.max(...weightsOf.map((w) => w.bytes));
   const largestMatrix = Math.max(0, ...selectTargets(m, true).targets.map((t) => t.K * t.N * 4));
   const F = Math.max(1, ...sites.map((s) => s.width ?? 0));
   const stepBudgetGb = (cfg.salience as { memory_budget_gb?: number }).memory_budget_gb;
@@ -190,10 +200,16 @@ export function attributionPart(m: OnnxModel, cfg: PipelineConfig, sites: Activa
   };
 }
 
+/** The parts no schedule changes: the stream's sessions (and quantization) and attribution, computed once. */
+interface FixedParts {
+  stream: MemoryPart[];
+  attribution: MemoryPart | null;
+}
+
 /** One schedule's estimate: `during` sums every part; `after` holds the larger of the stream's parts and the salience pass's. */
-function estimateFor(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape, schedule: 'during' | 'after'): MemoryEstimate {
-  const parts: MemoryPart[] = [...sessionParts(m, cfg, sites, shape)];
-  const attribution = attributionPart(m, cfg, sites, shape);
+function estimateFor(cfg: PipelineConfig, sites: ActivationSite[], fixed: FixedParts, schedule: 'during' | 'after'): MemoryEstimate {
+  const parts: MemoryPart[] = [...fixed.stream];
+  const attribution = fixed.attribution;
   const baseline: MemoryPart = { name: 'baseline', bytes: BASELINE_BYTES, detail: 'Node, ONNX Runtime, tokenizer, writers' };
   const streamOthers = [...parts, baseline].reduce((s, p) => s + p.bytes, 0);
   // Correlation's accumulators live through both phases: it gets what the larger phase leaves.
@@ -223,11 +239,13 @@ const fits = (e: MemoryEstimate) => !e.correlation?.refusal && e.totalBytes <= e
  */
 export function estimateMemory(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryEstimate {
   const want = cfg.salience.schedule ?? 'auto';
-  const during = estimateFor(m, cfg, sites, shape, want === 'after' ? 'after' : 'during');
+  const weights = precisionWeights(m, cfg);
+  const fixed: FixedParts = { stream: sessionParts(weights, cfg, sites, shape), attribution: attributionPart(m, weights, cfg, sites, shape) };
+  const during = estimateFor(cfg, sites, fixed, want === 'after' ? 'after' : 'during');
   if (!during.salience) return during;
   if (want !== 'auto') return withReason(during, `salience.schedule: ${want}`);
   if (fits(during)) return withReason(during, `auto: attribution during the stream fits (${gib(during.totalBytes)} of ${gib(during.budgetBytes)} GiB)`);
-  const after = estimateFor(m, cfg, sites, shape, 'after');
+  const after = estimateFor(cfg, sites, fixed, 'after');
   const why = during.correlation?.refusal ? 'a correlation key does not fit beside attribution' : `the sum would be ${gib(during.totalBytes)} GiB, over the ${gib(during.budgetBytes)} GiB budget`;
   return withReason(after, `auto: attribution during the stream does not fit (${why}); after it the run needs max(stream ${gib(after.salience!.streamBytes)}, salience pass ${gib(after.salience!.passBytes)}) GiB`);
 }
