@@ -14,7 +14,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { benchGoal } from './lib.ts';
+import { childMeasurement, streamingGoals, streamingRun, type StreamingRun } from './streaming-run.ts';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -103,24 +103,12 @@ async function child(): Promise<void> {
   console.log(JSON.stringify({ seconds, baselineKB, maxRssKB: process.resourceUsage().maxRSS }));
 }
 
-interface ConvertRun {
-  seconds: number;
-  mbPerSecond: number;
-  baselineMB: number;
-  peakMB: number;
-  /** (peak − baseline) ÷ largest tensor as float32. */
-  rssOverBaselineTensors: number;
-  outputMB: number;
-}
-
-function convertOnce(src: string, out: string, sourceMB: number, largestMB: number): ConvertRun {
+function convertOnce(src: string, out: string, sourceMB: number, largestMB: number): StreamingRun {
   try {
     const r = spawnSync(process.execPath, ['--import', 'tsx', self, '--convert', src, out], { encoding: 'utf8', maxBuffer: 1 << 24 });
     if (r.status !== 0) throw new Error(`conversion failed: ${r.stderr.split('\n').slice(-5).join(' ')}`);
-    const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
-    const peakMB = res.maxRssKB / 1024, baselineMB = res.baselineKB / 1024;
     const outputMB = readdirSync(out).reduce((s, f) => s + statSync(path.join(out, f)).size, 0) / 2 ** 20;
-    return { seconds: res.seconds, mbPerSecond: sourceMB / res.seconds, baselineMB, peakMB, rssOverBaselineTensors: (peakMB - baselineMB) / largestMB, outputMB };
+    return streamingRun(childMeasurement(r.stdout), sourceMB, largestMB, outputMB);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
@@ -144,10 +132,8 @@ function main(): void {
     const best = runs.reduce((x, y) => (y.seconds < x.seconds ? y : x));
     console.log(`convert: ${best.mbPerSecond.toFixed(1)} MB/s of source weights (best of ${rounds}: ${best.seconds.toFixed(1)} s; every round ${runs.map((r) => r.mbPerSecond.toFixed(0)).join(', ')} MB/s; output ${best.outputMB.toFixed(0)} MB fp32)   goal ≥ 100 MB/s: ${best.mbPerSecond >= 100 ? 'goal met' : 'GOAL MISSED'}`);
     console.log(`convert: peak RSS ${best.peakMB.toFixed(0)} MB = baseline ${best.baselineMB.toFixed(0)} MB + ${best.rssOverBaselineTensors.toFixed(2)} × largest tensor (${largestMB.toFixed(0)} MB); the whole model would be ${best.outputMB.toFixed(0)} MB`);
-    const goals = [
-      benchGoal('convert (bf16 safetensors → fp32 ONNX): MB/s of source weights', best.mbPerSecond, '>=', 100, `best of ${rounds} rounds, ${sourceMB.toFixed(0)} MB source`),
-      benchGoal('convert: (peak RSS − baseline) ÷ largest tensor', best.rssOverBaselineTensors, '<=', 3, `baseline ${best.baselineMB.toFixed(0)} MB before the first tensor`),
-    ];
+    const names = { throughput: 'convert (bf16 safetensors → fp32 ONNX): MB/s of source weights', memory: 'convert: (peak RSS − baseline) ÷ largest tensor' };
+    const goals = streamingGoals(best, names, `best of ${rounds} rounds, ${sourceMB.toFixed(0)} MB source`);
     const out = process.env.QUANTLENS_BENCH_OUT;
     if (out) writeFileSync(out, JSON.stringify({ layers, sourceMB, largestMB, runs, best, goals }, null, 2));
   } finally {

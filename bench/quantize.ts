@@ -21,7 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { GraphBuilder, tensor } from '../onnx/builder.ts';
 import { quantizeModel, QUANT_VARIANTS, type QuantVariant } from '../onnx/quantize/index.ts';
 import { mulberry32 } from '../core/random.ts';
-import { benchGoal, roundRobin, type BenchGoal } from './lib.ts';
+import { roundRobin, type BenchGoal } from './lib.ts';
+import { childMeasurement, streamingGoals, streamingRun, type StreamingRun } from './streaming-run.ts';
 
 const HIDDEN = 2048;
 const INTER = 5632;
@@ -78,16 +79,7 @@ async function child(): Promise<void> {
   }
 }
 
-interface VariantRun {
-  variant: QuantVariant;
-  seconds: number;
-  mbPerSecond: number;
-  baselineMB: number;
-  peakMB: number;
-  /** (peak − baseline) ÷ largest tensor. */
-  rssOverBaselineTensors: number;
-  outputMB: number;
-}
+type VariantRun = { variant: QuantVariant } & StreamingRun;
 
 function quantizeOnce(src: string, dir: string, v: QuantVariant, weightsMB: number, largestMB: number): VariantRun | null {
   const out = path.join(dir, `model_${v}.onnx`);
@@ -97,11 +89,8 @@ function quantizeOnce(src: string, dir: string, v: QuantVariant, weightsMB: numb
       console.log(`${v}: FAILED ${r.stderr.split('\n').slice(-5).join(' ')}`);
       return null;
     }
-    const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
-    const peakMB = res.maxRssKB / 1024;
-    const baselineMB = res.baselineKB / 1024;
     const outputMB = (statSync(out).size + (safeSize(`${out}.data`) ?? 0)) / 2 ** 20;
-    return { variant: v, seconds: res.seconds, mbPerSecond: weightsMB / res.seconds, baselineMB, peakMB, rssOverBaselineTensors: (peakMB - baselineMB) / largestMB, outputMB };
+    return { variant: v, ...streamingRun(childMeasurement(r.stdout), weightsMB, largestMB, outputMB) };
   } finally {
     rmSync(out, { force: true });
     rmSync(`${out}.data`, { force: true });
@@ -109,13 +98,9 @@ function quantizeOnce(src: string, dir: string, v: QuantVariant, weightsMB: numb
 }
 
 function goalsOf(best: VariantRun[], rounds: number, weightsMB: number): BenchGoal[] {
-  const goals: BenchGoal[] = [];
-  for (const r of best) {
-    const detail = `best of ${rounds} rounds, ${weightsMB.toFixed(0)} MB fp32 source`;
-    goals.push(benchGoal(`quantize ${r.variant}: MB/s of source weights`, r.mbPerSecond, '>=', 100, detail));
-    goals.push(benchGoal(`quantize ${r.variant}: (peak RSS − baseline) ÷ largest tensor`, r.rssOverBaselineTensors, '<=', 3, `baseline ${r.baselineMB.toFixed(0)} MB before the first tensor`));
-  }
-  return goals;
+  const detail = `best of ${rounds} rounds, ${weightsMB.toFixed(0)} MB fp32 source`;
+  return best.flatMap((r) =>
+    streamingGoals(r, { throughput: `quantize ${r.variant}: MB/s of source weights`, memory: `quantize ${r.variant}: (peak RSS − baseline) ÷ largest tensor` }, detail));
 }
 
 async function main(): Promise<void> {
