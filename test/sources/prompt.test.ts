@@ -1,19 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { checkPromptColumns, compilePrompt } from '../../sources/prompt.ts';
-import { QuantlensError } from '../../core/errors.ts';
+import { expectThrows } from '../helpers/expect-error.ts';
 
-function expectError(fn: () => unknown, code: string, message: string) {
-  try {
-    fn();
-  } catch (e) {
-    assert.instance(e, QuantlensError);
-    assert.is((e as QuantlensError).code, code);
-    assert.is((e as Error).message, message);
-    return;
-  }
-  assert.unreachable(`expected ${message}`);
-}
+const expectError = (fn: () => unknown, code: string, message: string) => expectThrows(fn, { code, message });
 
 /** Reference renderer: one left-to-right regex pass over escapes and placeholders. */
 function referenceRender(template: string, fields: Record<string, string>): string {

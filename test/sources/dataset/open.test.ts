@@ -8,6 +8,7 @@ import { datasetColumns, datasetFormat, openDataset, type DatasetSpec } from '..
 import { QuantlensError } from '../../../core/errors.ts';
 import { sharedPath } from '../../helpers/shared.ts';
 import { tempDir } from '../../helpers/temp.ts';
+import { expectThrows } from '../../helpers/expect-error.ts';
 
 const dir = tempDir('ql-open-');
 
@@ -17,17 +18,7 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
-function expectSyncError(fn: () => unknown, code: string, message: string) {
-  try {
-    fn();
-  } catch (e) {
-    assert.instance(e, QuantlensError);
-    assert.is((e as QuantlensError).code, code);
-    assert.is((e as Error).message, message);
-    return;
-  }
-  assert.unreachable(`expected ${message}`);
-}
+const expectSyncError = (fn: () => unknown, code: string, message: string) => expectThrows(fn, { code, message });
 
 /** The same 37-row table as CSV, JSONL and Parquet (row groups of 5). */
 const N = 37;
