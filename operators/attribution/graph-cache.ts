@@ -21,7 +21,7 @@ import { packageInfo } from '../../core/package-info.ts';
 import { externalDataBeside } from '../../sources/model/folder.ts';
 
 /** Bump when what is cached (graph.onnx, info.json) changes meaning. */
-const CACHE_FORMAT = 3;
+const CACHE_FORMAT = 4;
 // The builder's sources: in a source tree onnx/backward/*.ts; a packaged build has only .js there,
 // and its graphs are then keyed by the package version alone.
 const BUILDER_DIR = path.join(packageInfo().root, 'onnx', 'backward');
@@ -36,6 +36,8 @@ export interface GraphInfo {
   logitsShape: number[];
   /** The graph has GroupQueryAttention, which needs each row's real tokens first: run rows unpadded. */
   unpadded: boolean;
+  /** Nodes before the logits run at the last position only (onnx/backward/last-position.ts). */
+  tailNodes: number;
 }
 
 export interface BuiltGraph {
@@ -97,6 +99,7 @@ async function buildNow(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ 
       tensorMeta: info.tensorMeta,
       logitsShape: info.logitsShape,
       unpadded: info.decomposed.some((n) => n.opType === 'GroupQueryAttention'),
+      tailNodes: info.tailNodes,
     },
   };
 }

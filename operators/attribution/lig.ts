@@ -57,6 +57,8 @@ export interface AttributionSession {
   vocab: number;
   /** Backward graph size, for reports. */
   pathNodes: number;
+  /** Nodes before the logits that run at the last position only (0: none; onnx/backward/last-position.ts). */
+  tailNodes: number;
   backwardNodes: number;
   /** Where the graph came from: the cache ('hit'), built and cached ('miss'), built without a cache ('off'). */
   graphCache: 'hit' | 'miss' | 'off';
@@ -94,7 +96,7 @@ export async function createAttributionSession(
     const metadata = (session.inputMetadata as readonly { name: string }[]).filter((x) => !ours.has(x.name));
     // With hand-made feeds the plan is unused (its inputs may be ones planInputs refuses).
     const plan = opts.feeds ? { idsName: 'input_ids', idsType: 'int64' as const, pastInputs: [] } : opts.inputPlan ?? planInputs({ inputMetadata: metadata } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
-    const s: AttributionSession = { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[shape.length - 1], flat, vocab: info.logitsShape[2], pathNodes: info.pathNodes, backwardNodes: info.backwardNodes, graphCache: cache, reopen };
+    const s: AttributionSession = { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[shape.length - 1], flat, vocab: info.logitsShape[2], pathNodes: info.pathNodes, tailNodes: info.tailNodes ?? 0, backwardNodes: info.backwardNodes, graphCache: cache, reopen };
     if (flat) {
       const original = async (rows: Int32Array[]) => (await runRows(s, rows, rows.map((r) => r.length), rows[0].length, null, new Array(rows.length).fill(0), [originalName(tensor)]))[originalName(tensor)].data as Float32Array;
       await checkBatchMajor(s, original).catch(async (e) => {
@@ -207,10 +209,11 @@ export async function attributeBatch(
     const ov = aIn.slice(start * S * W, (start + n) * S * W);
     const out = await runRows(s, examples.slice(start, start + n).map((e) => e.ids), Array.from(lengths.subarray(start, start + n)), S, ov, new Array(n).fill(0), [s.logits]);
     const logits = out[s.logits].data as Float32Array;
-    const Vo = out[s.logits].dims[2] as number;
+    // [n, S, V], or [n, 1, V] when the graph computes the logits at the last position only.
+    const [, So, Vo] = out[s.logits].dims as number[];
     for (let i = 0; i < n; i++) {
       if (targets[start + i] !== undefined) continue;
-      const off = (i * S + S - 1) * Vo;
+      const off = (i * So + So - 1) * Vo;
       let best = 0;
       for (let v = 1; v < Vo; v++) if (logits[off + v] > logits[off + best]) best = v;
       targets[start + i] = best;
