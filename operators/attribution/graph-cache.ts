@@ -73,7 +73,7 @@ function quantlensVersion(): string {
 export async function attributionGraphKey(modelPath: string, opts: AttributionGraphOptions): Promise<string> {
   const model = await modelHashOnce({ onnxPath: modelPath, externalData: externalDataBeside(modelPath) });
   // A referenced graph names the model's file (weight-references.ts): same content under another name misses.
-  const settings = { layerTensors: opts.layerTensors, objective: opts.objective ?? 'log-softmax-at-last', logits: opts.logits ?? null, weights: opts.weights ?? 'verbatim', file: path.basename(modelPath) };
+  const settings = { layerTensors: opts.layerTensors, objective: opts.objective ?? 'log-softmax-at-last', logits: opts.logits ?? null, weights: opts.weights ?? 'verbatim', lastPosition: opts.lastPosition ?? true, file: path.basename(modelPath) };
   const keyed = { format: CACHE_FORMAT, model, settings, version: quantlensVersion(), builder: builderSourceHash() };
   return createHash('sha256').update(JSON.stringify(keyed)).digest('hex');
 }
