@@ -428,13 +428,20 @@ function writeModel(m: OnnxModel, mode: WeightMode, edit?: GraphEdit, tail?: Las
   const read = (start: number, end: number) => m.source.read(start, end - start);
   const inits = initializersByStart(m);
   const tailAt = new Map([...(tail?.renamed ?? [])].map(([n, r]) => [n.range[0], { n, r }]));
+  // Declared shapes of tail tensors name the sequence dim; at one position they would contradict
+  // it (ORT plans buffers by them): value_info entries are dropped, outputs keep type and rank.
+  const tailOutputs = new Set([...(tail?.renamed.keys() ?? [])].flatMap((n) => n.outputs));
   const g = new ProtoWriter();
   for (const [start, end] of m.graphRanges) {
     for (const f of scanFields(m.source, start, end)) {
       const init = f.field === 5 ? inits.get(f.start) : undefined;
       const rewritten = init && rewrittenInitializer(m, init, mode);
       const inTail = f.field === 1 ? tailAt.get(f.start) : undefined;
-      if (rewritten) g.bytes(5, rewritten);
+      const declared = f.field === 12 || f.field === 13 ? valueInfoName(read(f.start, f.end)) : undefined;
+      if (declared !== undefined && tailOutputs.has(declared)) {
+        const out = m.outputs.find((o) => o.name === declared);
+        if (f.field === 12 && out) g.message(12, (w) => encodeValueInfo(w, declared, out.elemType ?? DTYPE.float, out.dims?.length ?? 3));
+      } else if (rewritten) g.bytes(5, rewritten);
       else if (edit && f.field === 1 && f.start === edit.producer.range[0]) writeOverride(g, read(f.start, f.end), edit.T);
       else if (inTail) writeTailNode(g, read(f.start, f.end), inTail.r, tail!.slices.get(inTail.n) ?? []);
       else g.raw(read(f.fieldStart, f.end));
@@ -452,6 +459,12 @@ function writeModel(m: OnnxModel, mode: WeightMode, edit?: GraphEdit, tail?: Las
     }
   }
   return w.finish();
+}
+
+/** The name (field 1) of a ValueInfoProto. */
+function valueInfoName(vb: Uint8Array): string | undefined {
+  for (const f of fields(vb)) if (f.field === 1) return str(vb, f);
+  return undefined;
 }
 
 /** A tail node reading its sliced entries (inputs in order), after the slices it is the first to read. */
