@@ -353,7 +353,13 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
   for (const x of tail?.sliced.keys() ?? []) wanted.add(x);
   const bytes = writeModel(m, mode, undefined, tail);
   const externalDataDir = externalDataDirOf(m, opts);
-  const firstProbe = await probeTensors(m, bytes, [...wanted], { externalDataDir, feeds: opts.feeds });
+  // A tail whose entries are not [batch, sequence, …] (ORT may refuse the Slice on a lower rank)
+  // is not used: the graph is built as before (tailNodes 0).
+  const firstProbe = await probeTensors(m, bytes, [...wanted], { externalDataDir, feeds: opts.feeds }).catch((err) => {
+    if (tail) return null;
+    throw err;
+  });
+  if (!firstProbe) return build(m, { ...opts, lastPosition: false });
   let lookup = metaLookup(m, firstProbe);
   if (tail && !tailFits(tail, lookup)) return build(m, { ...opts, lastPosition: false });
   const tMeta = lookup(T);

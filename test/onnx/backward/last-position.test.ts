@@ -8,6 +8,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import ort from 'onnxruntime-node';
 import path from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { quantizeModel } from '../../../onnx/quantize/index.ts';
 import { buildFeeds } from '../../../onnx/feeds.ts';
 import { readOnnxModel } from '../../../onnx/model-reader.ts';
 import { loadTokenizer } from '../../../sources/tokenizer.ts';
@@ -67,6 +70,38 @@ for (const layer of [0, 4]) {
     const coords = Array.from({ length: 40 }, (_, k) => Math.floor(r() * a.length));
     const off = await coordinatesOff(F, a, gt, coords);
     assert.equal(off, [], off.join('; '));
+  });
+}
+
+for (const variant of ['nf4', 'llm-int8'] as const) {
+  test(`stories260K ${variant}, layer 2: the tail gives the full graph's objective and gradient`, async () => {
+    const dir = sharedPath('models/stories260K-onnx', 'last-position tail, quantized');
+    if (!dir) return;
+    const tmp = mkdtempSync(path.join(os.tmpdir(), 'quantlens-tail-'));
+    try {
+      const q = path.join(tmp, 'model.onnx');
+      await quantizeModel(path.join(dir, 'model.onnx'), variant, q);
+      const T = layerTensor(2);
+      const tail = await graphOf(q, T, true);
+      const full = await graphOf(q, T, false);
+      // nf4: final norm, head and the last layer's MLP and o_proj (MatMulBnb4, 24 nodes as in fp32);
+      // llm-int8: final norm and head (9), stopping at the last unit's output (units stay whole).
+      assert.is(tail.info.tailNodes, variant === 'nf4' ? 24 : 9);
+      const { feeds, S } = await storiesFeeds(dir);
+      const r = rng(5);
+      const a = Float32Array.from({ length: 2 * S * 172 }, () => r() - 0.5);
+      const run = async (g: { session: ort.InferenceSession }) =>
+        g.session.run({ ...feeds, [overrideName(T)]: new ort.Tensor('float32', a, [2, S, 172]), [TARGET_INPUT]: new ort.Tensor('int64', BigInt64Array.from([3n, 11n]), [2]) }, [OBJECTIVE_OUTPUT, gradName(T)]);
+      const [yt, yf] = [await run(tail), await run(full)];
+      const [ot, of] = [yt[OBJECTIVE_OUTPUT].data as Float32Array, yf[OBJECTIVE_OUTPUT].data as Float32Array];
+      for (let b = 0; b < 2; b++) assert.ok(Math.abs(ot[b] - of[b]) <= 1e-5 * Math.abs(of[b]) + 1e-6, `objective ${ot[b]} vs ${of[b]}`);
+      const [gt, gf] = [yt[gradName(T)].data as Float32Array, yf[gradName(T)].data as Float32Array];
+      let err = 0;
+      for (let i = 0; i < gf.length; i++) err = Math.max(err, Math.abs(gt[i] - gf[i]));
+      assert.ok(err <= 1e-5 * maxAbs(gf), `gradient max |Δ| ${err} vs scale ${maxAbs(gf)}`);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 }
 
