@@ -155,6 +155,8 @@ interface Prepared {
   aIn: Float32Array; // [S, W] of the padded batch row
   aBase: Float32Array;
   target: number;
+  /** F at the input, when the top-1 run already computed it (its logits are the α = 1 row's). */
+  fIn?: number;
 }
 
 const MIN_DELTA = 1e-6;
@@ -203,6 +205,7 @@ export async function attributeBatch(
   }
   const aIn = origData.subarray(0, E * S * W);
   const targets = examples.map((_, i) => opts.targets?.[i]);
+  const fIn: (number | undefined)[] = new Array(E).fill(undefined);
   for (let start = 0; start < E && targets.some((t) => t === undefined); start += rowsPerRun) {
     // Top-1 of the unmodified model: logits with the override set to the layer's own output.
     const n = Math.min(rowsPerRun, E - start);
@@ -217,6 +220,7 @@ export async function attributeBatch(
       let best = 0;
       for (let v = 1; v < Vo; v++) if (logits[off + v] > logits[off + best]) best = v;
       targets[start + i] = best;
+      fIn[start + i] = logSoftmaxAt(logits.subarray(off, off + Vo), best);
     }
   }
   const prepared: Prepared[] = examples.map((e, i) => ({
@@ -225,6 +229,7 @@ export async function attributeBatch(
     aIn: origData.slice(i * S * W, (i + 1) * S * W),
     aBase: origData.slice((E + i) * S * W, (E + i + 1) * S * W),
     target: targets[i]!,
+    fIn: fIn[i],
   }));
 
   const threshold = opts.completenessThreshold ?? 0.05;
@@ -297,6 +302,15 @@ export function attributionRowBytes(S: number, W: number, V: number): number {
   return S * (2 * W + V) * 4;
 }
 
+/** log_softmax(logits)[t], in float64 (the objective the graph computes, from its logits). */
+function logSoftmaxAt(logits: Float32Array, t: number): number {
+  let max = -Infinity;
+  for (const l of logits) if (l > max) max = l;
+  let sum = 0;
+  for (const l of logits) sum += Math.exp(l - max);
+  return logits[t] - max - Math.log(sum);
+}
+
 async function runRows(
   s: AttributionSession,
   ids: Int32Array[],
@@ -328,11 +342,13 @@ async function integrate(
   // Row queue: (example, α, weight); weight < 0 marks the endpoint rows (α = 0 → F_base, 1 → F_in).
   const rows: { e: number; alpha: number; weight: number }[] = [];
   prepared.forEach((_, e) => {
-    rows.push({ e, alpha: 0, weight: -1 }, { e, alpha: 1, weight: -1 });
+    rows.push({ e, alpha: 0, weight: -1 });
+    // The top-1 run had the input's logits (override = a_in): F_input is known, no α = 1 row.
+    if (prepared[e].fIn === undefined) rows.push({ e, alpha: 1, weight: -1 });
     for (let k = 0; k < steps; k++) rows.push({ e, alpha: nodes[k], weight: weights[k] });
   });
   const sums = prepared.map(() => new Float64Array(S * W));
-  const fIn = new Float64Array(prepared.length);
+  const fIn = Float64Array.from(prepared, (p) => p.fIn ?? 0);
   const fBase = new Float64Array(prepared.length);
   for (let start = 0; start < rows.length; start += chunk) {
     const part = rows.slice(start, start + chunk);
