@@ -1,7 +1,11 @@
 /**
  * LIG throughput against its FLOP bound, on stories260K-onnx (when ../shared is there) and on the
  * demo `bench` model (hidden 256, d_ff 1024, 4 layers; generated, always there), fp32 on CPU,
- * at layer 0 (backward through every layer) and layer 2 (the middle).
+ * at layer 0 (backward through every layer) and layer 2 (the middle); and at scale on the ~0.1B
+ * seeded Llama of bench/scale.ts (hidden 768, d_ff 2048, 8 layers, vocab 32000; generated once
+ * under the OS temp folder by bench/scale-child.ts), layer 0, 2 prompts, 8 steps (the scale
+ * bench's salience settings), where the same run also times the graph without the last-position
+ * tail (onnx/backward/last-position.ts: LM head at every position, as before) for a before/after.
  *
  * An example of T tokens at S steps costs about 3·S·T token-forwards (forward + backward ≈ 3×
  * forward), so the bound is bare forward tokens/s ÷ (3·S·T) examples/s, with the bare forward
@@ -15,7 +19,8 @@
  *
  *   node --import tsx bench/attribution.ts [examples=8] [steps=50]
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type ort from 'onnxruntime-node';
@@ -27,6 +32,7 @@ import { gradName } from '../onnx/backward/graph.ts';
 import { attributeExample, createAttributionSession, type AttributionSession } from '../operators/attribution/lig.ts';
 import { attributeByLength } from '../operators/attribution/lig.ts';
 import { benchGoal, fixed, formatTable, median } from './lib.ts';
+import { SCALE_SIZES } from './scale.ts';
 
 const SHARED = path.resolve(import.meta.dirname, '..', '..', 'shared');
 const N = Number(process.argv[2] ?? 8);
@@ -70,7 +76,17 @@ interface ModelResult {
   batch1: Timed;
   groupedMixed: Timed;
   groupedEqual: Timed;
+  /** Grouped by length (mixed) on the graph without the last-position tail, when compared. */
+  groupedMixedFullHead?: Timed;
+  tailNodes: number;
   completenessMedian: number;
+}
+
+interface BenchSettings {
+  examples: number;
+  steps: number;
+  /** Also time the graph whose LM head runs at every position (lastPosition: false). */
+  compareFullHead?: boolean;
 }
 
 /** Σ seconds of the attribution session's runs by kind (wraps this instance's run, not the prototype). */
@@ -132,7 +148,8 @@ async function timed(s: AttributionSession, bare: () => Promise<number>, cost: n
   return { examplesPerSecond: eps, ratio: eps / bound, bareTokensPerSecond: [before, after], seconds, integrandRunSeconds: acc.integrand, otherRunSeconds: acc.other };
 }
 
-async function benchModel(name: string, dir: string, layer: number): Promise<ModelResult> {
+async function benchModel(name: string, dir: string, layer: number, b: BenchSettings = { examples: N, steps: STEPS }): Promise<ModelResult> {
+  const { examples: N, steps: STEPS } = b;
   const modelPath = path.join(dir, 'model.onnx');
   const tensor = `/model/layers.${layer}/mlp/act_fn/Mul_output_0`;
   const tok = await loadTokenizer(dir);
@@ -162,17 +179,41 @@ async function benchModel(name: string, dir: string, layer: number): Promise<Mod
     });
     const groupedMixed = await timed(s, bare, cost, async () => (await attributeByLength(s, mixed, tensor, opts)).length);
     const groupedEqual = await timed(s, bare, cost, async () => (await attributeByLength(s, equal, tensor, opts)).length);
+    const groupedMixedFullHead = b.compareFullHead ? await timedFullHead(modelPath, tensor, cacheDir, bare, cost, mixed, opts) : undefined;
     await s.session.release();
     await plain.release();
     return {
       model: name, layer: tensor, steps: STEPS, examples: N, meanTokens: T, width: s.width, vocab: s.vocab, buildSeconds, cacheLoadSeconds,
       bareTokensPerSecond: median([batch1, groupedMixed, groupedEqual].flatMap((t) => t.bareTokensPerSecond)),
-      batch1, groupedMixed, groupedEqual,
+      batch1, groupedMixed, groupedEqual, groupedMixedFullHead, tailNodes: s.tailNodes,
       completenessMedian: median(errs),
     };
   } finally {
     rmSync(cacheDir, { recursive: true, force: true });
   }
+}
+
+/** groupedMixed on the graph without the last-position tail (the graph before it existed). */
+async function timedFullHead(modelPath: string, tensor: string, cacheDir: string, bare: () => Promise<number>, cost: number, mixed: { ids: Int32Array }[], opts: { steps: number }): Promise<Timed> {
+  const full = await createAttributionSession(modelPath, tensor, { cacheDir, lastPosition: false });
+  try {
+    return await timed(full, bare, cost, async () => (await attributeByLength(full, mixed, tensor, { ...opts, onWarning: () => {} })).length);
+  } finally {
+    await full.session.release();
+  }
+}
+
+/** The ~0.1B seeded Llama of bench/scale.ts, generated once (bench/scale-child.ts generate). */
+function scaleModel(): string {
+  const work = path.join(os.tmpdir(), 'quantlens-bench-0.1B');
+  const dir = path.join(work, 'model');
+  if (existsSync(path.join(dir, 'model.onnx'))) return dir;
+  mkdirSync(work, { recursive: true });
+  writeFileSync(path.join(work, 'config.json'), JSON.stringify(SCALE_SIZES['0.1B']));
+  const child = path.join(import.meta.dirname, 'scale-child.ts');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', child, 'generate', dir, path.join(work, 'config.json')], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error(`generating the 0.1B model failed (exit ${r.status})`);
+  return dir;
 }
 
 function print(r: ModelResult): void {
@@ -187,10 +228,15 @@ function print(r: ModelResult): void {
   console.log(
     formatTable(
       [{ title: 'mode' }, { title: 'examples/s', align: 'right' }, { title: 'bare tok/s before / after', align: 'right' }, { title: '÷ bound', align: 'right' }, { title: `goal ≥ ${GOAL}` }, { title: 'integrand runs / act+top-1 runs / JS', align: 'right' }],
-      [row('batch 1 (one example per call)', r.batch1), row('grouped by length, mixed lengths', r.groupedMixed), row('grouped by length, equal lengths (one group)', r.groupedEqual)],
+      [
+        row('batch 1 (one example per call)', r.batch1),
+        row('grouped by length, mixed lengths', r.groupedMixed),
+        row('grouped by length, equal lengths (one group)', r.groupedEqual),
+        ...(r.groupedMixedFullHead ? [row('grouped, mixed, LM head at every position (before)', r.groupedMixedFullHead)] : []),
+      ],
     ),
   );
-  console.log(`completeness error median (batch 1): ${r.completenessMedian.toExponential(2)}`);
+  console.log(`completeness error median (batch 1): ${r.completenessMedian.toExponential(2)}; last-position tail: ${r.tailNodes} nodes`);
 }
 
 async function main(): Promise<void> {
@@ -204,6 +250,7 @@ async function main(): Promise<void> {
     else if (layer === 0) console.log(`(stories260K skipped: ${stories} is absent)`);
     results.push(await benchModel('demo bench model (random weights)', await ensureDemoModel({ size: 'bench' }), layer));
   }
+  if (!process.env.QUANTLENS_BENCH_NO_SCALE) results.push(await benchModel('~0.1B seeded Llama (bench/scale.ts)', scaleModel(), 0, { examples: 2, steps: 8, compareFullHead: true }));
   for (const r of results) print(r);
   const out = process.env.QUANTLENS_BENCH_OUT;
   const goals = results.flatMap((r) =>

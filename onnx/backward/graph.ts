@@ -29,6 +29,8 @@ import { ortTypeOf, probeTensors, type FeedBuilder, type ProbedTensor } from './
 import { ruleFor } from './rules.ts';
 import { collapseQuantizedUnits } from './quantized-patterns.ts';
 import { initializersByStart, rewrittenInitializer, type WeightMode } from './weight-references.ts';
+import { lastPositionTail, type LastPositionTail } from './last-position.ts';
+import { PROBE_BATCH } from './probe.ts';
 
 export { TARGET_INPUT };
 export const OBJECTIVE_OUTPUT = 'objective';
@@ -52,6 +54,11 @@ export interface AttributionGraphOptions {
    * `externalDataDirOf`); 'embedded' copies them all in.
    */
   weights?: WeightMode;
+  /**
+   * Run the position-wise nodes before the logits (final norm, LM head, …) at the last position
+   * only (last-position.ts; default true). The graph's logits output is then [batch, 1, vocab].
+   */
+  lastPosition?: boolean;
 }
 
 export interface AttributionGraphInfo {
@@ -65,8 +72,10 @@ export interface AttributionGraphInfo {
   decomposed: NodeInfo[];
   /** Element type and probe shape (batch 2, sequence 5) of the tensor. */
   tensorMeta: TensorMeta;
-  /** Probe shape of the logits [2, 5, vocab]. */
+  /** Probe shape of the logits [2, 5, vocab] ([2, 1, vocab] with a last-position tail). */
   logitsShape: number[];
+  /** Nodes before the logits run at the last position only (last-position.ts); 0 when none. */
+  tailNodes: number;
 }
 
 /** Read an int64/int32 constant (initializer or Constant node), or undefined when not constant. */
@@ -317,10 +326,21 @@ function reverseSweep(
   return gradOf(T);
 }
 
+/** Every entry of the tail is [batch, sequence, …] on the probe; else the tail is not used. */
+function tailFits(tail: LastPositionTail, lookup: Lookup): boolean {
+  return [...tail.sliced.keys()].every((x) => {
+    const meta = lookup(x);
+    return meta?.shape.length === 3 && meta.shape[1] === PROBE_BATCH.seqLen && meta.shape[0] === PROBE_BATCH.ids.length;
+  });
+}
+
 async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ bytes: Uint8Array; info: AttributionGraphInfo }> {
   const r = checkRequest(m, opts);
   const { T, logits, where } = r;
-  const { coneNodes, producerOf, toLogits } = cones(m.nodes, T, logits);
+  const tail = opts.lastPosition === false ? null : lastPositionTail(m, T, logits, r.opset, (name) => constInts(m, name));
+  // The analysis sees the model as the graph will compute it: the tail reading the sliced entries.
+  const mm: OnnxModel = tail ? { ...m, nodes: tail.nodes } : m;
+  const { coneNodes, producerOf, toLogits } = cones(mm.nodes, T, logits);
 
   // Probe types/ranks of the cone and of everything its nodes read.
   const wanted = new Set<string>([T, logits]);
@@ -330,17 +350,25 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
   }
   // The probes run the model as the graph will reference its weights (no copy of them in JS).
   const mode = opts.weights ?? 'verbatim';
-  const bytes = writeModel(m, mode);
+  for (const x of tail?.sliced.keys() ?? []) wanted.add(x);
+  const bytes = writeModel(m, mode, undefined, tail);
   const externalDataDir = externalDataDirOf(m, opts);
-  const firstProbe = await probeTensors(m, bytes, [...wanted], { externalDataDir, feeds: opts.feeds });
+  // A tail whose entries are not [batch, sequence, …] (ORT may refuse the Slice on a lower rank)
+  // is not used: the graph is built as before (tailNodes 0).
+  const firstProbe = await probeTensors(m, bytes, [...wanted], { externalDataDir, feeds: opts.feeds }).catch((err) => {
+    if (tail) return null;
+    throw err;
+  });
+  if (!firstProbe) return build(m, { ...opts, lastPosition: false });
   let lookup = metaLookup(m, firstProbe);
+  if (tail && !tailFits(tail, lookup)) return build(m, { ...opts, lastPosition: false });
   const tMeta = lookup(T);
   if (!tMeta || !FLOAT_TYPES.has(tMeta.type)) throw new QuantlensError('GRADIENT', `tensor "${T}" is ${tMeta?.type ?? 'of unknown type'}, not a float tensor`, where);
-  const { pathNodes: selected, unitRules, active, useful } = selectPath(m, coneNodes, toLogits, lookup, r);
+  const { pathNodes: selected, unitRules, active, useful } = selectPath(mm, coneNodes, toLogits, lookup, r);
 
   // Contrib ops without a rule are replaced on the path by their decompositions (decompose.ts);
   // a second probe gives the types/ranks of the decomposed tensors.
-  const ints = (name: string) => constInts(m, name);
+  const ints = (name: string) => tail?.intConstants.get(name) ?? constInts(m, name);
   const forward = new GradEmitter(r.opset, lookup, '/quantlens/decomp');
   const hasRule = (n: NodeInfo) => unitRules.has(n) || !!ruleFor(n.opType, n.domain);
   const expansion = decomposePath(selected, hasRule, forward, ints);
@@ -368,8 +396,8 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
   if (!gT) throw new QuantlensError('GRADIENT', `no gradient reached "${T}" from "${logits}"`, where);
   e.nodes.push({ opType: 'Identity', inputs: [gT], outputs: [gradName(T)], attrs: {}, name: '/quantlens/grad_output', domain: '' });
 
-  const out = writeModel(m, mode, { producer: r.producer, T, tMeta, objectiveType: ltype, nodes: [...pruneUnread(forward.nodes, e.nodes), ...e.nodes] });
-  return { bytes: out, info: { tensor: T, logits, pathNodes, backwardNodeCount: e.nodes.length, decomposed: [...expansion.replaced.keys()], tensorMeta: tMeta, logitsShape } };
+  const out = writeModel(m, mode, { producer: r.producer, T, tMeta, objectiveType: ltype, nodes: [...pruneUnread(forward.nodes, e.nodes), ...e.nodes] }, tail);
+  return { bytes: out, info: { tensor: T, logits, pathNodes, backwardNodeCount: e.nodes.length, decomposed: [...expansion.replaced.keys()], tensorMeta: tMeta, logitsShape, tailNodes: tail?.size ?? 0 } };
 }
 
 /**
@@ -402,16 +430,26 @@ interface GraphEdit {
  * says (weight-references.ts), and with `edit`, the producer of T rewired to the override and the
  * backward nodes, inputs and outputs appended.
  */
-function writeModel(m: OnnxModel, mode: WeightMode, edit?: GraphEdit): Uint8Array {
+function writeModel(m: OnnxModel, mode: WeightMode, edit?: GraphEdit, tail?: LastPositionTail | null): Uint8Array {
   const read = (start: number, end: number) => m.source.read(start, end - start);
   const inits = initializersByStart(m);
+  const tailAt = new Map([...(tail?.renamed ?? [])].map(([n, r]) => [n.range[0], { n, r }]));
+  // Declared shapes of tail tensors name the sequence dim; at one position they would contradict
+  // it (ORT plans buffers by them): value_info entries are dropped, outputs keep type and rank.
+  const tailOutputs = new Set([...(tail?.renamed.keys() ?? [])].flatMap((n) => n.outputs));
   const g = new ProtoWriter();
   for (const [start, end] of m.graphRanges) {
     for (const f of scanFields(m.source, start, end)) {
       const init = f.field === 5 ? inits.get(f.start) : undefined;
       const rewritten = init && rewrittenInitializer(m, init, mode);
-      if (rewritten) g.bytes(5, rewritten);
+      const inTail = f.field === 1 ? tailAt.get(f.start) : undefined;
+      const declared = f.field === 12 || f.field === 13 ? valueInfoName(read(f.start, f.end)) : undefined;
+      if (declared !== undefined && tailOutputs.has(declared)) {
+        const out = m.outputs.find((o) => o.name === declared);
+        if (f.field === 12 && out) g.message(12, (w) => encodeValueInfo(w, declared, out.elemType ?? DTYPE.float, out.dims?.length ?? 3));
+      } else if (rewritten) g.bytes(5, rewritten);
       else if (edit && f.field === 1 && f.start === edit.producer.range[0]) writeOverride(g, read(f.start, f.end), edit.T);
+      else if (inTail) writeTailNode(g, read(f.start, f.end), inTail.r, tail!.slices.get(inTail.n) ?? []);
       else g.raw(read(f.fieldStart, f.end));
     }
   }
@@ -427,6 +465,24 @@ function writeModel(m: OnnxModel, mode: WeightMode, edit?: GraphEdit): Uint8Arra
     }
   }
   return w.finish();
+}
+
+/** The name (field 1) of a ValueInfoProto. */
+function valueInfoName(vb: Uint8Array): string | undefined {
+  for (const f of fields(vb)) if (f.field === 1) return str(vb, f);
+  return undefined;
+}
+
+/** A tail node reading its sliced entries (inputs in order), after the slices it is the first to read. */
+function writeTailNode(g: ProtoWriter, nb: Uint8Array, renamed: NodeInfo, slices: EmittedNode[]): void {
+  for (const n of slices) g.message(1, (nw) => encodeNode(nw, n));
+  let k = 0;
+  g.message(1, (nw) => {
+    for (const nf of fields(nb)) {
+      if (nf.field === 1) nw.string(1, renamed.inputs[k++]);
+      else nw.raw(nb.subarray(nf.fieldStart, nf.end));
+    }
+  });
 }
 
 /** The producer, with T renamed to T__original; then T = Identity(T__override). */

@@ -21,7 +21,7 @@ import { packageInfo } from '../../core/package-info.ts';
 import { externalDataBeside } from '../../sources/model/folder.ts';
 
 /** Bump when what is cached (graph.onnx, info.json) changes meaning. */
-const CACHE_FORMAT = 3;
+const CACHE_FORMAT = 4;
 // The builder's sources: in a source tree onnx/backward/*.ts; a packaged build has only .js there,
 // and its graphs are then keyed by the package version alone.
 const BUILDER_DIR = path.join(packageInfo().root, 'onnx', 'backward');
@@ -36,6 +36,8 @@ export interface GraphInfo {
   logitsShape: number[];
   /** The graph has GroupQueryAttention, which needs each row's real tokens first: run rows unpadded. */
   unpadded: boolean;
+  /** Nodes before the logits run at the last position only (onnx/backward/last-position.ts). */
+  tailNodes: number;
 }
 
 export interface BuiltGraph {
@@ -71,7 +73,7 @@ function quantlensVersion(): string {
 export async function attributionGraphKey(modelPath: string, opts: AttributionGraphOptions): Promise<string> {
   const model = await modelHashOnce({ onnxPath: modelPath, externalData: externalDataBeside(modelPath) });
   // A referenced graph names the model's file (weight-references.ts): same content under another name misses.
-  const settings = { layerTensors: opts.layerTensors, objective: opts.objective ?? 'log-softmax-at-last', logits: opts.logits ?? null, weights: opts.weights ?? 'verbatim', file: path.basename(modelPath) };
+  const settings = { layerTensors: opts.layerTensors, objective: opts.objective ?? 'log-softmax-at-last', logits: opts.logits ?? null, weights: opts.weights ?? 'verbatim', lastPosition: opts.lastPosition ?? true, file: path.basename(modelPath) };
   const keyed = { format: CACHE_FORMAT, model, settings, version: quantlensVersion(), builder: builderSourceHash() };
   return createHash('sha256').update(JSON.stringify(keyed)).digest('hex');
 }
@@ -97,6 +99,7 @@ async function buildNow(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ 
       tensorMeta: info.tensorMeta,
       logitsShape: info.logitsShape,
       unpadded: info.decomposed.some((n) => n.opType === 'GroupQueryAttention'),
+      tailNodes: info.tailNodes,
     },
   };
 }

@@ -57,6 +57,8 @@ export interface AttributionSession {
   vocab: number;
   /** Backward graph size, for reports. */
   pathNodes: number;
+  /** Nodes before the logits that run at the last position only (0: none; onnx/backward/last-position.ts). */
+  tailNodes: number;
   backwardNodes: number;
   /** Where the graph came from: the cache ('hit'), built and cached ('miss'), built without a cache ('off'). */
   graphCache: 'hit' | 'miss' | 'off';
@@ -70,7 +72,7 @@ export interface AttributionSession {
 export async function createAttributionSession(
   model: string | OnnxModel,
   tensor: string,
-  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string; feeds?: FeedBuilder; /** The inference session's input plan (padding side, past layout), when the caller has it. */ inputPlan?: InputPlan; /** Attribution graphs are cached here (graph-cache.ts). */ cacheDir?: string } = {},
+  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string; feeds?: FeedBuilder; /** The inference session's input plan (padding side, past layout), when the caller has it. */ inputPlan?: InputPlan; /** Attribution graphs are cached here (graph-cache.ts). */ cacheDir?: string; /** false: the LM head and what precedes it run at every position (AttributionGraphOptions.lastPosition). */ lastPosition?: boolean } = {},
 ): Promise<AttributionSession> {
   const m = typeof model === 'string' ? readOnnxModel(model) : model;
   try {
@@ -78,7 +80,7 @@ export async function createAttributionSession(
     const inputPlan = opts.inputPlan;
     const probeFeeds: FeedBuilder | undefined = opts.feeds ?? (inputPlan ? (batch, padId) => buildFeeds(inputPlan, batch, padId) : undefined);
     // With a cache dir, the graph is built once per (model content, tensor, builder) (graph-cache.ts).
-    const { bytes, info, cache } = await cachedAttributionGraph(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir, feeds: probeFeeds }, opts.cacheDir);
+    const { bytes, info, cache } = await cachedAttributionGraph(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir, feeds: probeFeeds, lastPosition: opts.lastPosition }, opts.cacheDir);
     const shape = info.tensorMeta.shape;
     const flat = isFlatSite(info.tensorMeta);
     if ((shape.length !== 3 && !flat) || info.tensorMeta.type !== 'float32') {
@@ -94,7 +96,7 @@ export async function createAttributionSession(
     const metadata = (session.inputMetadata as readonly { name: string }[]).filter((x) => !ours.has(x.name));
     // With hand-made feeds the plan is unused (its inputs may be ones planInputs refuses).
     const plan = opts.feeds ? { idsName: 'input_ids', idsType: 'int64' as const, pastInputs: [] } : opts.inputPlan ?? planInputs({ inputMetadata: metadata } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
-    const s: AttributionSession = { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[shape.length - 1], flat, vocab: info.logitsShape[2], pathNodes: info.pathNodes, backwardNodes: info.backwardNodes, graphCache: cache, reopen };
+    const s: AttributionSession = { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[shape.length - 1], flat, vocab: info.logitsShape[2], pathNodes: info.pathNodes, tailNodes: info.tailNodes ?? 0, backwardNodes: info.backwardNodes, graphCache: cache, reopen };
     if (flat) {
       const original = async (rows: Int32Array[]) => (await runRows(s, rows, rows.map((r) => r.length), rows[0].length, null, new Array(rows.length).fill(0), [originalName(tensor)]))[originalName(tensor)].data as Float32Array;
       await checkBatchMajor(s, original).catch(async (e) => {
@@ -153,6 +155,8 @@ interface Prepared {
   aIn: Float32Array; // [S, W] of the padded batch row
   aBase: Float32Array;
   target: number;
+  /** F at the input, when the top-1 run already computed it (its logits are the α = 1 row's). */
+  fIn?: number;
 }
 
 const MIN_DELTA = 1e-6;
@@ -201,19 +205,22 @@ export async function attributeBatch(
   }
   const aIn = origData.subarray(0, E * S * W);
   const targets = examples.map((_, i) => opts.targets?.[i]);
+  const fIn: (number | undefined)[] = new Array(E).fill(undefined);
   for (let start = 0; start < E && targets.some((t) => t === undefined); start += rowsPerRun) {
     // Top-1 of the unmodified model: logits with the override set to the layer's own output.
     const n = Math.min(rowsPerRun, E - start);
     const ov = aIn.slice(start * S * W, (start + n) * S * W);
     const out = await runRows(s, examples.slice(start, start + n).map((e) => e.ids), Array.from(lengths.subarray(start, start + n)), S, ov, new Array(n).fill(0), [s.logits]);
     const logits = out[s.logits].data as Float32Array;
-    const Vo = out[s.logits].dims[2] as number;
+    // [n, S, V], or [n, 1, V] when the graph computes the logits at the last position only.
+    const [, So, Vo] = out[s.logits].dims as number[];
     for (let i = 0; i < n; i++) {
       if (targets[start + i] !== undefined) continue;
-      const off = (i * S + S - 1) * Vo;
+      const off = (i * So + So - 1) * Vo;
       let best = 0;
       for (let v = 1; v < Vo; v++) if (logits[off + v] > logits[off + best]) best = v;
       targets[start + i] = best;
+      fIn[start + i] = logSoftmaxAt(logits.subarray(off, off + Vo), best);
     }
   }
   const prepared: Prepared[] = examples.map((e, i) => ({
@@ -222,6 +229,7 @@ export async function attributeBatch(
     aIn: origData.slice(i * S * W, (i + 1) * S * W),
     aBase: origData.slice((E + i) * S * W, (E + i + 1) * S * W),
     target: targets[i]!,
+    fIn: fIn[i],
   }));
 
   const threshold = opts.completenessThreshold ?? 0.05;
@@ -294,6 +302,15 @@ export function attributionRowBytes(S: number, W: number, V: number): number {
   return S * (2 * W + V) * 4;
 }
 
+/** log_softmax(logits)[t], in float64 (the objective the graph computes, from its logits). */
+function logSoftmaxAt(logits: Float32Array, t: number): number {
+  let max = -Infinity;
+  for (const l of logits) if (l > max) max = l;
+  let sum = 0;
+  for (const l of logits) sum += Math.exp(l - max);
+  return logits[t] - max - Math.log(sum);
+}
+
 async function runRows(
   s: AttributionSession,
   ids: Int32Array[],
@@ -325,11 +342,13 @@ async function integrate(
   // Row queue: (example, α, weight); weight < 0 marks the endpoint rows (α = 0 → F_base, 1 → F_in).
   const rows: { e: number; alpha: number; weight: number }[] = [];
   prepared.forEach((_, e) => {
-    rows.push({ e, alpha: 0, weight: -1 }, { e, alpha: 1, weight: -1 });
+    rows.push({ e, alpha: 0, weight: -1 });
+    // The top-1 run had the input's logits (override = a_in): F_input is known, no α = 1 row.
+    if (prepared[e].fIn === undefined) rows.push({ e, alpha: 1, weight: -1 });
     for (let k = 0; k < steps; k++) rows.push({ e, alpha: nodes[k], weight: weights[k] });
   });
   const sums = prepared.map(() => new Float64Array(S * W));
-  const fIn = new Float64Array(prepared.length);
+  const fIn = Float64Array.from(prepared, (p) => p.fIn ?? 0);
   const fBase = new Float64Array(prepared.length);
   for (let start = 0; start < rows.length; start += chunk) {
     const part = rows.slice(start, start + chunk);

@@ -22,6 +22,7 @@ import { appendGraphOutputs, GraphBuilder, tensor } from '../../../onnx/builder.
 import { floatToHalf, halfToFloat } from '../../../onnx/dtypes.ts';
 import { readOnnxModel } from '../../../onnx/model-reader.ts';
 import { quantizeModel, quantSessionConfig, type QuantOptions, type QuantVariant } from '../../../onnx/quantize/index.ts';
+// The graphs run every position (lastPosition: false): the test reads the layers' outputs there.
 import { buildAttributionGraph, buildAttributionGraphWithInfo, gradName, overrideName, TARGET_INPUT } from '../../../onnx/backward/graph.ts';
 import { B, fdCheck, rng, syntheticModel, T, W, type Body } from './fd-harness.ts';
 import { gaussian, identity, runY, tmpDir, writeMatMulModel } from '../quantize/fixtures.ts';
@@ -124,7 +125,7 @@ for (const c of cases) {
     // The quantized model's gradient and forward values at x0 (columns 0, 1 large: llm-int8 outliers).
     const r = rng(SEED + 5);
     const x0 = Float32Array.from({ length: B * T * W }, (_, i) => (r() * 2 - 1) * (i % W < 2 ? 4 : 1));
-    const { bytes, info } = await buildAttributionGraphWithInfo(q, { layerTensors: ['act'] });
+    const { bytes, info } = await buildAttributionGraphWithInfo(q, { layerTensors: ['act'], lastPosition: false });
     const ops = info.pathNodes.map((n) => n.opType);
     assert.is(ops.filter((o) => o === c.unitOp).length, 2, `both layers are straight-through units (${ops})`);
     assert.ok(!ops.some((o) => /Integer|Quantize|Round/.test(o)), `no integer/rounding node on the path (${ops})`);
@@ -160,7 +161,7 @@ for (const c of cases) {
 
     // The reference float network, its gradient at x0, and its gradient against central differences.
     const reference = network(w1Hat, w2Hat, off);
-    const R = await gradientAt(await buildAttributionGraph(readOnnxModel(syntheticModel(reference, SEED)), { layerTensors: ['act'] }), x0, true);
+    const R = await gradientAt(await buildAttributionGraph(readOnnxModel(syntheticModel(reference, SEED)), { layerTensors: ['act'], lastPosition: false }), x0, true);
     assert.ok(maxAbs(R.y1.map((v, i) => v - Q.y1[i])) <= 1e-5 * maxAbs(Q.y1), 'reference forward == quantized forward at x0');
     const scale = maxAbs(R.g);
     const err = maxAbs(Q.g.map((v, i) => v - R.g[i]));
@@ -213,7 +214,7 @@ for (const variant of ['nf4', 'q4', 'llm-int8'] as const) {
       writeFileSync(src, plainModel(type, w));
       const q = path.join(dir, `${type}_q.onnx`);
       await quantizeModel(src, variant, q, variant === 'q4' ? { blockSize: 16 } : {});
-      const { bytes, info } = await buildAttributionGraphWithInfo(q, { layerTensors: ['act'] });
+      const { bytes, info } = await buildAttributionGraphWithInfo(q, { layerTensors: ['act'], lastPosition: false });
       const ops = info.pathNodes.map((n) => n.opType);
       if (type === 'float16') assert.ok(ops.filter((o) => o === 'Cast').length >= 4, `Casts on the path (${ops})`);
       const s = await ort.InferenceSession.create(bytes, { extra: quantSessionConfig() } as ort.InferenceSession.SessionOptions);
