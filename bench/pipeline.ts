@@ -5,9 +5,9 @@
  * The bare loop is the ceiling: the SAME batches (the pipeline's own dataset → prompt → tokenize →
  * batchByTokens, built once up front), feeds built once, a session with the same settings and the
  * pipeline's logits-only augmentation, and nothing but `session.run` fetching the last-position
- * logits. A second bare loop runs the pipeline's own session (with the in-graph statistics) the
- * same way: the difference of the two is the statistics' cost, measured, not inferred. Rounds
- * alternate the three (roundRobin), since the machine is shared.
+ * logits. The pipeline's own session (with the in-graph statistics) runs beside it batch by batch
+ * (pairedLoops): the difference of the two is the statistics' cost, measured, not inferred. Rounds
+ * alternate the pipeline and the paired loops (roundRobin), since the machine is shared.
  *
  * Where the time goes comes from a separate run with a StageClock (operators/stage-clock.ts):
  * the graph's own stage boundaries timed by `tap` and by timing each iterator stage's next(),
@@ -129,7 +129,7 @@ export async function runInstrumented(cfg: PipelineConfig, opts: { cacheDir?: st
 }
 
 export interface ThroughputOptions {
-  /** Prompts for the demo bench model; the larger model gets a quarter (its forward pass is ~12× dearer). */
+  /** Prompts for the demo bench model; the larger model gets a quarter (its forward pass is ~12× dearer), in smaller batches (LARGE_MAX_TOKENS). */
   prompts: number;
   rounds: number;
   /** Scratch folder (datasets, outputs). */
@@ -149,6 +149,8 @@ export interface ThroughputRound {
   ratio: number;
   /** Bare ÷ pipeline process CPU seconds (all threads) for the same tokens: less sensitive to other load than wall time. */
   cpuRatio: number;
+  /** (bare+stats − bare) ÷ bare CPU seconds of their session.run calls, paired per batch. */
+  statsCpuOverhead: number;
 }
 
 export interface ModelThroughput {
@@ -161,8 +163,10 @@ export interface ModelThroughput {
   rounds: ThroughputRound[];
   medianRatio: number;
   medianCpuRatio: number;
-  /** Median over rounds of (bare+stats seconds − bare seconds) ÷ bare seconds. */
+  /** Median over rounds of (bare+stats seconds − bare seconds) ÷ bare seconds, paired per batch. */
   statsOverhead: number;
+  /** The same in CPU seconds. */
+  statsCpuOverhead: number;
   stages: StageBreakdown;
 }
 
@@ -175,27 +179,45 @@ export interface ThroughputResult {
 
 export const PIPELINE_GOAL = 0.95;
 export const MEASURES = ['predictions', 'neurons', 'dead'];
+/** batch.max_tokens of the larger model's runs (the default is 4096: 150 prompts made 3 batches). */
+export const LARGE_MAX_TOKENS = 320;
 
-async function bareLoop(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>[], fetches: string[]): Promise<number> {
-  const t0 = performance.now();
-  for (const f of feeds) await session.run(f, fetches);
-  return (performance.now() - t0) / 1000;
+interface LoopTime {
+  seconds: number;
+  /** Process CPU seconds (user + system, every thread) during its session.run calls. */
+  cpu: number;
 }
 
-/** The task's result and the process CPU seconds (user + system, every thread) it took. */
-async function withCpu(task: () => Promise<number>): Promise<{ tps: number; cpu: number }> {
-  const c0 = process.cpuUsage();
-  const tps = await task();
-  const c = process.cpuUsage(c0);
-  return { tps, cpu: (c.user + c.system) / 1e6 };
+/**
+ * The bare and bare+statistics sessions over the same batches, one batch of each in turn (which
+ * goes first alternates): Σ awaited session.run per session. Pairing per batch keeps a shared
+ * machine's load changes off their difference, which separate loops a minute apart did not.
+ */
+async function pairedLoops(bare: { session: ort.InferenceSession; feeds: Record<string, ort.Tensor>[]; fetches: string[] }, stats: typeof bare): Promise<{ bare: LoopTime; stats: LoopTime }> {
+  const acc = { bare: { seconds: 0, cpu: 0 }, stats: { seconds: 0, cpu: 0 } };
+  const timed = async (which: 'bare' | 'stats', i: number) => {
+    const s = which === 'bare' ? bare : stats;
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    await s.session.run(s.feeds[i], s.fetches);
+    acc[which].seconds += (performance.now() - t0) / 1000;
+    const c = process.cpuUsage(c0);
+    acc[which].cpu += (c.user + c.system) / 1e6;
+  };
+  for (let i = 0; i < bare.feeds.length; i++) {
+    const order = i % 2 ? (['stats', 'bare'] as const) : (['bare', 'stats'] as const);
+    for (const w of order) await timed(w, i);
+  }
+  return acc;
 }
 
 /** Pipeline, bare and bare+statistics loops over the same batches, alternated, then the stage breakdown. */
-export async function benchModelThroughput(bench: PipelineBenchModel, prompts: number, rounds: number, tmpDir: string, words: SyntheticOptions, log: (l: string) => void): Promise<ModelThroughput> {
+export async function benchModelThroughput(bench: PipelineBenchModel, prompts: number, rounds: number, tmpDir: string, words: SyntheticOptions, log: (l: string) => void, maxTokens?: number): Promise<ModelThroughput> {
   const dataset = path.join(tmpDir, `throughput-${prompts}.jsonl`);
   await writeSyntheticJsonl(dataset, prompts, words);
   const output = path.join(tmpDir, 'out-throughput');
-  const cfg = benchConfig({ model: bench.dir, dataset, output, measure: MEASURES }, path.join(tmpDir, 'throughput.yaml'));
+  const parsed = benchConfig({ model: bench.dir, dataset, output, measure: MEASURES }, path.join(tmpDir, 'throughput.yaml'));
+  const cfg = maxTokens ? { ...parsed, batch: { ...parsed.batch, max_tokens: maxTokens } } : parsed;
   const barePlan = await preparePlan({ ...cfg, measure: ['predictions'] });
   const statsPlan = await preparePlan(cfg);
   try {
@@ -210,8 +232,9 @@ export async function benchModelThroughput(bench: PipelineBenchModel, prompts: n
     const statsFeeds = feedsOf(stats);
     const statsFetches = [LAST_LOGITS, ...(stats.moments?.fetches() ?? [])];
     const tokens = batches.reduce((s, b) => s + b.realTokens, 0);
-    log(`throughput, ${bench.label}: ${prompts} prompts → ${batches.length} batches, ${tokens} tokens; ${rounds} rounds of pipeline / bare / bare+stats`);
-    const results = await roundRobin<{ tps: number; cpu: number }>(rounds, {
+    log(`throughput, ${bench.label}: ${prompts} prompts → ${batches.length} batches, ${tokens} tokens; ${rounds} rounds of pipeline / (bare | bare+stats, paired per batch)`);
+    type RoundResult = { pipeline: LoopTime } | { bare: LoopTime; stats: LoopTime };
+    const results = await roundRobin<RoundResult>(rounds, {
       pipeline: async () => {
         rmSync(output, { recursive: true, force: true });
         // CPU of the stream only: from the run's start line (plan, sessions and model hash done) to its last batch.
@@ -220,19 +243,23 @@ export async function benchModelThroughput(bench: PipelineBenchModel, prompts: n
         const { summary } = await runPipeline(cfg, { quiet: true, report: false, log: () => void (c0 = process.cpuUsage()), onBatch: () => void (streamCpu = process.cpuUsage(c0)) });
         const t = summary.precisions.fp32.tokens;
         if (t !== tokens) throw new Error(`pipeline saw ${t} tokens, the bare loop's batches hold ${tokens}: not the same batches`);
-        return { tps: summary.tokens_per_second as number, cpu: (streamCpu.user + streamCpu.system) / 1e6 };
+        return { pipeline: { seconds: tokens / (summary.tokens_per_second as number), cpu: (streamCpu.user + streamCpu.system) / 1e6 } };
       },
-      bare: () => withCpu(async () => tokens / (await bareLoop(bare.session, bareFeeds, [LAST_LOGITS]))),
-      'bare+stats': () => withCpu(async () => tokens / (await bareLoop(stats.session, statsFeeds, statsFetches))),
+      'bare | bare+stats': () => pairedLoops({ session: bare.session, feeds: bareFeeds, fetches: [LAST_LOGITS] }, { session: stats.session, feeds: statsFeeds, fetches: statsFetches }),
     });
-    const perRound: ThroughputRound[] = results.map(({ order, results: x }) => ({
-      order,
-      pipelineTokensPerSecond: x.pipeline.tps,
-      bareTokensPerSecond: x.bare.tps,
-      bareStatsTokensPerSecond: x['bare+stats'].tps,
-      ratio: x.pipeline.tps / x.bare.tps,
-      cpuRatio: x.bare.cpu / x.pipeline.cpu,
-    }));
+    const perRound: ThroughputRound[] = results.map(({ order, results: x }) => {
+      const { pipeline } = x.pipeline as { pipeline: LoopTime };
+      const paired = x['bare | bare+stats'] as { bare: LoopTime; stats: LoopTime };
+      return {
+        order,
+        pipelineTokensPerSecond: tokens / pipeline.seconds,
+        bareTokensPerSecond: tokens / paired.bare.seconds,
+        bareStatsTokensPerSecond: tokens / paired.stats.seconds,
+        ratio: paired.bare.seconds / pipeline.seconds,
+        cpuRatio: paired.bare.cpu / pipeline.cpu,
+        statsCpuOverhead: paired.stats.cpu / paired.bare.cpu - 1,
+      };
+    });
     for (const r of perRound) log(`  round [${r.order.join(', ')}]: pipeline ${r.pipelineTokensPerSecond.toFixed(0)} tok/s, bare ${r.bareTokensPerSecond.toFixed(0)}, bare+stats ${r.bareStatsTokensPerSecond.toFixed(0)}`);
     rmSync(output, { recursive: true, force: true });
     const stages = await stageBreakdown(cfg);
@@ -248,6 +275,7 @@ export async function benchModelThroughput(bench: PipelineBenchModel, prompts: n
       medianRatio: median(perRound.map((r) => r.ratio)),
       medianCpuRatio: median(perRound.map((r) => r.cpuRatio)),
       statsOverhead: median(perRound.map((r) => r.bareTokensPerSecond / r.bareStatsTokensPerSecond - 1)),
+      statsCpuOverhead: median(perRound.map((r) => r.statsCpuOverhead)),
       stages,
     };
   } finally {
@@ -261,7 +289,10 @@ export async function benchPipelineThroughput(opts: ThroughputOptions): Promise<
   const words = opts.words ?? { minWords: 3, maxWords: 30, seed: 7 };
   const models: ModelThroughput[] = [];
   models.push(await benchModelThroughput(await demoBenchModel(), opts.prompts, opts.rounds, opts.tmpDir, words, log));
-  models.push(await benchModelThroughput(await largeBenchModel(), Math.max(16, Math.round(opts.prompts / 4)), opts.rounds, opts.tmpDir, words, log));
+  // The larger model's forward pass is ~12× dearer: a quarter of the prompts, in batches of at most
+  // LARGE_MAX_TOKENS padded tokens (the default length-sorted batching, smaller batches), so a loop
+  // is ≥ 20 batches, not 3, and one slow stretch of a shared machine moves a wall ratio less.
+  models.push(await benchModelThroughput(await largeBenchModel(), Math.max(16, Math.round(opts.prompts / 4)), opts.rounds, opts.tmpDir, words, log, LARGE_MAX_TOKENS));
   const endOfRun = await benchEndOfRun({ sizes: opts.endOfRunSizes, tmpDir: opts.tmpDir, log });
   const goals = models.map((m) =>
     benchGoal(`pipeline ÷ bare session.run, ${m.model.label}`, m.medianRatio, '>=', PIPELINE_GOAL, `median of ${m.rounds.length} rounds; CPU-time ratio ${m.medianCpuRatio.toFixed(3)}; ${m.measures.join(' + ')} on layers ${m.capturedLayers.join(', ')}`),

@@ -5,7 +5,8 @@
  * the mean exactly as a float64 scan (1e-12), Σd² within (γ_8 + 3ε)·Σd², so M2 within that plus
  * the float64 terms). On an opset-17 model (axes as inputs for
  * ReduceSum, attributes for ReduceMin/Max), an opset-11 model (attributes everywhere), a built
- * model with activations far from zero and more than one block per batch, and right padding.
+ * model with activations far from zero and more than one block per batch, and right padding, and one
+ * with activations centred near zero (|mean| ≈ 0.001·std).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -142,6 +143,25 @@ test('activations far from zero, several blocks per batch, right padding, opset 
     assert.is(m.s2[0] - (m.s1[0] * m.s1[0]) / 692, 0, 'a constant column has M2 0');
     assert.ok(worst.worstM2 < 0.5 && worst.worstMean < 0.5, `errors well inside the bounds (${side}: ${JSON.stringify(worst)})`);
   }
+});
+
+test('activations centred near zero (|mean| ≈ 0.001·std), several blocks: within the bound, mean within 1e-6 relative of a float64 scan', async () => {
+  const r = rng(9);
+  const B = 3, T = 400, W = 6;
+  const lengths = [400, 333, 211]; // 944 real rows: 118 blocks
+  const x = new Float32Array(B * T * W);
+  // Column c: spread 10^(c − 2), mean 0.001 of it (the stories260K case the float64 Σx is for).
+  for (let i = 0; i < x.length; i++) { const s = 10 ** ((i % W) - 2); x[i] = s * (0.001 + gaussian(r)); }
+  const c = await identityCase(x, B, T, W, lengths, 'left', 17);
+  const worst = checkAgainstBruteForce(c);
+  const [m] = c.moments.read(c.out, 944, 'fp32');
+  for (let j = 0; j < W; j++) {
+    let sum = 0;
+    lengths.forEach((len, b) => { for (let t = T - len; t < T; t++) sum += x[(b * T + t) * W + j]; });
+    const mean = sum / 944, got = m.shift[j] + m.s1[j] / 944;
+    assert.ok(Math.abs(got - mean) <= 1e-6 * Math.abs(mean), `mean[${j}] ${got} vs ${mean}`);
+  }
+  assert.ok(worst.worstM2 < 0.5 && worst.worstMean < 0.5, `errors well inside the bounds (${JSON.stringify(worst)})`);
 });
 
 test('feeds: real rows follow the padding side, blocks of 8 filled with weight-0 repeats', () => {
