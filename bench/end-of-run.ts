@@ -1,6 +1,7 @@
 /**
- * The end of a run (close predictions, assemble checkpoint parts, estimator tables, calibration
- * from predictions.parquet, summary.json) against the streaming time, on the tiny demo model with
+ * The end of a run (close predictions.parquet, written during the stream beside the checkpoint
+ * parts; estimator tables; calibration from predictions.parquet with its bootstrap;
+ * summary.json) against the streaming time, on the tiny demo model with
  * predictions + neurons + dead. Measured at several prompt counts; the issue's goal is at 100k
  * prompts, so when the largest size run is smaller the share at 100k is extrapolated from a
  * least-squares line through (prompts, end-of-run seconds) and (prompts, stream seconds), and

@@ -9,7 +9,8 @@
  * previous checkpoint's file stays valid until the new checkpoint.json has replaced the old. Batching is deterministic (same data and options → same batch sequence), so resuming reads
  * and tokenizes the first N batches again but skips their inference. The predictions written so
  * far live beside it as part files predictions-<k>.parquet; the run keeps appending to the next
- * part and concatenates them into predictions.parquet at the end.
+ * part. A fresh run writes predictions.parquet as it goes too, so only a resumed run concatenates
+ * the parts into predictions.parquet at the end.
  *
  * A shard's state.json adds the plan facts that `quantlens merge` needs to write the outputs of
  * one run without opening the model (pipelines/merge.ts).
@@ -332,6 +333,8 @@ export class RunCheckpoints {
   private readonly rows = new RowsHash();
   /** Main-pass batches appended to the open predictions part since it was opened. */
   private batchesSinceRotation = 0;
+  /** A fresh run: see predictionsAlongside(). */
+  private readonly alongside: boolean;
 
   private constructor(
     private readonly plan: Plan,
@@ -354,6 +357,7 @@ export class RunCheckpoints {
     readonly salienceBatches: number | null = null,
   ) {
     this.batches = resumeAfter;
+    this.alongside = enabled && resumeAfter === 0 && parts === 0;
   }
 
   /** Main-pass batches consumed so far (a resumed run's included). */
@@ -405,6 +409,15 @@ export class RunCheckpoints {
   /** Where measures.open() should write predictions. */
   predictionsFile(): string {
     return this.enabled ? this.partPath(this.parts) : path.join(this.outDir, 'predictions.parquet');
+  }
+
+  /**
+   * A fresh checkpointed run also writes predictions.parquet itself as the rows arrive (the parts
+   * are only for a resume), so its end closes that file instead of reading every part back. A
+   * resumed run's earlier rows exist only in parts: it assembles them at the end.
+   */
+  predictionsAlongside(): string | undefined {
+    return this.alongside ? path.join(this.outDir, 'predictions.parquet') : undefined;
   }
 
   /** The batch stream without the batches the checkpoint already holds (read, not inferred). */
@@ -490,7 +503,7 @@ export class RunCheckpoints {
 
   /** After measures.closePredictions(): predictions.parquet from the parts (one part is renamed). */
   async assemblePredictions(): Promise<void> {
-    if (!this.enabled) return;
+    if (!this.enabled || this.alongside) return;
     const final = path.join(this.outDir, 'predictions.parquet');
     if (this.parts === 0) {
       renameSync(this.partPath(0), final);

@@ -80,6 +80,8 @@ export class RunMeasures {
   readonly perplexity?: PerplexityEstimator;
   readonly tally = new Map<string, PrecisionTally>();
   private predictions?: ParquetSink;
+  /** predictions.parquet itself, written alongside the checkpoint parts of a fresh run (checkpoint.ts). */
+  private finalPredictions?: ParquetSink;
   /** Optional raw activation dumps, one file per (precision, layer tensor). */
   private dumps = new Map<string, ActivationDump>();
   private readonly scoring: Scoring;
@@ -115,12 +117,16 @@ export class RunMeasures {
     for (const p of cfg.precisions) this.tally.set(p, { examples: 0, tokens: 0, truncated: 0, inference_seconds: 0, loglik_seconds: 0, attribution_seconds: 0 });
   }
 
-  /** `predictionsFile` is a part file under <output>/state/ when the run checkpoints (pipelines/checkpoint.ts). */
-  async open(predictionsFile = path.join(this.outDir, 'predictions.parquet')): Promise<void> {
+  /**
+   * `predictionsFile` is a part file under <output>/state/ when the run checkpoints
+   * (pipelines/checkpoint.ts); `alongside`, when given, receives every row too.
+   */
+  async open(predictionsFile = path.join(this.outDir, 'predictions.parquet'), alongside?: string): Promise<void> {
     // Scheduled after the stream, attribution sessions open only once the inference sessions are released (salience-pass.ts).
     if (this.salience && salienceSchedule(this.plan) === 'during') this.salience.runners = await createAttributionRunners(this.plan);
     // Predictions are always recorded: calibration, agreement flips and the report read them.
     this.predictions = await openPredictionsSink(predictionsFile, this.plan.metadata);
+    if (alongside) this.finalPredictions = await openPredictionsSink(alongside, this.plan.metadata);
     const a = this.plan.cfg.activations;
     if (a) {
       for (const p of this.plan.cfg.precisions)
@@ -143,6 +149,7 @@ export class RunMeasures {
       cols.truncated = truncated;
       if (this.plan.cfg.predictions.prompt) cols.prompt = this.texts(r);
       await this.predictions!.append(cols);
+      await this.finalPredictions?.append(cols);
       const t = this.tally.get(o.precision)!;
       t.examples += rows.length;
       t.tokens += r.batch.realTokens;
@@ -194,10 +201,12 @@ export class RunMeasures {
     this.predictions = await openPredictionsSink(next, this.plan.metadata);
   }
 
-  /** Close the predictions file (rename into place). */
+  /** Close the predictions file (rename into place), and predictions.parquet when written alongside. */
   async closePredictions(): Promise<void> {
     await this.predictions?.close();
     this.predictions = undefined;
+    await this.finalPredictions?.close();
+    this.finalPredictions = undefined;
     for (const d of this.dumps.values()) await d.close();
     this.dumps.clear();
   }
@@ -213,6 +222,8 @@ export class RunMeasures {
     this.perplexity?.dispose();
     await this.predictions?.abort();
     this.predictions = undefined;
+    await this.finalPredictions?.abort();
+    this.finalPredictions = undefined;
     for (const d of this.dumps.values()) await d.abort();
     this.dumps.clear();
   }

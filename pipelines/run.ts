@@ -88,7 +88,7 @@ export async function runPipeline(cfg: PipelineConfig, opts: RunOptions = {}): P
   try {
     ck = RunCheckpoints.open(plan, outDir, measures, { resume: opts.resume, log });
     const checkpoints = ck;
-    await measures.open(ck.predictionsFile());
+    await measures.open(ck.predictionsFile(), ck.predictionsAlongside());
     startMainPass(plan, measures);
     const graph = assemble(
       plan,

@@ -11,7 +11,7 @@
  * ECE weights each bin by count/n, MCE is the largest gap over non-empty bins.
  */
 import { QuantlensError } from '../../core/errors.ts';
-import { mulberry32 } from '../../core/random.ts';
+import { bootstrapAccuracyAce } from './calibration-bootstrap.ts';
 
 export interface CalibrationOptions {
   /** Equal-width bins for ECE/MCE. Default 10. */
@@ -109,41 +109,6 @@ function equalMass(order: Uint32Array, conf: Float64Array, correct: Uint8Array, 
   return { ace: nonEmpty > 0 ? gapSum / nonEmpty : NaN, bins };
 }
 
-/**
- * equalMass(…).ace for a bootstrap resample, without building bins: the same sums in the same
- * order (so the same value), in one sequential pass over arrays already in calibration order
- * (conf, correct and weight indexed by rank). It runs once per resample, so it is what the end of
- * a large run costs (1000 resamples × examples): no indirection, no objects.
- */
-function resampledAce(conf: Float64Array, correct: Uint8Array, weight: Uint32Array, total: number, nBins: number): number {
-  const base = Math.floor(total / nBins);
-  const extra = total % nBins;
-  let b = 0;
-  let count = base + (extra > 0 ? 1 : 0);
-  let need = count;
-  let binCorrect = 0, binConf = 0, gapSum = 0, nonEmpty = 0;
-  // Bins that take no items (fewer items than bins) close at once.
-  while (need === 0 && b < nBins) need = count = base + (++b < extra ? 1 : 0);
-  for (let i = 0; i < conf.length && b < nBins; i++) {
-    let w = weight[i];
-    while (w > 0 && b < nBins) {
-      const take = w < need ? w : need;
-      binCorrect += take * correct[i];
-      binConf += take * conf[i];
-      need -= take;
-      w -= take;
-      if (need > 0) continue;
-      gapSum += Math.abs(binCorrect / count - binConf / count);
-      nonEmpty++;
-      binCorrect = 0;
-      binConf = 0;
-      need = count = base + (++b < extra ? 1 : 0);
-      while (need === 0 && b < nBins) need = count = base + (++b < extra ? 1 : 0);
-    }
-  }
-  return nonEmpty > 0 ? gapSum / nonEmpty : NaN;
-}
-
 /** Percentile with linear interpolation between order statistics (R type 7 / numpy default). */
 export function percentile(sortedAsc: Float64Array, q: number): number {
   const n = sortedAsc.length;
@@ -207,27 +172,13 @@ export function calibrationSummary(conf: Float64Array, correct: Uint8Array, exam
     });
   }
 
-  // Percentile bootstrap over examples; resampled ACE reuses the sorted order with multiplicities.
+  // Percentile bootstrap over examples (calibration-bootstrap.ts), everything by rank in calibration order.
   const accCI: [number, number] = [NaN, NaN], aceCI: [number, number] = [NaN, NaN];
   if (resamples > 0 && n > 0) {
-    const rand = mulberry32(seed);
-    // Everything by rank in calibration order, so each resample's passes are sequential.
     const rank = new Uint32Array(n);
     order.forEach((i, r) => (rank[i] = r));
-    const confR = Float64Array.from(order, (i) => conf[i]);
-    const correctR = Uint8Array.from(order, (i) => correct[i]);
-    const weight = new Uint32Array(n);
-    const accs = new Float64Array(resamples), aces = new Float64Array(resamples);
-    for (let s = 0; s < resamples; s++) {
-      weight.fill(0);
-      for (let t = 0; t < n; t++) weight[rank[Math.floor(rand() * n)]]++;
-      let c = 0;
-      for (let r = 0; r < n; r++) c += weight[r] * correctR[r];
-      accs[s] = c / n;
-      aces[s] = resampledAce(confR, correctR, weight, n, massBins);
-    }
-    accs.sort();
-    aces.sort();
+    const draws = bootstrapAccuracyAce(Float64Array.from(order, (i) => conf[i]), Uint8Array.from(order, (i) => correct[i]), rank, massBins, resamples, seed);
+    const accs = draws.accuracy.sort(), aces = draws.ace.sort();
     accCI[0] = percentile(accs, 0.025); accCI[1] = percentile(accs, 0.975);
     aceCI[0] = percentile(aces, 0.025); aceCI[1] = percentile(aces, 0.975);
   }
