@@ -26,6 +26,9 @@ import { compareKeys, keyString, type ActivationKey } from './neurons.ts';
 import { decodeF64, encodeF64 } from './state-codec.ts';
 import { CoMomentReader, writeCoMomentFile } from './correlation-state-file.ts';
 import { linkOrCopy, stateFilePath } from './correlation-state-paths.ts';
+import { ThresholdComponents, averageLinkageLabels } from './correlation-clusters.ts';
+
+export { averageLinkageLabels } from './correlation-clusters.ts';
 
 export const DEFAULT_CORRELATION_BUDGET = 4 * 1024 ** 3;
 /** Above this many (non-constant) neurons clustering is skipped unless forced: O(d²) time and memory. */
@@ -274,74 +277,12 @@ export function correlationBin(absR: number, bins = HISTOGRAM_BINS): number {
 }
 
 /**
- * Flat clusters of average-linkage agglomerative clustering (UPGMA) on a full symmetric m×m
- * distance matrix, cut so that merges at distance ≤ threshold are kept (scipy fcluster
- * criterion='distance'). Nearest-neighbour chain: O(m²) time; `dist` is overwritten.
- * Returns a cluster label (a representative index) per item.
- */
-export function averageLinkageLabels(dist: Float64Array, m: number, threshold: number): Int32Array {
-  const parent = Int32Array.from({ length: m }, (_, i) => i);
-  const find = (x: number): number => {
-    while (parent[x] !== x) {
-      parent[x] = parent[parent[x]];
-      x = parent[x];
-    }
-    return x;
-  };
-  const active = new Uint8Array(m).fill(1);
-  const size = new Float64Array(m).fill(1);
-  const chain = new Int32Array(m);
-  let top = 0;
-  let remaining = m;
-  let nextStart = 0;
-  while (remaining > 1) {
-    if (top === 0) {
-      while (!active[nextStart]) nextStart++;
-      chain[top++] = nextStart;
-    }
-    const a = chain[top - 1];
-    const prev = top >= 2 ? chain[top - 2] : -1;
-    // Nearest active neighbour of a; ties go to the chain predecessor so the chain terminates.
-    let b = prev;
-    let best = prev >= 0 ? dist[a * m + prev] : Infinity;
-    for (let k = 0; k < m; k++) {
-      if (k === a || !active[k]) continue;
-      const v = dist[a * m + k];
-      if (v < best) {
-        best = v;
-        b = k;
-      }
-    }
-    if (b !== prev) {
-      chain[top++] = b;
-      continue;
-    }
-    top -= 2;
-    // Merge a into b (b keeps representing the union); Lance–Williams update for average linkage.
-    if (best <= threshold) parent[find(a)] = find(b);
-    const sa = size[a], sb = size[b], s = sa + sb;
-    for (let k = 0; k < m; k++) {
-      if (!active[k] || k === a || k === b) continue;
-      const v = (sa * dist[a * m + k] + sb * dist[b * m + k]) / s;
-      dist[b * m + k] = v;
-      dist[k * m + b] = v;
-    }
-    size[b] = s;
-    active[a] = 0;
-    remaining--;
-  }
-  const labels = new Int32Array(m);
-  for (let i = 0; i < m; i++) labels[i] = find(i);
-  return labels;
-}
-
-/**
  * Every pair i < j of one accumulator: |r| histogram, undefined pairs (a constant neuron), top
- * pairs offered, and the distance matrix filled when clustering. d²/2 iterations (179M at d_ff
- * 18,944), so the loop is kept flat: a constant row is skipped whole, and a pair is offered to
- * the top-k only when it can enter it.
+ * pairs offered, and, when clustering, the pairs within the cut joined into components. d²/2
+ * iterations (179M at d_ff 18,944), so the loop is kept flat and writes only in order: a constant
+ * row is skipped whole, and a pair is offered to the top-k only when it can enter it.
  */
-function binPairs(m: CoMoments, constant: Uint8Array, sd: Float64Array, top: TopPairs, cluster: { dist: Float64Array; slot: Int32Array; md: number } | null) {
+function binPairs(m: CoMoments, constant: Uint8Array, sd: Float64Array, top: TopPairs, cluster: { components: ThresholdComponents; threshold: number } | null) {
   const d = m.width;
   const upper = m.upper;
   const hist = new Float64Array(HISTOGRAM_BINS);
@@ -370,14 +311,55 @@ function binPairs(m: CoMoments, constant: Uint8Array, sd: Float64Array, top: Top
         top.offer(i, j, r);
         floor = top.floor;
       }
-      if (cluster) {
-        const si = cluster.slot[i], sj = cluster.slot[j];
-        cluster.dist[si * cluster.md + sj] = 1 - a;
-        cluster.dist[sj * cluster.md + si] = 1 - a;
-      }
+      if (cluster && 1 - a <= cluster.threshold) cluster.components.union(i, j);
     }
   }
   return { hist, undefinedPairs };
+}
+
+/**
+ * 1 − |r| between the neurons of one component, as a full symmetric matrix: the upper triangle
+ * row by row (in the packed triangle's own order), then mirrored tile by tile, so no loop walks a
+ * column of a matrix that can be m×m at m = 4096.
+ */
+function componentDistances(m: CoMoments, sd: Float64Array, g: Int32Array): Float64Array {
+  const c = g.length, d = m.width, upper = m.upper;
+  const dist = new Float64Array(c * c);
+  for (let p = 0; p < c; p++) {
+    const i = g[p], sdi = sd[i], base = packedIndex(d, i, i) - i;
+    for (let q = p + 1; q < c; q++) {
+      const j = g[q];
+      let r = upper[base + j] / (sdi * sd[j]);
+      if (r > 1) r = 1;
+      else if (r < -1) r = -1;
+      dist[p * c + q] = 1 - Math.abs(r);
+    }
+  }
+  const T = 32;
+  for (let p0 = 0; p0 < c; p0 += T)
+    for (let q0 = p0; q0 < c; q0 += T)
+      for (let p = p0; p < Math.min(p0 + T, c); p++) for (let q = Math.max(q0, p + 1); q < Math.min(q0 + T, c); q++) dist[q * c + p] = dist[p * c + q];
+  return dist;
+}
+
+/**
+ * Cluster and singleton counts over `defined` non-constant neurons: each component of the cut
+ * (two or more neurons) is clustered on its own 1 − |r| matrix; every other neuron is a cluster
+ * of its own.
+ */
+function clusterCounts(m: CoMoments, sd: Float64Array, groups: Int32Array[], defined: number, threshold: number): { clusters: number; independent: number } {
+  let clusters = defined, independent = defined;
+  for (const g of groups) {
+    const c = g.length;
+    const dist = componentDistances(m, sd, g);
+    const sizes = new Map<number, number>();
+    for (const l of averageLinkageLabels(dist, c, threshold)) sizes.set(l, (sizes.get(l) ?? 0) + 1);
+    let single = 0;
+    for (const s of sizes.values()) if (s === 1) single++;
+    clusters += sizes.size - c;
+    independent += single - c;
+  }
+  return { clusters, independent };
 }
 
 /** Keeps the k pairs with the largest |r| (ties: smaller (i, j) first). */
@@ -704,20 +686,12 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     }
     const doCluster = this.clusterMode === true || (this.clusterMode === 'auto' && defined.length <= CLUSTER_AUTO_LIMIT);
     const md = defined.length;
-    const slot = new Int32Array(d).fill(-1);
-    defined.forEach((c, s) => (slot[c] = s));
-    const dist = doCluster ? new Float64Array(md * md) : null;
+    const components = doCluster ? new ThresholdComponents(d) : null;
     const top = new TopPairs(this.topK);
-    const { hist, undefinedPairs } = binPairs(m, constant, sd, top, dist ? { dist, slot, md } : null);
-    let clusters: number | null = null;
-    let independent: number | null = null;
-    if (dist) {
-      const labels = averageLinkageLabels(dist, md, this.threshold);
-      const sizes = new Map<number, number>();
-      for (const l of labels) sizes.set(l, (sizes.get(l) ?? 0) + 1);
-      clusters = sizes.size;
-      independent = [...sizes.values()].filter((s) => s === 1).length;
-    }
+    const { hist, undefinedPairs } = binPairs(m, constant, sd, top, components ? { components, threshold: this.threshold } : null);
+    const counted = components ? clusterCounts(m, sd, components.groups(), md, this.threshold) : null;
+    const clusters = counted?.clusters ?? null;
+    const independent = counted?.independent ?? null;
     const base = { layer: key.layer, tensor: key.tensor, precision: key.precision };
     const rows: CorrelationRow[] = [{ ...base, bin_lo: null, bin_hi: null, pairs: undefinedPairs }];
     for (let b = 0; b < HISTOGRAM_BINS; b++) rows.push({ ...base, bin_lo: b / HISTOGRAM_BINS, bin_hi: (b + 1) / HISTOGRAM_BINS, pairs: hist[b] });

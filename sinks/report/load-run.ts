@@ -6,7 +6,7 @@
  */
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { QuantlensError } from '../../core/errors.ts';
 
 export interface PrecisionSummary {
@@ -71,19 +71,30 @@ function plain(v: unknown): unknown {
   return v;
 }
 
+/**
+ * One row group at a time, values made plain in place: a 100k-example predictions.parquet at the
+ * end of a run otherwise decoded every column, its row objects and a converted copy of each at once.
+ */
 async function readParquet<T>(file: string, columns?: string[]): Promise<T[] | undefined> {
   if (!existsSync(file)) return undefined;
-  let rows: Record<string, unknown>[];
+  const out: T[] = [];
   try {
-    rows = (await parquetReadObjects({ file: await asyncBufferFromFile(file), columns })) as Record<string, unknown>[];
+    const buf = await asyncBufferFromFile(file);
+    const metadata = await parquetMetadataAsync(buf);
+    let rowStart = 0;
+    for (const group of metadata.row_groups) {
+      const rowEnd = rowStart + Number(group.num_rows);
+      const rows = (await parquetReadObjects({ file: buf, metadata, columns, rowStart, rowEnd })) as Record<string, unknown>[];
+      for (const r of rows) {
+        for (const k in r) r[k] = plain(r[k]);
+        out.push(r as T);
+      }
+      rowStart = rowEnd;
+    }
   } catch (e) {
     throw new QuantlensError('IO', `cannot read Parquet file: ${(e as Error).message}`, file, { cause: e });
   }
-  return rows.map((r) => {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(r)) out[k] = plain(v);
-    return out as T;
-  });
+  return out;
 }
 
 async function readSummary(file: string): Promise<RunSummary | undefined> {
