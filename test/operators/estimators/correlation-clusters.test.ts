@@ -8,26 +8,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ThresholdComponents, averageLinkageLabels } from '../../../operators/estimators/correlation-clusters.ts';
 import { rng } from './synthetic.ts';
+import { naiveUpgma } from './naive-upgma.ts';
 
 /** Naive UPGMA cut at `threshold`; the label of an item is the smallest item of its cluster. */
 function naiveLabels(dist: number[][], threshold: number): Int32Array {
-  let groups = dist.map((_, i) => [i]);
-  for (;;) {
-    let best = Infinity, bi = -1, bj = -1;
-    for (let a = 0; a < groups.length; a++) {
-      for (let b = a + 1; b < groups.length; b++) {
-        let s = 0;
-        for (const i of groups[a]) for (const j of groups[b]) s += dist[i][j];
-        const avg = s / (groups[a].length * groups[b].length);
-        if (avg < best) (best = avg), (bi = a), (bj = b);
-      }
-    }
-    if (bi < 0 || best > threshold) break;
-    groups[bi] = groups[bi].concat(groups[bj]);
-    groups = groups.filter((_, k) => k !== bj);
-  }
   const labels = new Int32Array(dist.length);
-  for (const g of groups) for (const i of g) labels[i] = Math.min(...g);
+  for (const g of naiveUpgma(dist, threshold)) for (const i of g) labels[i] = Math.min(...g);
   return labels;
 }
 

@@ -11,6 +11,7 @@ import { GramRunner, gramAt, gramBlocks } from '../../../operators/estimators/co
 import { isQuantlensError } from '../../../core/errors.ts';
 import type { ActivationChunk } from '../../../core/types.ts';
 import { chunk, gaussian, rng } from './synthetic.ts';
+import { naiveUpgma } from './naive-upgma.ts';
 
 const D = 40;
 const runner = new GramRunner();
@@ -69,22 +70,8 @@ function bruteCorrelation(chunks: ActivationChunk[], precision: string, layer: n
   return { n, r, constant };
 }
 
-function bruteClusters(dist: number[][], m: number, threshold: number): { clusters: number; singletons: number } {
-  let groups = Array.from({ length: m }, (_, i) => [i]);
-  for (;;) {
-    let best = Infinity, bi = -1, bj = -1;
-    for (let a = 0; a < groups.length; a++) {
-      for (let b = a + 1; b < groups.length; b++) {
-        let s = 0;
-        for (const i of groups[a]) for (const j of groups[b]) s += dist[i][j];
-        const avg = s / (groups[a].length * groups[b].length);
-        if (avg < best) { best = avg; bi = a; bj = b; }
-      }
-    }
-    if (bi < 0 || best > threshold) break;
-    groups[bi] = groups[bi].concat(groups[bj]);
-    groups = groups.filter((_, k) => k !== bj);
-  }
+function bruteClusters(dist: number[][], threshold: number): { clusters: number; singletons: number } {
+  const groups = naiveUpgma(dist, threshold);
   return { clusters: groups.length, singletons: groups.filter((g) => g.length === 1).length };
 }
 
@@ -138,7 +125,7 @@ function checkAgainstBrute(res: CorrelationResult, chunks: ActivationChunk[], rT
     // Clusters: naive average linkage over the defined neurons.
     const defined = [...Array(D).keys()].filter((c) => !bf.constant[c]);
     const dist = defined.map((i) => defined.map((j) => (i === j ? 0 : 1 - Math.abs(Math.max(-1, Math.min(1, bf.r(i, j)))))));
-    const bc = bruteClusters(dist, defined.length, 0.5);
+    const bc = bruteClusters(dist, 0.5);
     assert.is(s.clusters, bc.clusters);
     assert.is(s.independent_neurons, bc.singletons);
     assert.ok(bc.clusters < defined.length - 15, 'planted clusters were found');
