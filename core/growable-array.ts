@@ -1,6 +1,6 @@
 /**
  * A typed array that grows by doubling, for appending values whose count is not known ahead:
- * one value per example (agreement's per-example KL, the checkpoint's example ids and lengths)
+ * one value per example (agreement's per-example KL, the checkpoint's example ids and lengths, calibration's columns)
  * or the bytes of a protobuf message being encoded (onnx/wire.ts). Growing copies the filled part
  * into an array twice as large, so n appends cost O(n) copies in all.
  */

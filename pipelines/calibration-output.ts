@@ -7,31 +7,23 @@ import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'h
 import type { Plan } from './plan.ts';
 import { calibrationSummary } from '../operators/estimators/calibration.ts';
 import { writeParquetTable } from '../sinks/parquet.ts';
+import { GrowableArray } from '../core/growable-array.ts';
 import { CALIBRATION_COLUMNS, toColumns } from '../sinks/output-schemas.ts';
 
 /** One precision's (confidence, correct, example_id) columns: 13 bytes per example, grown by doubling. */
 export class CalibrationColumns {
-  conf = new Float64Array(1024);
-  correct = new Uint8Array(1024);
-  ids = new Int32Array(1024);
-  length = 0;
+  readonly conf = new GrowableArray(Float64Array);
+  readonly correct = new GrowableArray(Uint8Array);
+  readonly ids = new GrowableArray(Int32Array);
 
-  push(conf: number, correct: boolean, id: number): void {
-    if (this.length === this.conf.length) this.grow();
-    this.conf[this.length] = conf;
-    this.correct[this.length] = correct ? 1 : 0;
-    this.ids[this.length++] = id;
+  get length(): number {
+    return this.conf.length;
   }
 
-  private grow(): void {
-    const n = this.conf.length * 2;
-    const conf = new Float64Array(n), correct = new Uint8Array(n), ids = new Int32Array(n);
-    conf.set(this.conf);
-    correct.set(this.correct);
-    ids.set(this.ids);
-    this.conf = conf;
-    this.correct = correct;
-    this.ids = ids;
+  push(conf: number, correct: boolean, id: number): void {
+    this.conf.push(conf);
+    this.correct.push(correct ? 1 : 0);
+    this.ids.push(id);
   }
 }
 
@@ -72,7 +64,7 @@ export async function writeCalibration(plan: Plan, outDir: string, writeTable: b
   for (const precision of cfg.precisions) {
     const e = by.get(precision);
     if (!e) continue;
-    const s = calibrationSummary(e.conf.subarray(0, e.length), e.correct.subarray(0, e.length), e.ids.subarray(0, e.length), {
+    const s = calibrationSummary(e.conf.view(), e.correct.view(), e.ids.view(), {
       widthBins: cfg.calibration.bins,
       resamples: cfg.calibration.bootstrap,
       seed: cfg.calibration.seed,

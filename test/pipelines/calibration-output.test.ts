@@ -31,9 +31,9 @@ test('readPredictionColumns gives each precision its rows in file order, over se
     const want = rows.filter((x) => x.precision === p);
     const got = by.get(p)!;
     assert.is(got.length, want.length, p);
-    assert.equal(Array.from(got.conf.subarray(0, got.length)), want.map((x) => x.confidence), `${p} confidence`);
-    assert.equal(Array.from(got.correct.subarray(0, got.length)), want.map((x) => (x.correct ? 1 : 0)), `${p} correct`);
-    assert.equal(Array.from(got.ids.subarray(0, got.length)), want.map((x) => x.example_id), `${p} example_id`);
+    assert.equal(Array.from(got.conf.view()), want.map((x) => x.confidence), `${p} confidence`);
+    assert.equal(Array.from(got.correct.view()), want.map((x) => (x.correct ? 1 : 0)), `${p} correct`);
+    assert.equal(Array.from(got.ids.view()), want.map((x) => x.example_id), `${p} example_id`);
   }
 });
 
