@@ -40,6 +40,23 @@ export function indexGraph(m: OnnxModel): GraphIndex {
   return { model: m, producer, consumers, order, constants };
 }
 
+/** Every tensor `start` depends on (itself included) and the nodes that produce them. */
+export function upstreamOf(producer: Map<string, NodeInfo>, start: string): { tensors: Set<string>; nodes: Set<NodeInfo> } {
+  const tensors = new Set<string>();
+  const nodes = new Set<NodeInfo>();
+  const stack = [start];
+  while (stack.length) {
+    const t = stack.pop()!;
+    if (tensors.has(t)) continue;
+    tensors.add(t);
+    const p = producer.get(t);
+    if (!p) continue;
+    nodes.add(p);
+    for (const i of p.inputs) if (i) stack.push(i);
+  }
+  return { tensors, nodes };
+}
+
 export function isConstant(g: GraphIndex, name: string): boolean {
   return g.constants.has(name);
 }

@@ -31,6 +31,7 @@ import { collapseQuantizedUnits } from './quantized-patterns.ts';
 import { initializersByStart, rewrittenInitializer, type WeightMode } from './weight-references.ts';
 import { lastPositionTail, type LastPositionTail } from './last-position.ts';
 import { PROBE_BATCH } from './probe.ts';
+import { upstreamOf } from '../graph-index.ts';
 
 export { TARGET_INPUT };
 export const OBJECTIVE_OUTPUT = 'objective';
@@ -168,16 +169,7 @@ function cones(nodes: NodeInfo[], T: string, logits: string) {
   }
   const producerOf = new Map<string, NodeInfo>();
   for (const n of nodes) for (const o of n.outputs) if (o) producerOf.set(o, n);
-  const toLogits = new Set<string>();
-  const stack = [logits];
-  while (stack.length) {
-    const t = stack.pop()!;
-    if (toLogits.has(t)) continue;
-    toLogits.add(t);
-    const p = producerOf.get(t);
-    if (p) for (const i of p.inputs) if (i) stack.push(i);
-  }
-  return { coneNodes, producerOf, toLogits };
+  return { coneNodes, producerOf, toLogits: upstreamOf(producerOf, logits).tensors };
 }
 
 type Lookup = (name: string) => TensorMeta | undefined;

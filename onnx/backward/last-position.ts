@@ -17,7 +17,8 @@
  */
 import { constantTensor, type NodeInfo, type OnnxModel } from '../model-reader.ts';
 import { asNodeInfo } from './decompose.ts';
-import { GradEmitter, type EmittedNode, type TensorMeta } from './emitter.ts';
+import { GradEmitter, type EmittedNode } from './emitter.ts';
+import { indexGraph, upstreamOf } from '../graph-index.ts';
 
 const ELEMENTWISE = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Sqrt', 'Reciprocal', 'Neg', 'Identity', 'Cast', 'Sigmoid', 'Tanh', 'Erf', 'Relu', 'Exp', 'Log', 'Abs', 'Gelu', 'FastGelu', 'QuickGelu']);
 const LAST_AXIS_NORMS = new Set(['LayerNormalization', 'SimplifiedLayerNormalization', 'RMSNormalization', 'SkipSimplifiedLayerNormalization', 'SkipLayerNormalization']);
@@ -56,7 +57,7 @@ function lastAxisOnly(m: OnnxModel, n: NodeInfo, ints: (name: string) => number[
 function positionWise(m: OnnxModel, n: NodeInfo, ints: (name: string) => number[] | undefined): boolean {
   if (n.outputs.length !== 1 && !LAST_AXIS_NORMS.has(n.opType)) return false;
   if (ELEMENTWISE.has(n.opType)) return n.inputs.every((i) => !i || !constantTensor(m, i) || isConstant(m, i, 1));
-  if (n.opType === 'MatMul') return isConstant(m, n.inputs[1], 2) && constantTensor(m, n.inputs[1])!.dims.length === 2 && !constantTensor(m, n.inputs[0]);
+  if (n.opType === 'MatMul') return constantTensor(m, n.inputs[1])?.dims.length === 2 && !constantTensor(m, n.inputs[0]);
   if (PACKED_MATMULS.has(n.opType)) return n.inputs.slice(1).every((i) => !i || !!constantTensor(m, i));
   if (REDUCTIONS.has(n.opType)) return lastAxisOnly(m, n, ints, 3);
   if (LAST_AXIS_NORMS.has(n.opType)) {
@@ -67,29 +68,12 @@ function positionWise(m: OnnxModel, n: NodeInfo, ints: (name: string) => number[
   return false;
 }
 
-/** T and every tensor it depends on (the tail must leave them whole). */
-function ancestorsOf(producerOf: Map<string, NodeInfo>, T: string): Set<NodeInfo> {
-  const out = new Set<NodeInfo>();
-  const stack = [T];
-  while (stack.length) {
-    const p = producerOf.get(stack.pop()!);
-    if (!p || out.has(p)) continue;
-    out.add(p);
-    for (const i of p.inputs) if (i) stack.push(i);
-  }
-  return out;
-}
-
 /** The tail's node set: grown back from the logits' producer while the rule above holds. */
 function growTail(m: OnnxModel, T: string, logits: string, ints: (name: string) => number[] | undefined): Set<NodeInfo> {
-  const producerOf = new Map<string, NodeInfo>();
-  const readers = new Map<string, NodeInfo[]>();
-  for (const n of m.nodes) {
-    for (const o of n.outputs) if (o) producerOf.set(o, n);
-    for (const i of n.inputs) if (i) readers.set(i, [...(readers.get(i) ?? []), n]);
-  }
+  const { producer: producerOf, consumers: readers } = indexGraph(m);
   const outputs = new Set(m.outputs.map((o) => o.name));
-  const keep = ancestorsOf(producerOf, T);
+  // T and everything it depends on: the tail must leave them whole.
+  const keep = upstreamOf(producerOf, T).nodes;
   const tail = new Set<NodeInfo>();
   const eligible = (n: NodeInfo) =>
     !keep.has(n) && positionWise(m, n, ints) && n.inputs.every((i) => !i || !UNIT_INNER.has(producerOf.get(i)?.opType ?? '')) &&
@@ -144,14 +128,4 @@ export function lastPositionTail(m: OnnxModel, T: string, logits: string, opset:
     nodes.push(r);
   }
   return { nodes, renamed, slices, sliced, intConstants: e.intConstants, size: tail.size };
-}
-
-/** Probe metadata for the slices: an entry's (rank, type; the sequence stays the probe's). */
-export function slicedMeta(tail: LastPositionTail | null, lookup: (name: string) => TensorMeta | undefined): Map<string, TensorMeta> {
-  const out = new Map<string, TensorMeta>();
-  for (const [entry, s] of tail?.sliced ?? []) {
-    const meta = lookup(entry);
-    if (meta) out.set(s, meta);
-  }
-  return out;
 }
