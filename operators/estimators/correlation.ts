@@ -27,13 +27,14 @@ import { decodeF64, encodeF64 } from './state-codec.ts';
 import { CoMomentReader, writeCoMomentFile } from './correlation-state-file.ts';
 import { linkOrCopy, stateFilePath } from './correlation-state-paths.ts';
 import { ThresholdComponents, averageLinkageLabels } from './correlation-clusters.ts';
+import { HISTOGRAM_BINS, TopPairs, binPairs, type CorrelatedPair } from './correlation-pairs.ts';
 
 export { averageLinkageLabels } from './correlation-clusters.ts';
+export { HISTOGRAM_BINS, correlationBin, type CorrelatedPair } from './correlation-pairs.ts';
 
 export const DEFAULT_CORRELATION_BUDGET = 4 * 1024 ** 3;
 /** Above this many (non-constant) neurons clustering is skipped unless forced: O(d²) time and memory. */
 export const CLUSTER_AUTO_LIMIT = 4096;
-export const HISTOGRAM_BINS = 10;
 
 /** Bytes of co-moment state for `keys` accumulators of `width` neurons: the upper triangle, d(d+1)/2 × 8 B per key. */
 export function correlationMemoryBytes(width: number, keys: number): number {
@@ -77,12 +78,6 @@ export interface CorrelationRow {
   bin_lo: number | null;
   bin_hi: number | null;
   pairs: number;
-}
-
-export interface CorrelatedPair {
-  i: number;
-  j: number;
-  r: number;
 }
 
 export interface CorrelationSummary {
@@ -265,58 +260,6 @@ export class CoMoments {
   }
 }
 
-/** Histogram bin of |r| in [0, 1]: k with k/10 ≤ |r| < (k+1)/10, and |r| = 1 in the last bin. */
-export function correlationBin(absR: number, bins = HISTOGRAM_BINS): number {
-  let k = Math.floor(absR * bins);
-  if (k >= bins) k = bins - 1;
-  if (k < 0) k = 0;
-  // floor(a·10) can disagree with the edges k/10 by one ulp; the edges decide.
-  if (absR < k / bins && k > 0) k--;
-  else if (k < bins - 1 && absR >= (k + 1) / bins) k++;
-  return k;
-}
-
-/**
- * Every pair i < j of one accumulator: |r| histogram, undefined pairs (a constant neuron), top
- * pairs offered, and, when clustering, the pairs within the cut joined into components. d²/2
- * iterations (179M at d_ff 18,944), so the loop is kept flat and writes only in order: a constant
- * row is skipped whole, and a pair is offered to the top-k only when it can enter it.
- */
-function binPairs(m: CoMoments, constant: Uint8Array, sd: Float64Array, top: TopPairs, cluster: { components: ThresholdComponents; threshold: number } | null) {
-  const d = m.width;
-  const upper = m.upper;
-  const hist = new Float64Array(HISTOGRAM_BINS);
-  let undefinedPairs = 0;
-  let floor = top.floor;
-  let k = 0;
-  for (let i = 0; i < d; i++) {
-    k++; // skip the diagonal
-    if (constant[i]) {
-      undefinedPairs += d - i - 1;
-      k += d - i - 1;
-      continue;
-    }
-    const sdi = sd[i];
-    for (let j = i + 1; j < d; j++, k++) {
-      if (constant[j]) {
-        undefinedPairs++;
-        continue;
-      }
-      let r = upper[k] / (sdi * sd[j]);
-      if (r > 1) r = 1;
-      else if (r < -1) r = -1;
-      const a = Math.abs(r);
-      hist[correlationBin(a)]++;
-      if (a >= floor) {
-        top.offer(i, j, r);
-        floor = top.floor;
-      }
-      if (cluster && 1 - a <= cluster.threshold) cluster.components.union(i, j);
-    }
-  }
-  return { hist, undefinedPairs };
-}
-
 /**
  * 1 − |r| between the neurons of one component, as a full symmetric matrix: the upper triangle
  * row by row (in the packed triangle's own order), then mirrored tile by tile, so no loop walks a
@@ -360,56 +303,6 @@ function clusterCounts(m: CoMoments, sd: Float64Array, groups: Int32Array[], def
     independent += single - c;
   }
   return { clusters, independent };
-}
-
-/** Keeps the k pairs with the largest |r| (ties: smaller (i, j) first). */
-class TopPairs {
-  private readonly items: CorrelatedPair[] = [];
-  constructor(private readonly k: number) {}
-  /** |r| below which a pair cannot enter (−1 until the heap is full; no pair enters when k = 0). */
-  get floor(): number {
-    if (this.k <= 0) return Infinity;
-    return this.items.length < this.k ? -1 : Math.abs(this.items[0].r);
-  }
-  /** true when x ranks below y (would be evicted first). */
-  private worse(x: CorrelatedPair, y: CorrelatedPair): boolean {
-    const ax = Math.abs(x.r), ay = Math.abs(y.r);
-    if (ax !== ay) return ax < ay;
-    return x.i !== y.i ? x.i > y.i : x.j > y.j;
-  }
-  offer(i: number, j: number, r: number): void {
-    if (this.k <= 0) return;
-    const h = this.items;
-    // Most pairs rank below the heap's worst: refuse them before allocating (d²/2 offers at d_ff 18,944).
-    if (h.length === this.k && Math.abs(r) < Math.abs(h[0].r)) return;
-    const p = { i, j, r };
-    if (h.length < this.k) {
-      h.push(p);
-      let c = h.length - 1;
-      while (c > 0) {
-        const par = (c - 1) >> 1;
-        if (!this.worse(h[c], h[par])) break;
-        [h[c], h[par]] = [h[par], h[c]];
-        c = par;
-      }
-      return;
-    }
-    if (!this.worse(h[0], p)) return;
-    h[0] = p;
-    let c = 0;
-    for (;;) {
-      const l = 2 * c + 1, r2 = l + 1;
-      let w = c;
-      if (l < h.length && this.worse(h[l], h[w])) w = l;
-      if (r2 < h.length && this.worse(h[r2], h[w])) w = r2;
-      if (w === c) break;
-      [h[c], h[w]] = [h[w], h[c]];
-      c = w;
-    }
-  }
-  sorted(): CorrelatedPair[] {
-    return [...this.items].sort((x, y) => (this.worse(x, y) ? 1 : this.worse(y, x) ? -1 : 0));
-  }
 }
 
 /** One state file entry folded into an accumulator, its upper triangle streamed in slices. */
@@ -688,7 +581,7 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     const md = defined.length;
     const components = doCluster ? new ThresholdComponents(d) : null;
     const top = new TopPairs(this.topK);
-    const { hist, undefinedPairs } = binPairs(m, constant, sd, top, components ? { components, threshold: this.threshold } : null);
+    const { hist, undefinedPairs } = binPairs({ width: d, upper: m.upper, constant, sd }, top, components ? { components, threshold: this.threshold } : null);
     const counted = components ? clusterCounts(m, sd, components.groups(), md, this.threshold) : null;
     const clusters = counted?.clusters ?? null;
     const independent = counted?.independent ?? null;
