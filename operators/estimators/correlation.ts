@@ -26,7 +26,7 @@ import { compareKeys, keyString, type ActivationKey } from './neurons.ts';
 import { decodeF64, encodeF64 } from './state-codec.ts';
 import { CoMomentReader, writeCoMomentFile } from './correlation-state-file.ts';
 import { linkOrCopy, stateFilePath } from './correlation-state-paths.ts';
-import { ThresholdComponents, averageLinkageLabels } from './correlation-clusters.ts';
+import { ThresholdComponents, averageLinkageLabels, type NearestLater } from './correlation-clusters.ts';
 import { HISTOGRAM_BINS, TopPairs, binPairs, type CorrelatedPair } from './correlation-pairs.ts';
 
 export { averageLinkageLabels } from './correlation-clusters.ts';
@@ -261,28 +261,49 @@ export class CoMoments {
 }
 
 /**
+ * One buffer for the distance matrices of a finish's components, grown to the largest: a fresh
+ * 126 MB Float64Array (m = 3,973) costs 90–150 ms of page faults before the first value is
+ * written, more than filling it does. Every entry of a matrix is written before it is read.
+ */
+class DistanceScratch {
+  private buf = new Float64Array(0);
+  matrix(c: number): Float64Array {
+    if (this.buf.length < c * c) this.buf = new Float64Array(c * c);
+    return this.buf.subarray(0, c * c);
+  }
+}
+
+/**
  * 1 − |r| between the neurons of one component, as a full symmetric matrix: the upper triangle
  * row by row (in the packed triangle's own order), then mirrored tile by tile, so no loop walks a
- * column of a matrix that can be m×m at m = 4096.
+ * column of a matrix that can be m×m at m = 4096. Each row's nearest later item (smallest
+ * distance, first on ties) is found while the row is written, which is the linkage's first scan.
  */
-function componentDistances(m: CoMoments, sd: Float64Array, g: Int32Array): Float64Array {
+function componentDistances(m: CoMoments, sd: Float64Array, g: Int32Array, scratch: DistanceScratch): { dist: Float64Array; first: NearestLater } {
   const c = g.length, d = m.width, upper = m.upper;
-  const dist = new Float64Array(c * c);
+  const dist = scratch.matrix(c);
+  const near = new Int32Array(c).fill(-1), nearDist = new Float64Array(c).fill(Infinity);
+  const sdg = Float64Array.from(g, (i) => sd[i]);
   for (let p = 0; p < c; p++) {
-    const i = g[p], sdi = sd[i], base = packedIndex(d, i, i) - i;
+    const i = g[p], sdi = sdg[p], base = packedIndex(d, i, i) - i, row = p * c;
+    let best = Infinity, at = -1;
+    dist[row + p] = 0;
     for (let q = p + 1; q < c; q++) {
-      const j = g[q];
-      let r = upper[base + j] / (sdi * sd[j]);
+      let r = upper[base + g[q]] / (sdi * sdg[q]);
       if (r > 1) r = 1;
       else if (r < -1) r = -1;
-      dist[p * c + q] = 1 - Math.abs(r);
+      const v = 1 - Math.abs(r);
+      dist[row + q] = v;
+      if (v < best) (best = v), (at = q);
     }
+    near[p] = at;
+    nearDist[p] = best;
   }
   const T = 32;
   for (let p0 = 0; p0 < c; p0 += T)
     for (let q0 = p0; q0 < c; q0 += T)
       for (let p = p0; p < Math.min(p0 + T, c); p++) for (let q = Math.max(q0, p + 1); q < Math.min(q0 + T, c); q++) dist[q * c + p] = dist[p * c + q];
-  return dist;
+  return { dist, first: { near, nearDist } };
 }
 
 /**
@@ -290,13 +311,13 @@ function componentDistances(m: CoMoments, sd: Float64Array, g: Int32Array): Floa
  * (two or more neurons) is clustered on its own 1 − |r| matrix; every other neuron is a cluster
  * of its own.
  */
-function clusterCounts(m: CoMoments, sd: Float64Array, groups: Int32Array[], defined: number, threshold: number): { clusters: number; independent: number } {
+function clusterCounts(m: CoMoments, sd: Float64Array, groups: Int32Array[], defined: number, threshold: number, scratch: DistanceScratch): { clusters: number; independent: number } {
   let clusters = defined, independent = defined;
   for (const g of groups) {
     const c = g.length;
-    const dist = componentDistances(m, sd, g);
+    const { dist, first } = componentDistances(m, sd, g, scratch);
     const sizes = new Map<number, number>();
-    for (const l of averageLinkageLabels(dist, c, threshold)) sizes.set(l, (sizes.get(l) ?? 0) + 1);
+    for (const l of averageLinkageLabels(dist, c, threshold, first)) sizes.set(l, (sizes.get(l) ?? 0) + 1);
     let single = 0;
     for (const s of sizes.values()) if (s === 1) single++;
     clusters += sizes.size - c;
@@ -493,7 +514,8 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
       const offsets = await writeCoMomentFile(spillTo, list.map((e) => e.m));
       list.forEach(({ key, m }, k) => this.spilled.set(keyString(key), { ...key, width: m.width, n: m.n, file: path.basename(spillTo), offset: offsets[k], path: spillTo }));
     }
-    for (const { key, m } of list) this.finished.set(keyString(key), { key, ...this.finishOne(key, m) });
+    const scratch = new DistanceScratch();
+    for (const { key, m } of list) this.finished.set(keyString(key), { key, ...this.finishOne(key, m, scratch) });
     this.acc.clear();
   }
 
@@ -554,8 +576,9 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     this.assertSettled('finish');
     const keys: { key: ActivationKey; result: () => { rows: CorrelationRow[]; summary: CorrelationSummary } }[] = [];
     for (const f of this.finished.values()) keys.push({ key: f.key, result: () => f });
-    for (const { key, m } of this.acc.values()) keys.push({ key, result: () => this.finishOne(key, m) });
-    for (const d of this.deferred?.values() ?? []) keys.push({ key: d.key, result: () => this.finishOne(d.key, foldDeferred(d)) });
+    const scratch = new DistanceScratch();
+    for (const { key, m } of this.acc.values()) keys.push({ key, result: () => this.finishOne(key, m, scratch) });
+    for (const d of this.deferred?.values() ?? []) keys.push({ key: d.key, result: () => this.finishOne(d.key, foldDeferred(d), scratch) });
     const rows: CorrelationRow[] = [];
     const summaries: CorrelationSummary[] = [];
     for (const { result } of keys.sort((a, b) => compareKeys(a.key, b.key))) {
@@ -567,7 +590,7 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
   }
 
   /** Pearson r of every pair i<j of one accumulator, binned, ranked and clustered. */
-  private finishOne(key: ActivationKey, m: CoMoments): { rows: CorrelationRow[]; summary: CorrelationSummary } {
+  private finishOne(key: ActivationKey, m: CoMoments, scratch: DistanceScratch): { rows: CorrelationRow[]; summary: CorrelationSummary } {
     const d = m.width;
     const constant = new Uint8Array(d);
     const sd = new Float64Array(d);
@@ -582,7 +605,7 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     const components = doCluster ? new ThresholdComponents(d) : null;
     const top = new TopPairs(this.topK);
     const { hist, undefinedPairs } = binPairs({ width: d, upper: m.upper, constant, sd }, top, components ? { components, threshold: this.threshold } : null);
-    const counted = components ? clusterCounts(m, sd, components.groups(), md, this.threshold) : null;
+    const counted = components ? clusterCounts(m, sd, components.groups(), md, this.threshold, scratch) : null;
     const clusters = counted?.clusters ?? null;
     const independent = counted?.independent ?? null;
     const base = { layer: key.layer, tensor: key.tensor, precision: key.precision };
