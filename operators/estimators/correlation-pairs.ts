@@ -8,7 +8,8 @@
  * Exactly the numbers of the plain loop (one pair at a time, correlationBin): r is the same
  * expression upper[k] / (sd_i · sd_j), clamped; the bin is floor(10·|r|) corrected by the same
  * edges k/10; the rare branch applies the exact tests to each pair it sees, and neither the top-k
- * (a total order) nor the components depend on the order pairs are offered in.
+ * (a total order) nor the components depend on the order pairs are offered in. An accumulator
+ * where some r could be NaN (a neuron whose co-moments overflowed) takes the one-pair loop.
  */
 import { ThresholdComponents } from './correlation-clusters.ts';
 
@@ -149,6 +150,41 @@ function hotSd(p: PairInputs): { sdHot: Float64Array; constantAfter: Int32Array 
   return { sdHot, constantAfter };
 }
 
+/**
+ * Whether every defined neuron's sd is finite and far from underflow, so no pair's r is NaN
+ * (∞/∞ or 0/0). The one-pair loop drops a NaN pair from the histogram (its bin is NaN), the
+ * unrolled one would count it in bin 0; such accumulators (an activation that overflowed) take the
+ * one-pair loop, so the two never differ.
+ */
+function plainSd(p: PairInputs): boolean {
+  for (let i = 0; i < p.width; i++) if (!p.constant[i] && !(p.sd[i] > 1e-150 && p.sd[i] < 1e150)) return false;
+  return true;
+}
+
+/** The plain loop: one pair at a time, every test on every pair (the reference the unrolled pass equals). */
+export function binPairsOneByOne(p: PairInputs, top: TopPairs, cluster: PairClustering | null): { hist: Float64Array; undefinedPairs: number } {
+  const d = p.width;
+  const hist = new Float64Array(HISTOGRAM_BINS);
+  let undefinedPairs = 0;
+  for (let i = 0, k = 0; i < d; i++) {
+    k++;
+    for (let j = i + 1; j < d; j++, k++) {
+      if (p.constant[i] || p.constant[j]) {
+        undefinedPairs++;
+        continue;
+      }
+      let r = p.upper[k] / (p.sd[i] * p.sd[j]);
+      if (r > 1) r = 1;
+      else if (r < -1) r = -1;
+      const a = Math.abs(r);
+      hist[correlationBin(a)]++;
+      top.offer(i, j, r);
+      if (cluster && 1 - a <= cluster.threshold) cluster.components.union(i, j);
+    }
+  }
+  return { hist, undefinedPairs };
+}
+
 /** Bin of a = |r| ∈ [0, 1] with x = trunc(10·a): correlationBin(a), branch-free. */
 const bin = (a: number, x: number) => x + +(a >= EDGES[x + 1]) - +(a < EDGES[x]);
 
@@ -157,6 +193,7 @@ const bin = (a: number, x: number) => x + +(a >= EDGES[x + 1]) - +(a < EDGES[x])
  * `top`, cut pairs unioned. Reads the packed triangle once, in order.
  */
 export function binPairs(p: PairInputs, top: TopPairs, cluster: PairClustering | null): { hist: Float64Array; undefinedPairs: number } {
+  if (!plainSd(p)) return binPairsOneByOne(p, top, cluster);
   const d = p.width, upper = p.upper;
   const { sdHot, constantAfter } = hotSd(p);
   const rare = new RareBranch(p, top, cluster);

@@ -101,4 +101,19 @@ test('without clustering the pass gives the same histogram and top pairs', () =>
   assert.ok(got.hist[HISTOGRAM_BINS - 1] > 0);
 });
 
+test('an overflowed neuron (sd = ∞, its pairs NaN) is handled as the plain loop does: its NaN pairs are in no bin', () => {
+  const p = inputs(37, 21, 0);
+  const d = p.width;
+  p.sd[5] = Infinity;
+  for (let i = 0, k = 0; i < d; i++) for (let j = i; j < d; j++, k++) if (i === 5 || j === 5) p.upper[k] = Infinity;
+  const topA = new TopPairs(10), topB = new TopPairs(10);
+  const cA = new Recording(d), cB = new Recording(d);
+  const got = binPairs(p, topA, { components: cA, threshold: 0.5 });
+  const want = plainLoop(p, topB, { components: cB, threshold: 0.5 });
+  assert.equal([...got.hist], [...want.hist]);
+  assert.equal(topA.sorted(), topB.sorted());
+  assert.equal(cA.pairs.sort(), cB.pairs.sort());
+  assert.is(got.hist.reduce((s, x) => s + x, 0), (d * (d - 1)) / 2 - (d - 1), 'the d − 1 NaN pairs are in no bin');
+});
+
 test.run();
