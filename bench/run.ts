@@ -86,6 +86,10 @@ function printEstimators(r: EstimatorsResult): void {
     `correlation share at d_ff 4096 = (with − without) ÷ with: ${percent(r.correlationShareWide)} (wrapped-method estimate ${percent(r.correlationShareWrapped)})   ` +
       `goal < ${percent(r.goal, 0)}: ${verdict(r.correlationShareWide < r.goal)}`,
   );
+  const fl = r.floor;
+  console.log(
+    `FLOP-bound floor of that share: ${percent(fl.share)} (Gram ${fixed(fl.gramFlops / 1e9, 1)} GFLOP at ${fixed(fl.gramGflops, 1)} GFLOP/s = ${fixed(fl.gramSeconds, 2)} s vs forward ${fixed(fl.forwardFlops / 1e9, 1)} GFLOP in ${fixed(fl.forwardSeconds, 2)} s = ${fixed(fl.forwardGflops, 1)} GFLOP/s); measured ${fixed(fl.aboveFloor, 2)}× the floor`,
+  );
   console.log(
     `centred Gram ${r.gram.rows}×${r.gram.width} (the product behind each correlation update): float64 ${fixed(r.gram.float64Seconds, 2)} s, float32 ${fixed(r.gram.float32Seconds, 2)} s ` +
       `(${fixed(r.gram.float64Seconds / r.gram.float32Seconds, 2)}×)`,

@@ -57,14 +57,24 @@ export class ThresholdComponents {
  * Lance–Williams averages); merging stops at the first step above the threshold. Returns a
  * cluster label (its smallest item) per item.
  */
-export function averageLinkageLabels(dist: Float64Array, m: number, threshold: number): Int32Array {
-  const link = new Linkage(dist, m);
+export function averageLinkageLabels(dist: Float64Array, m: number, threshold: number, first?: NearestLater): Int32Array {
+  const link = new Linkage(dist, m, first);
   for (;;) {
     const a = link.closest();
     if (a < 0 || !(link.nearDist[a] <= threshold)) break;
     link.merge(a, link.near[a]);
   }
   return link.labels();
+}
+
+/**
+ * Each item's nearest later item j > i in a distance matrix (smallest distance, the first j on
+ * ties; −1 and +∞ for the last item): the linkage's first scan, which a caller that writes the
+ * matrix row by row can find as it goes (correlation's componentDistances).
+ */
+export interface NearestLater {
+  near: Int32Array;
+  nearDist: Float64Array;
 }
 
 /**
@@ -91,7 +101,7 @@ class Linkage {
   /** Scratch: one cluster's distance sums to every cluster, by cluster. */
   private readonly sums: Float64Array;
 
-  constructor(private readonly row: Float64Array, private readonly m: number) {
+  constructor(private readonly row: Float64Array, private readonly m: number, first?: NearestLater) {
     this.size = new Float64Array(m).fill(1);
     this.rep = Int32Array.from({ length: m }, (_, i) => i);
     this.next = new Int32Array(m).fill(-1);
@@ -102,7 +112,11 @@ class Linkage {
     this.nearDist = new Float64Array(m);
     this.stale = new Uint8Array(m);
     this.sums = new Float64Array(m);
-    for (let i = 0; i < m; i++) this.nearest(i, row.subarray(i * m, (i + 1) * m));
+    // Every cluster is one item (size 1), so a distance sum ÷ (1·1) is the distance itself.
+    if (first) {
+      this.near.set(first.near);
+      this.nearDist.set(first.nearDist);
+    } else for (let i = 0; i < m; i++) this.nearest(i, row.subarray(i * m, (i + 1) * m));
   }
 
   /**

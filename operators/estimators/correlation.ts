@@ -26,14 +26,15 @@ import { compareKeys, keyString, type ActivationKey } from './neurons.ts';
 import { decodeF64, encodeF64 } from './state-codec.ts';
 import { CoMomentReader, writeCoMomentFile } from './correlation-state-file.ts';
 import { linkOrCopy, stateFilePath } from './correlation-state-paths.ts';
-import { ThresholdComponents, averageLinkageLabels } from './correlation-clusters.ts';
+import { ThresholdComponents, averageLinkageLabels, type NearestLater } from './correlation-clusters.ts';
+import { HISTOGRAM_BINS, TopPairs, binPairs, type CorrelatedPair } from './correlation-pairs.ts';
 
 export { averageLinkageLabels } from './correlation-clusters.ts';
+export { HISTOGRAM_BINS, correlationBin, type CorrelatedPair } from './correlation-pairs.ts';
 
 export const DEFAULT_CORRELATION_BUDGET = 4 * 1024 ** 3;
 /** Above this many (non-constant) neurons clustering is skipped unless forced: O(d²) time and memory. */
 export const CLUSTER_AUTO_LIMIT = 4096;
-export const HISTOGRAM_BINS = 10;
 
 /** Bytes of co-moment state for `keys` accumulators of `width` neurons: the upper triangle, d(d+1)/2 × 8 B per key. */
 export function correlationMemoryBytes(width: number, keys: number): number {
@@ -77,12 +78,6 @@ export interface CorrelationRow {
   bin_lo: number | null;
   bin_hi: number | null;
   pairs: number;
-}
-
-export interface CorrelatedPair {
-  i: number;
-  j: number;
-  r: number;
 }
 
 export interface CorrelationSummary {
@@ -265,81 +260,50 @@ export class CoMoments {
   }
 }
 
-/** Histogram bin of |r| in [0, 1]: k with k/10 ≤ |r| < (k+1)/10, and |r| = 1 in the last bin. */
-export function correlationBin(absR: number, bins = HISTOGRAM_BINS): number {
-  let k = Math.floor(absR * bins);
-  if (k >= bins) k = bins - 1;
-  if (k < 0) k = 0;
-  // floor(a·10) can disagree with the edges k/10 by one ulp; the edges decide.
-  if (absR < k / bins && k > 0) k--;
-  else if (k < bins - 1 && absR >= (k + 1) / bins) k++;
-  return k;
-}
-
 /**
- * Every pair i < j of one accumulator: |r| histogram, undefined pairs (a constant neuron), top
- * pairs offered, and, when clustering, the pairs within the cut joined into components. d²/2
- * iterations (179M at d_ff 18,944), so the loop is kept flat and writes only in order: a constant
- * row is skipped whole, and a pair is offered to the top-k only when it can enter it.
+ * One buffer for the distance matrices of a finish's components, grown to the largest: a fresh
+ * 126 MB Float64Array (m = 3,973) costs 90–150 ms of page faults before the first value is
+ * written, more than filling it does. Every entry of a matrix is written before it is read.
  */
-function binPairs(m: CoMoments, constant: Uint8Array, sd: Float64Array, top: TopPairs, cluster: { components: ThresholdComponents; threshold: number } | null) {
-  const d = m.width;
-  const upper = m.upper;
-  const hist = new Float64Array(HISTOGRAM_BINS);
-  let undefinedPairs = 0;
-  let floor = top.floor;
-  let k = 0;
-  for (let i = 0; i < d; i++) {
-    k++; // skip the diagonal
-    if (constant[i]) {
-      undefinedPairs += d - i - 1;
-      k += d - i - 1;
-      continue;
-    }
-    const sdi = sd[i];
-    for (let j = i + 1; j < d; j++, k++) {
-      if (constant[j]) {
-        undefinedPairs++;
-        continue;
-      }
-      let r = upper[k] / (sdi * sd[j]);
-      if (r > 1) r = 1;
-      else if (r < -1) r = -1;
-      const a = Math.abs(r);
-      hist[correlationBin(a)]++;
-      if (a >= floor) {
-        top.offer(i, j, r);
-        floor = top.floor;
-      }
-      if (cluster && 1 - a <= cluster.threshold) cluster.components.union(i, j);
-    }
+class DistanceScratch {
+  private buf = new Float64Array(0);
+  matrix(c: number): Float64Array {
+    if (this.buf.length < c * c) this.buf = new Float64Array(c * c);
+    return this.buf.subarray(0, c * c);
   }
-  return { hist, undefinedPairs };
 }
 
 /**
  * 1 − |r| between the neurons of one component, as a full symmetric matrix: the upper triangle
  * row by row (in the packed triangle's own order), then mirrored tile by tile, so no loop walks a
- * column of a matrix that can be m×m at m = 4096.
+ * column of a matrix that can be m×m at m = 4096. Each row's nearest later item (smallest
+ * distance, first on ties) is found while the row is written, which is the linkage's first scan.
  */
-function componentDistances(m: CoMoments, sd: Float64Array, g: Int32Array): Float64Array {
+function componentDistances(m: CoMoments, sd: Float64Array, g: Int32Array, scratch: DistanceScratch): { dist: Float64Array; first: NearestLater } {
   const c = g.length, d = m.width, upper = m.upper;
-  const dist = new Float64Array(c * c);
+  const dist = scratch.matrix(c);
+  const near = new Int32Array(c).fill(-1), nearDist = new Float64Array(c).fill(Infinity);
+  const sdg = Float64Array.from(g, (i) => sd[i]);
   for (let p = 0; p < c; p++) {
-    const i = g[p], sdi = sd[i], base = packedIndex(d, i, i) - i;
+    const i = g[p], sdi = sdg[p], base = packedIndex(d, i, i) - i, row = p * c;
+    let best = Infinity, at = -1;
+    dist[row + p] = 0;
     for (let q = p + 1; q < c; q++) {
-      const j = g[q];
-      let r = upper[base + j] / (sdi * sd[j]);
+      let r = upper[base + g[q]] / (sdi * sdg[q]);
       if (r > 1) r = 1;
       else if (r < -1) r = -1;
-      dist[p * c + q] = 1 - Math.abs(r);
+      const v = 1 - Math.abs(r);
+      dist[row + q] = v;
+      if (v < best) (best = v), (at = q);
     }
+    near[p] = at;
+    nearDist[p] = best;
   }
   const T = 32;
   for (let p0 = 0; p0 < c; p0 += T)
     for (let q0 = p0; q0 < c; q0 += T)
       for (let p = p0; p < Math.min(p0 + T, c); p++) for (let q = Math.max(q0, p + 1); q < Math.min(q0 + T, c); q++) dist[q * c + p] = dist[p * c + q];
-  return dist;
+  return { dist, first: { near, nearDist } };
 }
 
 /**
@@ -347,69 +311,19 @@ function componentDistances(m: CoMoments, sd: Float64Array, g: Int32Array): Floa
  * (two or more neurons) is clustered on its own 1 − |r| matrix; every other neuron is a cluster
  * of its own.
  */
-function clusterCounts(m: CoMoments, sd: Float64Array, groups: Int32Array[], defined: number, threshold: number): { clusters: number; independent: number } {
+function clusterCounts(m: CoMoments, sd: Float64Array, groups: Int32Array[], defined: number, threshold: number, scratch: DistanceScratch): { clusters: number; independent: number } {
   let clusters = defined, independent = defined;
   for (const g of groups) {
     const c = g.length;
-    const dist = componentDistances(m, sd, g);
+    const { dist, first } = componentDistances(m, sd, g, scratch);
     const sizes = new Map<number, number>();
-    for (const l of averageLinkageLabels(dist, c, threshold)) sizes.set(l, (sizes.get(l) ?? 0) + 1);
+    for (const l of averageLinkageLabels(dist, c, threshold, first)) sizes.set(l, (sizes.get(l) ?? 0) + 1);
     let single = 0;
     for (const s of sizes.values()) if (s === 1) single++;
     clusters += sizes.size - c;
     independent += single - c;
   }
   return { clusters, independent };
-}
-
-/** Keeps the k pairs with the largest |r| (ties: smaller (i, j) first). */
-class TopPairs {
-  private readonly items: CorrelatedPair[] = [];
-  constructor(private readonly k: number) {}
-  /** |r| below which a pair cannot enter (−1 until the heap is full; no pair enters when k = 0). */
-  get floor(): number {
-    if (this.k <= 0) return Infinity;
-    return this.items.length < this.k ? -1 : Math.abs(this.items[0].r);
-  }
-  /** true when x ranks below y (would be evicted first). */
-  private worse(x: CorrelatedPair, y: CorrelatedPair): boolean {
-    const ax = Math.abs(x.r), ay = Math.abs(y.r);
-    if (ax !== ay) return ax < ay;
-    return x.i !== y.i ? x.i > y.i : x.j > y.j;
-  }
-  offer(i: number, j: number, r: number): void {
-    if (this.k <= 0) return;
-    const h = this.items;
-    // Most pairs rank below the heap's worst: refuse them before allocating (d²/2 offers at d_ff 18,944).
-    if (h.length === this.k && Math.abs(r) < Math.abs(h[0].r)) return;
-    const p = { i, j, r };
-    if (h.length < this.k) {
-      h.push(p);
-      let c = h.length - 1;
-      while (c > 0) {
-        const par = (c - 1) >> 1;
-        if (!this.worse(h[c], h[par])) break;
-        [h[c], h[par]] = [h[par], h[c]];
-        c = par;
-      }
-      return;
-    }
-    if (!this.worse(h[0], p)) return;
-    h[0] = p;
-    let c = 0;
-    for (;;) {
-      const l = 2 * c + 1, r2 = l + 1;
-      let w = c;
-      if (l < h.length && this.worse(h[l], h[w])) w = l;
-      if (r2 < h.length && this.worse(h[r2], h[w])) w = r2;
-      if (w === c) break;
-      [h[c], h[w]] = [h[w], h[c]];
-      c = w;
-    }
-  }
-  sorted(): CorrelatedPair[] {
-    return [...this.items].sort((x, y) => (this.worse(x, y) ? 1 : this.worse(y, x) ? -1 : 0));
-  }
 }
 
 /** One state file entry folded into an accumulator, its upper triangle streamed in slices. */
@@ -600,7 +514,8 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
       const offsets = await writeCoMomentFile(spillTo, list.map((e) => e.m));
       list.forEach(({ key, m }, k) => this.spilled.set(keyString(key), { ...key, width: m.width, n: m.n, file: path.basename(spillTo), offset: offsets[k], path: spillTo }));
     }
-    for (const { key, m } of list) this.finished.set(keyString(key), { key, ...this.finishOne(key, m) });
+    const scratch = new DistanceScratch();
+    for (const { key, m } of list) this.finished.set(keyString(key), { key, ...this.finishOne(key, m, scratch) });
     this.acc.clear();
   }
 
@@ -661,8 +576,9 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     this.assertSettled('finish');
     const keys: { key: ActivationKey; result: () => { rows: CorrelationRow[]; summary: CorrelationSummary } }[] = [];
     for (const f of this.finished.values()) keys.push({ key: f.key, result: () => f });
-    for (const { key, m } of this.acc.values()) keys.push({ key, result: () => this.finishOne(key, m) });
-    for (const d of this.deferred?.values() ?? []) keys.push({ key: d.key, result: () => this.finishOne(d.key, foldDeferred(d)) });
+    const scratch = new DistanceScratch();
+    for (const { key, m } of this.acc.values()) keys.push({ key, result: () => this.finishOne(key, m, scratch) });
+    for (const d of this.deferred?.values() ?? []) keys.push({ key: d.key, result: () => this.finishOne(d.key, foldDeferred(d), scratch) });
     const rows: CorrelationRow[] = [];
     const summaries: CorrelationSummary[] = [];
     for (const { result } of keys.sort((a, b) => compareKeys(a.key, b.key))) {
@@ -674,7 +590,7 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
   }
 
   /** Pearson r of every pair i<j of one accumulator, binned, ranked and clustered. */
-  private finishOne(key: ActivationKey, m: CoMoments): { rows: CorrelationRow[]; summary: CorrelationSummary } {
+  private finishOne(key: ActivationKey, m: CoMoments, scratch: DistanceScratch): { rows: CorrelationRow[]; summary: CorrelationSummary } {
     const d = m.width;
     const constant = new Uint8Array(d);
     const sd = new Float64Array(d);
@@ -688,8 +604,8 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     const md = defined.length;
     const components = doCluster ? new ThresholdComponents(d) : null;
     const top = new TopPairs(this.topK);
-    const { hist, undefinedPairs } = binPairs(m, constant, sd, top, components ? { components, threshold: this.threshold } : null);
-    const counted = components ? clusterCounts(m, sd, components.groups(), md, this.threshold) : null;
+    const { hist, undefinedPairs } = binPairs({ width: d, upper: m.upper, constant, sd }, top, components ? { components, threshold: this.threshold } : null);
+    const counted = components ? clusterCounts(m, sd, components.groups(), md, this.threshold, scratch) : null;
     const clusters = counted?.clusters ?? null;
     const independent = counted?.independent ?? null;
     const base = { layer: key.layer, tensor: key.tensor, precision: key.precision };

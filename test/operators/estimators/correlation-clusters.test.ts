@@ -42,6 +42,31 @@ test('greedy average linkage equals a naive O(m³) UPGMA on random matrices with
   assert.ok(merged > 1000, `the matrices merged (${merged} items joined a cluster)`);
 });
 
+/** Each item's nearest later item by its definition (first j > i at the smallest distance). */
+function nearestLater(d: number[][]): { near: Int32Array; nearDist: Float64Array } {
+  const m = d.length;
+  const near = new Int32Array(m).fill(-1), nearDist = new Float64Array(m).fill(Infinity);
+  for (let i = 0; i < m; i++) {
+    const later = d[i].slice(i + 1);
+    if (!later.length) continue;
+    nearDist[i] = Math.min(...later);
+    near[i] = i + 1 + later.indexOf(nearDist[i]);
+  }
+  return { near, nearDist };
+}
+
+test('a first scan handed in (as componentDistances finds it) gives the naive UPGMA labels too', () => {
+  const r = rng(11);
+  for (let trial = 0; trial < 200; trial++) {
+    const m = 2 + Math.floor(r() * 28);
+    const d = tiedMatrix(r, m, 2 + Math.floor(r() * 7));
+    for (const threshold of [0.25, 0.5]) {
+      const got = averageLinkageLabels(flat(d), m, threshold, nearestLater(d));
+      assert.equal([...got], [...naiveLabels(d, threshold)], `trial ${trial}, m ${m}, threshold ${threshold}`);
+    }
+  }
+});
+
 test('a tie decides the clusters: the first pair in item order merges first', () => {
   // a–b and b–c tie at 0.25; merging a, b first leaves c to join d at 0.375 (2 clusters), merging
   // b, c first would leave a and d alone (3 clusters). The naive order takes (a, b).
