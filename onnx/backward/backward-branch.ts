@@ -37,6 +37,27 @@ export function splitBackward(nodes: EmittedNode[], keep: string[]): { main: Emi
   return { main: nodes.filter((n) => inMain.has(n)), branch: nodes.filter((n) => !inMain.has(n)) };
 }
 
+/**
+ * The branch with its own copy of each `slices` node whose output it reads (renamed inputs): a
+ * main-graph Slice read by the branch, whose input the branch reads too, makes ORT's node-removal
+ * checks (graph_utils CanRemoveNode) log a warning at every session creation, as the branch
+ * already has a value of the name the Slice's output would be renamed to. The copies are the
+ * last-position Slices (last-position.ts), [batch, 1, …] each: the same elements, a small copy.
+ */
+export function withLocalSlices(branch: EmittedNode[], slices: EmittedNode[]): EmittedNode[] {
+  const produced = new Set(branch.flatMap((n) => n.outputs));
+  const read = new Set(branch.flatMap((n) => n.inputs).filter((i) => i && !produced.has(i)));
+  const local = new Map<string, string>();
+  const copies: EmittedNode[] = [];
+  for (const n of slices) {
+    if (n.opType !== 'Slice' || !read.has(n.outputs[0])) continue;
+    local.set(n.outputs[0], `${n.outputs[0]}__branch`);
+    copies.push({ ...n, outputs: [`${n.outputs[0]}__branch`], name: `${n.name}__branch` });
+  }
+  if (copies.length === 0) return branch;
+  return [...copies, ...branch.map((n) => ({ ...n, inputs: n.inputs.map((i) => local.get(i) ?? i) }))];
+}
+
 function valueInfo(w: ProtoWriter, name: string, elemType: number, rank: number): void {
   w.string(1, name);
   w.message(2, (tp) =>

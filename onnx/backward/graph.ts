@@ -34,7 +34,7 @@ import { initializersByStart, rewrittenInitializer, type WeightMode } from './we
 import { lastPositionTail, type LastPositionTail } from './last-position.ts';
 import { PROBE_BATCH } from './probe.ts';
 import { upstreamOf } from '../graph-index.ts';
-import { FORWARD_ONLY_TARGET, splitBackward, writeBackwardBranch } from './backward-branch.ts';
+import { FORWARD_ONLY_TARGET, splitBackward, withLocalSlices, writeBackwardBranch } from './backward-branch.ts';
 
 export { TARGET_INPUT, FORWARD_ONLY_TARGET };
 export const OBJECTIVE_OUTPUT = 'objective';
@@ -456,7 +456,7 @@ function writeModel(m: OnnxModel, mode: WeightMode, edit?: GraphEdit, tail?: Las
       else g.raw(read(f.fieldStart, f.end));
     }
   }
-  if (edit) appendAttribution(g, edit);
+  if (edit) appendAttribution(g, edit, [...(tail?.slices.values() ?? [])].flat());
   const w = new ProtoWriter();
   let graphWritten = false;
   for (const f of scanFields(m.source, 0, m.size)) {
@@ -499,11 +499,11 @@ function writeOverride(g: ProtoWriter, nb: Uint8Array, T: string): void {
   g.message(1, (nw) => encodeNode(nw, { opType: 'Identity', inputs: [overrideName(T)], outputs: [T], name: '/quantlens/override' }));
 }
 
-function appendAttribution(g: ProtoWriter, { T, tMeta, objectiveType, nodes, grad }: GraphEdit): void {
+function appendAttribution(g: ProtoWriter, { T, tMeta, objectiveType, nodes, grad }: GraphEdit, tailSlices: EmittedNode[]): void {
   const code = ONNX_CODE[tMeta.type];
   const { main, branch } = grad ? splitBackward(nodes, [OBJECTIVE_OUTPUT]) : { main: nodes, branch: [] };
   for (const n of main) g.message(1, (nw) => encodeNode(nw, n));
-  if (grad) writeBackwardBranch(g, branch, grad, gradName(T), code, tMeta.shape.length);
+  if (grad) writeBackwardBranch(g, withLocalSlices(branch, tailSlices), grad, gradName(T), code, tMeta.shape.length);
   g.message(11, (w) => encodeValueInfo(w, overrideName(T), code, tMeta.shape.length));
   g.message(11, (w) => encodeValueInfo(w, TARGET_INPUT, DTYPE.int64, 1));
   g.message(12, (w) => encodeValueInfo(w, OBJECTIVE_OUTPUT, ONNX_CODE[objectiveType], 1));

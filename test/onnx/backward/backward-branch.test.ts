@@ -10,6 +10,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import ort from 'onnxruntime-node';
 import { loadTokenizer } from '../../../sources/tokenizer.ts';
 import { ensureDemoModel } from '../../../sources/demo/demo-model.ts';
@@ -83,5 +84,15 @@ for (const m of models)
       }
     });
   }
+
+test('opening an attribution session logs no ONNX Runtime warning (the branch keeps its own copies of the last-position Slices)', async () => {
+  const dir = sharedPath('models/stories260K-onnx', 'ORT warnings on stories260K') ?? (await ensureDemoModel());
+  const lig = path.resolve(import.meta.dirname, '../../../operators/attribution/lig.ts');
+  const code = `const { createAttributionSession } = await import(${JSON.stringify(lig)}); const s = await createAttributionSession(${JSON.stringify(path.join(dir, 'model.onnx'))}, '/model/layers.0/mlp/act_fn/Mul_output_0'); await s.session.release(); console.log('opened');`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /opened/);
+  assert.not.match(r.stderr, /onnxruntime/, r.stderr.slice(0, 400));
+});
 
 test.run();
