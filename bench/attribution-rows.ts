@@ -10,7 +10,8 @@
  * The estimate's step part (pipelines/budget.ts) is ATTRIBUTION_STEP_FACTOR × the budget, so it
  * covers R rows when the measured peak over the open session is ≤ the attribution part.
  *
- *   node --import tsx bench/attribution-rows.ts <model dir> [layer=0] [steps=8] [rows=1,2,4,8]
+ *   node --import tsx bench/attribution-rows.ts <model dir> [layer=0] [steps=8] [rows=1,2,4,8] [--no-branch]
+ * (--no-branch: the graph without the backward branch, onnx/backward/backward-branch.ts, for a before/after.)
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -28,10 +29,10 @@ function status(key: 'VmRSS' | 'VmHWM'): number {
 }
 
 /** In the child: one R, printed as one JSON line. */
-async function child(dir: string, layer: number, steps: number, rows: number): Promise<void> {
+async function child(dir: string, layer: number, steps: number, rows: number, backwardBranch: boolean): Promise<void> {
   const tensor = `/model/layers.${layer}/mlp/act_fn/Mul_output_0`;
   const ids = (await loadTokenizer(dir)).encode(PROMPT);
-  const s = await createAttributionSession(path.join(dir, 'model.onnx'), tensor);
+  const s = await createAttributionSession(path.join(dir, 'model.onnx'), tensor, { backwardBranch });
   const open = status('VmRSS');
   const rowBytes = attributionRowBytes(ids.length, s.width, s.vocab);
   const opts = { steps, onWarning: () => {} };
@@ -43,11 +44,11 @@ async function child(dir: string, layer: number, steps: number, rows: number): P
   await s.session.release();
 }
 
-function parent(dir: string, layer: number, steps: number, rowsList: number[]): void {
-  console.log(`attribution run memory: ${dir}, layer ${layer}, ${steps} steps; one child process per row count`);
+function parent(dir: string, layer: number, steps: number, rowsList: number[], backwardBranch: boolean): void {
+  console.log(`attribution run memory: ${dir}, layer ${layer}, ${steps} steps${backwardBranch ? '' : ', graph without the backward branch'}; one child process per row count`);
   console.log('rows  budget MiB  open RSS MiB  1-row peak MiB  peak MiB  peak − open MiB  step (peak − 1-row) MiB  estimate step part MiB');
   for (const rows of rowsList) {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', import.meta.filename, '--child', dir, String(layer), String(steps), String(rows)], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', import.meta.filename, '--child', dir, String(layer), String(steps), String(rows), String(backwardBranch)], { encoding: 'utf8' });
     const line = r.stdout.trim().split('\n').find((l) => l.startsWith('{'));
     if (r.status !== 0 || !line) throw new Error(`child for ${rows} rows failed (exit ${r.status}): ${r.stderr.slice(-500)}`);
     const x = JSON.parse(line) as { rows: number; rowBytes: number; open: number; oneRow: number; peak: number };
@@ -58,5 +59,8 @@ function parent(dir: string, layer: number, steps: number, rowsList: number[]): 
 }
 
 const argv = process.argv.slice(2);
-if (argv[0] === '--child') await child(argv[1], Number(argv[2]), Number(argv[3]), Number(argv[4]));
-else parent(path.resolve(argv[0]), Number(argv[1] ?? 0), Number(argv[2] ?? 8), (argv[3] ?? '1,2,4,8').split(',').map(Number));
+if (argv[0] === '--child') await child(argv[1], Number(argv[2]), Number(argv[3]), Number(argv[4]), argv[5] === 'true');
+else {
+  const pos = argv.filter((a) => a !== '--no-branch');
+  parent(path.resolve(pos[0]), Number(pos[1] ?? 0), Number(pos[2] ?? 8), (pos[3] ?? '1,2,4,8').split(',').map(Number), !argv.includes('--no-branch'));
+}
