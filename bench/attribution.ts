@@ -14,7 +14,10 @@
  * mixed-length prompts (what `measure: salience` does), and over equal-length prompts (one group),
  * each ÷ the bound; plus where the time goes (session.run of the integrand rows, of the
  * activation/top-1 runs, and the rest: JS interpolation and accumulation) and the graph build
- * against a cache load (operators/attribution/graph-cache.ts). With QUANTLENS_BENCH_OUT set
+ * against a cache load (operators/attribution/graph-cache.ts). Every model also alternates rounds of
+ * the grouped mixed mode on this graph and on the graph without the backward branch
+ * (onnx/backward/backward-branch.ts: every run, the activation and top-1 ones too, ran the reverse
+ * sweep), for a before/after in one run. With QUANTLENS_BENCH_OUT set
  * (bench/run.ts does), the results are written there as JSON for runs/bench/results.json.
  *
  *   node --import tsx bench/attribution.ts [examples=8] [steps=50]
@@ -78,6 +81,13 @@ interface ModelResult {
   groupedEqual: Timed;
   /** Grouped by length (mixed) on the graph without the last-position tail, when compared. */
   groupedMixedFullHead?: Timed;
+  /**
+   * Grouped by length (mixed), in alternating rounds: this graph (the reverse sweep behind
+   * If(backward), skipped by the activation and top-1 runs) and the graph without the branch
+   * (every run runs the backward nodes, as before onnx/backward/backward-branch.ts).
+   */
+  branchRounds: Timed[];
+  noBranchRounds: Timed[];
   tailNodes: number;
   completenessMedian: number;
 }
@@ -179,13 +189,20 @@ async function benchModel(name: string, dir: string, layer: number, b: BenchSett
     });
     const groupedMixed = await timed(s, bare, cost, async () => (await attributeByLength(s, mixed, tensor, opts)).length);
     const groupedEqual = await timed(s, bare, cost, async () => (await attributeByLength(s, equal, tensor, opts)).length);
-    const groupedMixedFullHead = b.compareFullHead ? await timedFullHead(modelPath, tensor, cacheDir, bare, cost, mixed, opts) : undefined;
+    const groupedMixedFullHead = b.compareFullHead ? await timedVariant(modelPath, tensor, cacheDir, bare, cost, mixed, opts, { lastPosition: false }) : undefined;
+    // Rounds alternate (branch, no branch, branch, no branch): the machine's load drifts.
+    const noBranch: Timed[] = [];
+    const branch: Timed[] = [groupedMixed];
+    for (let round = 0; round < 2; round++) {
+      noBranch.push(await timedVariant(modelPath, tensor, cacheDir, bare, cost, mixed, opts, { backwardBranch: false }));
+      if (round === 0) branch.push(await timed(s, bare, cost, async () => (await attributeByLength(s, mixed, tensor, opts)).length));
+    }
     await s.session.release();
     await plain.release();
     return {
       model: name, layer: tensor, steps: STEPS, examples: N, meanTokens: T, width: s.width, vocab: s.vocab, buildSeconds, cacheLoadSeconds,
       bareTokensPerSecond: median([batch1, groupedMixed, groupedEqual].flatMap((t) => t.bareTokensPerSecond)),
-      batch1, groupedMixed, groupedEqual, groupedMixedFullHead, tailNodes: s.tailNodes,
+      batch1, groupedMixed, groupedEqual, groupedMixedFullHead, branchRounds: branch, noBranchRounds: noBranch, tailNodes: s.tailNodes,
       completenessMedian: median(errs),
     };
   } finally {
@@ -193,9 +210,9 @@ async function benchModel(name: string, dir: string, layer: number, b: BenchSett
   }
 }
 
-/** groupedMixed on the graph without the last-position tail (the graph before it existed). */
-async function timedFullHead(modelPath: string, tensor: string, cacheDir: string, bare: () => Promise<number>, cost: number, mixed: { ids: Int32Array }[], opts: { steps: number }): Promise<Timed> {
-  const full = await createAttributionSession(modelPath, tensor, { cacheDir, lastPosition: false });
+/** groupedMixed on another build of the graph: without the last-position tail, or without the backward branch (the graphs before each existed). */
+async function timedVariant(modelPath: string, tensor: string, cacheDir: string, bare: () => Promise<number>, cost: number, mixed: { ids: Int32Array }[], opts: { steps: number }, variant: { lastPosition?: boolean; backwardBranch?: boolean }): Promise<Timed> {
+  const full = await createAttributionSession(modelPath, tensor, { cacheDir, ...variant });
   try {
     return await timed(full, bare, cost, async () => (await attributeByLength(full, mixed, tensor, { ...opts, onWarning: () => {} })).length);
   } finally {
@@ -233,9 +250,13 @@ function print(r: ModelResult): void {
         row('grouped by length, mixed lengths', r.groupedMixed),
         row('grouped by length, equal lengths (one group)', r.groupedEqual),
         ...(r.groupedMixedFullHead ? [row('grouped, mixed, LM head at every position (before)', r.groupedMixedFullHead)] : []),
+        ...r.branchRounds.flatMap((t, k) => [row(`round ${k + 1}: grouped, mixed, backward branch (now)`, t), row(`round ${k + 1}: grouped, mixed, backward on every run (before)`, r.noBranchRounds[k])]),
       ],
     ),
   );
+  const speedup = median(r.branchRounds.map((t) => t.examplesPerSecond)) / median(r.noBranchRounds.map((t) => t.examplesPerSecond));
+  const other = (ts: Timed[]) => median(ts.map((t) => t.otherRunSeconds / t.seconds));
+  console.log(`backward branch: examples/s ${fixed(speedup, 3)} × the graph without it (median of rounds); activation + top-1 runs ${fixed(100 * other(r.branchRounds), 1)} % of the time (was ${fixed(100 * other(r.noBranchRounds), 1)} %)`);
   console.log(`completeness error median (batch 1): ${r.completenessMedian.toExponential(2)}; last-position tail: ${r.tailNodes} nodes`);
 }
 

@@ -71,7 +71,14 @@ export interface MemoryEstimate {
    * attribution, or all of them `during`) and of the salience pass (attribution + correlation +
    * baseline; 0 `during`).
    */
-  salience?: { schedule: 'during' | 'after'; reason: string; streamBytes: number; passBytes: number };
+  salience?: {
+    schedule: 'during' | 'after';
+    reason: string;
+    streamBytes: number;
+    passBytes: number;
+    /** Of passBytes: what the allocator keeps of the released inference sessions (retainedAfterRelease; 0 `during`). */
+    retainedBytes: number;
+  };
 }
 
 /** The shape facts the estimate needs, read once from the graph and config.json. */
@@ -243,10 +250,12 @@ function estimateFor(cfg: PipelineConfig, sites: ActivationSite[], fixed: FixedP
   const sum = parts.reduce((s, p) => s + p.bytes, 0);
   const e: MemoryEstimate = { budgetBytes: budgetBytes(cfg), totalBytes: sum, parts, correlation };
   if (!attribution) return e;
-  const pass = attribution.bytes + (correlation?.peakBytes ?? 0) + baseline.bytes + retainedAfterRelease(fixed.stream);
+  const retained = retainedAfterRelease(fixed.stream);
+  const pass = attribution.bytes + (correlation?.peakBytes ?? 0) + baseline.bytes + retained;
   const stream = sum - attribution.bytes;
   if (schedule === 'after') e.totalBytes = Math.max(stream, pass);
-  e.salience = { schedule, reason: '', streamBytes: schedule === 'during' ? sum : stream, passBytes: schedule === 'during' ? 0 : pass };
+  const after = schedule === 'after';
+  e.salience = { schedule, reason: '', streamBytes: after ? stream : sum, passBytes: after ? pass : 0, retainedBytes: after ? retained : 0 };
   return e;
 }
 
@@ -295,8 +304,21 @@ export function checkMemoryBudget(e: MemoryEstimate, where: string): void {
 export function formatMemoryEstimate(e: MemoryEstimate): string {
   const rows = e.parts.map((p) => `  ${p.name.padEnd(12)} ${gib(p.bytes).padStart(8)} GiB  ${p.detail}`);
   const passes = e.correlation ? [`correlation passes over the dataset: ${e.correlation.passes.length}`] : [];
-  const schedule = e.salience ? [`salience schedule: ${e.salience.schedule} (${e.salience.reason})`] : [];
+  const schedule = e.salience ? [`salience schedule: ${e.salience.schedule} (${e.salience.reason})`, ...salienceLines(e)] : [];
   return [`memory estimate: ${gib(e.totalBytes)} GiB of a ${gib(e.budgetBytes)} GiB budget (memory_budget_gb)`, ...rows, ...passes, ...schedule].join('\n');
+}
+
+/** `after`: the salience pass's need, itemized, with the allocator's retention of the released sessions as its own line. */
+function salienceLines(e: MemoryEstimate): string[] {
+  const sal = e.salience;
+  if (!sal || sal.schedule !== 'after') return [];
+  const part = (name: MemoryPart['name']) => e.parts.find((p) => p.name === name)?.bytes ?? 0;
+  const why = sal.retainedBytes > 0 ? `${RETAINED_SESSION_FRACTION} × sessions: glibc keeps part of the released sessions mapped; 0 with MALLOC_MMAP_THRESHOLD_ set` : 'nothing counted: MALLOC_MMAP_THRESHOLD_ is set or this is not Linux';
+  return [
+    `  stream       ${gib(sal.streamBytes).padStart(8)} GiB  every part but attribution`,
+    `  salience pass ${gib(sal.passBytes).padStart(7)} GiB  attribution ${gib(part('attribution'))} + correlation ${gib(part('correlation'))} + baseline ${gib(part('baseline'))} + retained ${gib(sal.retainedBytes)} GiB`,
+    `    retained   ${gib(sal.retainedBytes).padStart(8)} GiB  ${why}`,
+  ];
 }
 
 /** The estimate as summary.json records it (GiB, 3 decimals). */

@@ -4,6 +4,8 @@
  *   outputs  `objective` [batch] = log_softmax(logits[b, last, :])[target_ids[b]],
  *            `T__grad` = d(Σ_b objective[b]) / d T__override (rows are independent, so row b's
  *            slice is row b's own gradient), and `T__original` (T as the model computed it).
+ *            Target ids FORWARD_ONLY_TARGET (-1) ask for the forward outputs only: `T__grad` is
+ *            then empty and the reverse sweep does not run (backward-branch.ts).
  * Reverse mode runs over the nodes between the override and the logits only; weights never get
  * gradients. Contrib ops without a rule are differentiated through a standard-op decomposition
  * (decompose.ts). An op on that path with neither aborts the build (QuantlensError GRADIENT)
@@ -32,8 +34,9 @@ import { initializersByStart, rewrittenInitializer, type WeightMode } from './we
 import { lastPositionTail, type LastPositionTail } from './last-position.ts';
 import { PROBE_BATCH } from './probe.ts';
 import { upstreamOf } from '../graph-index.ts';
+import { FORWARD_ONLY_TARGET, splitBackward, withLocalSlices, writeBackwardBranch } from './backward-branch.ts';
 
-export { TARGET_INPUT };
+export { TARGET_INPUT, FORWARD_ONLY_TARGET };
 export const OBJECTIVE_OUTPUT = 'objective';
 export const overrideName = (t: string) => `${t}__override`;
 export const originalName = (t: string) => `${t}__original`;
@@ -60,6 +63,11 @@ export interface AttributionGraphOptions {
    * only (last-position.ts; default true). The graph's logits output is then [batch, 1, vocab].
    */
   lastPosition?: boolean;
+  /**
+   * The reverse sweep behind an If (backward-branch.ts; default true), so runs whose target ids
+   * are FORWARD_ONLY_TARGET skip it; false: the backward nodes run on every run, as before.
+   */
+  backwardBranch?: boolean;
 }
 
 export interface AttributionGraphInfo {
@@ -386,9 +394,10 @@ async function build(m: OnnxModel, opts: AttributionGraphOptions): Promise<{ byt
   const ruleOf = (n: NodeInfo) => unitRules.get(n) ?? ruleFor(n.opType, n.domain)!;
   const gT = reverseSweep(pathNodes, e, { tensor: logits, grad: dLogits }, { active, useful }, ruleOf, allInts, T);
   if (!gT) throw new QuantlensError('GRADIENT', `no gradient reached "${T}" from "${logits}"`, where);
-  e.nodes.push({ opType: 'Identity', inputs: [gT], outputs: [gradName(T)], attrs: {}, name: '/quantlens/grad_output', domain: '' });
+  const branch = opts.backwardBranch ?? true;
+  if (!branch) e.nodes.push({ opType: 'Identity', inputs: [gT], outputs: [gradName(T)], attrs: {}, name: '/quantlens/grad_output', domain: '' });
 
-  const out = writeModel(m, mode, { producer: r.producer, T, tMeta, objectiveType: ltype, nodes: [...pruneUnread(forward.nodes, e.nodes), ...e.nodes] }, tail);
+  const out = writeModel(m, mode, { producer: r.producer, T, tMeta, objectiveType: ltype, nodes: [...pruneUnread(forward.nodes, e.nodes), ...e.nodes], grad: branch ? gT : undefined }, tail);
   return { bytes: out, info: { tensor: T, logits, pathNodes, backwardNodeCount: e.nodes.length, decomposed: [...expansion.replaced.keys()], tensorMeta: tMeta, logitsShape, tailNodes: tail?.size ?? 0 } };
 }
 
@@ -415,6 +424,8 @@ interface GraphEdit {
   tMeta: TensorMeta;
   objectiveType: string;
   nodes: EmittedNode[];
+  /** With a backward branch: the gradient tensor its nodes compute (backward-branch.ts); else the nodes write T__grad. */
+  grad?: string;
 }
 
 /**
@@ -445,7 +456,7 @@ function writeModel(m: OnnxModel, mode: WeightMode, edit?: GraphEdit, tail?: Las
       else g.raw(read(f.fieldStart, f.end));
     }
   }
-  if (edit) appendAttribution(g, edit);
+  if (edit) appendAttribution(g, edit, [...(tail?.slices.values() ?? [])].flat());
   const w = new ProtoWriter();
   let graphWritten = false;
   for (const f of scanFields(m.source, 0, m.size)) {
@@ -488,9 +499,11 @@ function writeOverride(g: ProtoWriter, nb: Uint8Array, T: string): void {
   g.message(1, (nw) => encodeNode(nw, { opType: 'Identity', inputs: [overrideName(T)], outputs: [T], name: '/quantlens/override' }));
 }
 
-function appendAttribution(g: ProtoWriter, { T, tMeta, objectiveType, nodes }: GraphEdit): void {
-  for (const n of nodes) g.message(1, (nw) => encodeNode(nw, n));
+function appendAttribution(g: ProtoWriter, { T, tMeta, objectiveType, nodes, grad }: GraphEdit, tailSlices: EmittedNode[]): void {
   const code = ONNX_CODE[tMeta.type];
+  const { main, branch } = grad ? splitBackward(nodes, [OBJECTIVE_OUTPUT]) : { main: nodes, branch: [] };
+  for (const n of main) g.message(1, (nw) => encodeNode(nw, n));
+  if (grad) writeBackwardBranch(g, withLocalSlices(branch, tailSlices), grad, gradName(T), code, tMeta.shape.length);
   g.message(11, (w) => encodeValueInfo(w, overrideName(T), code, tMeta.shape.length));
   g.message(11, (w) => encodeValueInfo(w, TARGET_INPUT, DTYPE.int64, 1));
   g.message(12, (w) => encodeValueInfo(w, OBJECTIVE_OUTPUT, ONNX_CODE[objectiveType], 1));

@@ -21,7 +21,7 @@ import { packageInfo } from '../../core/package-info.ts';
 import { externalDataBeside } from '../../sources/model/folder.ts';
 
 /** Bump when what is cached (graph.onnx, info.json) changes meaning. */
-const CACHE_FORMAT = 4;
+const CACHE_FORMAT = 5;
 // The builder's sources: in a source tree onnx/backward/*.ts; a packaged build has only .js there,
 // and its graphs are then keyed by the package version alone.
 const BUILDER_DIR = path.join(packageInfo().root, 'onnx', 'backward');
@@ -73,7 +73,7 @@ function quantlensVersion(): string {
 export async function attributionGraphKey(modelPath: string, opts: AttributionGraphOptions): Promise<string> {
   const model = await modelHashOnce({ onnxPath: modelPath, externalData: externalDataBeside(modelPath) });
   // A referenced graph names the model's file (weight-references.ts): same content under another name misses.
-  const settings = { layerTensors: opts.layerTensors, objective: opts.objective ?? 'log-softmax-at-last', logits: opts.logits ?? null, weights: opts.weights ?? 'verbatim', lastPosition: opts.lastPosition ?? true, file: path.basename(modelPath) };
+  const settings = { layerTensors: opts.layerTensors, objective: opts.objective ?? 'log-softmax-at-last', logits: opts.logits ?? null, weights: opts.weights ?? 'verbatim', lastPosition: opts.lastPosition ?? true, backwardBranch: opts.backwardBranch ?? true, file: path.basename(modelPath) };
   const keyed = { format: CACHE_FORMAT, model, settings, version: quantlensVersion(), builder: builderSourceHash() };
   return createHash('sha256').update(JSON.stringify(keyed)).digest('hex');
 }

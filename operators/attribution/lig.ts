@@ -20,6 +20,7 @@ import { createSession, defaultSessionSettings, type SessionSettings } from '../
 import {
   externalDataDirOf,
   gradName,
+  FORWARD_ONLY_TARGET,
   OBJECTIVE_OUTPUT,
   originalName,
   overrideName,
@@ -62,6 +63,8 @@ export interface AttributionSession {
   backwardNodes: number;
   /** Where the graph came from: the cache ('hit'), built and cached ('miss'), built without a cache ('off'). */
   graphCache: 'hit' | 'miss' | 'off';
+  /** The reverse sweep sits behind an If (onnx/backward/backward-branch.ts): runs fed FORWARD_ONLY_TARGET skip it. */
+  backwardBranch: boolean;
   /**
    * A new ORT session of the same graph, for a caller that released `session` to free its mapped
    * weights: the model is not parsed, the cache not read and the probe and checks not run again.
@@ -72,15 +75,16 @@ export interface AttributionSession {
 export async function createAttributionSession(
   model: string | OnnxModel,
   tensor: string,
-  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string; feeds?: FeedBuilder; /** The inference session's input plan (padding side, past layout), when the caller has it. */ inputPlan?: InputPlan; /** Attribution graphs are cached here (graph-cache.ts). */ cacheDir?: string; /** false: the LM head and what precedes it run at every position (AttributionGraphOptions.lastPosition). */ lastPosition?: boolean } = {},
+  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string; feeds?: FeedBuilder; /** The inference session's input plan (padding side, past layout), when the caller has it. */ inputPlan?: InputPlan; /** Attribution graphs are cached here (graph-cache.ts). */ cacheDir?: string; /** false: the LM head and what precedes it run at every position (AttributionGraphOptions.lastPosition). */ lastPosition?: boolean; /** false: every run runs the reverse sweep (AttributionGraphOptions.backwardBranch). */ backwardBranch?: boolean } = {},
 ): Promise<AttributionSession> {
   const m = typeof model === 'string' ? readOnnxModel(model) : model;
   try {
     // The probe runs the model once: with the inference plan it is fed as the run feeds it.
     const inputPlan = opts.inputPlan;
+    const backwardBranch = opts.backwardBranch ?? true;
     const probeFeeds: FeedBuilder | undefined = opts.feeds ?? (inputPlan ? (batch, padId) => buildFeeds(inputPlan, batch, padId) : undefined);
     // With a cache dir, the graph is built once per (model content, tensor, builder) (graph-cache.ts).
-    const { bytes, info, cache } = await cachedAttributionGraph(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir, feeds: probeFeeds, lastPosition: opts.lastPosition }, opts.cacheDir);
+    const { bytes, info, cache } = await cachedAttributionGraph(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir, feeds: probeFeeds, lastPosition: opts.lastPosition, backwardBranch }, opts.cacheDir);
     const shape = info.tensorMeta.shape;
     const flat = isFlatSite(info.tensorMeta);
     if ((shape.length !== 3 && !flat) || info.tensorMeta.type !== 'float32') {
@@ -96,7 +100,7 @@ export async function createAttributionSession(
     const metadata = (session.inputMetadata as readonly { name: string }[]).filter((x) => !ours.has(x.name));
     // With hand-made feeds the plan is unused (its inputs may be ones planInputs refuses).
     const plan = opts.feeds ? { idsName: 'input_ids', idsType: 'int64' as const, pastInputs: [] } : opts.inputPlan ?? planInputs({ inputMetadata: metadata } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
-    const s: AttributionSession = { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[shape.length - 1], flat, vocab: info.logitsShape[2], pathNodes: info.pathNodes, tailNodes: info.tailNodes ?? 0, backwardNodes: info.backwardNodes, graphCache: cache, reopen };
+    const s: AttributionSession = { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[shape.length - 1], flat, vocab: info.logitsShape[2], pathNodes: info.pathNodes, tailNodes: info.tailNodes ?? 0, backwardNodes: info.backwardNodes, graphCache: cache, backwardBranch, reopen };
     if (flat) {
       const original = async (rows: Int32Array[]) => (await runRows(s, rows, rows.map((r) => r.length), rows[0].length, null, new Array(rows.length).fill(0), [originalName(tensor)]))[originalName(tensor)].data as Float32Array;
       await checkBatchMajor(s, original).catch(async (e) => {
@@ -326,7 +330,9 @@ async function runRows(
   // The activation run reads `__original`, which ignores the override: feed zeros of the right shape.
   const ov = override ?? new Float32Array(R * S * s.width);
   feeds[overrideName(s.tensor)] = new ort.Tensor('float32', ov, s.flat ? [R * S, s.width] : [R, S, s.width]);
-  feeds[TARGET_INPUT] = intTensor(targets);
+  // Only forward outputs wanted: FORWARD_ONLY_TARGET makes the If around the reverse sweep skip it.
+  const forwardOnly = s.backwardBranch && !fetches.includes(gradName(s.tensor));
+  feeds[TARGET_INPUT] = intTensor(forwardOnly ? targets.map(() => FORWARD_ONLY_TARGET) : targets);
   return s.session.run(feeds, fetches);
 }
 

@@ -131,7 +131,7 @@ test('shards of an after run merge into the tables of a single during run', asyn
 test('auto: during when the sum fits; after when only max(stream, salience pass) fits; validate says which and why', async () => {
   const folder = await openModelFolder(await ensureDemoModel({ size: 'tiny' }));
   const m = readOnnxModel(folder.onnxPath);
-  let sum: number, max: number, floor: number;
+  let sum: number, max: number, floor: number, retained: number;
   try {
     const cfg = pipeline('auto', [], 'limit: 9, schedule: auto').cfg();
     const sites = resolveLayers(m, cfg.layers, folder.config, 'layers');
@@ -145,7 +145,7 @@ test('auto: during when the sum fits; after when only max(stream, salience pass)
     const baseline = e.parts.find((p) => p.name === 'baseline')!.bytes;
     // glibc keeps part of the released sessions mapped (budget.ts, retainedAfterRelease).
     const sessions = e.parts.find((p) => p.name === 'sessions')!.bytes;
-    const retained = process.platform === 'linux' && process.env.MALLOC_MMAP_THRESHOLD_ === undefined ? RETAINED_SESSION_FRACTION * sessions : 0;
+    retained = process.platform === 'linux' && process.env.MALLOC_MMAP_THRESHOLD_ === undefined ? RETAINED_SESSION_FRACTION * sessions : 0;
     max = Math.max(sum - attribution, attribution + correlation + baseline + retained);
     floor = (attribution + baseline) / 2;
     assert.ok(max < sum);
@@ -166,6 +166,8 @@ test('auto: during when the sum fits; after when only max(stream, salience pass)
   const tight = pipeline('auto-after', [`memory_budget_gb: ${(sum + max) / 2 / GiB}`], 'limit: 9, schedule: auto');
   const v2 = runCli(['validate', tight.file], { env: { QUANTLENS_CACHE: cache } });
   assert.is(v2.code, 0, v2.stderr);
+  // The pass's need itemized, the allocator's retention of the released sessions on its own line.
+  assert.match(v2.stdout, new RegExp(`\\n  salience pass +[\\d.]+ GiB  attribution [\\d.]+ \\+ correlation [\\d.]+ \\+ baseline 0\\.30 \\+ retained ${(retained / GiB).toFixed(2)} GiB\\n    retained +${(retained / GiB).toFixed(2)} GiB  `));
   assert.match(v2.stdout, /salience schedule: after \(auto: attribution during the stream does not fit \(the sum would be [\d.]+ GiB, over the [\d.]+ GiB budget\); after it the run needs max\(stream [\d.]+, salience pass [\d.]+\) GiB\)/);
   // Without correlation (which would be refused first, for the room the other parts leave it).
   const over = pipeline('auto-over', [`memory_budget_gb: ${floor / GiB}`], 'limit: 9, schedule: auto', 'predictions, salience');
