@@ -21,7 +21,7 @@
  *   attribution   one attribution session at a time, holding the largest precision's weights
  *                 once (graphs reference the model's files, mapped unpacked), plus 3 × the largest
  *                 float32 matrix (the one layer dequantized or transposed at a time), plus the
- *                 step batch: 9 × `salience.memory_budget_gb` when the pipeline sets it, else
+ *                 step batch: attributionStepFactor (≥ 9, grows with depth) × `salience.memory_budget_gb` when the pipeline sets it, else
  *                 R · 4 B · (3V + L·(10H + 5F)) with R = 2^22 / max(F, V) token rows per step
  *                 (lig.ts's default chunk: logits, their gradient and the softmax; per layer the
  *                 activations kept for the backward pass).
@@ -51,6 +51,23 @@ export const QUANTIZER_PEAK_FACTOR = 6;
 export const ATTRIBUTION_LAYER_COPIES = 3;
 /** ONNX Runtime's peak for a backward step over the step batch LIG sizes (measured 5–9× on stories260K and the demo model). */
 export const ATTRIBUTION_STEP_FACTOR = 9;
+/**
+ * Margin over L·(10H + 5F)·4 B per token row, what an attribution run holds per row: the
+ * activations every layer above the override keeps for the backward pass (measured 1.05–1.10 ×
+ * that at 0.1B and 0.5B with bench/attribution-rows.ts: 41.5 and 159 MiB per extra row).
+ */
+export const ATTRIBUTION_ROW_MARGIN = 1.2;
+
+/**
+ * Peak bytes of a step batch per byte of `salience.memory_budget_gb`. LIG sizes its rows by
+ * (2F + V)·4 B each (activation, gradient, logits: lig.ts attributionRowBytes), but a row costs
+ * about L·(10H + 5F)·4 B, so the ratio grows with depth: 9 on the small models, ~15 at 0.5B and
+ * ~30 at 1B. ATTRIBUTION_STEP_FACTOR stays the floor (and what counts when H or L is unknown).
+ */
+export function attributionStepFactor(shape: ModelShape, F: number): number {
+  const perRow = shape.layers * (10 * shape.hidden + 5 * F);
+  return Math.max(ATTRIBUTION_STEP_FACTOR, (ATTRIBUTION_ROW_MARGIN * perRow) / (2 * F + shape.vocab));
+}
 /** lig.ts's default step chunk: rows·seq·max(width, vocab) elements per run. */
 const LIG_CHUNK_ELEMENTS = 1 << 22;
 
@@ -196,7 +213,7 @@ export function correlationPasses(cfg: PipelineConfig, sites: ActivationSite[], 
  * it holds at most the largest precision's weights once; while it runs, the one layer's weight it
  * dequantizes or transposes behind a gate (onnx/backward/emitter.ts: gate copy, dequantized or
  * transposed float32 weight, one temporary of the dequantization) — 3 × the largest float32
- * matrix; and the step batch: `salience.memory_budget_gb` × ATTRIBUTION_STEP_FACTOR (ONNX
+ * matrix; and the step batch: `salience.memory_budget_gb` × attributionStepFactor (ONNX
  * Runtime's backward pass holds the forward activations of every layer above the override).
  */
 export function attributionPart(m: OnnxModel, weightsOf: PrecisionWeights[], cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryPart | null {
@@ -206,8 +223,9 @@ export function attributionPart(m: OnnxModel, weightsOf: PrecisionWeights[], cfg
   const F = Math.max(1, ...sites.map((s) => s.width ?? 0));
   const stepBudgetGb = (cfg.salience as { memory_budget_gb?: number }).memory_budget_gb;
   const rows = LIG_CHUNK_ELEMENTS / Math.max(F, shape.vocab);
-  const step = stepBudgetGb !== undefined ? ATTRIBUTION_STEP_FACTOR * stepBudgetGb * GiB : rows * 4 * (3 * shape.vocab + shape.layers * (10 * shape.hidden + 5 * F));
-  const stepWhy = stepBudgetGb !== undefined ? `${ATTRIBUTION_STEP_FACTOR} × salience.memory_budget_gb` : `~${Math.round(rows)} token rows per step`;
+  const factor = attributionStepFactor(shape, F);
+  const step = stepBudgetGb !== undefined ? factor * stepBudgetGb * GiB : rows * 4 * (3 * shape.vocab + shape.layers * (10 * shape.hidden + 5 * F));
+  const stepWhy = stepBudgetGb !== undefined ? `${factor.toFixed(1)} × salience.memory_budget_gb` : `~${Math.round(rows)} token rows per step`;
   return {
     name: 'attribution',
     bytes: weights + ATTRIBUTION_LAYER_COPIES * largestMatrix + step,

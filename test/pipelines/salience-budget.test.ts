@@ -8,6 +8,8 @@ import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parsePipeline } from '../../pipelines/load.ts';
+import { ATTRIBUTION_STEP_FACTOR, attributionStepFactor } from '../../pipelines/budget.ts';
+import { attributionRowBytes } from '../../operators/attribution/lig.ts';
 import { runPipeline } from '../../pipelines/run.ts';
 import { expectRejects, expectThrows } from '../helpers/expect-error.ts';
 import { tempDir } from '../helpers/temp.ts';
@@ -32,6 +34,22 @@ test('run: a zero budget is refused before any work; a budget below one row is r
     await expectRejects(runPipeline(cfg, { quiet: true, report: false, cacheDir: path.join(dir, 'cache'), log: () => undefined }), want);
     assert.not.ok(existsSync(out), `${budget}: no output folder left`);
   }
+});
+
+test('the step factor covers the per-row peaks measured at 0.1B and 0.5B, and stays 9 where logits dominate a row or the shape is unknown', () => {
+  const MiB = 1024 ** 2;
+  const S = 69; // bench/attribution-rows.ts: layer 0, a 69-token prompt; MiB per extra row of an attribution run
+  for (const { shape, F, measuredPerRow } of [
+    { shape: { vocab: 32000, hidden: 768, layers: 8 }, F: 2048, measuredPerRow: 41.5 * MiB },
+    { shape: { vocab: 32000, hidden: 1536, layers: 16 }, F: 4096, measuredPerRow: 159 * MiB },
+  ]) {
+    const rowUnit = attributionRowBytes(S, F, shape.vocab);
+    const factor = attributionStepFactor(shape, F);
+    assert.ok(factor * rowUnit >= measuredPerRow, `L ${shape.layers}: ${factor.toFixed(1)} × ${(rowUnit / MiB).toFixed(1)} MiB covers ${measuredPerRow / MiB} MiB`);
+    if (factor > ATTRIBUTION_STEP_FACTOR) assert.ok(factor * rowUnit <= 1.5 * measuredPerRow, `L ${shape.layers}: not wildly above the measured row`);
+  }
+  assert.is(attributionStepFactor({ vocab: 32000, hidden: 256, layers: 4 }, 1024), ATTRIBUTION_STEP_FACTOR); // logits dominate the row: the floor
+  assert.is(attributionStepFactor({ vocab: 512, hidden: 0, layers: 0 }, 1024), ATTRIBUTION_STEP_FACTOR);
 });
 
 test.run();
