@@ -81,6 +81,19 @@ function encodeTensor(w: ProtoWriter, name: string, t: TensorData, external?: Ex
   }
 }
 
+/** A ValueInfoProto of element type `elemType` (an ONNX code) and `rank` dimensions of unknown size. */
+export function encodeRankedValueInfo(w: ProtoWriter, name: string, elemType: number, rank: number): void {
+  w.string(1, name);
+  w.message(2, (tp) =>
+    tp.message(1, (tt) => {
+      tt.varint(1, elemType);
+      tt.message(2, (shape) => {
+        for (let i = 0; i < rank; i++) shape.message(1, () => {});
+      });
+    }),
+  );
+}
+
 function encodeValueInfo(w: ProtoWriter, name: string, type?: DTypeName, dims?: Dim[]): void {
   w.string(1, name);
   if (!type) return;

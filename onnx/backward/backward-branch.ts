@@ -15,7 +15,7 @@
  * inputs), the same tensors the backward nodes read before; the nodes and their order are
  * unchanged, so the gradient is the same computation.
  */
-import { encodeNode, tensor } from '../builder.ts';
+import { encodeNode, encodeRankedValueInfo, tensor } from '../builder.ts';
 import { DTYPE } from '../dtypes.ts';
 import type { ProtoWriter } from '../wire.ts';
 import { TARGET_INPUT, type EmittedNode } from './emitter.ts';
@@ -58,17 +58,6 @@ export function withLocalSlices(branch: EmittedNode[], slices: EmittedNode[]): E
   return [...copies, ...branch.map((n) => ({ ...n, inputs: n.inputs.map((i) => local.get(i) ?? i) }))];
 }
 
-function valueInfo(w: ProtoWriter, name: string, elemType: number, rank: number): void {
-  w.string(1, name);
-  w.message(2, (tp) =>
-    tp.message(1, (tt) => {
-      tt.varint(1, elemType);
-      tt.message(2, (shape) => {
-        for (let i = 0; i < rank; i++) shape.message(1, () => {});
-      });
-    }),
-  );
-}
 
 /** A GraphProto attribute (AttributeProto: name 1, g 6, type 20). */
 function graphAttr(w: ProtoWriter, name: string, nodes: EmittedNode[], output: string, elemType: number, rank: number): void {
@@ -76,7 +65,7 @@ function graphAttr(w: ProtoWriter, name: string, nodes: EmittedNode[], output: s
   w.message(6, (g) => {
     for (const n of nodes) g.message(1, (nw) => encodeNode(nw, n));
     g.string(2, name);
-    g.message(12, (o) => valueInfo(o, output, elemType, rank));
+    g.message(12, (o) => encodeRankedValueInfo(o, output, elemType, rank));
   });
   w.varint(20, ATTR_GRAPH);
 }

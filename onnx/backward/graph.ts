@@ -20,7 +20,7 @@
  */
 import { QuantlensError } from '../../core/errors.ts';
 import path from 'node:path';
-import { appendGraphFragment, encodeNode } from '../builder.ts';
+import { appendGraphFragment, encodeNode, encodeRankedValueInfo } from '../builder.ts';
 import { defaultOpset, readOnnxModel, scanFields, type NodeInfo, type OnnxModel, constantTensor, readTensorBytes } from '../model-reader.ts';
 import { DTYPE } from '../dtypes.ts';
 import { fields, ProtoWriter, str } from '../wire.ts';
@@ -98,17 +98,6 @@ function constInts(m: OnnxModel, name: string): number[] | undefined {
   return undefined;
 }
 
-function encodeValueInfo(w: ProtoWriter, name: string, elemType: number, rank: number): void {
-  w.string(1, name);
-  w.message(2, (tp) =>
-    tp.message(1, (tt) => {
-      tt.varint(1, elemType);
-      tt.message(2, (shape) => {
-        for (let i = 0; i < rank; i++) shape.message(1, () => {});
-      });
-    }),
-  );
-}
 
 const ONNX_CODE: Record<string, number> = { float32: DTYPE.float, float16: DTYPE.float16, float64: DTYPE.double, int64: DTYPE.int64 };
 
@@ -449,7 +438,7 @@ function writeModel(m: OnnxModel, mode: WeightMode, edit?: GraphEdit, tail?: Las
       const declared = f.field === 12 || f.field === 13 ? valueInfoName(read(f.start, f.end)) : undefined;
       if (declared !== undefined && tailOutputs.has(declared)) {
         const out = m.outputs.find((o) => o.name === declared);
-        if (f.field === 12 && out) g.message(12, (w) => encodeValueInfo(w, declared, out.elemType ?? DTYPE.float, out.dims?.length ?? 3));
+        if (f.field === 12 && out) g.message(12, (w) => encodeRankedValueInfo(w, declared, out.elemType ?? DTYPE.float, out.dims?.length ?? 3));
       } else if (rewritten) g.bytes(5, rewritten);
       else if (edit && f.field === 1 && f.start === edit.producer.range[0]) writeOverride(g, read(f.start, f.end), edit.T);
       else if (inTail) writeTailNode(g, read(f.start, f.end), inTail.r, tail!.slices.get(inTail.n) ?? []);
@@ -504,9 +493,9 @@ function appendAttribution(g: ProtoWriter, { T, tMeta, objectiveType, nodes, gra
   const { main, branch } = grad ? splitBackward(nodes, [OBJECTIVE_OUTPUT]) : { main: nodes, branch: [] };
   for (const n of main) g.message(1, (nw) => encodeNode(nw, n));
   if (grad) writeBackwardBranch(g, withLocalSlices(branch, tailSlices), grad, gradName(T), code, tMeta.shape.length);
-  g.message(11, (w) => encodeValueInfo(w, overrideName(T), code, tMeta.shape.length));
-  g.message(11, (w) => encodeValueInfo(w, TARGET_INPUT, DTYPE.int64, 1));
-  g.message(12, (w) => encodeValueInfo(w, OBJECTIVE_OUTPUT, ONNX_CODE[objectiveType], 1));
-  g.message(12, (w) => encodeValueInfo(w, gradName(T), code, tMeta.shape.length));
-  g.message(12, (w) => encodeValueInfo(w, originalName(T), code, tMeta.shape.length));
+  g.message(11, (w) => encodeRankedValueInfo(w, overrideName(T), code, tMeta.shape.length));
+  g.message(11, (w) => encodeRankedValueInfo(w, TARGET_INPUT, DTYPE.int64, 1));
+  g.message(12, (w) => encodeRankedValueInfo(w, OBJECTIVE_OUTPUT, ONNX_CODE[objectiveType], 1));
+  g.message(12, (w) => encodeRankedValueInfo(w, gradName(T), code, tMeta.shape.length));
+  g.message(12, (w) => encodeRankedValueInfo(w, originalName(T), code, tMeta.shape.length));
 }
