@@ -8,7 +8,8 @@
  *   s1 = Σx − n·shift                        (in read(), float64)
  *   s2 = Σ_g (BLOCKS·d²)_g                   d = xc − shift in float32; block sums as batched
  *                                            GEMVs, added in float64
- *   min / max over xc                        nearZero = Σ BLOCKS·[lo < xc < hi]   (exact)
+ *   min / max over xc                        nearZero = BLOCKS·[lo < xc < hi] over all rows, one
+ *                                            MatMulInteger GEMV of uint8 flags (exact, int32)
  *
  * BLOCKS [G, 1, 8] weighs each gathered row 1, or 0 for the repeats of the first real row that
  * fill the last block (harmless to min and max; read() subtracts them from Σx, which the graph
@@ -22,6 +23,14 @@
  * loop for these three (ReduceMin of one [2304, 1024] float32 tensor: 70 ms in one step, 15 ms in
  * two, on the shared 2-core machine), and in two steps takes its vectorised paths. Min and max are
  * exact either way; Σx only adds its float64 terms in another order.
+ *
+ * Where the fragment's time goes (bench/pipeline-profile.ts: ORT's profile, demo bench model,
+ * each node's min over 3 repeats per batch, as a share of the model's own kernel time, 2 threads,
+ * shared machine at load ≈ 8): float64 Σx 4.6 % (its Cast to float64 alone ≈ 4 %), compares
+ * 0.7 %, Gather 0.7 %, centred squares 0.7 %, min/max 0.4 %, counts 0.1 % (0.7 % as float32
+ * flags through a per-block MatMul and a ReduceSum: countInside); 7.2 % in all. Each site's nodes
+ * are emitted before the previous site's, so ORT runs them right after that site's activation
+ * rather than all after the last site's (blockMomentsFragment).
  *
  * Accuracy (test/onnx/block-moments.test.ts bounds it against a float64 brute force): the mean is
  * Σx/n in float64 from the exact float32 values, as the brute force computes it. Rounding d to
@@ -105,7 +114,13 @@ function countInside(nodes: Nodes, inits: Inits, v: (s: string) => string, width
 const WEIGHT_ROW = 'quantlens/bm/weight_row';
 const WEIGHT_ROW_U8 = 'quantlens/bm/weight_row_u8';
 
-/** Nodes computing the block moments of each tensor; `opset` is the model's default-domain opset. */
+/**
+ * Nodes computing the block moments of each tensor; `opset` is the model's default-domain opset.
+ * Each site's nodes come before the previous site's (the last site first, site 0 last): ORT's
+ * default execution order is a reverse DFS from the graph's leaves, highest node index first, so
+ * this order runs each site's statistics right after its activation is computed, while the
+ * tensor is still in cache, instead of all of them after the last site's (measured in the header).
+ */
 export function blockMomentsFragment(tensors: { name: string; width: number }[], opset: number): GraphFragment {
   const nodes: Nodes = [];
   const initializers: Inits = [];
@@ -115,7 +130,6 @@ export function blockMomentsFragment(tensors: { name: string; width: number }[],
     { name: REAL_ROWS, type: 'int32', dims: ['quantlens_gathered_rows'] },
     { name: BLOCKS, type: 'float', dims: ['quantlens_blocks', 1, BLOCK_ROWS] },
   ];
-  const outputs: NonNullable<GraphFragment['outputs']> = [];
   // The shift divides by every gathered row, so a constant column's shift is exact (and its M2 0).
   nodes.push({ opType: 'Shape', inputs: [REAL_ROWS], outputs: ['quantlens/bm/gathered'] });
   nodes.push({ opType: 'Cast', inputs: ['quantlens/bm/gathered'], outputs: ['quantlens/bm/n64'], attrs: { to: 11 } });
@@ -124,38 +138,51 @@ export function blockMomentsFragment(tensors: { name: string; width: number }[],
   initializers.push({ name: 'quantlens/bm/flat', ...tensor('int64', [1], BigInt64Array.from([-1n])) });
   nodes.push({ opType: 'Reshape', inputs: [BLOCKS, 'quantlens/bm/row_shape'], outputs: [WEIGHT_ROW] });
   if (opset >= 10) nodes.push({ opType: 'Cast', inputs: [WEIGHT_ROW], outputs: [WEIGHT_ROW_U8], attrs: { to: 2 } });
-  tensors.forEach((t, k) => {
+  const sites = tensors.map((t, k) => siteNodes(t, k, opset));
+  for (const site of [...sites].reverse()) nodes.push(...site.nodes);
+  for (const site of sites) initializers.push(...site.initializers);
+  // Named after their outputs, so ORT's profile names them (unnamed nodes get a counter).
+  for (const node of nodes) node.name ??= node.outputs[0];
+  const outputs = tensors.flatMap((_, k) => {
     const n = blockMomentsNames(k);
-    const v = (s: string) => `quantlens/bm_${k}/${s}`;
-    initializers.push({ name: v('rows_shape'), ...tensor('int64', [2], BigInt64Array.from([-1n, BigInt(t.width)])) });
-    initializers.push({ name: v('blocks_shape'), ...tensor('int64', [3], BigInt64Array.from([-1n, BigInt(BLOCK_ROWS), BigInt(t.width)])) });
-    // A same-type Cast is removed by ORT's optimizer; it keeps the fragment correct for any float input.
-    nodes.push({ opType: 'Cast', inputs: [t.name], outputs: [v('xf')], attrs: { to: 1 } });
-    nodes.push({ opType: 'Reshape', inputs: [v('xf'), v('rows_shape')], outputs: [v('x2d')] });
-    nodes.push({ opType: 'Gather', inputs: [v('x2d'), REAL_ROWS], outputs: [v('xg')], attrs: { axis: 0 } });
-    nodes.push({ opType: 'Reshape', inputs: [v('xg'), v('blocks_shape')], outputs: [v('xc')] });
-    // Each reduction runs within the blocks first (axis 1), then across them: see the header.
-    reduceInTwo(nodes, initializers, 'ReduceMin', v('xc'), n.min, opset);
-    reduceInTwo(nodes, initializers, 'ReduceMax', v('xc'), n.max, opset);
-    // Σx in float64 over every gathered row (the mean is read off it: see the header); read()
-    // takes the weight-0 repeats back out. The shift needs only be near the mean: repeats stay in it.
-    nodes.push({ opType: 'Cast', inputs: [v('xc')], outputs: [v('x64')], attrs: { to: 11 } });
-    reduceInTwo(nodes, initializers, 'ReduceSum', v('x64'), n.sum, opset);
-    nodes.push({ opType: 'Div', inputs: [n.sum, 'quantlens/bm/n64'], outputs: [v('mean64')] });
-    nodes.push({ opType: 'Cast', inputs: [v('mean64')], outputs: [n.shift], attrs: { to: 1 } });
-    nodes.push({ opType: 'Sub', inputs: [v('xc'), n.shift], outputs: [v('d')] });
-    nodes.push({ opType: 'Mul', inputs: [v('d'), v('d')], outputs: [v('d2')] });
-    nodes.push({ opType: 'Gather', inputs: [v('xg'), 'quantlens/bm/zero'], outputs: [n.first], attrs: { axis: 0 } });
-    nodes.push({ opType: 'MatMul', inputs: [BLOCKS, v('d2')], outputs: [v('s2_blocks')] });
-    nodes.push({ opType: 'Cast', inputs: [v('s2_blocks')], outputs: [v('s2_blocks64')], attrs: { to: 11 } });
-    reduce(nodes, initializers, 'ReduceSum', v('s2_blocks64'), n.s2, [0, 1], 0, opset);
-    nodes.push({ opType: 'Greater', inputs: [v('xc'), NEAR_LO], outputs: [v('above')] });
-    nodes.push({ opType: 'Less', inputs: [v('xc'), NEAR_HI], outputs: [v('below')] });
-    nodes.push({ opType: 'And', inputs: [v('above'), v('below')], outputs: [v('inside')] });
-    countInside(nodes, initializers, v, t.width, n.nearZero, opset);
-    outputs.push({ name: n.first }, { name: n.shift }, { name: n.sum }, { name: n.s2 }, { name: n.min }, { name: n.max }, { name: n.nearZero });
+    return [n.first, n.shift, n.sum, n.s2, n.min, n.max, n.nearZero].map((name) => ({ name }));
   });
   return { nodes, initializers, inputs, outputs };
+}
+
+/** The nodes (and their constants) of site k's statistics, reading tensor `t`. */
+function siteNodes(t: { name: string; width: number }, k: number, opset: number): { nodes: Nodes; initializers: Inits } {
+  const nodes: Nodes = [];
+  const initializers: Inits = [];
+  const n = blockMomentsNames(k);
+  const v = (s: string) => `quantlens/bm_${k}/${s}`;
+  initializers.push({ name: v('rows_shape'), ...tensor('int64', [2], BigInt64Array.from([-1n, BigInt(t.width)])) });
+  initializers.push({ name: v('blocks_shape'), ...tensor('int64', [3], BigInt64Array.from([-1n, BigInt(BLOCK_ROWS), BigInt(t.width)])) });
+  // A same-type Cast is removed by ORT's optimizer; it keeps the fragment correct for any float input.
+  nodes.push({ opType: 'Cast', inputs: [t.name], outputs: [v('xf')], attrs: { to: 1 } });
+  nodes.push({ opType: 'Reshape', inputs: [v('xf'), v('rows_shape')], outputs: [v('x2d')] });
+  nodes.push({ opType: 'Gather', inputs: [v('x2d'), REAL_ROWS], outputs: [v('xg')], attrs: { axis: 0 } });
+  nodes.push({ opType: 'Reshape', inputs: [v('xg'), v('blocks_shape')], outputs: [v('xc')] });
+  // Each reduction runs within the blocks first (axis 1), then across them: see the header.
+  reduceInTwo(nodes, initializers, 'ReduceMin', v('xc'), n.min, opset);
+  reduceInTwo(nodes, initializers, 'ReduceMax', v('xc'), n.max, opset);
+  // Σx in float64 over every gathered row (the mean is read off it: see the header); read()
+  // takes the weight-0 repeats back out. The shift needs only be near the mean: repeats stay in it.
+  nodes.push({ opType: 'Cast', inputs: [v('xc')], outputs: [v('x64')], attrs: { to: 11 } });
+  reduceInTwo(nodes, initializers, 'ReduceSum', v('x64'), n.sum, opset);
+  nodes.push({ opType: 'Div', inputs: [n.sum, 'quantlens/bm/n64'], outputs: [v('mean64')] });
+  nodes.push({ opType: 'Cast', inputs: [v('mean64')], outputs: [n.shift], attrs: { to: 1 } });
+  nodes.push({ opType: 'Sub', inputs: [v('xc'), n.shift], outputs: [v('d')] });
+  nodes.push({ opType: 'Mul', inputs: [v('d'), v('d')], outputs: [v('d2')] });
+  nodes.push({ opType: 'Gather', inputs: [v('xg'), 'quantlens/bm/zero'], outputs: [n.first], attrs: { axis: 0 } });
+  nodes.push({ opType: 'MatMul', inputs: [BLOCKS, v('d2')], outputs: [v('s2_blocks')] });
+  nodes.push({ opType: 'Cast', inputs: [v('s2_blocks')], outputs: [v('s2_blocks64')], attrs: { to: 11 } });
+  reduce(nodes, initializers, 'ReduceSum', v('s2_blocks64'), n.s2, [0, 1], 0, opset);
+  nodes.push({ opType: 'Greater', inputs: [v('xc'), NEAR_LO], outputs: [v('above')] });
+  nodes.push({ opType: 'Less', inputs: [v('xc'), NEAR_HI], outputs: [v('below')] });
+  nodes.push({ opType: 'And', inputs: [v('above'), v('below')], outputs: [v('inside')] });
+  countInside(nodes, initializers, v, t.width, n.nearZero, opset);
+  return { nodes, initializers };
 }
 
 /** The batch geometry the feeds are built from. */
