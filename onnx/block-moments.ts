@@ -24,13 +24,12 @@
  * two, on the shared 2-core machine), and in two steps takes its vectorised paths. Min and max are
  * exact either way; Σx only adds its float64 terms in another order.
  *
- * Where the fragment's time goes (bench/pipeline-profile.ts: ORT's profile, demo bench model,
- * each node's min over 3 repeats per batch, as a share of the model's own kernel time, 2 threads,
- * shared machine at load ≈ 8): float64 Σx 4.6 % (its Cast to float64 alone ≈ 4 %), compares
- * 0.7 %, Gather 0.7 %, centred squares 0.7 %, min/max 0.4 %, counts 0.1 % (0.7 % as float32
- * flags through a per-block MatMul and a ReduceSum: countInside); 7.2 % in all. Each site's nodes
- * are emitted before the previous site's, so ORT runs them right after that site's activation
- * rather than all after the last site's (blockMomentsFragment).
+ * Where the fragment's time goes (bench/pipeline-profile.ts: ORT's profile of the pipeline's
+ * session, each node's min over 3 repeats per batch, as a share of the model's own kernel time;
+ * `npm run bench -- --only pipeline` on the shared 2-core machine at load 5–10): demo bench model
+ * 14.2 % in all: float64 Σx 5.2 % (mostly its Cast to float64), centred squares 3.4 %, min/max
+ * 1.9 %, compares 1.6 %, Gather 1.5 %, counts 0.6 %; the 51M bench model 1.0 % in all. The
+ * shares move with the load (7.2 % in all on the demo model at load ≈ 8 in another run).
  *
  * Accuracy (test/onnx/block-moments.test.ts bounds it against a float64 brute force): the mean is
  * Σx/n in float64 from the exact float32 values, as the brute force computes it. Rounding d to
