@@ -39,6 +39,18 @@ function printModel(m: ModelThroughput, goal: number): void {
       ],
     ),
   );
+  printStatsProfile(m);
+}
+
+function printStatsProfile(m: ModelThroughput): void {
+  const p = m.statsProfile;
+  console.log(`the statistics by part (ORT's profile of the pipeline's session, each node's min over ${p.repeats} repeats per batch), as shares of the model's own kernel time (${fixed(p.modelMs / 1000, 2)} s):`);
+  console.log(
+    formatTable(
+      [{ title: 'part' }, { title: 'ms', align: 'right' }, { title: 'share of model', align: 'right' }],
+      [...p.parts.map((x) => [x.part, fixed(x.ms, 1), percent(x.share, 2)]), ['= all statistics', fixed(p.parts.reduce((a, x) => a + x.ms, 0), 1), percent(p.share, 2)]],
+    ),
+  );
 }
 
 export function printThroughput(r: ThroughputResult): void {

@@ -33,6 +33,7 @@ import type { Batch } from '../core/types.ts';
 import { benchGoal, TimeAccount, median, roundRobin, wrapMethod, writeSyntheticJsonl, type BenchGoal, type SyntheticOptions } from './lib.ts';
 import { demoBenchModel, largeBenchModel, type PipelineBenchModel } from './pipeline-models.ts';
 import { stageBreakdown, type StageBreakdown } from './pipeline-stages.ts';
+import { profileStatistics, type StatisticsProfile } from './pipeline-profile.ts';
 import { benchEndOfRun, type EndOfRunResult } from './end-of-run.ts';
 
 export { benchConfig, PROMPT_TEMPLATE, type BenchConfigOptions } from './bench-config.ts';
@@ -168,6 +169,8 @@ export interface ModelThroughput {
   /** The same in CPU seconds. */
   statsCpuOverhead: number;
   stages: StageBreakdown;
+  /** The statistics by part, from ORT's profile of the pipeline's session (pipeline-profile.ts). */
+  statsProfile: StatisticsProfile;
 }
 
 export interface ThroughputResult {
@@ -264,6 +267,7 @@ export async function benchModelThroughput(bench: PipelineBenchModel, prompts: n
     rmSync(output, { recursive: true, force: true });
     const stages = await stageBreakdown(cfg);
     rmSync(output, { recursive: true, force: true });
+    const statsProfile = await profileStatistics(statsPlan, batches, tmpDir);
     return {
       model: { label: bench.label, dir: bench.dir, hiddenSize: bench.config.hiddenSize, intermediateSize: bench.config.intermediateSize, layers: bench.config.numLayers, parameters: bench.parameters },
       prompts,
@@ -277,6 +281,7 @@ export async function benchModelThroughput(bench: PipelineBenchModel, prompts: n
       statsOverhead: median(perRound.map((r) => r.bareTokensPerSecond / r.bareStatsTokensPerSecond - 1)),
       statsCpuOverhead: median(perRound.map((r) => r.statsCpuOverhead)),
       stages,
+      statsProfile,
     };
   } finally {
     await releasePlan(barePlan);

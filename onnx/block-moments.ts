@@ -8,7 +8,8 @@
  *   s1 = Σx − n·shift                        (in read(), float64)
  *   s2 = Σ_g (BLOCKS·d²)_g                   d = xc − shift in float32; block sums as batched
  *                                            GEMVs, added in float64
- *   min / max over xc                        nearZero = Σ BLOCKS·[lo < xc < hi]   (exact)
+ *   min / max over xc                        nearZero = BLOCKS·[lo < xc < hi] over all rows, one
+ *                                            MatMulInteger GEMV of uint8 flags (exact, int32)
  *
  * BLOCKS [G, 1, 8] weighs each gathered row 1, or 0 for the repeats of the first real row that
  * fill the last block (harmless to min and max; read() subtracts them from Σx, which the graph
@@ -22,6 +23,13 @@
  * loop for these three (ReduceMin of one [2304, 1024] float32 tensor: 70 ms in one step, 15 ms in
  * two, on the shared 2-core machine), and in two steps takes its vectorised paths. Min and max are
  * exact either way; Σx only adds its float64 terms in another order.
+ *
+ * Where the fragment's time goes (bench/pipeline-profile.ts: ORT's profile of the pipeline's
+ * session, each node's min over 3 repeats per batch, as a share of the model's own kernel time;
+ * `npm run bench -- --only pipeline` on the shared 2-core machine at load 5–10): demo bench model
+ * 14.2 % in all: float64 Σx 5.2 % (mostly its Cast to float64), centred squares 3.4 %, min/max
+ * 1.9 %, compares 1.6 %, Gather 1.5 %, counts 0.6 %; the 51M bench model 1.0 % in all. The
+ * shares move with the load (7.2 % in all on the demo model at load ≈ 8 in another run).
  *
  * Accuracy (test/onnx/block-moments.test.ts bounds it against a float64 brute force): the mean is
  * Σx/n in float64 from the exact float32 values, as the brute force computes it. Rounding d to
@@ -85,7 +93,35 @@ function reduceInTwo(nodes: Nodes, inits: Inits, op: string, input: string, outp
   reduce(nodes, inits, op, `${output}/blocks`, output, [0], 0, opset);
 }
 
-/** Nodes computing the block moments of each tensor; `opset` is the model's default-domain opset. */
+/**
+ * nearZero = BLOCKS·inside as one GEMV over all gathered rows, exact: from opset 10 the 0/1 flags
+ * go to uint8 and MatMulInteger sums them in int32, so the full-size intermediate is one byte per
+ * value, not a float32 copy, and no second reduction follows; before opset 10, float32 flags and
+ * MatMul (exact below 2^24 rows). ORT's profile on the demo bench model, both forms in one run
+ * (each node's min over 6 repeats): 0.21 % of the model's kernel time, against 0.72 % for float32
+ * flags, a per-block MatMul and a ReduceSum.
+ */
+function countInside(nodes: Nodes, inits: Inits, v: (s: string) => string, width: number, output: string, opset: number): void {
+  const integer = opset >= 10;
+  inits.push({ name: v('flags_shape'), ...tensor('int64', [2], BigInt64Array.from([-1n, BigInt(width)])) });
+  nodes.push({ opType: 'Cast', inputs: [v('inside')], outputs: [v('inside_n')], attrs: { to: integer ? 2 : 1 } });
+  nodes.push({ opType: 'Reshape', inputs: [v('inside_n'), v('flags_shape')], outputs: [v('inside_rows')] });
+  nodes.push({ opType: integer ? 'MatMulInteger' : 'MatMul', inputs: [integer ? WEIGHT_ROW_U8 : WEIGHT_ROW, v('inside_rows')], outputs: [v('nz_row')] });
+  nodes.push({ opType: 'Reshape', inputs: [v('nz_row'), 'quantlens/bm/flat'], outputs: [output] });
+}
+
+/** BLOCKS as one row [1, G·8] (float32 and uint8), the weights of the count GEMV (countInside). */
+const WEIGHT_ROW = 'quantlens/bm/weight_row';
+const WEIGHT_ROW_U8 = 'quantlens/bm/weight_row_u8';
+
+/**
+ * Nodes computing the block moments of each tensor; `opset` is the model's default-domain opset.
+ * Each site's nodes come before the previous site's (the last site first, site 0 last): ORT's
+ * default execution order is a reverse DFS from the graph's leaves, highest node index first, so
+ * this order runs each site's statistics right after its activation is computed, while the
+ * tensor may still be in cache, instead of all of them after the last site's (ORT's profile shows
+ * the new order; its effect on time was within the shared machine's noise).
+ */
 export function blockMomentsFragment(tensors: { name: string; width: number }[], opset: number): GraphFragment {
   const nodes: Nodes = [];
   const initializers: Inits = [];
@@ -95,46 +131,59 @@ export function blockMomentsFragment(tensors: { name: string; width: number }[],
     { name: REAL_ROWS, type: 'int32', dims: ['quantlens_gathered_rows'] },
     { name: BLOCKS, type: 'float', dims: ['quantlens_blocks', 1, BLOCK_ROWS] },
   ];
-  const outputs: NonNullable<GraphFragment['outputs']> = [];
   // The shift divides by every gathered row, so a constant column's shift is exact (and its M2 0).
   nodes.push({ opType: 'Shape', inputs: [REAL_ROWS], outputs: ['quantlens/bm/gathered'] });
   nodes.push({ opType: 'Cast', inputs: ['quantlens/bm/gathered'], outputs: ['quantlens/bm/n64'], attrs: { to: 11 } });
   initializers.push({ name: 'quantlens/bm/zero', ...tensor('int64', [], BigInt64Array.of(0n)) });
-  tensors.forEach((t, k) => {
+  initializers.push({ name: 'quantlens/bm/row_shape', ...tensor('int64', [2], BigInt64Array.from([1n, -1n])) });
+  initializers.push({ name: 'quantlens/bm/flat', ...tensor('int64', [1], BigInt64Array.from([-1n])) });
+  nodes.push({ opType: 'Reshape', inputs: [BLOCKS, 'quantlens/bm/row_shape'], outputs: [WEIGHT_ROW] });
+  if (opset >= 10) nodes.push({ opType: 'Cast', inputs: [WEIGHT_ROW], outputs: [WEIGHT_ROW_U8], attrs: { to: 2 } });
+  const sites = tensors.map((t, k) => siteNodes(t, k, opset));
+  for (const site of [...sites].reverse()) nodes.push(...site.nodes);
+  for (const site of sites) initializers.push(...site.initializers);
+  // Named after their outputs, so ORT's profile names them (unnamed nodes get a counter).
+  for (const node of nodes) node.name ??= node.outputs[0];
+  const outputs = tensors.flatMap((_, k) => {
     const n = blockMomentsNames(k);
-    const v = (s: string) => `quantlens/bm_${k}/${s}`;
-    initializers.push({ name: v('rows_shape'), ...tensor('int64', [2], BigInt64Array.from([-1n, BigInt(t.width)])) });
-    initializers.push({ name: v('blocks_shape'), ...tensor('int64', [3], BigInt64Array.from([-1n, BigInt(BLOCK_ROWS), BigInt(t.width)])) });
-    // A same-type Cast is removed by ORT's optimizer; it keeps the fragment correct for any float input.
-    nodes.push({ opType: 'Cast', inputs: [t.name], outputs: [v('xf')], attrs: { to: 1 } });
-    nodes.push({ opType: 'Reshape', inputs: [v('xf'), v('rows_shape')], outputs: [v('x2d')] });
-    nodes.push({ opType: 'Gather', inputs: [v('x2d'), REAL_ROWS], outputs: [v('xg')], attrs: { axis: 0 } });
-    nodes.push({ opType: 'Reshape', inputs: [v('xg'), v('blocks_shape')], outputs: [v('xc')] });
-    // Each reduction runs within the blocks first (axis 1), then across them: see the header.
-    reduceInTwo(nodes, initializers, 'ReduceMin', v('xc'), n.min, opset);
-    reduceInTwo(nodes, initializers, 'ReduceMax', v('xc'), n.max, opset);
-    // Σx in float64 over every gathered row (the mean is read off it: see the header); read()
-    // takes the weight-0 repeats back out. The shift needs only be near the mean: repeats stay in it.
-    nodes.push({ opType: 'Cast', inputs: [v('xc')], outputs: [v('x64')], attrs: { to: 11 } });
-    reduceInTwo(nodes, initializers, 'ReduceSum', v('x64'), n.sum, opset);
-    nodes.push({ opType: 'Div', inputs: [n.sum, 'quantlens/bm/n64'], outputs: [v('mean64')] });
-    nodes.push({ opType: 'Cast', inputs: [v('mean64')], outputs: [n.shift], attrs: { to: 1 } });
-    nodes.push({ opType: 'Sub', inputs: [v('xc'), n.shift], outputs: [v('d')] });
-    nodes.push({ opType: 'Mul', inputs: [v('d'), v('d')], outputs: [v('d2')] });
-    nodes.push({ opType: 'Gather', inputs: [v('xg'), 'quantlens/bm/zero'], outputs: [n.first], attrs: { axis: 0 } });
-    nodes.push({ opType: 'MatMul', inputs: [BLOCKS, v('d2')], outputs: [v('s2_blocks')] });
-    nodes.push({ opType: 'Cast', inputs: [v('s2_blocks')], outputs: [v('s2_blocks64')], attrs: { to: 11 } });
-    reduce(nodes, initializers, 'ReduceSum', v('s2_blocks64'), n.s2, [0, 1], 0, opset);
-    nodes.push({ opType: 'Greater', inputs: [v('xc'), NEAR_LO], outputs: [v('above')] });
-    nodes.push({ opType: 'Less', inputs: [v('xc'), NEAR_HI], outputs: [v('below')] });
-    nodes.push({ opType: 'And', inputs: [v('above'), v('below')], outputs: [v('inside')] });
-    nodes.push({ opType: 'Cast', inputs: [v('inside')], outputs: [v('inside32')], attrs: { to: 1 } });
-    nodes.push({ opType: 'MatMul', inputs: [BLOCKS, v('inside32')], outputs: [v('nz_blocks')] });
-    // Counts of 0/1 stay exact in float32 while a batch has fewer than 2^24 real tokens.
-    reduce(nodes, initializers, 'ReduceSum', v('nz_blocks'), n.nearZero, [0, 1], 0, opset);
-    outputs.push({ name: n.first }, { name: n.shift }, { name: n.sum }, { name: n.s2 }, { name: n.min }, { name: n.max }, { name: n.nearZero });
+    return [n.first, n.shift, n.sum, n.s2, n.min, n.max, n.nearZero].map((name) => ({ name }));
   });
   return { nodes, initializers, inputs, outputs };
+}
+
+/** The nodes (and their constants) of site k's statistics, reading tensor `t`. */
+function siteNodes(t: { name: string; width: number }, k: number, opset: number): { nodes: Nodes; initializers: Inits } {
+  const nodes: Nodes = [];
+  const initializers: Inits = [];
+  const n = blockMomentsNames(k);
+  const v = (s: string) => `quantlens/bm_${k}/${s}`;
+  initializers.push({ name: v('rows_shape'), ...tensor('int64', [2], BigInt64Array.from([-1n, BigInt(t.width)])) });
+  initializers.push({ name: v('blocks_shape'), ...tensor('int64', [3], BigInt64Array.from([-1n, BigInt(BLOCK_ROWS), BigInt(t.width)])) });
+  // A same-type Cast is removed by ORT's optimizer; it keeps the fragment correct for any float input.
+  nodes.push({ opType: 'Cast', inputs: [t.name], outputs: [v('xf')], attrs: { to: 1 } });
+  nodes.push({ opType: 'Reshape', inputs: [v('xf'), v('rows_shape')], outputs: [v('x2d')] });
+  nodes.push({ opType: 'Gather', inputs: [v('x2d'), REAL_ROWS], outputs: [v('xg')], attrs: { axis: 0 } });
+  nodes.push({ opType: 'Reshape', inputs: [v('xg'), v('blocks_shape')], outputs: [v('xc')] });
+  // Each reduction runs within the blocks first (axis 1), then across them: see the header.
+  reduceInTwo(nodes, initializers, 'ReduceMin', v('xc'), n.min, opset);
+  reduceInTwo(nodes, initializers, 'ReduceMax', v('xc'), n.max, opset);
+  // Σx in float64 over every gathered row (the mean is read off it: see the header); read()
+  // takes the weight-0 repeats back out. The shift needs only be near the mean: repeats stay in it.
+  nodes.push({ opType: 'Cast', inputs: [v('xc')], outputs: [v('x64')], attrs: { to: 11 } });
+  reduceInTwo(nodes, initializers, 'ReduceSum', v('x64'), n.sum, opset);
+  nodes.push({ opType: 'Div', inputs: [n.sum, 'quantlens/bm/n64'], outputs: [v('mean64')] });
+  nodes.push({ opType: 'Cast', inputs: [v('mean64')], outputs: [n.shift], attrs: { to: 1 } });
+  nodes.push({ opType: 'Sub', inputs: [v('xc'), n.shift], outputs: [v('d')] });
+  nodes.push({ opType: 'Mul', inputs: [v('d'), v('d')], outputs: [v('d2')] });
+  nodes.push({ opType: 'Gather', inputs: [v('xg'), 'quantlens/bm/zero'], outputs: [n.first], attrs: { axis: 0 } });
+  nodes.push({ opType: 'MatMul', inputs: [BLOCKS, v('d2')], outputs: [v('s2_blocks')] });
+  nodes.push({ opType: 'Cast', inputs: [v('s2_blocks')], outputs: [v('s2_blocks64')], attrs: { to: 11 } });
+  reduce(nodes, initializers, 'ReduceSum', v('s2_blocks64'), n.s2, [0, 1], 0, opset);
+  nodes.push({ opType: 'Greater', inputs: [v('xc'), NEAR_LO], outputs: [v('above')] });
+  nodes.push({ opType: 'Less', inputs: [v('xc'), NEAR_HI], outputs: [v('below')] });
+  nodes.push({ opType: 'And', inputs: [v('above'), v('below')], outputs: [v('inside')] });
+  countInside(nodes, initializers, v, t.width, n.nearZero, opset);
+  return { nodes, initializers };
 }
 
 /** The batch geometry the feeds are built from. */
@@ -215,7 +264,7 @@ export class BlockMoments {
         s2: out[n.s2].data as Float64Array,
         min: out[n.min].data as Float32Array,
         max: out[n.max].data as Float32Array,
-        nearZero: Float64Array.from(out[n.nearZero].data as Float32Array),
+        nearZero: Float64Array.from(out[n.nearZero].data as Int32Array | Float32Array),
       };
     });
   }

@@ -6,15 +6,16 @@
  * the float64 terms). On an opset-17 model (axes as inputs for
  * ReduceSum, attributes for ReduceMin/Max), an opset-11 model (attributes everywhere), a built
  * model with activations far from zero and more than one block per batch, and right padding, and one
- * with activations centred near zero (|mean| ≈ 0.001·std).
+ * with activations centred near zero (|mean| ≈ 0.001·std); an opset-9 model (near-zero counts in float32,
+ * MatMulInteger comes at opset 10).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
 import { augmentForRun } from '../../onnx/augment.ts';
-import { BLOCK_ROWS, BlockMoments, blockFeeds } from '../../onnx/block-moments.ts';
-import { GraphBuilder } from '../../onnx/builder.ts';
+import { BLOCK_ROWS, BlockMoments, blockFeeds, blockMomentsFragment } from '../../onnx/block-moments.ts';
+import { appendGraphFragment, GraphBuilder } from '../../onnx/builder.ts';
 import { sharedPath } from '../helpers/shared.ts';
 import { rng, gaussian } from '../operators/estimators/synthetic.ts';
 
@@ -110,7 +111,9 @@ async function identityCase(x: Float32Array, B: number, T: number, width: number
   g.input('X', 'float', [B, T, width]);
   g.node('Identity', ['X'], ['Y']);
   g.output('Y', 'float', [B, T, width]);
-  const bytes = augmentForRun(g.toModel({ opset }), { captures: [], logitsName: 'Y', moments: { tensors: [{ name: 'Y', width }], opset } });
+  const moments1 = { tensors: [{ name: 'Y', width }], opset };
+  // augmentForRun's last-logits Slice takes inputs from opset 10: an opset-9 model gets the fragment alone.
+  const bytes = opset >= 10 ? augmentForRun(g.toModel({ opset }), { captures: [], logitsName: 'Y', moments: moments1 }) : appendGraphFragment(g.toModel({ opset }), blockMomentsFragment(moments1.tensors, opset));
   const s = await ort.InferenceSession.create(bytes);
   const moments = new BlockMoments([{ layer: 0, tensor: 'Y', width }], { lo: -0.1, hi: 0.1 });
   const out = await s.run({ X: new ort.Tensor('float32', x, [B, T, width]), ...moments.feeds({ lengths: Int32Array.from(lengths), seqLen: T, padSide }) });
@@ -161,6 +164,16 @@ test('activations centred near zero (|mean| ≈ 0.001·std), several blocks: wit
     const mean = sum / 944, got = m.shift[j] + m.s1[j] / 944;
     assert.ok(Math.abs(got - mean) <= 1e-6 * Math.abs(mean), `mean[${j}] ${got} vs ${mean}`);
   }
+  assert.ok(worst.worstM2 < 0.5 && worst.worstMean < 0.5, `errors well inside the bounds (${JSON.stringify(worst)})`);
+});
+
+test('opset 9 (before MatMulInteger): the float32 near-zero counts, same exact statistics', async () => {
+  const r = rng(3);
+  const B = 2, T = 40, W = 5;
+  const lengths = [40, 13]; // 53 real rows: 7 blocks, the last one partly repeats
+  const x = Float32Array.from({ length: B * T * W }, (_, i) => (i % W === 0 ? [-0.1, 0.1, 0.05][i % 3] : (i % W) * 0.02 + 0.05 * gaussian(r)));
+  const c = await identityCase(x, B, T, W, lengths, 'left', 9);
+  const worst = checkAgainstBruteForce(c);
   assert.ok(worst.worstM2 < 0.5 && worst.worstMean < 0.5, `errors well inside the bounds (${JSON.stringify(worst)})`);
 });
 
