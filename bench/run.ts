@@ -41,8 +41,8 @@ for (const s of scaleSizes ?? []) {
 const wanted = (section: string) => (only ? only.has(section) : (section !== 'parquet' && section !== 'scale') || all);
 
 const SIZES = quick
-  ? { throughputPrompts: 200, rounds: 2, endOfRun: [1_000, 2_000, 5_000], memory: [2_000, 20_000] as [number, number], prompts: 100, widePrompts: 24, quantizeArgs: ['1'], convertArgs: ['1'], attributionArgs: ['4'], parquetArgs: ['200000'] }
-  : { throughputPrompts: 600, rounds: 3, endOfRun: [5_000, 10_000, 20_000], memory: [10_000, 100_000] as [number, number], prompts: 300, widePrompts: 64, quantizeArgs: [] as string[], convertArgs: [] as string[], attributionArgs: [] as string[], parquetArgs: [] as string[] };
+  ? { throughputPrompts: 200, rounds: 2, endOfRun: [1_000, 2_000, 5_000], memory: [2_000, 20_000] as [number, number], memoryRounds: 3, prompts: 100, widePrompts: 24, quantizeArgs: ['1'], convertArgs: ['1'], attributionArgs: ['4'], parquetArgs: ['200000'] }
+  : { throughputPrompts: 600, rounds: 3, endOfRun: [5_000, 10_000, 20_000], memory: [10_000, 100_000] as [number, number], memoryRounds: 1, prompts: 300, widePrompts: 64, quantizeArgs: [] as string[], convertArgs: [] as string[], attributionArgs: [] as string[], parquetArgs: [] as string[] };
 
 const log = (line: string) => process.stderr.write(`  · ${line}\n`);
 const verdict = (met: boolean) => (met ? 'goal met' : 'GOAL MISSED');
@@ -53,14 +53,15 @@ function heading(title: string): void {
 
 function printMemory(r: MemoryResult): void {
   heading('2. Peak RSS vs dataset size (separate child processes, CLI `run --quiet`)');
-  console.log('model: tiny demo; measures [predictions, neurons]; layers first, middle, last; prompts of 3–8 words');
+  console.log('model: tiny demo; measures [predictions, neurons]; layers first, middle, last; prompts of 3–8 words; checkpoint every 10 batches');
   console.log(
     formatTable(
       [{ title: 'prompts', align: 'right' }, { title: 'peak RSS MiB', align: 'right' }, { title: 'seconds', align: 'right' }, { title: 'source' }],
       r.runs.map((x) => [x.prompts.toLocaleString('en'), fixed(x.peakRssMiB, 1), fixed(x.seconds, 1), x.source]),
     ),
   );
-  console.log(`peak RSS ratio ${r.runs[1].prompts.toLocaleString('en')} ÷ ${r.runs[0].prompts.toLocaleString('en')}: ${fixed(r.ratio, 3)}   goal ≤ ${r.goal.toFixed(2)}: ${verdict(r.ratio <= r.goal)}`);
+  const [a, b] = r.points;
+  console.log(`median peak RSS ${fixed(a.peakRssMiB, 1)} / ${fixed(b.peakRssMiB, 1)} MiB; ratio ${b.prompts.toLocaleString('en')} ÷ ${a.prompts.toLocaleString('en')}: ${fixed(r.ratio, 3)}   goal ≤ ${r.goal.toFixed(2)}: ${verdict(r.ratio <= r.goal)}`);
 }
 
 function printEstimatorRun(e: EstimatorRun): void {
@@ -171,7 +172,7 @@ async function main(): Promise<void> {
   console.log(`quantlens bench (${quick ? 'quick' : 'full'}): ${os.availableParallelism()} cores, Node ${process.version}, load average ${os.loadavg()[0].toFixed(2)} at start`);
   try {
     if (wanted('pipeline')) await section('pipeline', results, () => benchPipelineThroughput({ prompts: SIZES.throughputPrompts, rounds: SIZES.rounds, endOfRunSizes: SIZES.endOfRun, tmpDir, log }), printThroughput);
-    if (wanted('memory')) await section('memory', results, () => benchMemory({ sizes: SIZES.memory, tmpDir, log }), printMemory);
+    if (wanted('memory')) await section('memory', results, () => benchMemory({ sizes: SIZES.memory, rounds: SIZES.memoryRounds, tmpDir, log }), printMemory);
     if (wanted('estimators')) await section('estimators', results, () => benchEstimators({ prompts: SIZES.prompts, widePrompts: SIZES.widePrompts, tmpDir, log }), printEstimators);
     if (wanted('scale')) await section('scale', results, () => benchScale({ sizes: scaleSizes ?? (quick ? ['0.1B'] : Object.keys(SCALE_SIZES)), prompts: quick ? 4 : 16, tmpDir, log }), printScale);
     const scripts: Record<string, unknown>[] = [];

@@ -3,68 +3,53 @@
  * per-example (confidence, correct) records — so ACE is exact for any dataset size.
  */
 import path from 'node:path';
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import type { Plan } from './plan.ts';
 import { calibrationSummary } from '../operators/estimators/calibration.ts';
 import { writeParquetTable } from '../sinks/parquet.ts';
-import { GrowableArray } from '../core/growable-array.ts';
+import { readPredictionColumns } from '../sinks/prediction-columns.ts';
 import { CALIBRATION_COLUMNS, toColumns } from '../sinks/output-schemas.ts';
 
-/** One precision's (confidence, correct, example_id) columns: 13 bytes per example, grown by doubling. */
-export class CalibrationColumns {
-  readonly conf = new GrowableArray(Float64Array);
-  readonly correct = new GrowableArray(Uint8Array);
-  readonly ids = new GrowableArray(Int32Array);
-
-  get length(): number {
-    return this.conf.length;
-  }
-
-  push(conf: number, correct: boolean, id: number): void {
-    this.conf.push(conf);
-    this.correct.push(correct ? 1 : 0);
-    this.ids.push(id);
-  }
+/** One precision's (confidence, correct, example_id) columns, in file order: 13 bytes per example. */
+export interface CalibrationColumns {
+  readonly length: number;
+  readonly conf: Float64Array;
+  readonly correct: Uint8Array;
+  readonly ids: Int32Array;
 }
 
 /**
- * The (confidence, correct, example_id) columns per precision, read one row group at a time so
- * only one group's row objects exist at once; the result is three typed columns (13 bytes per
- * example and precision, up to twice that while one grows), which is what exact ACE needs.
+ * The (confidence, correct, example_id) columns per precision, in order of first appearance:
+ * predictions.parquet read column-wise (sinks/prediction-columns.ts, 15 bytes per row, no row
+ * objects), then each precision's rows copied into columns of exactly their count.
  */
-export async function readPredictionColumns(file: string): Promise<Map<string, CalibrationColumns>> {
-  const buf = await asyncBufferFromFile(file);
-  const metadata = await parquetMetadataAsync(buf);
-  const by = new Map<string, CalibrationColumns>();
-  let rowStart = 0;
-  for (const group of metadata.row_groups) {
-    const rowEnd = rowStart + Number(group.num_rows);
-    const rows = (await parquetReadObjects({ file: buf, metadata, columns: ['example_id', 'precision', 'confidence', 'correct'], rowStart, rowEnd })) as {
-      example_id: number;
-      precision: string;
-      confidence: number;
-      correct: boolean;
-    }[];
-    for (const r of rows) {
-      let e = by.get(r.precision);
-      if (!e) by.set(r.precision, (e = new CalibrationColumns()));
-      e.push(r.confidence, r.correct, r.example_id);
-    }
-    rowStart = rowEnd;
+export async function calibrationColumns(file: string): Promise<Map<string, CalibrationColumns>> {
+  const all = await readPredictionColumns(file, ['example_id', 'precision', 'confidence', 'correct']);
+  const p = all.precision!;
+  const counts = new Int32Array(p.values.length);
+  for (let i = 0; i < all.length; i++) counts[p.ids[i]]++;
+  const cols = p.values.map((_, k) => ({ length: counts[k], conf: new Float64Array(counts[k]), correct: new Uint8Array(counts[k]), ids: new Int32Array(counts[k]) }));
+  const filled = new Int32Array(cols.length);
+  for (let i = 0; i < all.length; i++) {
+    const k = p.ids[i];
+    const c = cols[k];
+    const j = filled[k]++;
+    c.conf[j] = all.confidence![i];
+    c.correct[j] = all.correct![i];
+    c.ids[j] = all.exampleId![i];
   }
-  return by;
+  return new Map(p.values.map((name, k) => [name, cols[k]]));
 }
 
 /** Headline calibration numbers per precision (always), and calibration.parquet when asked. */
 export async function writeCalibration(plan: Plan, outDir: string, writeTable: boolean): Promise<Record<string, Record<string, unknown>>> {
   const { cfg } = plan;
-  const by = await readPredictionColumns(path.join(outDir, 'predictions.parquet'));
+  const by = await calibrationColumns(path.join(outDir, 'predictions.parquet'));
   const out: Record<string, Record<string, unknown>> = {};
   const rows: Record<string, unknown>[] = [];
   for (const precision of cfg.precisions) {
     const e = by.get(precision);
     if (!e) continue;
-    const s = calibrationSummary(e.conf.view(), e.correct.view(), e.ids.view(), {
+    const s = calibrationSummary(e.conf, e.correct, e.ids, {
       widthBins: cfg.calibration.bins,
       resamples: cfg.calibration.bootstrap,
       seed: cfg.calibration.seed,

@@ -6,6 +6,9 @@
  * per row, shredded per value) and is an order of magnitude slower, which would cost more than the
  * 5% of pipeline time the issue allows. hyparquet-writer's ParquetWriter writes one row group per
  * call and hands each finished group to our file writer, so we buffer at most one row group.
+ * That buffer grows with the rows it holds and is reused from group to group: a checkpoint part
+ * of a few thousand rows must not allocate (and leave as old-generation garbage) a whole row
+ * group's worth of columns, twice, each time it is opened and closed.
  * The library stays behind this one interface (openParquetSink / writeParquetTable).
  *
  * Files are written under a temporary name (core/held-file.ts) and renamed on close(); abort()
@@ -39,6 +42,8 @@ export interface ParquetSink {
 
 export const DEFAULT_ROW_GROUP_ROWS = 65_536;
 
+const INITIAL_BYTES = 64 << 10;
+
 /** hyparquet-writer's ByteWriter that appends each finished row group to an open file. */
 class FileByteWriter extends ByteWriter {
   constructor(
@@ -46,7 +51,8 @@ class FileByteWriter extends ByteWriter {
     /** Named in a write error (ENOSPC): Node's own message names no file. */
     private readonly finalPath: string,
   ) {
-    super(1 << 20);
+    // Small to start (a checkpoint part is tens of kB); ByteWriter doubles it when a group needs more.
+    super(INITIAL_BYTES);
   }
   async flush(): Promise<void> {
     if (this.index === 0) return;
@@ -56,7 +62,7 @@ class FileByteWriter extends ByteWriter {
     this.index = 0;
     // A very wide row group may have grown the buffer; give the memory back between groups.
     if (this.buffer.byteLength > 64 << 20) {
-      this.buffer = new ArrayBuffer(1 << 20);
+      this.buffer = new ArrayBuffer(INITIAL_BYTES);
       this.view = new DataView(this.buffer);
     }
   }
@@ -113,6 +119,27 @@ function newBuffer(spec: ColumnSpec, rows: number): Buffer {
   }
   return new Array(rows);
 }
+
+/** `b` moved into a buffer of `rows` rows (its first `filled` rows kept). */
+function grownBuffer(spec: ColumnSpec, b: Buffer, filled: number, rows: number): Buffer {
+  const next = newBuffer(spec, rows);
+  if (Array.isArray(b)) for (let i = 0; i < filled; i++) (next as unknown[])[i] = b[i];
+  else (next as Int32Array).set((b as Int32Array).subarray(0, filled));
+  return next;
+}
+
+/** The first `filled` rows of a buffer, without copying (a typed view, or the array cut to length: it is not used after). */
+function filledPart(b: Buffer, filled: number): Buffer {
+  if (b.length === filled) return b;
+  if (Array.isArray(b)) {
+    b.length = filled;
+    return b;
+  }
+  return (b as Int32Array).subarray(0, filled);
+}
+
+/** First capacity of a sink's buffers; they double from there up to one row group. */
+const INITIAL_BUFFER_ROWS = 1024;
 
 const INT32_MIN = -2147483648;
 const INT32_MAX = 2147483647;
@@ -208,6 +235,8 @@ function checkColumns(finalPath: string, columns: ColumnSpec[], rowGroupRows: nu
 /** Column-wise rows buffered up to one row group, written through hyparquet-writer to a HeldFile. */
 class ParquetFileSink implements ParquetSink {
   private buffers: Buffer[];
+  /** Rows the buffers hold room for (≤ rowGroupRows). */
+  private capacity: number;
   private filled = 0;
   private written = 0;
   private out: FileByteWriter;
@@ -221,22 +250,33 @@ class ParquetFileSink implements ParquetSink {
       kvMetadata: Object.entries(metadata).map(([key, value]) => ({ key, value })),
       createdBy: 'quantlens (hyparquet-writer)',
     });
-    this.buffers = columns.map((c) => newBuffer(c, rowGroupRows));
+    this.capacity = Math.min(rowGroupRows, INITIAL_BUFFER_ROWS);
+    this.buffers = columns.map((c) => newBuffer(c, this.capacity));
   }
 
   get rows(): number {
     return this.written;
   }
 
+  /** Room for `rows` buffered rows, doubling the capacity (at most one row group). */
+  private reserve(rows: number): void {
+    if (rows <= this.capacity) return;
+    let cap = this.capacity * 2;
+    while (cap < rows) cap *= 2;
+    cap = Math.min(cap, this.rowGroupRows);
+    this.buffers = this.columns.map((c, j) => grownBuffer(c, this.buffers[j], this.filled, cap));
+    this.capacity = cap;
+  }
+
+  /**
+   * Encode the buffered rows as one row group. A full group leaves the buffers to be refilled
+   * (the writer copies what it encodes); a partial one is the last (close), so they may be cut.
+   */
   private async writeGroup(): Promise<void> {
     if (this.filled === 0) return;
-    const columnData = this.columns.map((c, j) => {
-      const b = this.buffers[j];
-      return { name: c.name, data: (this.filled === this.rowGroupRows ? b : b.slice(0, this.filled)) as never };
-    });
+    const columnData = this.columns.map((c, j) => ({ name: c.name, data: filledPart(this.buffers[j], this.filled) as never }));
     await this.pq.write({ columnData, rowGroupSize: this.filled });
     await this.out.flush();
-    this.buffers = this.columns.map((c) => newBuffer(c, this.rowGroupRows));
     this.filled = 0;
   }
 
@@ -262,6 +302,7 @@ class ParquetFileSink implements ParquetSink {
     try {
       for (let off = 0; off < n; ) {
         const take = Math.min(n - off, this.rowGroupRows - this.filled);
+        this.reserve(this.filled + take);
         for (let j = 0; j < this.columns.length; j++) copyColumn(this.columns[j], this.buffers[j], this.filled, data[this.columns[j].name], off, take, fail, this.written);
         this.filled += take;
         this.written += take;
@@ -278,6 +319,7 @@ class ParquetFileSink implements ParquetSink {
   close(): Promise<void> {
     return this.f.close(async () => {
       await this.writeGroup();
+      this.buffers = [];
       this.pq.finish();
       await this.out.flush();
     });

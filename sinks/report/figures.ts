@@ -37,11 +37,12 @@ export function precisionMetric(run: RunData, precision: string, metric: Precisi
     if (!bins.length) return undefined;
     return { value: bins.reduce((a, b) => a + Math.abs(b.accuracy - b.mean_confidence), 0) / bins.length, source: 'calibration' };
   }
-  const rows = (run.predictions ?? []).filter((p) => p.precision === precision);
+  const preds = run.predictions;
+  const rows = preds?.rowsOf(precision) ?? [];
   if (!rows.length) return undefined;
   const value = metric === 'accuracy'
-    ? rows.reduce((a, p) => a + (p.correct ? 1 : 0), 0) / rows.length
-    : rows.reduce((a, p) => a + p.confidence, 0) / rows.length;
+    ? rows.reduce((a, i) => a + preds!.correct![i], 0) / rows.length
+    : rows.reduce((a, i) => a + preds!.confidence![i], 0) / rows.length;
   return { value, source: 'predictions' };
 }
 

@@ -8,6 +8,9 @@ import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { QuantlensError } from '../../core/errors.ts';
+import { readPredictionColumns, type PredictionColumns, type PredictionField } from '../prediction-columns.ts';
+
+export type { PredictionColumns, PredictionRow } from '../prediction-columns.ts';
 
 export interface PrecisionSummary {
   examples?: number;
@@ -36,9 +39,8 @@ export interface RunSummary {
   salience?: Record<string, Record<string, { union_count?: number }>>;
 }
 
-const PREDICTION_COLUMNS = ['example_id', 'precision', 'gold', 'predicted_token_id', 'predicted_token', 'confidence', 'correct'];
+const PREDICTION_COLUMNS: PredictionField[] = ['example_id', 'precision', 'gold', 'predicted_token_id', 'predicted_token', 'confidence', 'correct'];
 
-export interface PredictionRow { example_id: number; precision: string; gold: string; predicted_token_id: number; predicted_token: string; confidence: number; correct: boolean }
 export interface CalibrationRow { precision: string; scheme: string; bin: number; count: number; accuracy: number; mean_confidence: number; lo: number; hi: number }
 export interface NeuronRow { layer: number; tensor: string; neuron: number; precision: string; count: number; mean: number; variance: number; min: number; max: number; near_zero_fraction: number }
 export interface DeadRow { layer: number; precision: string; dead_count: number; total: number; dead_ids: number[] }
@@ -55,7 +57,8 @@ export interface RunData {
   /** Dataset name for panels: file name of summary.dataset.path without extension, else the run name. */
   dataset: string;
   summary?: RunSummary;
-  predictions?: PredictionRow[];
+  /** Typed columns, not row objects: one per example and precision would be most of the report's memory. */
+  predictions?: PredictionColumns;
   calibration?: CalibrationRow[];
   neurons?: NeuronRow[];
   dead?: DeadRow[];
@@ -122,9 +125,10 @@ export async function loadRun(dir: string): Promise<RunData> {
   if (!existsSync(dir)) throw new QuantlensError('IO', 'run folder does not exist', dir);
   const summary = await readSummary(path.join(dir, 'summary.json'));
   // Predictions feed the table of flipped examples (and headline numbers a summary lacks). Only the
-  // columns the report uses are read: ~50 bytes per example and precision in memory.
+  // columns the report uses are read, as typed columns: ~30 bytes per example and precision.
+  const predictionsFile = path.join(dir, 'predictions.parquet');
   const [predictions, calibration, neurons, dead, correlation, agreement, salience] = await Promise.all([
-    readParquet<PredictionRow>(path.join(dir, 'predictions.parquet'), PREDICTION_COLUMNS),
+    existsSync(predictionsFile) ? readPredictionColumns(predictionsFile, PREDICTION_COLUMNS) : undefined,
     readParquet<CalibrationRow>(path.join(dir, 'calibration.parquet')),
     readParquet<NeuronRow>(path.join(dir, 'neurons.parquet')),
     readParquet<DeadRow>(path.join(dir, 'dead.parquet')),
@@ -162,7 +166,8 @@ export function precisionsOf(run: RunData): string[] {
   const add = (p: unknown) => { if (typeof p === 'string' && !seen.includes(p)) seen.push(p); };
   if (run.summary?.reference && run.summary.precisions && run.summary.reference in run.summary.precisions) add(run.summary.reference);
   for (const p of Object.keys(run.summary?.precisions ?? {})) add(p);
-  for (const rows of [run.predictions, run.calibration, run.neurons, run.dead, run.correlation, run.agreement, run.salience]) {
+  for (const p of run.predictions?.precision?.values ?? []) add(p);
+  for (const rows of [run.calibration, run.neurons, run.dead, run.correlation, run.agreement, run.salience]) {
     for (const r of rows ?? []) add((r as { precision: string }).precision);
   }
   return seen;

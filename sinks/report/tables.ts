@@ -114,7 +114,7 @@ const DELTA_KEYS = ['accuracy', 'mean_confidence', 'ace'] as const;
 function precisionValue(run: RunData, p: string, key: PrecisionKey): number | undefined {
   if (key === 'accuracy' || key === 'mean_confidence' || key === 'ace') return precisionMetric(run, p, key)?.value;
   if (key === 'examples' && run.summary?.precisions?.[p]?.examples === undefined && run.predictions) {
-    const n = run.predictions.filter((r) => r.precision === p).length;
+    const n = run.predictions.rowsOf(p).length;
     return n || undefined;
   }
   return num(run.summary?.precisions?.[p]?.[key]);

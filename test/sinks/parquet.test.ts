@@ -116,6 +116,48 @@ test('every column type round-trips through DuckDB and hyparquet, across row-gro
   });
 });
 
+test('buffers that grow over many appends and are refilled after each row group keep every value', async () => {
+  // Row groups larger than the buffers' first capacity (1024 rows), appends of uneven sizes: the
+  // buffers double mid-group, are refilled after a full group, and the last group is partial.
+  const r = rng(12);
+  const rows = randomRows(r, 6000);
+  const file = path.join(dir, 'grown.parquet');
+  const sink = await openParquetSink(file, ALL_TYPES, {}, { rowGroupRows: 2500 });
+  for (let at = 0, k = 1; at < rows.length; at += k, k = (k * 7) % 1499 + 1) await sink.append(columnsOf(rows.slice(at, at + k), ALL_TYPES));
+  await sink.close();
+  const meta = await parquetMetadataAsync(await asyncBufferFromFile(file));
+  assert.equal(meta.row_groups.map((g) => Number(g.num_rows)), [2500, 2500, 1000]);
+  const hyp = await parquetReadObjects({ file: await asyncBufferFromFile(file) });
+  assert.is(hyp.length, rows.length);
+  rows.forEach((row, i) => {
+    for (const c of ALL_TYPES) assert.equal(normalize(hyp[i][c.name]), expected(c, row[c.name]), `row ${i} ${c.name}`);
+  });
+});
+
+test('an open sink holds memory for the rows it buffers, not for a whole row group', async () => {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('run with --expose-gc (npm test does)');
+  const used = () => process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
+  gc();
+  const before = used();
+  // Like a checkpoint part of predictions: a few rows in a sink whose row group is 65,536 rows.
+  const sinks = [];
+  for (let k = 0; k < 16; k++) {
+    const sink = await openParquetSink(path.join(dir, `small-${k}.parquet`), ALL_TYPES, {});
+    await sink.append(columnsOf(randomRows(rng(k), 10), ALL_TYPES));
+    sinks.push(sink);
+  }
+  gc();
+  const open = used() - before;
+  for (const s of sinks) await s.close();
+  gc();
+  const closed = used() - before;
+  // A whole row group of these 13 columns is ≈ 6.5 MB per sink (≈ 100 MB for 16); 1024 rows ≈ 0.1 MB.
+  assert.ok(open < 16 * 2 ** 20, `16 open sinks of 10 rows hold ${(open / 2 ** 20).toFixed(1)} MiB`);
+  assert.ok(closed < 4 * 2 ** 20, `16 closed sinks still hold ${(closed / 2 ** 20).toFixed(1)} MiB`);
+  for (let k = 0; k < 16; k++) assert.is((await parquetReadObjects({ file: await asyncBufferFromFile(path.join(dir, `small-${k}.parquet`)) })).length, 10);
+});
+
 test('key-value metadata is readable by DuckDB parquet_kv_metadata and hyparquet', async () => {
   const file = path.join(dir, 'meta.parquet');
   const meta = { model: 'stories260K', model_hash: 'sha256:abc123', precision: 'nf4', ort_version: '1.30.0', session: '{"threads":2}' };
