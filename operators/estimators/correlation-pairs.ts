@@ -2,7 +2,7 @@
  * The pass over every pair i < j of one co-moment accumulator in correlation's finish: the |r|
  * histogram, the pairs left undefined by constant neurons, the top-k pairs and (when clustering)
  * the union of pairs within the cut. d²/2 pairs (179M at d_ff 18,944), so the inner loop does only
- * what every pair needs — r, its bin, one compare — two pairs per iteration, and everything else
+ * what every pair needs — r, its bin, one compare — four pairs per iteration, and everything else
  * (constants, top-k, unions) happens in a rare branch taken only by pairs that could matter there.
  *
  * Exactly the numbers of the plain loop (one pair at a time, correlationBin): r is the same
@@ -31,6 +31,12 @@ export function correlationBin(absR: number, bins = HISTOGRAM_BINS): number {
  * x + (a ≥ EDGES[x+1]) − (a < EDGES[x]) is correlationBin(a), branch-free (x = 10 only at a ≈ 1).
  */
 const EDGES = Float64Array.from({ length: HISTOGRAM_BINS + 2 }, (_, k) => (k < HISTOGRAM_BINS ? k / HISTOGRAM_BINS : Infinity));
+
+/** Pearson r of a pair from its co-moment and the two √C_ii, clamped to [−1, 1] (rounding can pass ±1). */
+export function clampedR(coMoment: number, sdI: number, sdJ: number): number {
+  const r = coMoment / (sdI * sdJ);
+  return r > 1 ? 1 : r < -1 ? -1 : r;
+}
 
 export interface CorrelatedPair {
   i: number;
@@ -128,9 +134,7 @@ class RareBranch {
   pair(i: number, j: number, k: number): void {
     const { upper, sd, constant } = this.p;
     if (constant[j]) return;
-    let r = upper[k] / (sd[i] * sd[j]);
-    if (r > 1) r = 1;
-    else if (r < -1) r = -1;
+    const r = clampedR(upper[k], sd[i], sd[j]);
     const a = Math.abs(r);
     if (a >= this.top.floor) this.top.offer(i, j, r);
     if (this.cluster && 1 - a <= this.cluster.threshold) this.cluster.components.union(i, j);
@@ -173,9 +177,7 @@ export function binPairsOneByOne(p: PairInputs, top: TopPairs, cluster: PairClus
         undefinedPairs++;
         continue;
       }
-      let r = p.upper[k] / (p.sd[i] * p.sd[j]);
-      if (r > 1) r = 1;
-      else if (r < -1) r = -1;
+      const r = clampedR(p.upper[k], p.sd[i], p.sd[j]);
       const a = Math.abs(r);
       hist[correlationBin(a)]++;
       top.offer(i, j, r);

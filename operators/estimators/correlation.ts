@@ -27,7 +27,7 @@ import { decodeF64, encodeF64 } from './state-codec.ts';
 import { CoMomentReader, writeCoMomentFile } from './correlation-state-file.ts';
 import { linkOrCopy, stateFilePath } from './correlation-state-paths.ts';
 import { ThresholdComponents, averageLinkageLabels, type NearestLater } from './correlation-clusters.ts';
-import { HISTOGRAM_BINS, TopPairs, binPairs, type CorrelatedPair } from './correlation-pairs.ts';
+import { HISTOGRAM_BINS, TopPairs, binPairs, clampedR, type CorrelatedPair } from './correlation-pairs.ts';
 
 export { averageLinkageLabels } from './correlation-clusters.ts';
 export { HISTOGRAM_BINS, correlationBin, type CorrelatedPair } from './correlation-pairs.ts';
@@ -289,10 +289,7 @@ function componentDistances(m: CoMoments, sd: Float64Array, g: Int32Array, scrat
     let best = Infinity, at = -1;
     dist[row + p] = 0;
     for (let q = p + 1; q < c; q++) {
-      let r = upper[base + g[q]] / (sdi * sdg[q]);
-      if (r > 1) r = 1;
-      else if (r < -1) r = -1;
-      const v = 1 - Math.abs(r);
+      const v = 1 - Math.abs(clampedR(upper[base + g[q]], sdi, sdg[q]));
       dist[row + q] = v;
       if (v < best) (best = v), (at = q);
     }
@@ -444,7 +441,7 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     if (!m || m.isConstant(i) || m.isConstant(j)) return null;
     const d = m.width;
     const c = (a: number, b: number) => m.upper[packedIndex(d, Math.min(a, b), Math.max(a, b))];
-    return Math.max(-1, Math.min(1, c(i, j) / (Math.sqrt(c(i, i)) * Math.sqrt(c(j, j)))));
+    return clampedR(c(i, j), Math.sqrt(c(i, i)), Math.sqrt(c(j, j)));
   }
 
   /** Resolves when every update so far has been folded in. */
