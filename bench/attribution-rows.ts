@@ -7,7 +7,7 @@
  *   peak      VmHWM at the end (the whole attribution, every run),
  *   step      peak − the peak of the same child's warm-up at 1 row per run, which had already paged
  *             in the weights: what R rows add over one.
- * The estimate's step part (pipelines/budget.ts) is ATTRIBUTION_STEP_FACTOR × the budget, so it
+ * The estimate's step part (pipelines/budget.ts) is attributionStepFactor × the budget, so it
  * covers R rows when the measured peak over the open session is ≤ the attribution part.
  *
  *   node --import tsx bench/attribution-rows.ts <model dir> [layer=0] [steps=8] [rows=1,2,4,8] [--no-branch]
@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadTokenizer } from '../sources/tokenizer.ts';
 import { attributeExample, attributionRowBytes, createAttributionSession } from '../operators/attribution/lig.ts';
-import { ATTRIBUTION_STEP_FACTOR } from '../pipelines/budget.ts';
+import { attributionStepFactor } from '../pipelines/budget.ts';
 
 const MiB = 1024 ** 2;
 const PROMPT = 'Respond with True or False only.\ndo good samaritan laws protect those who help at an accident\nAnswer:';
@@ -45,16 +45,18 @@ async function child(dir: string, layer: number, steps: number, rows: number, ba
 }
 
 function parent(dir: string, layer: number, steps: number, rowsList: number[], backwardBranch: boolean): void {
+  const cfg = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  const shape = { vocab: cfg.vocab_size, hidden: cfg.hidden_size, layers: cfg.num_hidden_layers };
   console.log(`attribution run memory: ${dir}, layer ${layer}, ${steps} steps${backwardBranch ? '' : ', graph without the backward branch'}; one child process per row count`);
   console.log('rows  budget MiB  open RSS MiB  1-row peak MiB  peak MiB  peak − open MiB  step (peak − 1-row) MiB  estimate step part MiB');
   for (const rows of rowsList) {
     const r = spawnSync(process.execPath, ['--import', 'tsx', import.meta.filename, '--child', dir, String(layer), String(steps), String(rows), String(backwardBranch)], { encoding: 'utf8' });
     const line = r.stdout.trim().split('\n').find((l) => l.startsWith('{'));
     if (r.status !== 0 || !line) throw new Error(`child for ${rows} rows failed (exit ${r.status}): ${r.stderr.slice(-500)}`);
-    const x = JSON.parse(line) as { rows: number; rowBytes: number; open: number; oneRow: number; peak: number };
+    const x = JSON.parse(line) as { rows: number; width: number; rowBytes: number; open: number; oneRow: number; peak: number };
     const budget = rows * x.rowBytes;
     const f = (b: number) => (b / MiB).toFixed(1).padStart(8);
-    console.log(`${String(rows).padStart(4)}  ${f(budget)}    ${f(x.open)}      ${f(x.oneRow)}    ${f(x.peak)}         ${f(x.peak - x.open)}                 ${f(x.peak - x.oneRow)}                ${f(ATTRIBUTION_STEP_FACTOR * budget)}`);
+    console.log(`${String(rows).padStart(4)}  ${f(budget)}    ${f(x.open)}      ${f(x.oneRow)}    ${f(x.peak)}         ${f(x.peak - x.open)}                 ${f(x.peak - x.oneRow)}                ${f(attributionStepFactor(shape, x.width) * budget)}`);
   }
 }
 

@@ -23,7 +23,7 @@ import { DEFAULT_GRAM_BLOCK, GramRunner, gramBlocks } from '../operators/estimat
 import { GraphBuilder } from '../onnx/builder.ts';
 import { createSession, defaultSessionSettings } from '../onnx/session.ts';
 import { benchConfig, runInstrumented, type InstrumentedRun } from './pipeline.ts';
-import { benchGoal, lcg, writeSyntheticJsonl, type BenchGoal } from './lib.ts';
+import { benchGoal, lcg, median, writeSyntheticJsonl, type BenchGoal } from './lib.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..');
 const STAMP = 'quantlens-bench-model.json';
@@ -216,10 +216,8 @@ async function estimatorRun(label: string, modelDir: string, precisions: string[
   };
 }
 
-/** Rounds of the d_ff 4096 runs with and without correlation, alternated so load drifts hit both alike. */
+/** Rounds of the d_ff 4096 runs with and without correlation, alternated so load drifts hit both alike (odd: the median is one run's). */
 const WIDE_ROUNDS = 3;
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /**
  * Correlation's share at d_ff 4096: `rounds` alternating pairs of runs with and without it on

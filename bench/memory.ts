@@ -16,13 +16,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ensureDemoModel } from '../sources/demo/demo-model.ts';
-import { benchGoal, parseMaxRssKiB, writeSyntheticJsonl, type BenchGoal } from './lib.ts';
+import { benchGoal, median, parseMaxRssKiB, writeSyntheticJsonl, type BenchGoal } from './lib.ts';
 import { PROMPT_TEMPLATE } from './pipeline.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..');
 const TIME = '/usr/bin/time';
 /** Batches between checkpoints: a 2k-prompt run (≈ 32 batches of 64) checkpoints 3 times. */
-const CHECKPOINT_EVERY = 10;
+export const CHECKPOINT_EVERY = 10;
 /** Prompts of the unmeasured warm-up run. */
 const WARM_UP_PROMPTS = 200;
 
@@ -89,11 +89,6 @@ export async function measurePeakRss(prompts: number, tmpDir: string, flags: str
   if (kib === null) throw new Error(`memory run with ${prompts} prompts: no peak RSS in the child's output`);
   return { prompts, peakRssMiB: kib / 1024, seconds, source: useTime ? 'time -v' : 'resourceUsage', flags };
 }
-
-const median = (xs: number[]) => {
-  const a = [...xs].sort((x, y) => x - y);
-  return a.length % 2 ? a[(a.length - 1) / 2] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2;
-};
 
 export async function benchMemory(opts: { sizes: [number, number]; rounds?: number; tmpDir: string; log?: (l: string) => void }): Promise<MemoryResult> {
   await ensureDemoModel({ size: 'tiny' }); // generated here, not inside the measured child

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { writeFileAtomically } from '../core/atomic-write.ts';
 import { benchPipelineThroughput } from './pipeline.ts';
 import { printThroughput } from './pipeline-print.ts';
-import { benchMemory, type MemoryResult } from './memory.ts';
+import { benchMemory, CHECKPOINT_EVERY, type MemoryResult } from './memory.ts';
 import { benchEstimators, type EstimatorsResult, type EstimatorRun } from './estimators.ts';
 import { duration, fixed, formatTable, median, percent, type BenchGoal } from './lib.ts';
 import { benchScale, printScale, SCALE_SIZES } from './scale.ts';
@@ -53,7 +53,7 @@ function heading(title: string): void {
 
 function printMemory(r: MemoryResult): void {
   heading('2. Peak RSS vs dataset size (separate child processes, CLI `run --quiet`)');
-  console.log('model: tiny demo; measures [predictions, neurons]; layers first, middle, last; prompts of 3–8 words; checkpoint every 10 batches');
+  console.log(`model: tiny demo; measures [predictions, neurons]; layers first, middle, last; prompts of 3–8 words; checkpoint every ${CHECKPOINT_EVERY} batches`);
   console.log(
     formatTable(
       [{ title: 'prompts', align: 'right' }, { title: 'peak RSS MiB', align: 'right' }, { title: 'seconds', align: 'right' }, { title: 'source' }],
