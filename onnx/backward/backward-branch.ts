@@ -58,7 +58,6 @@ export function withLocalSlices(branch: EmittedNode[], slices: EmittedNode[]): E
   return [...copies, ...branch.map((n) => ({ ...n, inputs: n.inputs.map((i) => local.get(i) ?? i) }))];
 }
 
-
 /** A GraphProto attribute (AttributeProto: name 1, g 6, type 20). */
 function graphAttr(w: ProtoWriter, name: string, nodes: EmittedNode[], output: string, elemType: number, rank: number): void {
   w.string(1, name);

@@ -98,7 +98,6 @@ function constInts(m: OnnxModel, name: string): number[] | undefined {
   return undefined;
 }
 
-
 const ONNX_CODE: Record<string, number> = { float32: DTYPE.float, float16: DTYPE.float16, float64: DTYPE.double, int64: DTYPE.int64 };
 
 /**
