@@ -9,6 +9,7 @@
 import { asyncBufferFromFile, parquetMetadataAsync, parquetRead } from 'hyparquet';
 import type { ColumnData } from 'hyparquet';
 import { QuantlensError } from '../core/errors.ts';
+import { rowGroupRanges } from './parquet-row-groups.ts';
 
 export type PredictionField = 'example_id' | 'precision' | 'gold' | 'predicted_token_id' | 'predicted_token' | 'confidence' | 'correct';
 
@@ -107,9 +108,7 @@ export async function readPredictionColumns(file: string, fields: readonly Predi
     const buf = await asyncBufferFromFile(file);
     const metadata = await parquetMetadataAsync(buf);
     const out = new PredictionColumns(Number(metadata.num_rows), fields);
-    let rowStart = 0;
-    for (const group of metadata.row_groups) {
-      const rowEnd = rowStart + Number(group.num_rows);
+    for (const { rowStart, rowEnd } of rowGroupRanges(metadata)) {
       const onChunk = (c: ColumnData) => {
         // A chunk may hold rows outside the group asked for (whole pages): keep the group's.
         const from = Math.max(c.rowStart, rowStart);
@@ -117,7 +116,6 @@ export async function readPredictionColumns(file: string, fields: readonly Predi
         if (to > from) out.put(c.columnName as PredictionField, from, c.columnData, from - c.rowStart, to - from);
       };
       await parquetRead({ file: buf, metadata, columns: [...fields], rowStart, rowEnd, onChunk });
-      rowStart = rowEnd;
     }
     return out;
   } catch (e) {

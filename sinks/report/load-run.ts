@@ -8,6 +8,7 @@ import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { QuantlensError } from '../../core/errors.ts';
+import { rowGroupRanges } from '../parquet-row-groups.ts';
 import { readPredictionColumns, type PredictionColumns, type PredictionField } from '../prediction-columns.ts';
 
 export type { PredictionColumns, PredictionRow } from '../prediction-columns.ts';
@@ -84,15 +85,12 @@ async function readParquet<T>(file: string, columns?: string[]): Promise<T[] | u
   try {
     const buf = await asyncBufferFromFile(file);
     const metadata = await parquetMetadataAsync(buf);
-    let rowStart = 0;
-    for (const group of metadata.row_groups) {
-      const rowEnd = rowStart + Number(group.num_rows);
+    for (const { rowStart, rowEnd } of rowGroupRanges(metadata)) {
       const rows = (await parquetReadObjects({ file: buf, metadata, columns, rowStart, rowEnd })) as Record<string, unknown>[];
       for (const r of rows) {
         for (const k in r) r[k] = plain(r[k]);
         out.push(r as T);
       }
-      rowStart = rowEnd;
     }
   } catch (e) {
     throw new QuantlensError('IO', `cannot read Parquet file: ${(e as Error).message}`, file, { cause: e });
