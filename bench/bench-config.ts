@@ -4,6 +4,9 @@ import type { PipelineConfig } from '../pipelines/schema.ts';
 
 export const PROMPT_TEMPLATE = 'Respond with True or False only.\\n{prompt}\\nAnswer:';
 
+/** The layers a bench config captures unless told otherwise. */
+export const BENCH_LAYERS = ['first', 'middle', 'last'] as const;
+
 export interface BenchConfigOptions {
   /** Model folder, or 'demo' / 'demo:bench'. */
   model: string;
@@ -23,7 +26,7 @@ export function benchConfig(o: BenchConfigOptions, yamlPath: string): PipelineCo
     'dataset:',
     `  path: ${JSON.stringify(o.dataset)}`,
     `  prompt: "${PROMPT_TEMPLATE}"`,
-    `layers: [${(o.layers ?? ['first', 'middle', 'last']).join(', ')}]`,
+    `layers: [${(o.layers ?? BENCH_LAYERS).join(', ')}]`,
     `measure: [${o.measure.join(', ')}]`,
     `output: ${JSON.stringify(o.output)}`,
     '',

@@ -23,6 +23,8 @@ import { DEFAULT_GRAM_BLOCK, GramRunner, gramBlocks } from '../operators/estimat
 import { GraphBuilder } from '../onnx/builder.ts';
 import { createSession, defaultSessionSettings } from '../onnx/session.ts';
 import { benchConfig, runInstrumented, type InstrumentedRun } from './pipeline.ts';
+import { BENCH_LAYERS } from './bench-config.ts';
+import { namedLayerIndex } from '../onnx/capture.ts';
 import { benchGoal, lcg, median, writeSyntheticJsonl, type BenchGoal } from './lib.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..');
@@ -301,11 +303,11 @@ export async function timeGram(rows: number, width: number): Promise<GramTiming>
   }
 }
 
-/** The floor of the d_ff 4096 run: one precision, the run's distinct captured layers (first, middle, last). */
+/** The floor of the d_ff 4096 run: one precision, the run's distinct captured layers (BENCH_LAYERS, resolved as the pipeline does). */
 function wideFloor(dir: string, wide: EstimatorRun, measuredShare: number, forwardSeconds: number, gramGflops: number): ShareFloor {
   const cfg = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'));
   const L = cfg.num_hidden_layers;
-  const keys = wide.precisions.length * new Set([0, Math.floor(L / 2), L - 1]).size;
+  const keys = wide.precisions.length * new Set(BENCH_LAYERS.map((spec) => namedLayerIndex(spec, L))).size;
   const { tokens, paddingEfficiency } = wide.run;
   return shareFloor({ measuredShare, cfg, keys, tokens, paddingEfficiency, forwardSeconds, gramGflops, block: DEFAULT_GRAM_BLOCK });
 }

@@ -96,10 +96,12 @@ export function countDecoderLayers(m: OnnxModel, config?: Record<string, any> | 
   return sites.length ? sites[sites.length - 1].layer + 1 : 0;
 }
 
-/**
- * Resolve the pipeline's `layers:` entries to activation tensors.
- * first = 0, middle = floor(L/2), last = L−1 (for 5 layers: 0, 2, 4, as in the paper's setup).
- */
+/** first = 0, middle = floor(L/2), last = L−1 (for 5 layers: 0, 2, 4, as in the paper's setup). */
+export function namedLayerIndex(spec: 'first' | 'middle' | 'last', nLayers: number): number {
+  return spec === 'first' ? 0 : spec === 'middle' ? Math.floor(nLayers / 2) : nLayers - 1;
+}
+
+/** Resolve the pipeline's `layers:` entries to activation tensors (named layers by namedLayerIndex). */
 export function resolveLayers(m: OnnxModel, specs: LayerSpec[], config?: Record<string, any> | null, where = 'layers'): ActivationSite[] {
   const sites = findActivationSites(m, config);
   const nLayers = countDecoderLayers(m, config);
@@ -109,9 +111,7 @@ export function resolveLayers(m: OnnxModel, specs: LayerSpec[], config?: Record<
   specs.forEach((spec, k) => {
     const at = `${where}[${k}]`;
     let index: number | null = null;
-    if (spec === 'first') index = 0;
-    else if (spec === 'middle') index = Math.floor(nLayers / 2);
-    else if (spec === 'last') index = nLayers - 1;
+    if (spec === 'first' || spec === 'middle' || spec === 'last') index = namedLayerIndex(spec, nLayers);
     else if (typeof spec === 'number') {
       if (!Number.isInteger(spec) || spec < -nLayers || spec >= nLayers)
         throw new QuantlensError('MODEL', `layer ${spec} does not exist: the model has ${nLayers} decoder layers (0–${nLayers - 1})`, at);
