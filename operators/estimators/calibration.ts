@@ -172,12 +172,10 @@ export function calibrationSummary(conf: Float64Array, correct: Uint8Array, exam
     });
   }
 
-  // Percentile bootstrap over examples (calibration-bootstrap.ts), everything by rank in calibration order.
+  // Percentile bootstrap over examples (calibration-bootstrap.ts): draws pick calibration ranks.
   const accCI: [number, number] = [NaN, NaN], aceCI: [number, number] = [NaN, NaN];
   if (resamples > 0 && n > 0) {
-    const rank = new Uint32Array(n);
-    order.forEach((i, r) => (rank[i] = r));
-    const draws = bootstrapAccuracyAce(Float64Array.from(order, (i) => conf[i]), Uint8Array.from(order, (i) => correct[i]), rank, massBins, resamples, seed);
+    const draws = bootstrapAccuracyAce(Float64Array.from(order, (i) => conf[i]), Uint8Array.from(order, (i) => correct[i]), massBins, resamples, seed);
     const accs = draws.accuracy.sort(), aces = draws.ace.sort();
     accCI[0] = percentile(accs, 0.025); accCI[1] = percentile(accs, 0.975);
     aceCI[0] = percentile(aces, 0.025); aceCI[1] = percentile(aces, 0.975);
