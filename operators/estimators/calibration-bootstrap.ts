@@ -36,7 +36,8 @@ export function bootstrapAccuracyAce(conf: Float64Array, correct: Uint8Array, ma
 
 /**
  * Resamples [from, to) of the bootstrap with `seed` into accuracy[s] and ace[s], the same values
- * as one pass from resample 0 (so the resamples can be split across threads). mulberry32's state only adds 0x6D2B79F5 a draw, so resample `from` starts at
+ * as one pass from resample 0 (so the resamples can be split across threads:
+ * calibration-bootstrap-parallel.ts). mulberry32's state only adds 0x6D2B79F5 a draw, so resample `from` starts at
  * seed + from·n·0x6D2B79F5 (mod 2³²) without drawing the ones before it.
  */
 export function bootstrapRange(conf: Float64Array, correct: Uint8Array, massBins: number, seed: number, from: number, to: number, accuracy: Float64Array, ace: Float64Array, counts: Uint8Array): void {
@@ -137,4 +138,13 @@ function spill(c: BinCursor, w: number, isCorrect: number, conf: number, base: n
     c.count = c.need = base + (++c.b < extra ? 1 : 0);
     while (c.need === 0 && c.b < nBins) c.count = c.need = base + (++c.b < extra ? 1 : 0);
   }
+}
+
+/**
+ * The kernel as self-contained JavaScript source (its functions, which reference nothing else),
+ * for the worker of calibration-bootstrap-parallel.ts: an eval'd worker needs no file path, so it
+ * starts the same from the TypeScript sources under tsx and from dist/.
+ */
+export function bootstrapKernelSource(): string {
+  return [drawRanks, resampledAce, spill, bootstrapRange].map(String).join('\n');
 }

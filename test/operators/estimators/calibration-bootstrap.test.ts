@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { bootstrapAccuracyAce, bootstrapRange } from '../../../operators/estimators/calibration-bootstrap.ts';
+import { parallelBootstrapAccuracyAce } from '../../../operators/estimators/calibration-bootstrap-parallel.ts';
 import { calibrationOrder } from '../../../operators/estimators/calibration.ts';
 import { mulberry32 } from '../../../core/random.ts';
 
@@ -91,5 +92,21 @@ test('resamples [from, to) alone equal those of one pass from resample 0 (the ju
     assert.is(ace[s], inside ? all.ace[s] : -1, `ace ${s}`);
   }
 });
+
+// The worker is eval'd source built from the kernel's functions: it must run here (tsx) and take
+// a share, and its resamples must be bit-identical to one thread's, whatever the split.
+for (const [n, R, seed] of [[1, 5, 0], [257, 33, 0xfffffff0], [2000, 100, 3]] as const) {
+  test(`two threads give bit-identical resamples to one (n=${n}, ${R} resamples)`, () => {
+    const k = ranked(records(n, 50 + n, n % 2 === 1));
+    const one = bootstrapAccuracyAce(k.conf, k.correct, 10, R, seed);
+    const two = parallelBootstrapAccuracyAce(k.conf, k.correct, 10, R, seed, { threads: 'always', awaitWorkerMs: 20_000 });
+    assert.ok(two.workerResamples > 0, 'the worker computed some resamples');
+    assert.equal(Array.from(two.accuracy), Array.from(one.accuracy));
+    assert.equal(Array.from(two.ace), Array.from(one.ace));
+    const never = parallelBootstrapAccuracyAce(k.conf, k.correct, 10, R, seed, { threads: 'never' });
+    assert.is(never.workerResamples, 0);
+    assert.equal(Array.from(never.ace), Array.from(one.ace));
+  });
+}
 
 test.run();
