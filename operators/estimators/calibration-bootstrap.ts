@@ -5,10 +5,17 @@
  *
  * It runs resamples × n draws, so it is what the end of a large run costs. One resample is two
  * allocation-free passes over typed arrays: n draws of mulberry32 (core/random.ts, inlined here;
- * the same stream, so the same draws as `recs[Math.floor(rand() * n)]`) that count multiplicities
- * by calibration rank, then one sequential pass that fills the equal-mass bins from those counts
- * and zeroes them for the next resample. Accuracy comes out of the same pass (the bins hold every
+ * the same stream as `rand()`), draw j picking the item of calibration rank Math.floor(rand() * n)
+ * — the examples in calibration order, as `byRank[Math.floor(rand() * n)]` would — and counting
+ * its multiplicity; then one sequential pass that fills the equal-mass bins from those counts and
+ * zeroes them for the next resample. Accuracy comes out of the same pass (the bins hold every
  * draw), so the multiplicities are drawn once and shared by both statistics.
+ *
+ * Drawing ranks rather than input items (then looking up their rank) saves a random read a draw,
+ * and the counts are bytes, so they stay in L2 at n = 100k: about 4 ns a draw against 9 with
+ * the rank lookup and 32-bit counts. A count past 255 wraps; the pass sums the counts, and a
+ * resample whose sum is not n (practically never: an item drawn 256 times in n draws) is drawn
+ * again from its saved generator state into 32-bit counts, so every resample is exact.
  */
 
 /** Per-resample statistics, in resample order (not sorted). */
@@ -18,26 +25,48 @@ export interface BootstrapDraws {
 }
 
 /**
- * `conf` and `correct` in calibration order (by rank); `rank[i]` is the rank of input item i, so
- * draw j picks input item j as a brute force over the input order would.
+ * `conf` and `correct` in calibration order (by rank). `counts` is scratch for the multiplicities
+ * (all zero on return); a test passes it pre-loaded to exercise the wrap fallback.
  */
-export function bootstrapAccuracyAce(conf: Float64Array, correct: Uint8Array, rank: Uint32Array, massBins: number, resamples: number, seed: number): BootstrapDraws {
-  const n = conf.length;
-  const weight = new Uint32Array(n);
+export function bootstrapAccuracyAce(conf: Float64Array, correct: Uint8Array, massBins: number, resamples: number, seed: number, counts = new Uint8Array(conf.length)): BootstrapDraws {
   const accuracy = new Float64Array(resamples), ace = new Float64Array(resamples);
-  const tally = { correct: 0 };
-  let a = seed >>> 0; // mulberry32's state
-  for (let s = 0; s < resamples; s++) {
-    for (let t = 0; t < n; t++) {
-      a = (a + 0x6d2b79f5) | 0;
-      let x = Math.imul(a ^ (a >>> 15), a | 1);
-      x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-      weight[rank[Math.floor((((x ^ (x >>> 14)) >>> 0) / 4294967296) * n)]]++;
+  bootstrapRange(conf, correct, massBins, seed, 0, resamples, accuracy, ace, counts);
+  return { accuracy, ace };
+}
+
+/**
+ * Resamples [from, to) of the bootstrap with `seed` into accuracy[s] and ace[s], the same values
+ * as one pass from resample 0 (so the resamples can be split across threads:
+ * calibration-bootstrap-parallel.ts). mulberry32's state only adds 0x6D2B79F5 a draw, so resample `from` starts at
+ * seed + from·n·0x6D2B79F5 (mod 2³²) without drawing the ones before it.
+ */
+export function bootstrapRange(conf: Float64Array, correct: Uint8Array, massBins: number, seed: number, from: number, to: number, accuracy: Float64Array, ace: Float64Array, counts: Uint8Array): void {
+  const n = conf.length;
+  const tally = { correct: 0, drawn: 0 };
+  let wide: Uint32Array | null = null;
+  let a = ((seed >>> 0) + Math.imul(Math.imul(from, n), 0x6d2b79f5)) | 0; // mulberry32's state
+  for (let s = from; s < to; s++) {
+    const start = a;
+    a = drawRanks(counts, n, a);
+    ace[s] = resampledAce(conf, correct, counts, massBins, tally);
+    if (tally.drawn !== n) {
+      wide ??= new Uint32Array(n);
+      drawRanks(wide, n, start);
+      ace[s] = resampledAce(conf, correct, wide, massBins, tally);
     }
-    ace[s] = resampledAce(conf, correct, weight, massBins, tally);
     accuracy[s] = tally.correct / n;
   }
-  return { accuracy, ace };
+}
+
+/** n draws of mulberry32 from state `a`, each adding one to the count of rank ⌊u·n⌋; the new state. */
+function drawRanks(counts: Uint8Array | Uint32Array, n: number, a: number): number {
+  for (let t = 0; t < n; t++) {
+    a = (a + 0x6d2b79f5) | 0;
+    let x = Math.imul(a ^ (a >>> 15), a | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    counts[Math.floor((((x ^ (x >>> 14)) >>> 0) / 4294967296) * n)]++;
+  }
+  return a;
 }
 
 /** Bin cursor of one resample's pass: bin b, its size, copies it still needs, its sums so far. */
@@ -55,10 +84,12 @@ interface BinCursor {
 /**
  * ACE of the resample whose rank-r item appears weight[r] times (Σ weight = n), exactly as
  * equalMass in calibration.ts sums it (the same sums in the same order, so the same value); the
- * resample's correct count goes to tally.correct. Leaves weight all zero. The common case — an
- * item that does not fill its bin, weight 0 included — is one predictable branch.
+ * resample's correct count goes to tally.correct and Σ weight to tally.drawn (not n when a count
+ * wrapped; then the bins are wrong and the caller draws the resample again). Leaves weight all
+ * zero. The common case — an item that does not fill its bin, weight 0 included — is one
+ * predictable branch.
  */
-function resampledAce(conf: Float64Array, correct: Uint8Array, weight: Uint32Array, nBins: number, tally: { correct: number }): number {
+function resampledAce(conf: Float64Array, correct: Uint8Array, weight: Uint8Array | Uint32Array, nBins: number, tally: { correct: number; drawn: number }): number {
   const n = conf.length;
   const base = Math.floor(n / nBins);
   const extra = n % nBins;
@@ -66,10 +97,11 @@ function resampledAce(conf: Float64Array, correct: Uint8Array, weight: Uint32Arr
   c.count = c.need = base + (extra > 0 ? 1 : 0);
   // Bins that take no items (fewer items than bins) close at once.
   while (c.need === 0 && c.b < nBins) c.count = c.need = base + (++c.b < extra ? 1 : 0);
-  let need = c.need, binCorrect = 0, binConf = 0;
+  let need = c.need, binCorrect = 0, binConf = 0, drawn = 0;
   for (let i = 0; i < n; i++) {
     const w = weight[i];
     weight[i] = 0;
+    drawn += w;
     if (w < need) {
       need -= w;
       binCorrect += w * correct[i];
@@ -85,6 +117,7 @@ function resampledAce(conf: Float64Array, correct: Uint8Array, weight: Uint32Arr
     binConf = c.conf;
   }
   tally.correct = c.allCorrect;
+  tally.drawn = drawn;
   return c.nonEmpty > 0 ? c.gapSum / c.nonEmpty : NaN;
 }
 
@@ -105,4 +138,13 @@ function spill(c: BinCursor, w: number, isCorrect: number, conf: number, base: n
     c.count = c.need = base + (++c.b < extra ? 1 : 0);
     while (c.need === 0 && c.b < nBins) c.count = c.need = base + (++c.b < extra ? 1 : 0);
   }
+}
+
+/**
+ * The kernel as self-contained JavaScript source (its functions, which reference nothing else),
+ * for the worker of calibration-bootstrap-parallel.ts: an eval'd worker needs no file path, so it
+ * starts the same from the TypeScript sources under tsx and from dist/.
+ */
+export function bootstrapKernelSource(): string {
+  return [drawRanks, resampledAce, spill, bootstrapRange].map(String).join('\n');
 }

@@ -11,7 +11,7 @@
  * ECE weights each bin by count/n, MCE is the largest gap over non-empty bins.
  */
 import { QuantlensError } from '../../core/errors.ts';
-import { bootstrapAccuracyAce } from './calibration-bootstrap.ts';
+import { parallelBootstrapAccuracyAce } from './calibration-bootstrap-parallel.ts';
 
 export interface CalibrationOptions {
   /** Equal-width bins for ECE/MCE. Default 10. */
@@ -172,12 +172,10 @@ export function calibrationSummary(conf: Float64Array, correct: Uint8Array, exam
     });
   }
 
-  // Percentile bootstrap over examples (calibration-bootstrap.ts), everything by rank in calibration order.
+  // Percentile bootstrap over examples (calibration-bootstrap.ts; two threads when large): draws pick calibration ranks.
   const accCI: [number, number] = [NaN, NaN], aceCI: [number, number] = [NaN, NaN];
   if (resamples > 0 && n > 0) {
-    const rank = new Uint32Array(n);
-    order.forEach((i, r) => (rank[i] = r));
-    const draws = bootstrapAccuracyAce(Float64Array.from(order, (i) => conf[i]), Uint8Array.from(order, (i) => correct[i]), rank, massBins, resamples, seed);
+    const draws = parallelBootstrapAccuracyAce(Float64Array.from(order, (i) => conf[i]), Uint8Array.from(order, (i) => correct[i]), massBins, resamples, seed);
     const accs = draws.accuracy.sort(), aces = draws.ace.sort();
     accCI[0] = percentile(accs, 0.025); accCI[1] = percentile(accs, 0.975);
     aceCI[0] = percentile(aces, 0.025); aceCI[1] = percentile(aces, 0.975);

@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bootstrapAccuracyAce } from '../../../operators/estimators/calibration-bootstrap.ts';
+import { bootstrapAccuracyAce, bootstrapRange } from '../../../operators/estimators/calibration-bootstrap.ts';
+import { parallelBootstrapAccuracyAce } from '../../../operators/estimators/calibration-bootstrap-parallel.ts';
 import { calibrationOrder } from '../../../operators/estimators/calibration.ts';
 import { mulberry32 } from '../../../core/random.ts';
 
@@ -20,12 +21,17 @@ function bruteResample(sample: Rec[], B: number): { accuracy: number; ace: numbe
   return { accuracy: s.reduce((a, x) => a + x.correct, 0) / n, ace: gaps.reduce((a, g) => a + g, 0) / gaps.length };
 }
 
-/** The kernel's inputs: records by calibration rank, and each input item's rank. */
+/** The kernel's inputs, by calibration rank; and the records in that order by the test's own sort. */
 function ranked(recs: Rec[]) {
   const order = calibrationOrder(Float64Array.from(recs, (r) => r.conf), Int32Array.from(recs, (r) => r.id));
-  const rank = new Uint32Array(recs.length);
-  order.forEach((i, r) => (rank[i] = r));
-  return { conf: Float64Array.from(order, (i) => recs[i].conf), correct: Uint8Array.from(order, (i) => recs[i].correct), rank };
+  const byRank = [...recs].sort((a, b) => a.conf - b.conf || a.id - b.id);
+  return { conf: Float64Array.from(order, (i) => recs[i].conf), correct: Uint8Array.from(order, (i) => recs[i].correct), byRank };
+}
+
+/** Resample s of the brute force: n draws of mulberry32, draw j picking the rank-⌊u·n⌋ record. */
+function bruteDraws(byRank: Rec[], bins: number, resamples: number, seed: number): { accuracy: number; ace: number }[] {
+  const rand = mulberry32(seed), n = byRank.length;
+  return Array.from({ length: resamples }, () => bruteResample(Array.from({ length: n }, () => byRank[Math.floor(rand() * n)]), bins));
 }
 
 function records(n: number, seed: number, ties: boolean): Rec[] {
@@ -36,30 +42,71 @@ function records(n: number, seed: number, ties: boolean): Rec[] {
   });
 }
 
-// Every resample, not just the percentiles: the same draws as recs[Math.floor(rand() * n)], and
+// Every resample, not just the percentiles: the same draws as byRank[Math.floor(rand() * n)], and
 // with n < bins and heavy ties one item's copies fill several bins (the kernel's slow path).
 for (const [n, bins, ties] of [[1, 10, false], [4, 10, true], [10, 10, false], [37, 5, true], [500, 10, true], [1000, 7, false]] as const) {
   test(`each resample's accuracy and ACE equal a float64 brute force with the same draws (n=${n}, ${bins} bins${ties ? ', ties' : ''})`, () => {
     const recs = records(n, 100 + n, ties);
     const k = ranked(recs);
     const R = 40;
-    const got = bootstrapAccuracyAce(k.conf, k.correct, k.rank, bins, R, 9);
-    const rand = mulberry32(9);
+    const got = bootstrapAccuracyAce(k.conf, k.correct, bins, R, 9);
+    const want = bruteDraws(k.byRank, bins, R, 9);
     for (let s = 0; s < R; s++) {
-      const want = bruteResample(Array.from({ length: n }, () => recs[Math.floor(rand() * n)]), bins);
-      assert.is(got.accuracy[s], want.accuracy, `resample ${s} accuracy`);
-      assert.ok(Math.abs(got.ace[s] - want.ace) <= 1e-12, `resample ${s}: ace ${got.ace[s]} vs ${want.ace}`);
+      assert.is(got.accuracy[s], want[s].accuracy, `resample ${s} accuracy`);
+      assert.ok(Math.abs(got.ace[s] - want[s].ace) <= 1e-12, `resample ${s}: ace ${got.ace[s]} vs ${want[s].ace}`);
     }
   });
 }
 
 test('a large seed (≥ 2^31) follows mulberry32 exactly', () => {
-  const recs = records(50, 7, false);
-  const k = ranked(recs);
+  const k = ranked(records(50, 7, false));
   const seed = 0xfffffff0;
-  const got = bootstrapAccuracyAce(k.conf, k.correct, k.rank, 10, 5, seed);
-  const rand = mulberry32(seed);
-  for (let s = 0; s < 5; s++) assert.is(got.accuracy[s], bruteResample(Array.from({ length: 50 }, () => recs[Math.floor(rand() * 50)]), 10).accuracy);
+  const got = bootstrapAccuracyAce(k.conf, k.correct, 10, 5, seed);
+  const want = bruteDraws(k.byRank, 10, 5, seed);
+  for (let s = 0; s < 5; s++) assert.is(got.accuracy[s], want[s].accuracy);
 });
+
+// A count past 255 wraps its byte; an item drawn 256 times is beyond reach of real draws, so
+// counts pre-loaded with 255 stand in for it: the pass sees Σ counts ≠ n and draws again wide.
+test('a wrapped count is caught and its resample drawn again exactly', () => {
+  const k = ranked(records(300, 21, true));
+  const counts = new Uint8Array(300);
+  counts[0] = counts[150] = counts[299] = 255;
+  const got = bootstrapAccuracyAce(k.conf, k.correct, 10, 6, 4, counts);
+  const want = bruteDraws(k.byRank, 10, 6, 4);
+  for (let s = 0; s < 6; s++) {
+    assert.is(got.accuracy[s], want[s].accuracy, `resample ${s} accuracy`);
+    assert.ok(Math.abs(got.ace[s] - want[s].ace) <= 1e-12, `resample ${s}: ace ${got.ace[s]} vs ${want[s].ace}`);
+  }
+  assert.ok(counts.every((c) => c === 0), 'scratch counts left zero');
+});
+
+test('resamples [from, to) alone equal those of one pass from resample 0 (the jumped generator state)', () => {
+  const k = ranked(records(123, 5, false));
+  const all = bootstrapAccuracyAce(k.conf, k.correct, 10, 20, 77);
+  const acc = new Float64Array(20).fill(-1), ace = new Float64Array(20).fill(-1);
+  bootstrapRange(k.conf, k.correct, 10, 77, 7, 13, acc, ace, new Uint8Array(123));
+  for (let s = 0; s < 20; s++) {
+    const inside = s >= 7 && s < 13;
+    assert.is(acc[s], inside ? all.accuracy[s] : -1, `accuracy ${s}`);
+    assert.is(ace[s], inside ? all.ace[s] : -1, `ace ${s}`);
+  }
+});
+
+// The worker is eval'd source built from the kernel's functions: it must run here (tsx) and take
+// a share, and its resamples must be bit-identical to one thread's, whatever the split.
+for (const [n, R, seed] of [[1, 5, 0], [257, 33, 0xfffffff0], [2000, 100, 3]] as const) {
+  test(`two threads give bit-identical resamples to one (n=${n}, ${R} resamples)`, () => {
+    const k = ranked(records(n, 50 + n, n % 2 === 1));
+    const one = bootstrapAccuracyAce(k.conf, k.correct, 10, R, seed);
+    const two = parallelBootstrapAccuracyAce(k.conf, k.correct, 10, R, seed, { threads: 'always', awaitWorkerMs: 20_000 });
+    assert.ok(two.workerResamples > 0, 'the worker computed some resamples');
+    assert.equal(Array.from(two.accuracy), Array.from(one.accuracy));
+    assert.equal(Array.from(two.ace), Array.from(one.ace));
+    const never = parallelBootstrapAccuracyAce(k.conf, k.correct, 10, R, seed, { threads: 'never' });
+    assert.is(never.workerResamples, 0);
+    assert.equal(Array.from(never.ace), Array.from(one.ace));
+  });
+}
 
 test.run();

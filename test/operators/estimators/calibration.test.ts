@@ -101,14 +101,18 @@ test('ties in confidence are broken by example_id, not input order', () => {
   assert.ok(close(a.ace, bruteACE(recs).ace));
 });
 
+/** The records in calibration order (confidence, then id): the bootstrap's draws pick ranks. */
+const byRank = (recs: Rec[]) => [...recs].sort((a, b) => a.conf - b.conf || a.id - b.id);
+
 test('bootstrap intervals equal a brute-force resampling with the same PRNG', () => {
   const recs = makeRecords(300, 5);
   const res = run(recs, { resamples: 200, seed: 42 });
   assert.is(res.ci.method, 'bootstrap-200-seed-42');
   const rand = mulberry32(42);
+  const sorted = byRank(recs);
   const accs: number[] = [], aces: number[] = [];
   for (let s = 0; s < 200; s++) {
-    const sample = Array.from({ length: recs.length }, () => recs[Math.floor(rand() * recs.length)]);
+    const sample = Array.from({ length: recs.length }, () => sorted[Math.floor(rand() * recs.length)]);
     accs.push(sample.reduce((a, x) => a + x.correct, 0) / sample.length);
     aces.push(bruteACE(sample).ace);
   }
@@ -127,8 +131,9 @@ test('bootstrap ACE with fewer examples than bins, and counts not divisible by t
     const recs = makeRecords(n, 11 + n);
     const res = run(recs, { resamples: 50, seed: 3 });
     const rand = mulberry32(3);
+    const sorted = byRank(recs);
     const aces: number[] = [];
-    for (let s = 0; s < 50; s++) aces.push(bruteACE(Array.from({ length: n }, () => recs[Math.floor(rand() * n)])).ace);
+    for (let s = 0; s < 50; s++) aces.push(bruteACE(Array.from({ length: n }, () => sorted[Math.floor(rand() * n)])).ace);
     assert.ok(close(res.ci.ace[0], quantile7(aces, 0.025)) && close(res.ci.ace[1], quantile7(aces, 0.975)), `n ${n}: ${res.ci.ace} vs ${quantile7(aces, 0.025)},${quantile7(aces, 0.975)}`);
   }
 });

@@ -1,0 +1,128 @@
+/**
+ * The calibration bootstrap (calibration-bootstrap.ts) split between this thread and one worker
+ * thread, for the end of a large run: at n = 100k its 1000 resamples are 1–2 s of one
+ * core. The caller stays synchronous: resamples go in chunks that both threads claim from a shared
+ * counter, this thread computes chunks until none is left and then waits (Atomics.wait) only for
+ * chunks the worker has claimed. A worker that is still starting, or fails to start, claims
+ * nothing, so this thread never waits on a start-up; a claimed chunk not done in time is computed
+ * here too (the same values, so nothing depends on which thread wrote it). Each resample's draws
+ * start from its own jumped generator state, so the values are bit-identical to one thread.
+ *
+ * The worker is eval'd source (workerProgram), not a file: a worker loading a .ts file under tsx
+ * failed (Node 20: ERR_UNKNOWN_FILE_EXTENSION, the loader is not registered there), and source
+ * needs no path that differs between the sources and dist/.
+ */
+import { Worker } from 'node:worker_threads';
+import { bootstrapAccuracyAce, bootstrapKernelSource, bootstrapRange, type BootstrapDraws } from './calibration-bootstrap.ts';
+
+/** Below this many draws (n × resamples) a worker's start-up (~50 ms) costs more than it saves: measured break-even near 5M (n = 5k), a third faster at 10M. */
+export const PARALLEL_MIN_DRAWS = 10_000_000;
+const MAX_CHUNKS = 32;
+// control[NEXT] is the next unclaimed chunk, control[DONE + c] 1 once chunk c is written.
+const NEXT = 0, DONE = 1;
+
+/** What the worker gets: shared memory only, so nothing is copied back. */
+export interface BootstrapJob {
+  control: Int32Array;
+  conf: Float64Array;
+  correct: Uint8Array;
+  accuracy: Float64Array;
+  ace: Float64Array;
+  massBins: number;
+  resamples: number;
+  seed: number;
+  /** min(MAX_CHUNKS, resamples), so no chunk is empty. */
+  chunks: number;
+}
+
+export interface ParallelDraws extends BootstrapDraws {
+  /** Resamples the worker computed (0 when it started too late to claim any). */
+  workerResamples: number;
+}
+
+export interface ParallelOptions {
+  /** 'auto' starts a worker from PARALLEL_MIN_DRAWS draws; tests force 'always' or 'never'. */
+  threads?: 'auto' | 'always' | 'never';
+  /** Tests: wait this long for the worker's first claim before claiming here, so it surely takes a share. */
+  awaitWorkerMs?: number;
+}
+
+function chunkBounds(c: number, job: BootstrapJob): [number, number] {
+  return [Math.floor((c * job.resamples) / job.chunks), Math.floor(((c + 1) * job.resamples) / job.chunks)];
+}
+
+/** Claims and computes chunks until none is left; the chunks this thread did. */
+export function runChunks(job: BootstrapJob): number[] {
+  const counts = new Uint8Array(job.conf.length);
+  const mine: number[] = [];
+  for (let c = Atomics.add(job.control, NEXT, 1); c < job.chunks; c = Atomics.add(job.control, NEXT, 1)) {
+    Atomics.notify(job.control, NEXT); // a test waits for the worker's first claim
+    const [from, to] = chunkBounds(c, job);
+    bootstrapRange(job.conf, job.correct, job.massBins, job.seed, from, to, job.accuracy, job.ace, counts);
+    Atomics.store(job.control, DONE + c, 1);
+    Atomics.notify(job.control, DONE + c);
+    mine.push(c);
+  }
+  return mine;
+}
+
+function sharedCopy<T extends Float64Array | Uint8Array>(make: (b: SharedArrayBuffer) => T, src: T): T {
+  const out = make(new SharedArrayBuffer(src.byteLength));
+  out.set(src);
+  return out;
+}
+
+/**
+ * The worker's program: the kernel's and this file's functions as source (they reference only
+ * each other, these constants and globals), then claim chunks. Built once, on first use.
+ */
+let workerSource: string | null = null;
+function workerProgram(): string {
+  workerSource ??= [
+    bootstrapKernelSource(),
+    `const NEXT = ${NEXT}, DONE = ${DONE};`,
+    String(chunkBounds), String(runChunks),
+    "runChunks(require('node:worker_threads').workerData);",
+  ].join('\n');
+  return workerSource;
+}
+
+/** bootstrapAccuracyAce's values (same arguments, `conf`/`correct` by rank), on two threads when it pays. */
+export function parallelBootstrapAccuracyAce(conf: Float64Array, correct: Uint8Array, massBins: number, resamples: number, seed: number, opts: ParallelOptions = {}): ParallelDraws {
+  const mode = opts.threads ?? 'auto';
+  const n = conf.length;
+  if (mode === 'never' || (mode === 'auto' && n * resamples < PARALLEL_MIN_DRAWS)) return { ...bootstrapAccuracyAce(conf, correct, massBins, resamples, seed), workerResamples: 0 };
+  const job: BootstrapJob = {
+    control: new Int32Array(new SharedArrayBuffer(4 * (DONE + MAX_CHUNKS))),
+    conf: sharedCopy((b) => new Float64Array(b), conf),
+    correct: sharedCopy((b) => new Uint8Array(b), correct),
+    accuracy: new Float64Array(new SharedArrayBuffer(8 * resamples)),
+    ace: new Float64Array(new SharedArrayBuffer(8 * resamples)),
+    massBins, resamples, seed, chunks: Math.min(MAX_CHUNKS, resamples),
+  };
+  let worker: Worker | null = null;
+  try {
+    worker = new Worker(workerProgram(), { eval: true, workerData: job });
+    worker.unref();
+    worker.on('error', () => undefined); // this thread computes whatever the worker leaves
+  } catch {
+    worker = null;
+  }
+  if (worker && opts.awaitWorkerMs) Atomics.wait(job.control, NEXT, 0, opts.awaitWorkerMs);
+  const t0 = performance.now();
+  const mine = runChunks(job);
+  const perChunk = (performance.now() - t0) / Math.max(1, mine.length);
+  let workerResamples = 0;
+  for (let c = 0; c < job.chunks; c++) {
+    if (mine.includes(c)) continue;
+    const [from, to] = chunkBounds(c, job);
+    workerResamples += to - from;
+    // A chunk the worker claimed: wait for it, but not forever (a stalled or failed worker).
+    if (Atomics.load(job.control, DONE + c) === 0 && Atomics.wait(job.control, DONE + c, 0, 100 + 10 * perChunk) === 'timed-out') {
+      bootstrapRange(job.conf, job.correct, massBins, seed, from, to, job.accuracy, job.ace, new Uint8Array(n));
+      workerResamples -= to - from;
+    }
+  }
+  if (worker) void worker.terminate();
+  return { accuracy: job.accuracy.slice(), ace: job.ace.slice(), workerResamples };
+}
