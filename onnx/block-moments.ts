@@ -34,7 +34,11 @@
  * `npm run bench -- --only pipeline` on the shared 2-core machine at load 5–10): demo bench model
  * 14.2 % in all: float64 Σx 5.2 % (mostly its Cast to float64), centred squares 3.4 %, min/max
  * 1.9 %, compares 1.6 %, Gather 1.5 %, counts 0.6 %; the 51M bench model 1.0 % in all. The
- * shares move with the load (7.2 % in all on the demo model at load ≈ 8 in another run).
+ * shares move with the load (7.2 % in all on the demo model at load ≈ 8 in another run). With the
+ * group step, two runs at load 2–3: demo 14.5 % and 14.7 % in all (Σx 5.1–5.4 %, squares
+ * 3.7 %, min/max 1.7–1.8 %), 51M 2.9 % and 3.2 %; the two-step form's run between them: 14.1 %
+ * and 2.6 %. Run to run the bench spreads wider than the group step's gain, which only the
+ * paired profiles (same process, alternated) resolve.
  *
  * Accuracy (test/onnx/block-moments.test.ts bounds it against a float64 brute force): the mean is
  * Σx/n in float64 from the exact float32 values, as the brute force computes it. Rounding d to
