@@ -18,9 +18,9 @@ import { batchFeeds } from '../operators/infer.ts';
 
 /** The statistics' parts, by the fragment's tensor names (block-moments.ts). */
 const PARTS: [part: string, test: RegExp][] = [
-  ['float64 Σx (Cast, two-step ReduceSum, shift)', /^(x64|sum(\/.*)?|mean64|shift)$/],
-  ['centred squares (Sub, Mul, block MatMul, float64 sum)', /^(d|d2|s2_blocks|s2_blocks64|s2)$/],
-  ['min / max (two-step ReduceMin, ReduceMax)', /^(min|max)(\/blocks)?$/],
+  ['float64 Σx (Cast, three-step ReduceSum, shift)', /^(x64|sum(\/.*)?|mean64|shift)$/],
+  ['centred squares (Sub, Mul, block MatMul, float64 sum)', /^(d|d2|s2_blocks|s2_blocks64|s2(\/.*)?)$/],
+  ['min / max (three-step ReduceMin, ReduceMax)', /^(min|max)(\/.*)?$/],
   ['near-zero compares (Greater, Less, And)', /^(above|below|inside)$/],
   ['near-zero counts (uint8 Cast, MatMulInteger GEMV)', /^(inside_n|inside_rows|nz_row|near_zero)$/],
   ['gather of the real rows', /^(xg|first)$/],

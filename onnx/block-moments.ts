@@ -12,24 +12,33 @@
  *                                            MatMulInteger GEMV of uint8 flags (exact, int32)
  *
  * BLOCKS [G, 1, 8] weighs each gathered row 1, or 0 for the repeats of the first real row that
- * fill the last block (harmless to min and max; read() subtracts them from Σx, which the graph
- * takes over every gathered row). Pads never enter. ColumnMoments then Chan-merges the batch
+ * fill the last block, and up to 3 more blocks so that G is a whole number of groups (blockLayout;
+ * harmless to min and max; read() subtracts them from Σx, which the graph takes over every
+ * gathered row). Pads never enter. ColumnMoments then Chan-merges the batch
  * (mergeShiftedSums) exactly like its own JS pass. Why this form: measured on the demo bench model
  * (bench/pipeline.ts reports it) it costs a fraction of the float64 two-pass fragment that
  * moment-stats.ts keeps for activations already in JS: ORT's GEMVs read each value once at memory
  * speed, while casting every value to float64, Where masks and ReduceSumSquare each cost a slow
- * full pass. Min, max and the float64 Σx reduce within each block's 8 rows first, then across the
- * blocks (reduceInTwo): ORT 1.30 reduces over all rows of a [rows, W] tensor with a strided scalar
- * loop for these three (ReduceMin of one [2304, 1024] float32 tensor: 70 ms in one step, 15 ms in
- * two, on the shared 2-core machine), and in two steps takes its vectorised paths. Min and max are
- * exact either way; Σx only adds its float64 terms in another order.
+ * full pass. Min, max and the float64 Σx reduce within each block's 8 rows first, then within
+ * groups of 4–8 blocks (GROUP_SHAPE, fed), then across the groups (reduceInThree; s2's block sums
+ * take the last two steps): ORT 1.30 reduces over all rows of a [rows, W] tensor with a strided
+ * scalar loop for these three (ReduceMin of one [2304, 1024] float32 tensor: 70 ms in one step,
+ * 15 ms in two, on the shared 2-core machine), and over the middle axis of [K, R, W] takes its
+ * vectorised paths. The group step leaves that slow row loop G/r rows instead of G: in ORT's
+ * profile of the demo bench model the steps after the blocks' went from 1.1–1.4 % of the model's
+ * kernel time (one step over the G block rows, four reductions per site) to 0.8–1.0 %. Min and
+ * max are exact either way; the float64 sums only add their terms in another order.
  *
  * Where the fragment's time goes (bench/pipeline-profile.ts: ORT's profile of the pipeline's
  * session, each node's min over 3 repeats per batch, as a share of the model's own kernel time;
  * `npm run bench -- --only pipeline` on the shared 2-core machine at load 5–10): demo bench model
  * 14.2 % in all: float64 Σx 5.2 % (mostly its Cast to float64), centred squares 3.4 %, min/max
  * 1.9 %, compares 1.6 %, Gather 1.5 %, counts 0.6 %; the 51M bench model 1.0 % in all. The
- * shares move with the load (7.2 % in all on the demo model at load ≈ 8 in another run).
+ * shares move with the load (7.2 % in all on the demo model at load ≈ 8 in another run). With the
+ * group step, two runs at load 2–3: demo 14.5 % and 14.7 % in all (Σx 5.1–5.4 %, squares
+ * 3.7 %, min/max 1.7–1.8 %), 51M 2.9 % and 3.2 %; the two-step form's run between them: 14.1 %
+ * and 2.6 %. Run to run the bench spreads wider than the group step's gain, which only the
+ * paired profiles (same process, alternated) resolve.
  *
  * Accuracy (test/onnx/block-moments.test.ts bounds it against a float64 brute force): the mean is
  * Σx/n in float64 from the exact float32 values, as the brute force computes it. Rounding d to
@@ -38,7 +47,12 @@
  * mean, M2 = Σd² − s1²/n has no cancellation however far activations sit from zero. Σx is float64
  * because float32 sums (of x or of d, blocks of 4 to 256) left the mean of a neuron centred near
  * zero (|mean| ≈ 0.001·std, stories260K) at 7e-7 to 2e-6 relative, where its brute-force test
- * allows 1e-6; the float64 cast costs about a fifth of the fragment.
+ * allows 1e-6; the float64 cast costs about a fifth of the fragment. Float32 sums within blocks
+ * of b rows with only the partials added in float64 miss test/onnx/block-moments.test.ts's mean
+ * bound (the float64 scan's, 1e-12) on its planted columns by 6·10² to 1.5·10⁵ times for b = 2 to
+ * 16; b = 1 is the cast of every value. That Cast runs on one thread in ORT 1.30 (2.0 ms for one
+ * [2304, 1024] tensor with 1 or 2 intra-op threads, where min/max, Sub and Mul take 0.6–0.7 of
+ * their one-thread time with 2), which is why it leads the profile.
  */
 import ort from 'onnxruntime-node';
 import type { BatchMoments } from '../core/types.ts';
@@ -46,12 +60,21 @@ import { tensor, type GraphFragment } from './builder.ts';
 import { rowStart, type PadSide } from './feeds.ts';
 import { NEAR_HI, NEAR_LO, type MomentSite } from './moment-stats.ts';
 
-/** int32 [G·8]: flat row index b·T + t of every real token of the batch in batch order, the last block filled with repeats. */
+/** int32 [G·8]: flat row index b·T + t of every real token of the batch in batch order, then repeats of the first to G·8 (blockLayout). */
 export const REAL_ROWS = 'quantlens/bm/real_rows';
 /** float32 [G, 1, 8]: each gathered row's weight, 1 or 0 for a repeat (see the header). */
 export const BLOCKS = 'quantlens/bm/blocks';
 /** Rows per float32 block sum. */
 export const BLOCK_ROWS = 8;
+/**
+ * int64 [3]: [−1, r, 0], the shape that regroups the [G, 1, W] block partials into [G/r, r, W]
+ * (0 copies W) for the middle step of reduceInThree; r divides G (blockLayout, fed per batch).
+ */
+export const GROUP_SHAPE = 'quantlens/bm/group_shape';
+/** The block counts a group may hold (blockLayout): at most 3 extra blocks make G a multiple of one of them. */
+const GROUP_SIZES = [8, 7, 6, 5, 4];
+/** Up to this many blocks, one group holds them all (r = G). */
+const ONE_GROUP_MAX = 16;
 
 export interface BlockMomentsNames {
   /** The first gathered row: the value the weight-0 repeats carry. */
@@ -83,14 +106,22 @@ function reduce(nodes: Nodes, inits: Inits, op: string, input: string, output: s
 }
 
 /**
- * A reduction of [G, 8, W] to [W] as two: over each block's 8 rows (axis 1), then over the G
- * blocks. ORT 1.30 reduces a [G·8, W] tensor over its rows (axes [0, 1], or [0] of the 2-D view)
- * with a strided scalar loop for Min, Max and float64 Sum; the two-step form takes its vectorised
- * paths (measured in the header).
+ * A reduction of [G, 8, W] to [W] in three steps: over each block's 8 rows (axis 1), over each
+ * group of r blocks (GROUP_SHAPE), then over the G/r groups. ORT 1.30 reduces a [rows, W] tensor
+ * over its rows (axis 0) with a strided scalar loop for Min, Max and float64 Sum, and over the
+ * middle axis of [K, R, W] on its vectorised paths (measured in the header); the middle step
+ * leaves G/r ≤ G/4 rows (or 1) to the slow last step instead of G.
  */
-function reduceInTwo(nodes: Nodes, inits: Inits, op: string, input: string, output: string, opset: number): void {
-  reduce(nodes, inits, op, input, `${output}/blocks`, [1], 0, opset);
-  reduce(nodes, inits, op, `${output}/blocks`, output, [0], 0, opset);
+function reduceInThree(nodes: Nodes, inits: Inits, op: string, input: string, output: string, opset: number): void {
+  reduce(nodes, inits, op, input, `${output}/blocks`, [1], 1, opset);
+  regroupAndFinish(nodes, inits, op, `${output}/blocks`, output, opset);
+}
+
+/** [G, 1, W] block partials → [G/r, r, W] → [G/r, W] → [W] (the last two steps of reduceInThree). */
+function regroupAndFinish(nodes: Nodes, inits: Inits, op: string, partials: string, output: string, opset: number): void {
+  nodes.push({ opType: 'Reshape', inputs: [partials, GROUP_SHAPE], outputs: [`${output}/grouped`] });
+  reduce(nodes, inits, op, `${output}/grouped`, `${output}/groups`, [1], 0, opset);
+  reduce(nodes, inits, op, `${output}/groups`, output, [0], 0, opset);
 }
 
 /**
@@ -130,6 +161,7 @@ export function blockMomentsFragment(tensors: { name: string; width: number }[],
     { name: NEAR_HI, type: 'float', dims: [] },
     { name: REAL_ROWS, type: 'int32', dims: ['quantlens_gathered_rows'] },
     { name: BLOCKS, type: 'float', dims: ['quantlens_blocks', 1, BLOCK_ROWS] },
+    { name: GROUP_SHAPE, type: 'int64', dims: [3] },
   ];
   // The shift divides by every gathered row, so a constant column's shift is exact (and its M2 0).
   nodes.push({ opType: 'Shape', inputs: [REAL_ROWS], outputs: ['quantlens/bm/gathered'] });
@@ -164,13 +196,13 @@ function siteNodes(t: { name: string; width: number }, k: number, opset: number)
   nodes.push({ opType: 'Reshape', inputs: [v('xf'), v('rows_shape')], outputs: [v('x2d')] });
   nodes.push({ opType: 'Gather', inputs: [v('x2d'), REAL_ROWS], outputs: [v('xg')], attrs: { axis: 0 } });
   nodes.push({ opType: 'Reshape', inputs: [v('xg'), v('blocks_shape')], outputs: [v('xc')] });
-  // Each reduction runs within the blocks first (axis 1), then across them: see the header.
-  reduceInTwo(nodes, initializers, 'ReduceMin', v('xc'), n.min, opset);
-  reduceInTwo(nodes, initializers, 'ReduceMax', v('xc'), n.max, opset);
+  // Each reduction runs within the blocks first (axis 1), then within groups of blocks, then across them: see the header.
+  reduceInThree(nodes, initializers, 'ReduceMin', v('xc'), n.min, opset);
+  reduceInThree(nodes, initializers, 'ReduceMax', v('xc'), n.max, opset);
   // Σx in float64 over every gathered row (the mean is read off it: see the header); read()
   // takes the weight-0 repeats back out. The shift needs only be near the mean: repeats stay in it.
   nodes.push({ opType: 'Cast', inputs: [v('xc')], outputs: [v('x64')], attrs: { to: 11 } });
-  reduceInTwo(nodes, initializers, 'ReduceSum', v('x64'), n.sum, opset);
+  reduceInThree(nodes, initializers, 'ReduceSum', v('x64'), n.sum, opset);
   nodes.push({ opType: 'Div', inputs: [n.sum, 'quantlens/bm/n64'], outputs: [v('mean64')] });
   nodes.push({ opType: 'Cast', inputs: [v('mean64')], outputs: [n.shift], attrs: { to: 1 } });
   nodes.push({ opType: 'Sub', inputs: [v('xc'), n.shift], outputs: [v('d')] });
@@ -178,7 +210,7 @@ function siteNodes(t: { name: string; width: number }, k: number, opset: number)
   nodes.push({ opType: 'Gather', inputs: [v('xg'), 'quantlens/bm/zero'], outputs: [n.first], attrs: { axis: 0 } });
   nodes.push({ opType: 'MatMul', inputs: [BLOCKS, v('d2')], outputs: [v('s2_blocks')] });
   nodes.push({ opType: 'Cast', inputs: [v('s2_blocks')], outputs: [v('s2_blocks64')], attrs: { to: 11 } });
-  reduce(nodes, initializers, 'ReduceSum', v('s2_blocks64'), n.s2, [0, 1], 0, opset);
+  regroupAndFinish(nodes, initializers, 'ReduceSum', v('s2_blocks64'), n.s2, opset);
   nodes.push({ opType: 'Greater', inputs: [v('xc'), NEAR_LO], outputs: [v('above')] });
   nodes.push({ opType: 'Less', inputs: [v('xc'), NEAR_HI], outputs: [v('below')] });
   nodes.push({ opType: 'And', inputs: [v('above'), v('below')], outputs: [v('inside')] });
@@ -195,12 +227,13 @@ export interface BatchShape {
 
 /**
  * REAL_ROWS and BLOCKS of a batch: row b's real tokens sit at columns rowStart … rowStart + len − 1;
- * the last block is filled with repeats of the first real row, weighted 0.
+ * the rows after the last real one (to a whole number of groups of blocks, blockLayout) repeat
+ * the first real row, weighted 0.
  */
-export function blockFeeds(shape: BatchShape): { rows: Int32Array; weights: Float32Array; blocks: number } {
+export function blockFeeds(shape: BatchShape): { rows: Int32Array; weights: Float32Array; blocks: number; group: number } {
   let n = 0;
   for (const len of shape.lengths) n += len;
-  const blocks = blockCount(n);
+  const { blocks, group } = blockLayout(n);
   const rows = new Int32Array(blocks * BLOCK_ROWS);
   const weights = new Float32Array(blocks * BLOCK_ROWS);
   let r = 0;
@@ -210,12 +243,29 @@ export function blockFeeds(shape: BatchShape): { rows: Int32Array; weights: Floa
   });
   weights.fill(1, 0, n);
   rows.fill(rows[0], n);
-  return { rows, weights, blocks };
+  return { rows, weights, blocks, group };
 }
 
-/** Blocks of BLOCK_ROWS holding n rows (at least one). */
+/**
+ * How n rows are laid out: `blocks` blocks of BLOCK_ROWS (at least one), in groups of `group`
+ * blocks (reduceInThree). Up to ONE_GROUP_MAX blocks form one group; beyond, the fewest blocks
+ * ≥ ⌈n / BLOCK_ROWS⌉ that some size in GROUP_SIZES divides (any 4 consecutive counts hold a
+ * multiple of 4, so at most 3 blocks of repeats are added), the larger size on a tie.
+ */
+export function blockLayout(n: number): { blocks: number; group: number } {
+  const needed = Math.max(1, Math.ceil(n / BLOCK_ROWS));
+  if (needed <= ONE_GROUP_MAX) return { blocks: needed, group: needed };
+  let best = { blocks: Infinity, group: 1 };
+  for (const r of GROUP_SIZES) {
+    const blocks = Math.ceil(needed / r) * r;
+    if (blocks < best.blocks) best = { blocks, group: r };
+  }
+  return best;
+}
+
+/** Blocks of BLOCK_ROWS the feeds of n rows hold (blockLayout). */
 export function blockCount(n: number): number {
-  return Math.max(1, Math.ceil(n / BLOCK_ROWS));
+  return blockLayout(n).blocks;
 }
 
 /** The block moments of a session: which sites they cover (in fragment order), feeds, fetches, decoding. */
@@ -232,8 +282,13 @@ export class BlockMoments {
   /** Feeds for the inputs the fragment added: needed on every run of the session, whatever it fetches. */
   feeds(shape: BatchShape): Record<string, ort.Tensor> {
     if (!this.sites.length) return {};
-    const { rows, weights, blocks } = blockFeeds(shape);
-    return { ...this.bounds, [REAL_ROWS]: new ort.Tensor('int32', rows, [rows.length]), [BLOCKS]: new ort.Tensor('float32', weights, [blocks, 1, BLOCK_ROWS]) };
+    const { rows, weights, blocks, group } = blockFeeds(shape);
+    return {
+      ...this.bounds,
+      [REAL_ROWS]: new ort.Tensor('int32', rows, [rows.length]),
+      [BLOCKS]: new ort.Tensor('float32', weights, [blocks, 1, BLOCK_ROWS]),
+      [GROUP_SHAPE]: new ort.Tensor('int64', BigInt64Array.of(-1n, BigInt(group), 0n), [3]),
+    };
   }
 
   fetches(): string[] {

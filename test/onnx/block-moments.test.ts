@@ -14,7 +14,7 @@ import * as assert from 'uvu/assert';
 import ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
 import { augmentForRun } from '../../onnx/augment.ts';
-import { BLOCK_ROWS, BlockMoments, blockFeeds, blockMomentsFragment } from '../../onnx/block-moments.ts';
+import { BLOCK_ROWS, BlockMoments, blockFeeds, blockLayout, blockMomentsFragment } from '../../onnx/block-moments.ts';
 import { appendGraphFragment, GraphBuilder } from '../../onnx/builder.ts';
 import { sharedPath } from '../helpers/shared.ts';
 import { rng, gaussian } from '../operators/estimators/synthetic.ts';
@@ -187,7 +187,25 @@ test('feeds: real rows follow the padding side, blocks of 8 filled with weight-0
   const many = blockFeeds({ lengths: Int32Array.of(9, 8), seqLen: 9 });
   assert.is(many.blocks, 3);
   assert.is(many.weights.reduce((a, b) => a + b, 0), 17);
+  assert.is(many.group, 3, 'up to 16 blocks form one group');
   assert.is(BLOCK_ROWS, 8);
+});
+
+test('block layout: groups divide the blocks, at most 3 blocks of repeats, none up to 16 blocks', () => {
+  for (let n = 1; n <= 20_000; n++) {
+    const needed = Math.max(1, Math.ceil(n / BLOCK_ROWS));
+    const { blocks, group } = blockLayout(n);
+    assert.ok(blocks >= needed && blocks - needed <= 3, `n ${n}: ${blocks} blocks for ${needed} needed`);
+    assert.is(blocks % group, 0, `n ${n}: group ${group} divides ${blocks} blocks`);
+    if (needed <= 16) assert.equal([blocks, group], [needed, needed], `n ${n}: one group`);
+    else assert.ok(group >= 4 && group <= 8, `n ${n}: group ${group}`);
+  }
+  // The cases the tests above run: 692 rows → 87 blocks → 88 in groups of 8; 944 → 118 → 119 in groups of 7.
+  assert.equal(blockLayout(692), { blocks: 88, group: 8 });
+  assert.equal(blockLayout(944), { blocks: 119, group: 7 });
+  const f = blockFeeds({ lengths: Int32Array.of(300, 17, 255, 120), seqLen: 300 });
+  assert.is(f.rows.length, 88 * BLOCK_ROWS);
+  assert.is(f.weights.reduce((a, b) => a + b, 0), 692, 'the added block of repeats weighs 0');
 });
 
 test.run();
