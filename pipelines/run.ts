@@ -15,6 +15,7 @@ import { assemble, batchesOf } from './assemble.ts';
 import { RunMeasures } from './measures.ts';
 import { Progress } from './progress.ts';
 import { writeCalibration } from './calibration-output.ts';
+import { releaseBootstrapWorker, warmBootstrapWorker } from '../operators/estimators/calibration-bootstrap-parallel.ts';
 import type { TokenizeStats } from '../operators/encode.ts';
 import type { BatchResult } from '../operators/infer.ts';
 import type { StageClock } from '../operators/stage-clock.ts';
@@ -162,10 +163,19 @@ export interface FinishInput {
  * calibration from predictions.parquet → summary.json → report. Returns the summary.
  */
 export async function finishRun(plan: Plan, measures: RunMeasures, outDir: string, input: FinishInput): Promise<Record<string, any>> {
-  await measures.closePredictions();
-  await input.assemblePredictions?.();
-  const extra = await measures.finish();
-  const calibration = await writeCalibration(plan, outDir, plan.cfg.measure.includes('calibration'));
+  // The bootstrap's second thread starts now, while predictions close and are read back.
+  const examples = Math.max(0, ...plan.precisions.map((p) => measures.tally.get(p.precision)?.examples ?? 0));
+  warmBootstrapWorker(examples * plan.cfg.calibration.bootstrap);
+  let calibration: Record<string, Record<string, unknown>>;
+  let extra: object;
+  try {
+    await measures.closePredictions();
+    await input.assemblePredictions?.();
+    extra = await measures.finish();
+    calibration = await writeCalibration(plan, outDir, plan.cfg.measure.includes('calibration'));
+  } finally {
+    releaseBootstrapWorker();
+  }
   const summary = buildSummary(plan, measures, input.stats, input.timing, input.tokens, calibration, extra, input.shard);
   if (plan.memory?.correlation) summary.correlation_passes = { ...passesRecord(plan.memory.correlation), extra_pass_seconds: input.correlationPassSeconds ?? [] };
   const sal = plan.memory?.salience;

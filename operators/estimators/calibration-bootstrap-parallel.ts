@@ -8,7 +8,8 @@
  * here too (the same values, so nothing depends on which thread wrote it). Each resample's draws
  * start from its own jumped generator state, so the values are bit-identical to one thread.
  *
- * The worker is eval'd source (workerProgram), not a file: a worker loading a .ts file under tsx
+ * The worker is eval'd source (workerProgram), not a file, and takes jobs as messages, so the end
+ * of a run can start it early (warmBootstrapWorker): a worker loading a .ts file under tsx
  * failed (Node 20: ERR_UNKNOWN_FILE_EXTENSION, the loader is not registered there), and source
  * needs no path that differs between the sources and dist/.
  */
@@ -82,9 +83,39 @@ function workerProgram(): string {
     bootstrapKernelSource(),
     `const NEXT = ${NEXT}, DONE = ${DONE};`,
     String(chunkBounds), String(runChunks),
-    "runChunks(require('node:worker_threads').workerData);",
+    "require('node:worker_threads').parentPort.on('message', (job) => runChunks(job));",
   ].join('\n');
   return workerSource;
+}
+
+/** A worker waiting for jobs (posted, so it can start before the job exists); null if it cannot start. */
+function startWorker(): Worker | null {
+  try {
+    const worker = new Worker(workerProgram(), { eval: true });
+    worker.unref();
+    worker.on('error', () => undefined); // this thread computes whatever the worker leaves
+    return worker;
+  } catch {
+    return null;
+  }
+}
+
+let warmWorker: Worker | null = null;
+
+/**
+ * Starts the worker ahead of the bootstraps that will need it (the end of a run calls this before
+ * it closes and reads predictions.parquet), so its ~50 ms start-up overlaps that work and it takes
+ * its full share; every bootstrap until releaseBootstrapWorker uses it. Only when `draws` (n ×
+ * resamples of the largest bootstrap to come) reach PARALLEL_MIN_DRAWS.
+ */
+export function warmBootstrapWorker(draws: number): void {
+  if (warmWorker === null && draws >= PARALLEL_MIN_DRAWS) warmWorker = startWorker();
+}
+
+/** Ends the warmed worker, if any. */
+export function releaseBootstrapWorker(): void {
+  if (warmWorker) void warmWorker.terminate();
+  warmWorker = null;
 }
 
 /** bootstrapAccuracyAce's values (same arguments, `conf`/`correct` by rank), on two threads when it pays. */
@@ -100,14 +131,9 @@ export function parallelBootstrapAccuracyAce(conf: Float64Array, correct: Uint8A
     ace: new Float64Array(new SharedArrayBuffer(8 * resamples)),
     massBins, resamples, seed, chunks: Math.min(MAX_CHUNKS, resamples),
   };
-  let worker: Worker | null = null;
-  try {
-    worker = new Worker(workerProgram(), { eval: true, workerData: job });
-    worker.unref();
-    worker.on('error', () => undefined); // this thread computes whatever the worker leaves
-  } catch {
-    worker = null;
-  }
+  const owned = warmWorker === null;
+  const worker = warmWorker ?? startWorker();
+  worker?.postMessage(job);
   if (worker && opts.awaitWorkerMs) Atomics.wait(job.control, NEXT, 0, opts.awaitWorkerMs);
   const t0 = performance.now();
   const mine = runChunks(job);
@@ -123,6 +149,6 @@ export function parallelBootstrapAccuracyAce(conf: Float64Array, correct: Uint8A
       workerResamples -= to - from;
     }
   }
-  if (worker) void worker.terminate();
+  if (worker && owned) void worker.terminate();
   return { accuracy: job.accuracy.slice(), ace: job.ace.slice(), workerResamples };
 }

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { bootstrapAccuracyAce, bootstrapRange } from '../../../operators/estimators/calibration-bootstrap.ts';
-import { parallelBootstrapAccuracyAce } from '../../../operators/estimators/calibration-bootstrap-parallel.ts';
+import { PARALLEL_MIN_DRAWS, parallelBootstrapAccuracyAce, releaseBootstrapWorker, warmBootstrapWorker } from '../../../operators/estimators/calibration-bootstrap-parallel.ts';
 import { calibrationOrder } from '../../../operators/estimators/calibration.ts';
 import { mulberry32 } from '../../../core/random.ts';
 
@@ -108,5 +108,23 @@ for (const [n, R, seed] of [[1, 5, 0], [257, 33, 0xfffffff0], [2000, 100, 3]] as
     assert.equal(Array.from(never.ace), Array.from(one.ace));
   });
 }
+
+// A warmed worker (the end of a run starts it early) serves every bootstrap until released,
+// one job after another, with the same values as one thread.
+test('a warmed worker serves successive bootstraps, bit-identical to one thread', () => {
+  warmBootstrapWorker(PARALLEL_MIN_DRAWS);
+  try {
+    for (const [n, R, seed] of [[300, 40, 1], [1000, 64, 9]] as const) {
+      const k = ranked(records(n, 7 + n, false));
+      const one = bootstrapAccuracyAce(k.conf, k.correct, 10, R, seed);
+      const two = parallelBootstrapAccuracyAce(k.conf, k.correct, 10, R, seed, { threads: 'always', awaitWorkerMs: 20_000 });
+      assert.ok(two.workerResamples > 0, `the warmed worker computed some of job n=${n}`);
+      assert.equal(Array.from(two.accuracy), Array.from(one.accuracy));
+      assert.equal(Array.from(two.ace), Array.from(one.ace));
+    }
+  } finally {
+    releaseBootstrapWorker();
+  }
+});
 
 test.run();
