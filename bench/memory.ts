@@ -18,6 +18,7 @@ import path from 'node:path';
 import { ensureDemoModel } from '../sources/demo/demo-model.ts';
 import { benchGoal, median, parseMaxRssKiB, writeSyntheticJsonl, type BenchGoal } from './lib.ts';
 import { PROMPT_TEMPLATE } from './pipeline.ts';
+import { BENCH_LAYERS } from './bench-config.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..');
 const TIME = '/usr/bin/time';
@@ -54,7 +55,7 @@ function pipelineYaml(dataset: string, output: string): string {
     'dataset:',
     `  path: ${JSON.stringify(dataset)}`,
     `  prompt: "${PROMPT_TEMPLATE}"`,
-    'layers: [first, middle, last]',
+    `layers: [${BENCH_LAYERS.join(', ')}]`,
     'measure: [predictions, neurons]',
     `checkpoint_every: ${CHECKPOINT_EVERY}`,
     `output: ${JSON.stringify(output)}`,

@@ -19,6 +19,7 @@ import { writeFileAtomically } from '../core/atomic-write.ts';
 import { benchPipelineThroughput } from './pipeline.ts';
 import { printThroughput } from './pipeline-print.ts';
 import { benchMemory, CHECKPOINT_EVERY, type MemoryResult } from './memory.ts';
+import { BENCH_LAYERS } from './bench-config.ts';
 import { benchEstimators, type EstimatorsResult, type EstimatorRun } from './estimators.ts';
 import { duration, fixed, formatTable, median, percent, type BenchGoal } from './lib.ts';
 import { benchScale, printScale, SCALE_SIZES } from './scale.ts';
@@ -53,7 +54,7 @@ function heading(title: string): void {
 
 function printMemory(r: MemoryResult): void {
   heading('2. Peak RSS vs dataset size (separate child processes, CLI `run --quiet`)');
-  console.log(`model: tiny demo; measures [predictions, neurons]; layers first, middle, last; prompts of 3–8 words; checkpoint every ${CHECKPOINT_EVERY} batches`);
+  console.log(`model: tiny demo; measures [predictions, neurons]; layers ${BENCH_LAYERS.join(', ')}; prompts of 3–8 words; checkpoint every ${CHECKPOINT_EVERY} batches`);
   console.log(
     formatTable(
       [{ title: 'prompts', align: 'right' }, { title: 'peak RSS MiB', align: 'right' }, { title: 'seconds', align: 'right' }, { title: 'source' }],
@@ -85,7 +86,7 @@ function printEstimators(r: EstimatorsResult): void {
   console.log(`same run without correlation: ${fixed(r.wideBaseSeconds, 1)} s`);
   console.log(
     `correlation share at d_ff 4096 = (with − without) ÷ with: ${percent(r.correlationShareWide)} (wrapped-method estimate ${percent(r.correlationShareWrapped)})   ` +
-      `goal < ${percent(r.goal, 0)}: ${verdict(r.correlationShareWide < r.goal)}`,
+      `goal ≤ ${percent(r.goal)}: ${verdict(r.correlationShareWide <= r.goal)}`,
   );
   const fl = r.floor;
   console.log(

@@ -18,6 +18,7 @@ import type { LlamaConfig } from '../onnx/models/llama-config.ts';
 import { llamaParameterCount } from '../onnx/models/llama-graph.ts';
 import { SCHEMA } from '../pipelines/schema.ts';
 import { benchGoal, fixed, formatTable, type BenchGoal } from './lib.ts';
+import { BENCH_LAYERS } from './bench-config.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..');
 const CHILD = path.join(REPO, 'bench', 'scale-child.ts');
@@ -129,7 +130,7 @@ function pipelineYaml(modelDir: string, outDir: string, measures: string[], prom
     model: modelDir,
     precisions,
     dataset,
-    layers: ['first', 'middle', 'last'],
+    layers: [...BENCH_LAYERS],
     // 16 BoolQ prompts are ~1,300 tokens: a 1,024-token cap keeps the estimate's per-batch term
     // (logits [T, V] per precision) near what the run really holds.
     batch: { max_tokens: 1024 },
