@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { QuantlensError } from '../core/errors.ts';
+import { capPieceCache, splitAtUnjoinable } from './bpe-pieces.ts';
 import type { ModelFolder } from './model/folder.ts';
 
 export interface TextTokenizer {
@@ -77,22 +78,6 @@ function idRangeOf(json: Record<string, any>): number {
   return n;
 }
 
-/** Longest pre-tokenized piece the BPE model's cache keeps (the library's default is 256 characters). */
-export const PIECE_CACHE_CHARS = 32;
-
-/**
- * @huggingface/tokenizers' BPE caches each pre-tokenized piece up to 256 characters in a
- * 10,000-entry LRU. Where the pre-tokenizer does not split words (Metaspace without split, as the
- * demo's), a piece is a whole prompt: every prompt becomes an entry, and past 10k prompts each one
- * evicts an older entry that had already reached V8's old generation, so a run's old-generation
- * garbage (and peak RSS) grew with the prompt count. Word-sized pieces, what the cache is for,
- * are still cached.
- */
-function capPieceCache(tok: Tokenizer): void {
-  const model = (tok as unknown as { model?: { max_length_to_cache?: unknown } }).model;
-  if (model && typeof model.max_length_to_cache === 'number') model.max_length_to_cache = Math.min(model.max_length_to_cache, PIECE_CACHE_CHARS);
-}
-
 export async function loadTokenizer(folder: string): Promise<TextTokenizer> {
   const tokenizerFile = path.join(folder, 'tokenizer.json');
   const configFile = path.join(folder, 'tokenizer_config.json');
@@ -119,6 +104,7 @@ export async function loadTokenizer(folder: string): Promise<TextTokenizer> {
   }
 
   capPieceCache(tok);
+  splitAtUnjoinable(tok);
 
   const idOf = (token: string): number | undefined => tok.token_to_id(token) ?? undefined;
   const specialId = (key: string): number | null => {
