@@ -51,6 +51,10 @@ function printStatsProfile(m: ModelThroughput): void {
       [...p.parts.map((x) => [x.part, fixed(x.ms, 1), percent(x.share, 2)]), ['= all statistics', fixed(p.parts.reduce((a, x) => a + x.ms, 0), 1), percent(p.share, 2)]],
     ),
   );
+  console.log(
+    `highest pipeline ÷ bare these allow, with everything outside session.run free: ${fixed(p.ceiling.all, 3)} with every part as measured; ` +
+      `${fixed(p.ceiling.floorParts, 3)} with only the float64 Σx and min / max (${percent(p.floorShare, 2)}: no cheaper exact form found, see onnx/block-moments.ts)`,
+  );
 }
 
 export function printThroughput(r: ThroughputResult): void {

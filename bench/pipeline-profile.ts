@@ -16,14 +16,19 @@ import type { Plan } from '../pipelines/plan.ts';
 import type { Batch } from '../core/types.ts';
 import { batchFeeds } from '../operators/infer.ts';
 
-/** The statistics' parts, by the fragment's tensor names (block-moments.ts). */
-const PARTS: [part: string, test: RegExp][] = [
-  ['float64 Σx (Cast, three-step ReduceSum, shift)', /^(x64|sum(\/.*)?|mean64|shift)$/],
-  ['centred squares (Sub, Mul, block MatMul, float64 sum)', /^(d|d2|s2_blocks|s2_blocks64|s2(\/.*)?)$/],
-  ['min / max (three-step ReduceMin, ReduceMax)', /^(min|max)(\/.*)?$/],
-  ['near-zero compares (Greater, Less, And)', /^(above|below|inside)$/],
-  ['near-zero counts (uint8 Cast, MatMulInteger GEMV)', /^(inside_n|inside_rows|nz_row|near_zero)$/],
-  ['gather of the real rows', /^(xg|first)$/],
+/**
+ * The statistics' parts, by the fragment's tensor names (block-moments.ts). `floor` marks the parts
+ * for which no cheaper exact form was found (block-moments.ts lists what was measured): the
+ * float64 Σx that the mean's brute-force bound (1e-12) needs, whose Cast ORT runs on one thread,
+ * and the exact min/max, one reduction each.
+ */
+const PARTS: [part: string, test: RegExp, floor: boolean][] = [
+  ['float64 Σx (Cast, three-step ReduceSum, shift)', /^(x64|sum(\/.*)?|mean64|shift)$/, true],
+  ['centred squares (Sub, Mul, block MatMul, float64 sum)', /^(d|d2|s2_blocks|s2_blocks64|s2(\/.*)?)$/, false],
+  ['min / max (three-step ReduceMin, ReduceMax)', /^(min|max)(\/.*)?$/, true],
+  ['near-zero compares (Greater, Less, And)', /^(above|below|inside)$/, false],
+  ['near-zero counts (uint8 Cast, MatMulInteger GEMV)', /^(inside_n|inside_rows|nz_row|near_zero)$/, false],
+  ['gather of the real rows', /^(xg|first)$/, false],
 ];
 
 export interface StatisticsProfile {
@@ -32,10 +37,17 @@ export interface StatisticsProfile {
   /** The same for the fragment's nodes, by part (PARTS, then 'other'). */
   parts: { part: string; ms: number; share: number }[];
   share: number;
+  /** The parts marked `floor` in PARTS, as a share of the model's kernel time. */
+  floorShare: number;
+  /**
+   * The highest pipeline ÷ bare these shares allow, everything outside session.run free:
+   * 1 / (1 + share) with every part as measured, 1 / (1 + floorShare) with only the floor parts.
+   */
+  ceiling: { all: number; floorParts: number };
   repeats: number;
 }
 
-interface ProfileEvent {
+export interface ProfileEvent {
   cat?: string;
   name: string;
   ts: number;
@@ -62,11 +74,11 @@ export async function profileStatistics(plan: Plan, batches: Batch[], tmpDir: st
   if (written.length !== 1) throw new Error(`ORT profile: expected one stats-profile*.json in ${tmpDir}, found ${written.length}`);
   const events = JSON.parse(readFileSync(path.join(tmpDir, written[0]), 'utf8')) as ProfileEvent[];
   rmSync(path.join(tmpDir, written[0]));
-  return summarise(events, batches.length, repeats);
+  return summariseProfile(events, batches.length, repeats);
 }
 
 /** Per node, per batch: min over repeats (runs are in order: repeat-major, batch-minor). */
-function summarise(events: ProfileEvent[], batches: number, repeats: number): StatisticsProfile {
+export function summariseProfile(events: ProfileEvent[], batches: number, repeats: number): StatisticsProfile {
   const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => a.ts - b.ts);
   const nodes = events.filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time')).sort((a, b) => a.ts - b.ts);
   const times = new Map<string, number[][]>();
@@ -91,5 +103,7 @@ function summarise(events: ProfileEvent[], batches: number, repeats: number): St
     ms.set(part, (ms.get(part) ?? 0) + t);
   }
   const parts = [...ms].map(([part, t]) => ({ part, ms: t, share: t / modelMs })).sort((a, b) => b.ms - a.ms);
-  return { modelMs, parts, share: parts.reduce((s, p) => s + p.share, 0), repeats };
+  const share = parts.reduce((s, p) => s + p.share, 0);
+  const floorShare = parts.filter((p) => PARTS.some(([name, , floor]) => floor && name === p.part)).reduce((s, p) => s + p.share, 0);
+  return { modelMs, parts, share, floorShare, ceiling: { all: 1 / (1 + share), floorParts: 1 / (1 + floorShare) }, repeats };
 }
