@@ -39,10 +39,10 @@ function printModel(m: ModelThroughput, goal: number): void {
       ],
     ),
   );
-  printStatsProfile(m);
+  printStatsProfile(m, goal);
 }
 
-function printStatsProfile(m: ModelThroughput): void {
+function printStatsProfile(m: ModelThroughput, goal: number): void {
   const p = m.statsProfile;
   console.log(`the statistics by part (ORT's profile of the pipeline's session, each node's min over ${p.repeats} repeats per batch), as shares of the model's own kernel time (${fixed(p.modelMs / 1000, 2)} s):`);
   console.log(
@@ -52,8 +52,8 @@ function printStatsProfile(m: ModelThroughput): void {
     ),
   );
   console.log(
-    `highest pipeline ÷ bare these allow, with everything outside session.run free: ${fixed(p.ceiling.all, 3)} with every part as measured; ` +
-      `${fixed(p.ceiling.floorParts, 3)} with only the float64 Σx and min / max (${percent(p.floorShare, 2)}: no cheaper exact form found, see onnx/block-moments.ts)`,
+    `a pipeline ÷ bare of ${goal.toFixed(2)} leaves ${percent(1 / goal - 1, 1)} of bare's time for all the pipeline adds; the float64 Σx and min / max alone take ${percent(p.floorShare, 2)} ` +
+      `of the model's kernel time here (no cheaper exact form found: onnx/block-moments.ts)`,
   );
 }
 

@@ -39,11 +39,6 @@ export interface StatisticsProfile {
   share: number;
   /** The parts marked `floor` in PARTS, as a share of the model's kernel time. */
   floorShare: number;
-  /**
-   * The highest pipeline ÷ bare these shares allow, everything outside session.run free:
-   * 1 / (1 + share) with every part as measured, 1 / (1 + floorShare) with only the floor parts.
-   */
-  ceiling: { all: number; floorParts: number };
   repeats: number;
 }
 
@@ -105,5 +100,5 @@ export function summariseProfile(events: ProfileEvent[], batches: number, repeat
   const parts = [...ms].map(([part, t]) => ({ part, ms: t, share: t / modelMs })).sort((a, b) => b.ms - a.ms);
   const share = parts.reduce((s, p) => s + p.share, 0);
   const floorShare = parts.filter((p) => PARTS.some(([name, , floor]) => floor && name === p.part)).reduce((s, p) => s + p.share, 0);
-  return { modelMs, parts, share, floorShare, ceiling: { all: 1 / (1 + share), floorParts: 1 / (1 + floorShare) }, repeats };
+  return { modelMs, parts, share, floorShare, repeats };
 }
