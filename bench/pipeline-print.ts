@@ -16,7 +16,7 @@ function printModel(m: ModelThroughput, goal: number): void {
     ),
   );
   console.log(`median pipeline ÷ bare: ${fixed(m.medianRatio, 3)} (CPU time: ${fixed(m.medianCpuRatio, 3)})   goal ≥ ${goal.toFixed(2)}: ${verdict(m.medianRatio >= goal)}`);
-  console.log(`in-graph statistics (the same session with and without them, paired per batch): +${percent(m.statsOverhead)} of the bare forward pass's Σ session.run, +${percent(m.statsCpuOverhead)} of its CPU time (medians of rounds)`);
+  console.log(`in-graph statistics (the same session with and without them, in loops of the same round): +${percent(m.statsOverhead)} of the bare forward pass's Σ session.run, +${percent(m.statsCpuOverhead)} of its CPU time (medians of rounds)`);
   const s = m.stages;
   const st = s.streamSeconds;
   const row = (name: string, sec: number) => [name, fixed(sec, 2), percent(sec / st)];

@@ -5,9 +5,12 @@
  * The bare loop is the ceiling: the SAME batches (the pipeline's own dataset → prompt → tokenize →
  * batchByTokens, built once up front), feeds built once, a session with the same settings and the
  * pipeline's logits-only augmentation, and nothing but `session.run` fetching the last-position
- * logits. The pipeline's own session (with the in-graph statistics) runs beside it batch by batch
- * (pairedLoops): the difference of the two is the statistics' cost, measured, not inferred. Rounds
- * alternate the pipeline and the paired loops (roundRobin), since the machine is shared.
+ * logits. The pipeline's own session (with the in-graph statistics) runs the same loop right
+ * after or before it: the difference of the two is the statistics' cost, measured, not inferred.
+ * Rounds rotate the pipeline and the two loops (roundRobin), since the machine is shared. Each
+ * loop runs one session alone, as the pipeline does: alternating the two sessions batch by batch
+ * (how this bench first paired them) slowed both by 15–25 % on the demo model (its weights and
+ * arenas fit the cache once, not twice), which flattered pipeline ÷ bare.
  *
  * Where the time goes comes from a separate run with a StageClock (operators/stage-clock.ts):
  * the graph's own stage boundaries timed by `tap` and by timing each iterator stage's next(),
@@ -150,7 +153,7 @@ export interface ThroughputRound {
   ratio: number;
   /** Bare ÷ pipeline process CPU seconds (all threads) for the same tokens: less sensitive to other load than wall time. */
   cpuRatio: number;
-  /** (bare+stats − bare) ÷ bare CPU seconds of their session.run calls, paired per batch. */
+  /** (bare+stats − bare) ÷ bare CPU seconds of their session.run calls, loops of the same round. */
   statsCpuOverhead: number;
 }
 
@@ -164,7 +167,7 @@ export interface ModelThroughput {
   rounds: ThroughputRound[];
   medianRatio: number;
   medianCpuRatio: number;
-  /** Median over rounds of (bare+stats seconds − bare seconds) ÷ bare seconds, paired per batch. */
+  /** Median over rounds of (bare+stats seconds − bare seconds) ÷ bare seconds, loops of the same round. */
   statsOverhead: number;
   /** The same in CPU seconds. */
   statsCpuOverhead: number;
@@ -191,25 +194,16 @@ interface LoopTime {
   cpu: number;
 }
 
-/**
- * The bare and bare+statistics sessions over the same batches, one batch of each in turn (which
- * goes first alternates): Σ awaited session.run per session. Pairing per batch keeps a shared
- * machine's load changes off their difference, which separate loops a minute apart did not.
- */
-async function pairedLoops(bare: { session: ort.InferenceSession; feeds: Record<string, ort.Tensor>[]; fetches: string[] }, stats: typeof bare): Promise<{ bare: LoopTime; stats: LoopTime }> {
-  const acc = { bare: { seconds: 0, cpu: 0 }, stats: { seconds: 0, cpu: 0 } };
-  const timed = async (which: 'bare' | 'stats', i: number) => {
-    const s = which === 'bare' ? bare : stats;
+/** Σ awaited session.run of one session over every batch, alone (wall and process CPU seconds). */
+async function loop(s: { session: ort.InferenceSession; feeds: Record<string, ort.Tensor>[]; fetches: string[] }): Promise<LoopTime> {
+  const acc = { seconds: 0, cpu: 0 };
+  for (const f of s.feeds) {
     const c0 = process.cpuUsage();
     const t0 = performance.now();
-    await s.session.run(s.feeds[i], s.fetches);
-    acc[which].seconds += (performance.now() - t0) / 1000;
+    await s.session.run(f, s.fetches);
+    acc.seconds += (performance.now() - t0) / 1000;
     const c = process.cpuUsage(c0);
-    acc[which].cpu += (c.user + c.system) / 1e6;
-  };
-  for (let i = 0; i < bare.feeds.length; i++) {
-    const order = i % 2 ? (['stats', 'bare'] as const) : (['bare', 'stats'] as const);
-    for (const w of order) await timed(w, i);
+    acc.cpu += (c.user + c.system) / 1e6;
   }
   return acc;
 }
@@ -235,9 +229,8 @@ export async function benchModelThroughput(bench: PipelineBenchModel, prompts: n
     const statsFeeds = feedsOf(stats);
     const statsFetches = [LAST_LOGITS, ...(stats.moments?.fetches() ?? [])];
     const tokens = batches.reduce((s, b) => s + b.realTokens, 0);
-    log(`throughput, ${bench.label}: ${prompts} prompts → ${batches.length} batches, ${tokens} tokens; ${rounds} rounds of pipeline / (bare | bare+stats, paired per batch)`);
-    type RoundResult = { pipeline: LoopTime } | { bare: LoopTime; stats: LoopTime };
-    const tasks = {
+    log(`throughput, ${bench.label}: ${prompts} prompts → ${batches.length} batches, ${tokens} tokens; ${rounds} rounds of pipeline / bare / bare+stats`);
+    const tasks: Record<'pipeline' | 'bare' | 'bare+stats', () => Promise<LoopTime>> = {
       pipeline: async () => {
         rmSync(output, { recursive: true, force: true });
         // CPU of the stream only: from the run's start line (plan, sessions and model hash done) to its last batch.
@@ -246,28 +239,25 @@ export async function benchModelThroughput(bench: PipelineBenchModel, prompts: n
         const { summary } = await runPipeline(cfg, { quiet: true, report: false, log: () => void (c0 = process.cpuUsage()), onBatch: () => void (streamCpu = process.cpuUsage(c0)) });
         const t = summary.precisions.fp32.tokens;
         if (t !== tokens) throw new Error(`pipeline saw ${t} tokens, the bare loop's batches hold ${tokens}: not the same batches`);
-        return { pipeline: { seconds: tokens / (summary.tokens_per_second as number), cpu: (streamCpu.user + streamCpu.system) / 1e6 } };
+        return { seconds: tokens / (summary.tokens_per_second as number), cpu: (streamCpu.user + streamCpu.system) / 1e6 };
       },
-      'bare | bare+stats': () => pairedLoops({ session: bare.session, feeds: bareFeeds, fetches: [LAST_LOGITS] }, { session: stats.session, feeds: statsFeeds, fetches: statsFetches }),
+      bare: () => loop({ session: bare.session, feeds: bareFeeds, fetches: [LAST_LOGITS] }),
+      'bare+stats': () => loop({ session: stats.session, feeds: statsFeeds, fetches: statsFetches }),
     };
     // One unmeasured round first: the first pipeline run of a process also JIT-compiles the
     // tokenizer and the stream's JS (measured: its round came out 25–30 % slower than the others
     // in both full runs, whichever order followed), which the bare loop never pays.
     for (const task of Object.values(tasks)) await task();
-    const results = await roundRobin<RoundResult>(rounds, tasks);
-    const perRound: ThroughputRound[] = results.map(({ order, results: x }) => {
-      const { pipeline } = x.pipeline as { pipeline: LoopTime };
-      const paired = x['bare | bare+stats'] as { bare: LoopTime; stats: LoopTime };
-      return {
-        order,
-        pipelineTokensPerSecond: tokens / pipeline.seconds,
-        bareTokensPerSecond: tokens / paired.bare.seconds,
-        bareStatsTokensPerSecond: tokens / paired.stats.seconds,
-        ratio: paired.bare.seconds / pipeline.seconds,
-        cpuRatio: paired.bare.cpu / pipeline.cpu,
-        statsCpuOverhead: paired.stats.cpu / paired.bare.cpu - 1,
-      };
-    });
+    const results = await roundRobin<LoopTime>(rounds, tasks);
+    const perRound: ThroughputRound[] = results.map(({ order, results: x }) => ({
+      order,
+      pipelineTokensPerSecond: tokens / x.pipeline.seconds,
+      bareTokensPerSecond: tokens / x.bare.seconds,
+      bareStatsTokensPerSecond: tokens / x['bare+stats'].seconds,
+      ratio: x.bare.seconds / x.pipeline.seconds,
+      cpuRatio: x.bare.cpu / x.pipeline.cpu,
+      statsCpuOverhead: x['bare+stats'].cpu / x.bare.cpu - 1,
+    }));
     for (const r of perRound) log(`  round [${r.order.join(', ')}]: pipeline ${r.pipelineTokensPerSecond.toFixed(0)} tok/s, bare ${r.bareTokensPerSecond.toFixed(0)}, bare+stats ${r.bareStatsTokensPerSecond.toFixed(0)}`);
     rmSync(output, { recursive: true, force: true });
     const stages = await stageBreakdown(cfg);
