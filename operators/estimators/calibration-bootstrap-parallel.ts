@@ -1,7 +1,7 @@
 /**
  * The calibration bootstrap (calibration-bootstrap.ts) split between this thread and one worker
- * thread, for the end of a large run: at n = 100k its 1000 resamples are about 0.4–0.7 s of one
- * core (4.2 ns a draw measured; more under load). The caller stays synchronous: resamples go in
+ * thread, for the end of a large run: at n = 100k its 1000 resamples are about 0.35–0.5 s of one
+ * core (3.5 ns a draw measured; more under load). The caller stays synchronous: resamples go in
  * chunks that both threads claim from a shared counter, this thread computes chunks until none is
  * left and then waits (Atomics.wait) only for chunks the worker has claimed. A worker that is
  * still starting, or fails to start, claims nothing, so this thread never waits on a start-up; a

@@ -13,10 +13,11 @@
  *
  * Drawing ranks rather than input items (then looking up their rank) saves a random read a draw,
  * and the counts are bytes, so they stay in L2 at n = 100k (about half the cost of the rank lookup
- * with 32-bit counts, when that was measured). Both passes are unrolled, four draws and eight
+ * with 32-bit counts, when that was measured). Both passes are unrolled, eight draws and eight
  * items a turn, with the same arithmetic in the same order: at n = 100k one item a turn measured
- * 7.2 ns a draw (4.9 drawing, 2.4 the walk), unrolled 4.2 (2.8 + 1.4) — medians of 11 rounds
- * interleaved in one process, 2-core shared VM at load average 1–2. A count past 255 wraps; the
+ * 7.2 ns a draw (4.8 drawing, 2.4 the walk), unrolled 3.5 (2.2 + 1.3) — medians of 9 rounds
+ * interleaved in one process, 2-core shared VM at load average 1–2 (other sessions' tests); under
+ * heavier load both rise, old 8.7 against new 4.7 in one 21-round run. A count past 255 wraps; the
  * pass sums the counts, and a resample whose sum is not n (practically never: an item drawn 256
  * times in n draws) is drawn again from its saved generator state into 32-bit counts, so every
  * resample is exact.
@@ -66,27 +67,41 @@ export function bootstrapRange(conf: Float64Array, correct: Uint8Array, massBins
  * n draws of mulberry32 from state `a`, each adding one to the count of rank ⌊u·n⌋; the new state.
  * ⌊u·n⌋ is (u · (n/2³²)) | 0: n/2³² and u/2³² are exact (power-of-two scalings), so u·(n/2³²)
  * and Math.floor's (u/2³²)·n are one rounding of the same real u·n/2³², which is below n < 2³¹,
- * where |0 and Math.floor agree (a test pins it). Four draws a turn: with one, V8's per-turn cost
- * (bounds, loop) weighed more than mulberry32's arithmetic.
+ * where |0 and Math.floor agree (a test pins it). Eight draws a turn: with one, V8's per-turn
+ * cost (bounds, loop) weighed more than mulberry32's arithmetic, and eight independent mixes
+ * keep the core busier than four (2.3 against 2.8 ns a draw, interleaved medians).
  */
 function drawRanks(counts: Uint8Array | Uint32Array, n: number, a: number): number {
   const scale = n / 4294967296;
   let t = 0;
-  for (; t + 3 < n; t += 4) {
+  for (; t + 7 < n; t += 8) {
     const a1 = (a + 0x6d2b79f5) | 0, a2 = (a1 + 0x6d2b79f5) | 0, a3 = (a2 + 0x6d2b79f5) | 0, a4 = (a3 + 0x6d2b79f5) | 0;
-    a = a4;
+    const a5 = (a4 + 0x6d2b79f5) | 0, a6 = (a5 + 0x6d2b79f5) | 0, a7 = (a6 + 0x6d2b79f5) | 0, a8 = (a7 + 0x6d2b79f5) | 0;
+    a = a8;
     let x1 = Math.imul(a1 ^ (a1 >>> 15), a1 | 1);
-    let x2 = Math.imul(a2 ^ (a2 >>> 15), a2 | 1);
-    let x3 = Math.imul(a3 ^ (a3 >>> 15), a3 | 1);
-    let x4 = Math.imul(a4 ^ (a4 >>> 15), a4 | 1);
     x1 ^= x1 + Math.imul(x1 ^ (x1 >>> 7), x1 | 61);
+    let x2 = Math.imul(a2 ^ (a2 >>> 15), a2 | 1);
     x2 ^= x2 + Math.imul(x2 ^ (x2 >>> 7), x2 | 61);
+    let x3 = Math.imul(a3 ^ (a3 >>> 15), a3 | 1);
     x3 ^= x3 + Math.imul(x3 ^ (x3 >>> 7), x3 | 61);
+    let x4 = Math.imul(a4 ^ (a4 >>> 15), a4 | 1);
     x4 ^= x4 + Math.imul(x4 ^ (x4 >>> 7), x4 | 61);
+    let x5 = Math.imul(a5 ^ (a5 >>> 15), a5 | 1);
+    x5 ^= x5 + Math.imul(x5 ^ (x5 >>> 7), x5 | 61);
+    let x6 = Math.imul(a6 ^ (a6 >>> 15), a6 | 1);
+    x6 ^= x6 + Math.imul(x6 ^ (x6 >>> 7), x6 | 61);
+    let x7 = Math.imul(a7 ^ (a7 >>> 15), a7 | 1);
+    x7 ^= x7 + Math.imul(x7 ^ (x7 >>> 7), x7 | 61);
+    let x8 = Math.imul(a8 ^ (a8 >>> 15), a8 | 1);
+    x8 ^= x8 + Math.imul(x8 ^ (x8 >>> 7), x8 | 61);
     counts[(((x1 ^ (x1 >>> 14)) >>> 0) * scale) | 0]++;
     counts[(((x2 ^ (x2 >>> 14)) >>> 0) * scale) | 0]++;
     counts[(((x3 ^ (x3 >>> 14)) >>> 0) * scale) | 0]++;
     counts[(((x4 ^ (x4 >>> 14)) >>> 0) * scale) | 0]++;
+    counts[(((x5 ^ (x5 >>> 14)) >>> 0) * scale) | 0]++;
+    counts[(((x6 ^ (x6 >>> 14)) >>> 0) * scale) | 0]++;
+    counts[(((x7 ^ (x7 >>> 14)) >>> 0) * scale) | 0]++;
+    counts[(((x8 ^ (x8 >>> 14)) >>> 0) * scale) | 0]++;
   }
   for (; t < n; t++) {
     a = (a + 0x6d2b79f5) | 0;
