@@ -20,7 +20,14 @@
 import { Worker } from 'node:worker_threads';
 import { bootstrapAccuracyAce, bootstrapKernelSource, bootstrapRange, type BootstrapDraws } from './calibration-bootstrap.ts';
 
-/** Below this many draws (n × resamples) a worker's start-up (~50 ms) costs more than it saves: measured break-even near 5M (n = 5k), a third faster at 10M. */
+/**
+ * Below this many draws (n × resamples) a worker's start-up (~50 ms) costs more than it saves.
+ * With the one-item-a-turn kernel break-even was near 5M (n = 5k), a third faster at 10M; with
+ * the unrolled one, a worker started per call (fresh processes, 1000 resamples) is about even at
+ * 10M (52–62 ms against 48–51 on one thread) and ahead at 20M (62–73 against 72–104). The end of
+ * a run warms the worker before it needs it (warmBootstrapWorker), so there start-up is not paid:
+ * warmed 150 ms ahead, 10M took 29–34 ms against 44–62 on one thread.
+ */
 export const PARALLEL_MIN_DRAWS = 10_000_000;
 /**
  * Chunks of a job: at most one is left in flight on the worker when this thread runs out, so
