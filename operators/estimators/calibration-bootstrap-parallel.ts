@@ -1,24 +1,40 @@
 /**
  * The calibration bootstrap (calibration-bootstrap.ts) split between this thread and one worker
- * thread, for the end of a large run: at n = 100k its 1000 resamples are 1–2 s of one
- * core. The caller stays synchronous: resamples go in chunks that both threads claim from a shared
- * counter, this thread computes chunks until none is left and then waits (Atomics.wait) only for
- * chunks the worker has claimed. A worker that is still starting, or fails to start, claims
- * nothing, so this thread never waits on a start-up; a claimed chunk not done in time is computed
- * here too (the same values, so nothing depends on which thread wrote it). Each resample's draws
- * start from its own jumped generator state, so the values are bit-identical to one thread.
+ * thread, for the end of a large run: at n = 100k its 1000 resamples are about 0.35–0.5 s of one
+ * core (3.5 ns a draw measured; more under load). The caller stays synchronous: resamples go in
+ * chunks that both threads claim from a shared counter, this thread computes chunks until none is
+ * left and then waits (Atomics.wait) only for chunks the worker has claimed. A worker that is
+ * still starting, or fails to start, claims nothing, so this thread never waits on a start-up; a
+ * claimed chunk not done in time is computed here too (the same values, so nothing depends on
+ * which thread wrote it). Each resample's draws start from its own jumped generator state, so the
+ * values are bit-identical to one thread.
  *
  * The worker is eval'd source (workerProgram), not a file, and takes jobs as messages, so the end
  * of a run can start it early (warmBootstrapWorker): a worker loading a .ts file under tsx
  * failed (Node 20: ERR_UNKNOWN_FILE_EXTENSION, the loader is not registered there), and source
- * needs no path that differs between the sources and dist/.
+ * needs no path that differs between the sources and dist/. Once started it runs the kernel on a
+ * small made-up input (warmKernel), so the real job's first chunk runs optimized code: in a fresh
+ * process the first 10 resamples at n = 100k took 17–28 ms cold against 4.5 ms after it (the
+ * warm-up itself 13–25 ms, which a warmed worker spends while the run closes and reads predictions).
  */
 import { Worker } from 'node:worker_threads';
 import { bootstrapAccuracyAce, bootstrapKernelSource, bootstrapRange, type BootstrapDraws } from './calibration-bootstrap.ts';
 
-/** Below this many draws (n × resamples) a worker's start-up (~50 ms) costs more than it saves: measured break-even near 5M (n = 5k), a third faster at 10M. */
+/**
+ * Below this many draws (n × resamples) a worker's start-up (~50 ms) costs more than it saves.
+ * With the one-item-a-turn kernel break-even was near 5M (n = 5k), a third faster at 10M; with
+ * the unrolled one, a worker started per call (fresh processes, 1000 resamples) is about even at
+ * 10M (52–62 ms against 48–51 on one thread) and ahead at 20M (62–73 against 72–104). The end of
+ * a run warms the worker before it needs it (warmBootstrapWorker), so there start-up is not paid:
+ * warmed 150 ms ahead, 10M took 29–34 ms against 44–62 on one thread.
+ */
 export const PARALLEL_MIN_DRAWS = 10_000_000;
-const MAX_CHUNKS = 32;
+/**
+ * Chunks of a job: at most one is left in flight on the worker when this thread runs out, so
+ * smaller ones cut that final wait (at n = 100k, 1000 resamples: median 4–10 ms with 32 chunks,
+ * 0–1 ms with 128); claiming one is an Atomics.add.
+ */
+const MAX_CHUNKS = 128;
 // control[NEXT] is the next unclaimed chunk, control[DONE + c] 1 once chunk c is written.
 const NEXT = 0, DONE = 1;
 
@@ -73,16 +89,27 @@ function sharedCopy<T extends Float64Array | Uint8Array>(make: (b: SharedArrayBu
   return out;
 }
 
+/** Runs the kernel on made-up input of the jobs' array kinds, so V8 optimizes it before a real job. */
+function warmKernel(n: number, resamples: number): void {
+  const conf = new Float64Array(new SharedArrayBuffer(8 * n)), correct = new Uint8Array(new SharedArrayBuffer(n));
+  for (let i = 0; i < n; i++) {
+    conf[i] = i / n;
+    correct[i] = i & 1;
+  }
+  bootstrapRange(conf, correct, 10, 1, 0, resamples, new Float64Array(resamples), new Float64Array(resamples), new Uint8Array(n));
+}
+
 /**
  * The worker's program: the kernel's and this file's functions as source (they reference only
- * each other, these constants and globals), then claim chunks. Built once, on first use.
+ * each other, these constants and globals), a warm-up, then claim chunks. Built once, on first use.
  */
 let workerSource: string | null = null;
 function workerProgram(): string {
   workerSource ??= [
     bootstrapKernelSource(),
     `const NEXT = ${NEXT}, DONE = ${DONE};`,
-    String(chunkBounds), String(runChunks),
+    String(chunkBounds), String(runChunks), String(warmKernel),
+    'warmKernel(4096, 64);', // 262k draws; a job posted meanwhile waits in the queue
     "require('node:worker_threads').parentPort.on('message', (job) => runChunks(job));",
   ].join('\n');
   return workerSource;

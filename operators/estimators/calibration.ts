@@ -57,11 +57,82 @@ export function widthBin(c: number, bins: number): number {
   return k;
 }
 
-/** Indices sorted by confidence ascending, ties by example_id ascending. */
+/**
+ * Indices sorted by confidence ascending, ties by example_id ascending, then by index (the
+ * comparator sort below is a stable merge sort in V8, so equal (confidence, id) pairs keep their
+ * input order). For confidences in [0, 1] a stable LSD radix sort gives that same permutation: a
+ * non-negative double's bits, read as an unsigned 64-bit integer, order as the double does (−0 is
+ * made +0, which the comparator holds equal), and an int32 with its sign bit flipped orders as
+ * the int32 does. At 100k examples (2-core shared VM) the comparator sort took 32–38 ms warm and
+ * 32–51 ms in a fresh process, the radix sort 4–6 ms warm and 17–28 ms fresh.
+ */
 export function calibrationOrder(conf: Float64Array, exampleId: Int32Array): Uint32Array {
-  const order = Uint32Array.from({ length: conf.length }, (_, i) => i);
-  order.sort((a, b) => conf[a] - conf[b] || exampleId[a] - exampleId[b]);
-  return order;
+  const n = conf.length;
+  let inUnit = LITTLE_ENDIAN;
+  for (let i = 0; i < n && inUnit; i++) inUnit = conf[i] >= 0 && conf[i] <= 1;
+  if (!inUnit || n < 2) {
+    const order = Uint32Array.from({ length: n }, (_, i) => i);
+    order.sort((a, b) => conf[a] - conf[b] || exampleId[a] - exampleId[b]);
+    return order;
+  }
+  // Keys by 16-bit digit, least significant first: the id's two (unless ids never decrease along
+  // the input: then ties already stand in index order), the confidence's low word's two, its high
+  // word's two. Every digit's histogram is counted in one pass over the input.
+  const words = new Uint32Array(conf.buffer, conf.byteOffset, 2 * n); // little-endian: low word at 2i
+  const lo = new Uint32Array(n), hi = new Uint32Array(n), order = new Uint32Array(n);
+  const count = new Uint32Array(6 * 65536); // digit d's histogram at d·65536: id 0–1, lo 2–3, hi 4–5
+  let idsAscending = true;
+  for (let i = 0; i < n; i++) {
+    const zero = conf[i] === 0; // −0 is taken as +0, as the comparator holds them equal
+    const l = zero ? 0 : words[2 * i], h = zero ? 0 : words[2 * i + 1];
+    lo[i] = l;
+    hi[i] = h;
+    order[i] = i;
+    count[2 * 65536 + (l & 0xffff)]++;
+    count[3 * 65536 + (l >>> 16)]++;
+    count[4 * 65536 + (h & 0xffff)]++;
+    count[5 * 65536 + (h >>> 16)]++;
+    if (i > 0 && exampleId[i] < exampleId[i - 1]) idsAscending = false;
+  }
+  let id: Uint32Array | null = null;
+  if (!idsAscending) {
+    id = new Uint32Array(n);
+    for (let i = 0; i < n; i++) {
+      const v = (exampleId[i] ^ 0x80000000) >>> 0;
+      id[i] = v;
+      count[v & 0xffff]++;
+      count[65536 + (v >>> 16)]++;
+    }
+  }
+  let src = order, dst = new Uint32Array(n);
+  for (let d = id ? 0 : 2; d < 6; d++) {
+    const key = d < 2 ? id! : d < 4 ? lo : hi;
+    const shift = d % 2 === 0 ? 0 : 16;
+    if (radixPass(src, dst, key, shift, count.subarray(d * 65536, (d + 1) * 65536))) [src, dst] = [dst, src];
+  }
+  return src;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * One stable counting pass of `src` by the 16-bit digit of key[·] at `shift` into `dst`, from that
+ * digit's histogram `count`; false (and dst untouched) when every item has the same digit.
+ */
+function radixPass(src: Uint32Array, dst: Uint32Array, key: Uint32Array, shift: number, count: Uint32Array): boolean {
+  const n = src.length;
+  if (count[(key[src[0]] >>> shift) & 0xffff] === n) return false;
+  let at = 0;
+  for (let d = 0; d < 65536; d++) {
+    const c = count[d];
+    count[d] = at;
+    at += c;
+  }
+  for (let j = 0; j < n; j++) {
+    const i = src[j];
+    dst[count[(key[i] >>> shift) & 0xffff]++] = i;
+  }
+  return true;
 }
 
 interface MassResult {
@@ -133,21 +204,20 @@ export function calibrationSummary(conf: Float64Array, correct: Uint8Array, exam
   const resamples = opts.resamples ?? 1000;
   const seed = opts.seed ?? 0;
 
+  // Totals and equal-width bins in one pass (each sum still in input order).
   let nCorrect = 0, confSum = 0;
+  const wCount = new Float64Array(widthBins), wCorrect = new Float64Array(widthBins), wConf = new Float64Array(widthBins);
   for (let i = 0; i < n; i++) {
     nCorrect += correct[i];
     confSum += conf[i];
-  }
-  const order = calibrationOrder(conf, exampleId);
-  const mass = equalMass(order, conf, correct, null, n, massBins);
-
-  const wCount = new Float64Array(widthBins), wCorrect = new Float64Array(widthBins), wConf = new Float64Array(widthBins);
-  for (let i = 0; i < n; i++) {
     const k = widthBin(conf[i], widthBins);
     wCount[k]++;
     wCorrect[k] += correct[i];
     wConf[k] += conf[i];
   }
+  const order = calibrationOrder(conf, exampleId);
+  const mass = equalMass(order, conf, correct, null, n, massBins);
+
   let ece = 0, mce = n > 0 ? 0 : NaN;
   for (let k = 0; k < widthBins; k++) {
     if (wCount[k] === 0) continue;
@@ -175,7 +245,14 @@ export function calibrationSummary(conf: Float64Array, correct: Uint8Array, exam
   // Percentile bootstrap over examples (calibration-bootstrap.ts; two threads when large): draws pick calibration ranks.
   const accCI: [number, number] = [NaN, NaN], aceCI: [number, number] = [NaN, NaN];
   if (resamples > 0 && n > 0) {
-    const draws = parallelBootstrapAccuracyAce(Float64Array.from(order, (i) => conf[i]), Uint8Array.from(order, (i) => correct[i]), massBins, resamples, seed);
+    // A plain loop: Float64Array.from(order, fn) took 7–11 ms at 100k examples (cold).
+    const confByRank = new Float64Array(n), correctByRank = new Uint8Array(n);
+    for (let r = 0; r < n; r++) {
+      const i = order[r];
+      confByRank[r] = conf[i];
+      correctByRank[r] = correct[i];
+    }
+    const draws = parallelBootstrapAccuracyAce(confByRank, correctByRank, massBins, resamples, seed);
     const accs = draws.accuracy.sort(), aces = draws.ace.sort();
     accCI[0] = percentile(accs, 0.025); accCI[1] = percentile(accs, 0.975);
     aceCI[0] = percentile(aces, 0.025); aceCI[1] = percentile(aces, 0.975);

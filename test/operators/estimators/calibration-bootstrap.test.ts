@@ -66,6 +66,85 @@ test('a large seed (≥ 2^31) follows mulberry32 exactly', () => {
   for (let s = 0; s < 5; s++) assert.is(got.accuracy[s], want[s].accuracy);
 });
 
+// The kernel's earlier form, one item a turn (draws ⌊(u/2³²)·n⌋ by Math.floor, walk zeroing each
+// count as it goes): the unrolled kernel must give the same bits, not just values within 1e-12.
+function referenceBootstrap(conf: Float64Array, correct: Uint8Array, nBins: number, resamples: number, seed: number): { accuracy: number[]; ace: number[] } {
+  const n = conf.length, counts = new Uint32Array(n), accuracy: number[] = [], ace: number[] = [];
+  let a = seed | 0;
+  for (let s = 0; s < resamples; s++) {
+    for (let t = 0; t < n; t++) {
+      a = (a + 0x6d2b79f5) | 0;
+      let x = Math.imul(a ^ (a >>> 15), a | 1);
+      x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+      counts[Math.floor((((x ^ (x >>> 14)) >>> 0) / 4294967296) * n)]++;
+    }
+    const base = Math.floor(n / nBins), extra = n % nBins;
+    let b = 0, count = base + (extra > 0 ? 1 : 0), need = count, binCorrect = 0, binConf = 0, gapSum = 0, nonEmpty = 0, allCorrect = 0;
+    while (need === 0 && b < nBins) count = need = base + (++b < extra ? 1 : 0);
+    for (let i = 0; i < n; i++) {
+      let w = counts[i];
+      counts[i] = 0;
+      while (w > 0 && b < nBins) {
+        const take = w < need ? w : need;
+        binCorrect += take * correct[i];
+        binConf += take * conf[i];
+        need -= take;
+        w -= take;
+        if (need > 0) continue;
+        gapSum += Math.abs(binCorrect / count - binConf / count);
+        nonEmpty++;
+        allCorrect += binCorrect;
+        binCorrect = 0;
+        binConf = 0;
+        count = need = base + (++b < extra ? 1 : 0);
+        while (need === 0 && b < nBins) count = need = base + (++b < extra ? 1 : 0);
+      }
+    }
+    accuracy.push(allCorrect / n);
+    ace.push(nonEmpty > 0 ? gapSum / nonEmpty : NaN);
+  }
+  return { accuracy, ace };
+}
+
+/**
+ * records() draws confidences that are multiples of 2⁻³², whose weighted sums are exact in any
+ * order; these use all 53 bits (ties: a few such values), so a changed summation order shows.
+ */
+function fullRecords(n: number, seed: number, ties: boolean): Rec[] {
+  const r = mulberry32(seed);
+  const levels = [Math.sqrt(0.1), Math.sqrt(0.5), 1 / 3, Math.PI / 4, Math.SQRT1_2 * 0.99];
+  return Array.from({ length: n }, (_, i) => {
+    const conf = ties ? levels[Math.floor(r() * levels.length)] : Math.sqrt(r()) * 0.999;
+    return { conf, correct: r() < conf ? 1 : 0, id: (i * 7919) % 10007 };
+  });
+}
+
+test('the draw index (u·(n/2³²))|0 equals Math.floor((u/2³²)·n) for every state tried', () => {
+  const rand = mulberry32(12345);
+  const us = [0, 1, 2, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff];
+  for (let k = 0; k < 20_000; k++) us.push(Math.floor(rand() * 4294967296));
+  const ns = [1, 2, 3, 7, 10, 255, 256, 1000, 99_999, 100_000, 100_001, 1 << 20, (1 << 21) + 1, 123_456_789, 2 ** 30 + 3, 2 ** 31 - 1];
+  for (const n of ns) {
+    const scale = n / 4294967296;
+    for (const u of us) {
+      const want = Math.floor((u / 4294967296) * n), got = (u * scale) | 0;
+      if (got !== want) assert.unreachable(`u=${u} n=${n}: ${got} vs ${want}`);
+    }
+  }
+});
+
+for (const [n, bins, ties, R] of [[1, 10, false, 20], [5, 10, true, 20], [8, 3, false, 20], [9, 1, true, 20], [17, 7, true, 30], [63, 13, false, 30], [1001, 10, true, 20], [4099, 10, false, 10], [100_000, 10, false, 3]] as const) {
+  test(`each resample's accuracy and ACE are bit-identical to the one-item-a-turn kernel (n=${n}, ${bins} bins${ties ? ', ties' : ''})`, () => {
+    const k = ranked(fullRecords(n, 300 + n, ties));
+    const got = bootstrapAccuracyAce(k.conf, k.correct, bins, R, 0xdeadbeef);
+    const want = referenceBootstrap(k.conf, k.correct, bins, R, 0xdeadbeef);
+    for (let s = 0; s < R; s++) {
+      assert.ok(Object.is(got.accuracy[s], want.accuracy[s]), `resample ${s} accuracy ${got.accuracy[s]} vs ${want.accuracy[s]}`);
+      assert.ok(Object.is(got.ace[s], want.ace[s]), `resample ${s} ace ${got.ace[s]} vs ${want.ace[s]}`);
+    }
+  });
+}
+
 // A count past 255 wraps its byte; an item drawn 256 times is beyond reach of real draws, so
 // counts pre-loaded with 255 stand in for it: the pass sees Σ counts ≠ n and draws again wide.
 test('a wrapped count is caught and its resample drawn again exactly', () => {

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { calibrationSummary } from '../../../operators/estimators/calibration.ts';
+import { calibrationOrder, calibrationSummary } from '../../../operators/estimators/calibration.ts';
 import { mulberry32 } from '../../../core/random.ts';
 import { rng } from './synthetic.ts';
 
@@ -136,6 +136,32 @@ test('bootstrap ACE with fewer examples than bins, and counts not divisible by t
     for (let s = 0; s < 50; s++) aces.push(bruteACE(Array.from({ length: n }, () => sorted[Math.floor(rand() * n)])).ace);
     assert.ok(close(res.ci.ace[0], quantile7(aces, 0.025)) && close(res.ci.ace[1], quantile7(aces, 0.975)), `n ${n}: ${res.ci.ace} vs ${quantile7(aces, 0.025)},${quantile7(aces, 0.975)}`);
   }
+});
+
+/** The order by the comparator, with the input index as the last tie-break (what a stable sort keeps). */
+function comparatorOrder(conf: Float64Array, id: Int32Array): number[] {
+  return Array.from({ length: conf.length }, (_, i) => i).sort((a, b) => conf[a] - conf[b] || id[a] - id[b] || a - b);
+}
+
+// calibrationOrder radix-sorts confidences in [0, 1]: the same permutation as the comparator, with
+// ties, equal (confidence, id) pairs, −0 beside +0, 0, 1, subnormals, and negative and extreme ids.
+for (const [n, levels, idRange] of [[0, 0, 1], [1, 0, 1], [2, 2, 1], [3, 0, 2], [17, 3, 4], [1000, 0, 1e9], [1000, 5, 50], [5000, 40, 3000], [70_000, 0, 70_000], [70_000, 7, 2 ** 31]] as const) {
+  test(`calibrationOrder equals the comparator sort (n=${n}, ${levels || 'full-mantissa'} levels, ids < ${idRange})`, () => {
+    const r = mulberry32(n + levels);
+    const special = [0, -0, 1, 5e-324, 2.2250738585072014e-308, 1 - 2 ** -53, 0.5, 0.1 + 0.2 - 0.2];
+    const conf = new Float64Array(n), id = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const u = r();
+      conf[i] = u < 0.05 ? special[Math.floor(r() * special.length)] : levels ? Math.floor(r() * levels) / levels : Math.sqrt(r());
+      id[i] = i % 97 === 5 ? (r() < 0.5 ? -2147483648 : 2147483647) : Math.floor(r() * idRange) - (idRange > 100 ? Math.floor(idRange / 3) : 0);
+    }
+    assert.equal(Array.from(calibrationOrder(conf, id)), comparatorOrder(conf, id));
+  });
+}
+
+test('calibrationOrder outside [0, 1] (the comparator sort) still orders by confidence, then id', () => {
+  const conf = Float64Array.from([0.5, -0.25, 2, 0.5, 0.1]), id = Int32Array.from([3, 1, 0, 2, 9]);
+  assert.equal(Array.from(calibrationOrder(conf, id)), [1, 4, 3, 0, 2]);
 });
 
 test('bad inputs are rejected', () => {
