@@ -2,7 +2,10 @@
 import { parsePipeline } from '../pipelines/load.ts';
 import type { PipelineConfig } from '../pipelines/schema.ts';
 
-export const PROMPT_TEMPLATE = 'Respond with True or False only.\\n{prompt}\\nAnswer:';
+/** The benches' prompt template, as text. */
+export const PROMPT_TEXT = 'Respond with True or False only.\n{prompt}\nAnswer:';
+/** The same, escaped for a double-quoted YAML scalar (benchConfig writes YAML text). */
+export const PROMPT_TEMPLATE = JSON.stringify(PROMPT_TEXT).slice(1, -1);
 
 /** The layers a bench config captures unless told otherwise. */
 export const BENCH_LAYERS = ['first', 'middle', 'last'] as const;

@@ -18,7 +18,7 @@ import type { LlamaConfig } from '../onnx/models/llama-config.ts';
 import { llamaParameterCount } from '../onnx/models/llama-graph.ts';
 import { SCHEMA } from '../pipelines/schema.ts';
 import { benchGoal, fixed, formatTable, type BenchGoal } from './lib.ts';
-import { BENCH_LAYERS } from './bench-config.ts';
+import { BENCH_LAYERS, PROMPT_TEXT } from './bench-config.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..');
 const CHILD = path.join(REPO, 'bench', 'scale-child.ts');
@@ -124,7 +124,7 @@ function failureOf(c: ChildResult): string {
 const ALL_PRECISIONS = ['fp32', 'nf4', 'llm-int8'];
 
 function pipelineYaml(modelDir: string, outDir: string, measures: string[], prompts: number, budgetGb: number, precisions: string[]): string {
-  const dataset = { path: existsSync(BOOLQ) ? BOOLQ : 'demo', prompt: 'Respond with True or False only.\n{prompt}\nAnswer:', gold: 'gold', limit: prompts };
+  const dataset = { path: existsSync(BOOLQ) ? BOOLQ : 'demo', prompt: PROMPT_TEXT, gold: 'gold', limit: prompts };
   const doc = {
     name: 'bench-scale',
     model: modelDir,
