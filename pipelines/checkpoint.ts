@@ -6,7 +6,10 @@
  * A checkpoint (<output>/state/checkpoint.json) adds the position: how many batches were folded
  * in (and, in a multi-pass correlation run, which pass comes next). Correlation's co-moments are
  * a binary file beside it (state/correlation-b<batches>.f64), named per checkpoint so that the
- * previous checkpoint's file stays valid until the new checkpoint.json has replaced the old. Batching is deterministic (same data and options → same batch sequence), so resuming reads
+ * previous checkpoint's file stays valid until the new checkpoint.json has replaced the old. The
+ * ledger's examples are binary files too, one per checkpoint holding only its new examples, so a
+ * checkpoint's size does not grow with the examples before it (pipelines/ledger.ts). Batching is
+ * deterministic (same data and options → same batch sequence), so resuming reads
  * and tokenizes the first N batches again but skips their inference. The predictions written so
  * far live beside it as part files predictions-<k>.parquet; the run keeps appending to the next
  * part. A fresh run writes predictions.parquet as it goes too, so only a resumed run concatenates
@@ -27,18 +30,16 @@ import type { BatchResult } from '../operators/infer.ts';
 import type { TokenizeStats } from '../operators/encode.ts';
 import type { ActivationSite } from '../onnx/capture.ts';
 import type { Plan, PrecisionInfo } from './plan.ts';
-import type { MeasureStates, PrecisionTally, RunMeasures } from './measures.ts';
+import type { MeasureStates, RunMeasures } from './measures.ts';
 import { PREDICTIONS_COLUMNS, openPredictionsSink } from '../sinks/output-schemas.ts';
 import { StateChecker } from './state-check.ts';
-import { decodeI32 as decodeInt32, encodeTyped } from '../operators/estimators/state-codec.ts';
-import { GrowableArray } from '../core/growable-array.ts';
+import { RunLedger, type CheckpointLedger, type LedgerState } from './ledger.ts';
 
 export const STATE_DIR = 'state';
 export const CHECKPOINT_FILE = 'checkpoint.json';
 export const SHARD_STATE_FILE = 'state.json';
-const CHECKPOINT_FORMAT = 'quantlens-checkpoint/3';
-/** Checkpoints of the version before binary correlation states: their inline states still load. */
-const CHECKPOINT_FORMATS_READ = [CHECKPOINT_FORMAT, 'quantlens-checkpoint/2'];
+/** 4: the ledger's examples in per-checkpoint files (pipelines/ledger.ts), no longer inline. */
+const CHECKPOINT_FORMAT = 'quantlens-checkpoint/4';
 /** Correlation state files in a state folder (checkpoint generations and retired passes). */
 const CORRELATION_FILE = /^correlation-.+\.f64$/;
 export const SHARD_STATE_FORMAT = 'quantlens-shard-state/1';
@@ -133,90 +134,6 @@ class RowsHash {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The ledger: counters a run keeps beside its estimators.
-
-export interface LedgerState {
-  tally: Record<string, PrecisionTally>;
-  tokens: { padded: number; real: number };
-  /** base64 int32 arrays: example ids and token lengths, in the order their batches were consumed. */
-  examples: { ids: string; lengths: string };
-  /** Wall seconds spent so far (over every resumed session). */
-  seconds: number;
-}
-
-export const encodeI32 = (a: Int32Array): string => encodeTyped(a);
-
-/** The estimator states' codec (state-codec.ts), with the error naming the state file. */
-export function decodeI32(s: string, what: string, file?: string): Int32Array {
-  try {
-    return decodeInt32(s, undefined, what);
-  } catch {
-    throw new QuantlensError('STATE', `state field ${what} is not base64 int32`, file);
-  }
-}
-
-
-export class RunLedger {
-  padded = 0;
-  real = 0;
-  /** Seconds of earlier sessions of a resumed run. */
-  priorSeconds = 0;
-  private readonly t0 = performance.now();
-  // Two int32 per example (8 bytes): merge needs them to rebuild the single run's batch order.
-  private ids = new GrowableArray(Int32Array);
-  private lengths = new GrowableArray(Int32Array);
-
-  record(batch: Batch): void {
-    this.padded += batch.paddedTokens;
-    this.real += batch.realTokens;
-    for (const e of batch.examples) {
-      this.ids.push(e.example_id);
-      this.lengths.push(e.ids.length);
-    }
-  }
-
-  /** Example ids of every batch consumed so far, in order (a resumed run's included). */
-  exampleIds(): Int32Array {
-    return this.ids.view();
-  }
-
-  seconds(): number {
-    return this.priorSeconds + (performance.now() - this.t0) / 1000;
-  }
-
-  state(tally: Map<string, PrecisionTally>): LedgerState {
-    return {
-      tally: Object.fromEntries([...tally].map(([k, t]) => [k, { ...t }])),
-      tokens: { padded: this.padded, real: this.real },
-      examples: { ids: encodeI32(this.ids.view()), lengths: encodeI32(this.lengths.view()) },
-      seconds: this.seconds(),
-    };
-  }
-
-  /** Load a checkpoint's ledger into this (fresh) one and into the measures' tallies. */
-  restore(s: LedgerState, tally: Map<string, PrecisionTally>, file?: string): void {
-    this.padded = s.tokens.padded;
-    this.real = s.tokens.real;
-    this.priorSeconds = s.seconds;
-    this.ids = new GrowableArray(Int32Array);
-    this.ids.pushAll(decodeI32(s.examples.ids, 'examples.ids', file));
-    this.lengths = new GrowableArray(Int32Array);
-    this.lengths.pushAll(decodeI32(s.examples.lengths, 'examples.lengths', file));
-    for (const [k, t] of Object.entries(s.tally)) {
-      const mine = tally.get(k);
-      if (!mine) throw new QuantlensError('STATE', `checkpoint has precision ${k}, which this run does not`, file);
-      Object.assign(mine, t);
-    }
-  }
-}
-
-/** Wall time of a run that may have been resumed: earlier sessions count. */
-export function runTiming(ledger: RunLedger): { seconds: number; tokensPerSecond: number } {
-  const seconds = ledger.seconds();
-  return { seconds, tokensPerSecond: ledger.real / Math.max(seconds, 1e-9) };
-}
-
-// ---------------------------------------------------------------------------------------------
 // Predictions part files.
 
 /** Rows of one predictions file, in file order (small files: parts and shards). */
@@ -267,7 +184,7 @@ export interface Checkpoint {
   batches: number;
   parts: number;
   states: MeasureStates;
-  ledger: LedgerState;
+  ledger: CheckpointLedger;
   /** Multi-pass correlation: the pass that runs next (0: the main pass, mid-way), and the plan's passes as key lists. */
   correlationPass?: number;
   correlationPasses?: string[][];
@@ -301,7 +218,9 @@ function readCheckpoint(file: string, plan: Plan): Checkpoint | null {
   } catch (e) {
     throw new QuantlensError('STATE', `checkpoint is not valid JSON (${(e as Error).message}); ${START_OVER}`, file);
   }
-  if (!CHECKPOINT_FORMATS_READ.includes(ck?.format)) throw new QuantlensError('STATE', `not a quantlens checkpoint of this version (format ${String(ck?.format)}); ${START_OVER}`, file);
+  // Older formats are not read: their ledger is inline, and a resume across versions is refused anyway.
+  if (ck?.format !== CHECKPOINT_FORMAT)
+    throw new QuantlensError('STATE', `not a quantlens checkpoint of this version (format ${String(ck?.format)}, this quantlens reads ${CHECKPOINT_FORMAT}); ${START_OVER}`, file);
   const c = new StateChecker(file);
   c.string(ck.configHash, 'configHash');
   const f = c.object(ck.fingerprint, 'fingerprint');
@@ -313,7 +232,7 @@ function readCheckpoint(file: string, plan: Plan): Checkpoint | null {
   if (ck.batches < 1) c.fail('batches', 'is 0');
   c.count(ck.parts, 'parts', ck.batches);
   c.object(ck.states, 'states');
-  c.ledger(ck.ledger, plan.cfg.precisions);
+  c.checkpointLedger(ck.ledger, plan.cfg.precisions);
   if (ck.correlationPass !== undefined) c.count(ck.correlationPass, 'correlationPass', passKeys(plan).length);
   if (ck.passBatches !== undefined) c.count(ck.passBatches, 'passBatches', ck.batches);
   if (ck.saliencePass !== undefined) c.count(ck.saliencePass, 'saliencePass', ck.batches);
@@ -401,7 +320,7 @@ export class RunCheckpoints {
       throw new QuantlensError('STATE', `checkpoint belongs to a different pipeline or model (config hash ${ck.configHash.slice(0, 12)} ≠ ${hash.slice(0, 12)}); ${START_OVER}`, file);
     keepListedParts(dir, ck, file);
     new StateChecker(file).mergeStates(ck.states, plan.cfg, measures, plan.sites.length, 'states', keysThrough(plan, ck.correlationPass ?? 0, ck.passBatches ?? 0));
-    ledger.restore(ck.ledger, measures.tally, file);
+    ledger.restore(ck.ledger, dir, measures.tally, file);
     opts.log?.(`quantlens: resuming after batch ${ck.batches} (${ck.ledger.tally[plan.cfg.precisions[0]]?.examples ?? 0} examples done) from ${file}`);
     return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, ck.batches, ck.parts, ck.fingerprint.dataset.rows, ck.correlationPass ?? 0, ck.passBatches ?? 0, ck.saliencePass ?? null);
   }
@@ -490,7 +409,8 @@ export class RunCheckpoints {
       batches: this.batches,
       parts: this.parts,
       states: await this.measures.statesAt(this.dir, `correlation-b${this.batches}-p${correlationPass ?? 0}-${passBatches}${saliencePass === undefined ? '' : `-s${saliencePass}`}.f64`),
-      ledger: this.ledger.state(this.measures.tally),
+      // Writes the examples since the previous checkpoint as a new ledger file first.
+      ledger: await this.ledger.checkpointState(this.dir, this.measures.tally),
     };
     if (this.plan.memory?.correlation) Object.assign(ck, { correlationPass: correlationPass ?? 0, correlationPasses: passKeys(this.plan), passBatches });
     if (this.plan.memory?.salience) ck.salienceSchedule = this.plan.memory.salience.schedule;
@@ -538,15 +458,18 @@ function listedCorrelationFiles(ck: Checkpoint): Set<string> {
   return names;
 }
 
-/** Keep the part files and correlation state files a checkpoint lists (refusing if a part is missing); remove the rest. */
+/**
+ * Keep the part, correlation and ledger files a checkpoint lists (refusing if a part is missing;
+ * the ledger files are checked as they are read); remove the rest.
+ */
 function keepListedParts(dir: string, ck: Checkpoint, file: string): void {
-  const keep = new Set([CHECKPOINT_FILE, ...listedCorrelationFiles(ck)]);
+  const keep = new Set([CHECKPOINT_FILE, ...listedCorrelationFiles(ck), ...ck.ledger.examples.files.map((f) => f.file)]);
   for (let k = 0; k < ck.parts; k++) {
     const part = `predictions-${k}.parquet`;
     if (!existsSync(path.join(dir, part))) throw new QuantlensError('STATE', `checkpoint lists ${part}, which is missing; ${START_OVER}`, file);
     keep.add(part);
   }
-  // Parts closed after the checkpoint was written, and temporaries of the killed process.
+  // Parts and ledger files written after the checkpoint was, and temporaries of the killed process.
   for (const name of readdirSync(dir)) if (!keep.has(name)) rmSync(path.join(dir, name), { recursive: true, force: true });
 }
 

@@ -19,7 +19,8 @@ import { releaseBootstrapWorker, warmBootstrapWorker } from '../operators/estima
 import type { TokenizeStats } from '../operators/encode.ts';
 import type { BatchResult } from '../operators/infer.ts';
 import type { StageClock } from '../operators/stage-clock.ts';
-import { CHECKPOINT_FILE, RunCheckpoints, STATE_DIR, runTiming, writeShardState } from './checkpoint.ts';
+import { CHECKPOINT_FILE, RunCheckpoints, STATE_DIR, writeShardState } from './checkpoint.ts';
+import { runTiming } from './ledger.ts';
 import { datasetPath, modelRecord, precisionPath } from './output-metadata.ts';
 import { abortOutput, beginOutput, endOutput } from './output-folder.ts';
 import { memoryRecord } from './budget.ts';

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { QuantlensError } from '../core/errors.ts';
 import type { PipelineConfig } from './schema.ts';
 import type { RunMeasures, MeasureStates } from './measures.ts';
+import { LEDGER_FILE } from './ledger.ts';
 
 export class StateChecker {
   constructor(
@@ -53,8 +54,8 @@ export class StateChecker {
     return bytes / 4;
   }
 
-  /** The ledger (pipelines/checkpoint.ts LedgerState) of a run over `precisions`. */
-  ledger(v: unknown, precisions: string[], field = 'ledger'): void {
+  /** The ledger's counters (pipelines/ledger.ts) of a run over `precisions`; returns its object and each precision's example count. */
+  private ledgerCounters(v: unknown, precisions: string[], field: string): { l: Record<string, unknown>; examples: number[] } {
     const l = this.object(v, field);
     const tally = this.object(l.tally, `${field}.tally`);
     for (const k of Object.keys(tally)) if (!precisions.includes(k)) this.fail(`${field}.tally.${k}`, `is a precision this run does not have (${precisions.join(', ')})`);
@@ -70,12 +71,42 @@ export class StateChecker {
     this.count(tokens.padded, `${field}.tokens.padded`);
     this.count(tokens.real, `${field}.tokens.real`);
     this.seconds(l.seconds, `${field}.seconds`);
+    return { l, examples };
+  }
+
+  /** Each precision's tally counts the examples the ledger lists. */
+  private tallyMatches(examples: number[], listed: number, precisions: string[], field: string): void {
+    for (const [i, n] of examples.entries())
+      if (n !== listed) this.fail(`${field}.tally.${precisions[i]}.examples`, `is ${n}, but the ledger lists ${listed} examples`);
+  }
+
+  /** A shard state's ledger (LedgerState: the examples inline). */
+  ledger(v: unknown, precisions: string[], field = 'ledger'): void {
+    const { l, examples } = this.ledgerCounters(v, precisions, field);
     const ex = this.object(l.examples, `${field}.examples`);
     const ids = this.int32s(ex.ids, `${field}.examples.ids`);
     const lengths = this.int32s(ex.lengths, `${field}.examples.lengths`);
     if (ids !== lengths) this.fail(`${field}.examples`, `has ${ids} ids but ${lengths} lengths`);
-    for (const [i, n] of examples.entries())
-      if (n !== ids) this.fail(`${field}.tally.${precisions[i]}.examples`, `is ${n}, but the ledger lists ${ids} examples`);
+    this.tallyMatches(examples, ids, precisions, field);
+  }
+
+  /** A checkpoint's ledger (CheckpointLedger: the examples in listed files, whose contents are checked as they are read). */
+  checkpointLedger(v: unknown, precisions: string[], field = 'ledger'): void {
+    const { l, examples } = this.ledgerCounters(v, precisions, field);
+    const ex = this.object(l.examples, `${field}.examples`);
+    const count = this.count(ex.count, `${field}.examples.count`);
+    let listed = 0;
+    for (const [i, e] of this.array(ex.files, `${field}.examples.files`).entries()) {
+      const f = this.object(e, `${field}.examples.files[${i}]`);
+      const at = `${field}.examples.files[${i}]`;
+      if (typeof f.file !== 'string' || !LEDGER_FILE.test(f.file)) this.fail(`${at}.file`, `is ${JSON.stringify(f.file)}, not a ledger file name (ledger-<from>-<to>.i32)`);
+      const n = this.count(f.count, `${at}.count`);
+      if (this.count(f.bytes, `${at}.bytes`) !== 8 * n) this.fail(`${at}.bytes`, `is ${f.bytes}, not 8 × count (${8 * n})`);
+      if (typeof f.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(f.sha256)) this.fail(`${at}.sha256`, 'is missing or not a SHA-256 in hex');
+      listed += n;
+    }
+    if (listed !== count) this.fail(`${field}.examples.count`, `is ${count}, but its files hold ${listed} examples`);
+    this.tallyMatches(examples, count, precisions, field);
   }
 
   /** Co-moment entries plus keys finished by earlier passes (a finished key of a shard is both): `expected` keys. */

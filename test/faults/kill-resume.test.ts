@@ -1,9 +1,10 @@
 /**
  * SIGKILL at named points of a real-model run (stories260K-onnx, fp32 + nf4 quantized on first
  * use): while quantizing, between the quantized model and its settings, while writing and after
- * renaming checkpoints, while rotating prediction parts, and at each step of finishing; then
- * during a merge. After each kill the next `run --resume` continues; the final outputs equal an
- * uninterrupted run's: every table, the Parquet metadata and summary.json (timings aside).
+ * renaming checkpoints, between a checkpoint's ledger file and its checkpoint.json, while
+ * rotating prediction parts, and at each step of finishing; then during a merge. After each
+ * kill the next `run --resume` continues; the final outputs equal an uninterrupted run's: every
+ * table, the Parquet metadata and summary.json (timings aside).
  * Kill points are core/fault-point.ts's QUANTLENS_FAULT, so each one is hit deterministically.
  */
 import { test } from 'uvu';
@@ -89,6 +90,7 @@ const RUN_KILLS = [
   'kill:settings.json:written', // quantized model in place, its settings not yet
   'kill:checkpoint.json:written:1', // first checkpoint's bytes written, not renamed
   'kill:checkpoint.json:renamed:1', // right after a checkpoint
+  'kill:ledger-:renamed:1', // the next checkpoint's ledger file in place, checkpoint.json not yet
   'kill:predictions-:written:2', // a prediction part being rotated
   'kill:checkpoint.json:written:2',
   'kill:predictions.parquet:renamed', // finishing: predictions assembled from parts
@@ -97,7 +99,7 @@ const RUN_KILLS = [
   'kill:summary.json:written',
 ];
 
-test('SIGKILL at 10 points of a stories260K run (quantize, checkpoints, finish), each followed by --resume, gives the uninterrupted outputs', async () => {
+test('SIGKILL at 11 points of a stories260K run (quantize, checkpoints, finish), each followed by --resume, gives the uninterrupted outputs', async () => {
   const model = sharedPath('models/stories260K-onnx', 'kill-and-resume on stories260K');
   if (!model) return;
   const data = writeDataset(40);

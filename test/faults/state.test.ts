@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cpSync, existsSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { caseDir, expectError, quiet } from './harness.ts';
 import { parsePipeline } from '../../pipelines/load.ts';
@@ -41,6 +41,8 @@ const WHOLE_SECOND = 1_700_000_000;
 
 const resume = (file: string, extra = '') => runPipeline(parsePipeline(yaml(extra), file), { ...quiet, resume: true });
 
+const ledgerFile = (ck: string, name: string) => path.join(path.dirname(ck), name);
+
 function editCheckpoint(ck: string, edit: (c: any) => void): void {
   const c = JSON.parse(readFileSync(ck, 'utf8'));
   edit(c);
@@ -64,7 +66,11 @@ const CHECKPOINT_CASES: { name: string; change: (r: { dir: string; ck: string })
     error: /checkpoint\.json: the dataset .*d\.jsonl was modified since the checkpoint \(mtime /,
   },
   { name: 'checkpoint not JSON', change: ({ ck }) => writeFileSync(ck, '{"format": '), error: /checkpoint\.json: checkpoint is not valid JSON/ },
-  { name: 'checkpoint of another format', change: ({ ck }) => editCheckpoint(ck, (c) => (c.format = 'quantlens-checkpoint/1')), error: /checkpoint\.json: not a quantlens checkpoint of this version/ },
+  {
+    name: 'checkpoint of the previous format (ledger inline)',
+    change: ({ ck }) => editCheckpoint(ck, (c) => (c.format = 'quantlens-checkpoint/3')),
+    error: /checkpoint\.json: not a quantlens checkpoint of this version \(format quantlens-checkpoint\/3, this quantlens reads quantlens-checkpoint\/4\); run without --resume to start over$/,
+  },
   { name: 'another quantlens version', change: ({ ck }) => editCheckpoint(ck, (c) => (c.fingerprint.version = '0.0.1')), error: /checkpoint\.json: it was written by quantlens 0\.0\.1/ },
   { name: 'another model', change: ({ ck }) => editCheckpoint(ck, (c) => (c.fingerprint.model = 'f'.repeat(64))), error: /checkpoint\.json: checkpoint belongs to a different pipeline or model: the model changed/ },
   { name: 'more batches than the dataset has', change: ({ ck }) => editCheckpoint(ck, (c) => ((c.batches = 4000), (c.parts = 2))), error: /checkpoint\.json: checkpoint claims 4000 batches, but the dataset now gives only 10/ },
@@ -77,8 +83,30 @@ const CHECKPOINT_CASES: { name: string; change: (r: { dir: string; ck: string })
   { name: 'neurons entries missing', change: ({ ck }) => editCheckpoint(ck, (c) => (c.states.neurons.entries = [])), error: /checkpoint\.json: states\.neurons\.entries has 0 entries, expected 3/ },
   { name: 'correlation entries missing', change: ({ ck }) => editCheckpoint(ck, (c) => c.states.correlation.entries.pop()), error: /checkpoint\.json: states\.correlation\.entries has 2 entries, expected 3/ },
   { name: 'correlation state corrupt', change: ({ ck }) => editCheckpoint(ck, (c) => (c.states.correlation.entries[0] = { nope: 1 })), error: /checkpoint\.json: states: estimator states cannot be merged/ },
-  { name: 'ledger ids not base64', change: ({ ck }) => editCheckpoint(ck, (c) => (c.ledger.examples.ids = '!!!')), error: /checkpoint\.json: ledger\.examples\.ids is not base64 int32/ },
-  { name: 'ledger ids and lengths disagree', change: ({ ck }) => editCheckpoint(ck, (c) => (c.ledger.examples.lengths = 'AAAAAA==')), error: /checkpoint\.json: ledger\.examples has 16 ids but 1 lengths/ },
+  // The ledger's examples: batches of 4, a checkpoint every 2, so ledger-0-8.i32 and ledger-8-16.i32 (8 examples, 64 bytes each).
+  { name: 'a listed ledger file missing', change: ({ ck }) => rmSync(ledgerFile(ck, 'ledger-0-8.i32')), error: /state\/ledger-0-8\.i32: ledger file is missing \(checkpoint\.json lists 8 examples, 64 bytes\); run without --resume to start over$/ },
+  {
+    name: 'a ledger file truncated',
+    change: ({ ck }) => truncateSync(ledgerFile(ck, 'ledger-8-16.i32'), 60),
+    error: /state\/ledger-8-16\.i32: ledger file has 60 bytes, truncated \(checkpoint\.json lists 8 examples, 64 bytes\); run without --resume/,
+  },
+  {
+    name: 'a ledger file changed',
+    change: ({ ck }) => {
+      const f = ledgerFile(ck, 'ledger-0-8.i32');
+      const b = readFileSync(f);
+      b[0] ^= 1;
+      writeFileSync(f, b);
+    },
+    error: /state\/ledger-0-8\.i32: ledger file does not match its SHA-256 \(changed since the checkpoint\)/,
+  },
+  { name: 'ledger count disagrees with its files', change: ({ ck }) => editCheckpoint(ck, (c) => (c.ledger.examples.count = 15)), error: /checkpoint\.json: ledger\.examples\.count is 15, but its files hold 16 examples/ },
+  {
+    name: 'a ledger file name outside the state folder',
+    change: ({ ck }) => editCheckpoint(ck, (c) => (c.ledger.examples.files[0].file = '../../d.jsonl')),
+    error: /checkpoint\.json: ledger\.examples\.files\[0\]\.file is "\.\.\/\.\.\/d\.jsonl", not a ledger file name/,
+  },
+  { name: 'a ledger file listed with the wrong byte length', change: ({ ck }) => editCheckpoint(ck, (c) => (c.ledger.examples.files[1].bytes = 60)), error: /checkpoint\.json: ledger\.examples\.files\[1\]\.bytes is 60, not 8 × count \(64\)/ },
   { name: 'tally disagrees with the ledger', change: ({ ck }) => editCheckpoint(ck, (c) => (c.ledger.tally.fp32.examples = 3)), error: /checkpoint\.json: ledger\.tally\.fp32\.examples is 3, but the ledger lists 16 examples/ },
   { name: 'tally of a foreign precision', change: ({ ck }) => editCheckpoint(ck, (c) => (c.ledger.tally.nf4 = c.ledger.tally.fp32)), error: /checkpoint\.json: ledger\.tally\.nf4 is a precision this run does not have/ },
   { name: 'seconds NaN', change: ({ ck }) => editCheckpoint(ck, (c) => (c.ledger.seconds = 'NaN')), error: /checkpoint\.json: ledger\.seconds is "NaN", not a non-negative number/ },
