@@ -14,10 +14,10 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { QuantlensError } from '../core/errors.ts';
 import { writeFileAtomically } from '../core/atomic-write.ts';
+import { requireLittleEndian } from '../core/byte-order.ts';
 import { GrowableArray } from '../core/growable-array.ts';
 import type { Batch } from '../core/types.ts';
 import type { PrecisionTally } from './measures.ts';
@@ -54,8 +54,6 @@ export interface CheckpointLedger extends LedgerCounters {
 /** What a ledger file may be called (a name from checkpoint.json must not point outside the state folder). */
 export const LEDGER_FILE = /^ledger-\d+-\d+\.i32$/;
 
-export const encodeI32 = (a: Int32Array): string => encodeTyped(a);
-
 /** The estimator states' codec (state-codec.ts), with the error naming the state file. */
 export function decodeI32(s: string, what: string, file?: string): Int32Array {
   try {
@@ -66,11 +64,6 @@ export function decodeI32(s: string, what: string, file?: string): Int32Array {
 }
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-function requireLittleEndian(): void {
-  // Raw int32 in host order: the files would not read back on another byte order.
-  if (os.endianness() !== 'LE') throw new QuantlensError('STATE', 'not supported: checkpoint ledger files on a big-endian host');
-}
 
 export class RunLedger {
   padded = 0;
@@ -113,7 +106,7 @@ export class RunLedger {
 
   /** The whole ledger inline (a shard's state.json, written once). */
   state(tally: Map<string, PrecisionTally>): LedgerState {
-    return { ...this.counters(tally), examples: { ids: encodeI32(this.ids.view()), lengths: encodeI32(this.lengths.view()) } };
+    return { ...this.counters(tally), examples: { ids: encodeTyped(this.ids.view()), lengths: encodeTyped(this.lengths.view()) } };
   }
 
   /**
@@ -124,7 +117,7 @@ export class RunLedger {
   async checkpointState(dir: string, tally: Map<string, PrecisionTally>): Promise<CheckpointLedger> {
     const n = this.ids.length;
     if (n > this.filed) {
-      requireLittleEndian();
+      requireLittleEndian('checkpoint ledger files');
       const values = new Int32Array(2 * (n - this.filed));
       values.set(this.ids.view().subarray(this.filed));
       values.set(this.lengths.view().subarray(this.filed), n - this.filed);
@@ -170,7 +163,7 @@ function readLedgerFile(p: string, f: LedgerFile, listedBy: string): Int32Array 
   if (!existsSync(p)) refuse('is missing');
   const size = statSync(p).size;
   if (size !== f.bytes) refuse(`has ${size} bytes, ${size < f.bytes ? 'truncated' : 'too long'}`);
-  requireLittleEndian();
+  requireLittleEndian('checkpoint ledger files');
   const bytes = readFileSync(p);
   if (sha256(bytes) !== f.sha256) refuse('does not match its SHA-256 (changed since the checkpoint)');
   // A copy into an aligned buffer: a Buffer's offset in Node's pool need not be a multiple of 4.

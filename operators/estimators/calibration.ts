@@ -11,6 +11,7 @@
  * ECE weights each bin by count/n, MCE is the largest gap over non-empty bins.
  */
 import { QuantlensError } from '../../core/errors.ts';
+import { LITTLE_ENDIAN } from '../../core/byte-order.ts';
 import { parallelBootstrapAccuracyAce } from './calibration-bootstrap-parallel.ts';
 
 export interface CalibrationOptions {
@@ -112,8 +113,6 @@ export function calibrationOrder(conf: Float64Array, exampleId: Int32Array): Uin
   }
   return src;
 }
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * One stable counting pass of `src` by the 16-bit digit of key[·] at `shift` into `dst`, from that

@@ -10,10 +10,10 @@
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { promises as fsp } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { QuantlensError } from '../../core/errors.ts';
 import { writeAtomically } from '../../core/atomic-write.ts';
+import { requireLittleEndian } from '../../core/byte-order.ts';
 
 export const COMOMENT_MAGIC = 'QLCOMOM1';
 const HEADER_BYTES = 8;
@@ -34,15 +34,11 @@ export function entryBytes(width: number): number {
   return (3 * width + (width * (width + 1)) / 2) * 8;
 }
 
-function requireLittleEndian(): void {
-  if (os.endianness() !== 'LE') throw new QuantlensError('STATE', 'not supported: correlation state files on a big-endian host');
-}
-
 const bytesOf = (a: Float64Array, from = 0, to = a.length) => new Uint8Array(a.buffer, a.byteOffset + from * 8, (to - from) * 8);
 
 /** Writes `entries` into `finalPath` atomically; returns each entry's byte offset. */
 export async function writeCoMomentFile(finalPath: string, entries: CoMomentArrays[]): Promise<number[]> {
-  requireLittleEndian();
+  requireLittleEndian('correlation state files');
   const offsets: number[] = [];
   await writeAtomically(finalPath, async (tmp) => {
     const fh = await fsp.open(tmp, 'w');
@@ -73,7 +69,7 @@ export class CoMomentReader {
   readonly size: number;
 
   constructor(readonly file: string) {
-    requireLittleEndian();
+    requireLittleEndian('correlation state files');
     try {
       this.fd = openSync(file, 'r');
     } catch (e) {
