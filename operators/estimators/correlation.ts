@@ -181,17 +181,6 @@ export class CoMoments {
     this.max = new Float64Array(width).fill(-Infinity);
   }
 
-  trackRange(values: Float32Array, rows: number): void {
-    const { min, max, width: d } = this;
-    for (let r = 0, off = 0; r < rows; r++, off += d) {
-      for (let c = 0; c < d; c++) {
-        const x = values[off + c];
-        if (x < min[c]) min[c] = x;
-        if (x > max[c]) max[c] = x;
-      }
-    }
-  }
-
   /**
    * Chan update with a part of nb rows and means meanB: C += C_b + δδᵀ·n_a·n_b/n, δ = meanB − mean.
    * `addCoMoment(upper, f, delta)` adds C_b + f·δδᵀ into the packed upper triangle.
@@ -247,7 +236,8 @@ export class CoMoments {
     });
   }
 
-  mergeRange(min: Float64Array, max: Float64Array): void {
+  /** Column minima and maxima of another part (a state's, or a batch's from the Gram graph). */
+  mergeRange(min: ArrayLike<number>, max: ArrayLike<number>): void {
     for (let c = 0; c < this.width; c++) {
       if (min[c] < this.min[c]) this.min[c] = min[c];
       if (max[c] > this.max[c]) this.max[c] = max[c];
@@ -417,11 +407,11 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     const acc = this.accumulator(chunk, chunk.width);
     if (chunk.rows === 0) return this.queue;
     if (chunk.values.length < chunk.rows * chunk.width) throw new QuantlensError('STATE', `correlation: chunk of ${chunk.rows}×${chunk.width} has only ${chunk.values.length} values`);
-    acc.trackRange(chunk.values, chunk.rows);
     this.pending++;
     // Batches are folded in arrival order so a run is reproducible to the last bit.
     const job = this.queue.then(async () => {
       const g = await this.runner.run(chunk.values, chunk.rows, chunk.width, this.compute);
+      acc.mergeRange(g.min, g.max);
       acc.addBlocks(g);
     });
     this.queue = job.then(
