@@ -214,3 +214,8 @@ class Linkage {
     return this.rep.slice();
   }
 }
+
+/** This file's classes and functions as JavaScript source, for the finish worker (correlation-finish-parallel.ts). */
+export function clustersSource(): string {
+  return [ThresholdComponents, averageLinkageLabels, Linkage].map(String).join('\n');
+}

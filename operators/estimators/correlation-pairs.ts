@@ -30,7 +30,10 @@ export function correlationBin(absR: number, bins = HISTOGRAM_BINS): number {
  * EDGES[k] = k/10 for the bins, +∞ from index 10 on: with x = trunc(10·a) ∈ [0, 10],
  * x + (a ≥ EDGES[x+1]) − (a < EDGES[x]) is correlationBin(a), branch-free (x = 10 only at a ≈ 1).
  */
-const EDGES = Float64Array.from({ length: HISTOGRAM_BINS + 2 }, (_, k) => (k < HISTOGRAM_BINS ? k / HISTOGRAM_BINS : Infinity));
+function histogramEdges(): Float64Array {
+  return Float64Array.from({ length: HISTOGRAM_BINS + 2 }, (_, k) => (k < HISTOGRAM_BINS ? k / HISTOGRAM_BINS : Infinity));
+}
+const EDGES = histogramEdges();
 
 /** Pearson r of a pair from its co-moment and the two √C_ii, clamped to [−1, 1] (rounding can pass ±1). */
 export function clampedR(coMoment: number, sdI: number, sdJ: number): number {
@@ -247,4 +250,18 @@ export function binPairs(p: PairInputs, top: TopPairs, cluster: PairClustering |
   const hist = new Float64Array(HISTOGRAM_BINS);
   for (let b = 0; b < HISTOGRAM_BINS; b++) hist[b] = h[b] + h[H + b] + h[2 * H + b] + h[3 * H + b];
   return { hist, undefinedPairs };
+}
+
+/**
+ * This file's functions and constants as JavaScript source, for the finish worker
+ * (correlation-finish-parallel.ts): it runs this same code, so its numbers are this thread's.
+ */
+export function pairsSource(): string {
+  return [
+    `const HISTOGRAM_BINS = ${HISTOGRAM_BINS};`,
+    String(histogramEdges),
+    'const EDGES = histogramEdges();',
+    `const bin = ${String(bin)};`,
+    ...[correlationBin, clampedR, TopPairs, RareBranch, hotSd, plainSd, binPairsOneByOne, binPairs].map(String),
+  ].join('\n');
 }

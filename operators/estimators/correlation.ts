@@ -26,16 +26,15 @@ import { compareKeys, keyString, type ActivationKey } from './neurons.ts';
 import { decodeF64, encodeF64 } from './state-codec.ts';
 import { CoMomentReader, writeCoMomentFile } from './correlation-state-file.ts';
 import { linkOrCopy, stateFilePath } from './correlation-state-paths.ts';
-import { ThresholdComponents, averageLinkageLabels, type NearestLater } from './correlation-clusters.ts';
-import { HISTOGRAM_BINS, TopPairs, binPairs, clampedR, type CorrelatedPair } from './correlation-pairs.ts';
+import { HISTOGRAM_BINS, clampedR, type CorrelatedPair } from './correlation-pairs.ts';
+import { isConstantNeuron, packedIndex, type FinishSettings, type KeyNumbers } from './correlation-finish.ts';
+import { finishKeys, type ParallelFinishOptions } from './correlation-finish-parallel.ts';
 
 export { averageLinkageLabels } from './correlation-clusters.ts';
 export { HISTOGRAM_BINS, correlationBin, type CorrelatedPair } from './correlation-pairs.ts';
+export { CLUSTER_AUTO_LIMIT, packedIndex } from './correlation-finish.ts';
 
 export const DEFAULT_CORRELATION_BUDGET = 4 * 1024 ** 3;
-/** Above this many (non-constant) neurons clustering is skipped unless forced: O(d²) time and memory. */
-export const CLUSTER_AUTO_LIMIT = 4096;
-
 /** Bytes of co-moment state for `keys` accumulators of `width` neurons: the upper triangle, d(d+1)/2 × 8 B per key. */
 export function correlationMemoryBytes(width: number, keys: number): number {
   return ((width * (width + 1)) / 2) * 8 * keys;
@@ -68,6 +67,10 @@ export interface CorrelationOptions {
   runner?: GramRunner;
   /** ORT settings (threads, execution providers) of the Gram graph when no runner is given. */
   settings?: SessionSettings;
+  /** The finish's keys on this thread and a worker (correlation-finish-parallel.ts); default 'auto'. */
+  finishThreads?: ParallelFinishOptions['threads'];
+  /** Tests: let the finish worker claim a key first (see ParallelFinishOptions). */
+  finishAwaitWorkerMs?: number;
 }
 
 export interface CorrelationRow {
@@ -161,11 +164,6 @@ function checkEntryKey(e: unknown): asserts e is { precision: string; layer: num
   if (!Number.isSafeInteger(o.n) || (o.n as number) < 0) bad('n');
 }
 
-/** Index of (i, j), i ≤ j, in a row-by-row packed upper triangle of a d×d matrix. */
-export function packedIndex(d: number, i: number, j: number): number {
-  return i * d - (i * (i - 1)) / 2 + (j - i);
-}
-
 /** float64 co-moments of one key: count, means, C = Σ (x−mean)(x−mean)ᵀ (upper), column min/max. */
 export class CoMoments {
   n = 0;
@@ -176,20 +174,10 @@ export class CoMoments {
 
   constructor(readonly width: number) {
     this.mean = new Float64Array(width);
-    this.upper = new Float64Array((width * (width + 1)) / 2);
+    // Shared, so the finish's worker reads it without a copy (correlation-finish-parallel.ts).
+    this.upper = new Float64Array(new SharedArrayBuffer(8 * ((width * (width + 1)) / 2)));
     this.min = new Float64Array(width).fill(Infinity);
     this.max = new Float64Array(width).fill(-Infinity);
-  }
-
-  trackRange(values: Float32Array, rows: number): void {
-    const { min, max, width: d } = this;
-    for (let r = 0, off = 0; r < rows; r++, off += d) {
-      for (let c = 0; c < d; c++) {
-        const x = values[off + c];
-        if (x < min[c]) min[c] = x;
-        if (x > max[c]) max[c] = x;
-      }
-    }
   }
 
   /**
@@ -247,7 +235,8 @@ export class CoMoments {
     });
   }
 
-  mergeRange(min: Float64Array, max: Float64Array): void {
+  /** Column minima and maxima of another part (a state's, or a batch's from the Gram graph). */
+  mergeRange(min: ArrayLike<number>, max: ArrayLike<number>): void {
     for (let c = 0; c < this.width; c++) {
       if (min[c] < this.min[c]) this.min[c] = min[c];
       if (max[c] > this.max[c]) this.max[c] = max[c];
@@ -256,71 +245,8 @@ export class CoMoments {
 
   /** A neuron with one value on every token has no correlation with anything. */
   isConstant(c: number): boolean {
-    return !(this.max[c] > this.min[c]) || !(this.upper[packedIndex(this.width, c, c)] > 0);
+    return isConstantNeuron(this, c);
   }
-}
-
-/**
- * One buffer for the distance matrices of a finish's components, grown to the largest: a fresh
- * 126 MB Float64Array (m = 3,973) costs 90–150 ms of page faults before the first value is
- * written, more than filling it does. Every entry of a matrix is written before it is read.
- */
-class DistanceScratch {
-  private buf = new Float64Array(0);
-  matrix(c: number): Float64Array {
-    if (this.buf.length < c * c) this.buf = new Float64Array(c * c);
-    return this.buf.subarray(0, c * c);
-  }
-}
-
-/**
- * 1 − |r| between the neurons of one component, as a full symmetric matrix: the upper triangle
- * row by row (in the packed triangle's own order), then mirrored tile by tile, so no loop walks a
- * column of a matrix that can be m×m at m = 4096. Each row's nearest later item (smallest
- * distance, first on ties) is found while the row is written, which is the linkage's first scan.
- */
-function componentDistances(m: CoMoments, sd: Float64Array, g: Int32Array, scratch: DistanceScratch): { dist: Float64Array; first: NearestLater } {
-  const c = g.length, d = m.width, upper = m.upper;
-  const dist = scratch.matrix(c);
-  const near = new Int32Array(c).fill(-1), nearDist = new Float64Array(c).fill(Infinity);
-  const sdg = Float64Array.from(g, (i) => sd[i]);
-  for (let p = 0; p < c; p++) {
-    const i = g[p], sdi = sdg[p], base = packedIndex(d, i, i) - i, row = p * c;
-    let best = Infinity, at = -1;
-    dist[row + p] = 0;
-    for (let q = p + 1; q < c; q++) {
-      const v = 1 - Math.abs(clampedR(upper[base + g[q]], sdi, sdg[q]));
-      dist[row + q] = v;
-      if (v < best) (best = v), (at = q);
-    }
-    near[p] = at;
-    nearDist[p] = best;
-  }
-  const T = 32;
-  for (let p0 = 0; p0 < c; p0 += T)
-    for (let q0 = p0; q0 < c; q0 += T)
-      for (let p = p0; p < Math.min(p0 + T, c); p++) for (let q = Math.max(q0, p + 1); q < Math.min(q0 + T, c); q++) dist[q * c + p] = dist[p * c + q];
-  return { dist, first: { near, nearDist } };
-}
-
-/**
- * Cluster and singleton counts over `defined` non-constant neurons: each component of the cut
- * (two or more neurons) is clustered on its own 1 − |r| matrix; every other neuron is a cluster
- * of its own.
- */
-function clusterCounts(m: CoMoments, sd: Float64Array, groups: Int32Array[], defined: number, threshold: number, scratch: DistanceScratch): { clusters: number; independent: number } {
-  let clusters = defined, independent = defined;
-  for (const g of groups) {
-    const c = g.length;
-    const { dist, first } = componentDistances(m, sd, g, scratch);
-    const sizes = new Map<number, number>();
-    for (const l of averageLinkageLabels(dist, c, threshold, first)) sizes.set(l, (sizes.get(l) ?? 0) + 1);
-    let single = 0;
-    for (const s of sizes.values()) if (s === 1) single++;
-    clusters += sizes.size - c;
-    independent += single - c;
-  }
-  return { clusters, independent };
 }
 
 /** One state file entry folded into an accumulator, its upper triangle streamed in slices. */
@@ -351,6 +277,9 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
   private readonly topK: number;
   private readonly threshold: number;
   private readonly clusterMode: boolean | 'auto';
+  private readonly finishOptions: ParallelFinishOptions;
+  /** Keys the last finish() or retire() left to the worker thread (tests, benches). */
+  finishWorkerKeys = 0;
   private readonly compute: GramCompute;
   private readonly runner: GramRunner;
   private readonly ownsRunner: boolean;
@@ -372,6 +301,7 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     this.topK = opts.topK ?? 20;
     this.threshold = opts.clusterThreshold ?? 0.5;
     this.clusterMode = opts.cluster ?? 'auto';
+    this.finishOptions = { threads: opts.finishThreads, awaitWorkerMs: opts.finishAwaitWorkerMs };
     this.compute = opts.compute ?? 'float32';
     this.ownsRunner = !opts.runner;
     this.runner = opts.runner ?? new GramRunner(opts.settings);
@@ -417,11 +347,11 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     const acc = this.accumulator(chunk, chunk.width);
     if (chunk.rows === 0) return this.queue;
     if (chunk.values.length < chunk.rows * chunk.width) throw new QuantlensError('STATE', `correlation: chunk of ${chunk.rows}×${chunk.width} has only ${chunk.values.length} values`);
-    acc.trackRange(chunk.values, chunk.rows);
     this.pending++;
     // Batches are folded in arrival order so a run is reproducible to the last bit.
     const job = this.queue.then(async () => {
       const g = await this.runner.run(chunk.values, chunk.rows, chunk.width, this.compute);
+      acc.mergeRange(g.min, g.max);
       acc.addBlocks(g);
     });
     this.queue = job.then(
@@ -511,8 +441,8 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
       const offsets = await writeCoMomentFile(spillTo, list.map((e) => e.m));
       list.forEach(({ key, m }, k) => this.spilled.set(keyString(key), { ...key, width: m.width, n: m.n, file: path.basename(spillTo), offset: offsets[k], path: spillTo }));
     }
-    const scratch = new DistanceScratch();
-    for (const { key, m } of list) this.finished.set(keyString(key), { key, ...this.finishOne(key, m, scratch) });
+    const results = this.finishAccumulated(list);
+    list.forEach(({ key }, k) => this.finished.set(keyString(key), { key, ...results[k] }));
     this.acc.clear();
   }
 
@@ -573,9 +503,11 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     this.assertSettled('finish');
     const keys: { key: ActivationKey; result: () => { rows: CorrelationRow[]; summary: CorrelationSummary } }[] = [];
     for (const f of this.finished.values()) keys.push({ key: f.key, result: () => f });
-    const scratch = new DistanceScratch();
-    for (const { key, m } of this.acc.values()) keys.push({ key, result: () => this.finishOne(key, m, scratch) });
-    for (const d of this.deferred?.values() ?? []) keys.push({ key: d.key, result: () => this.finishOne(d.key, foldDeferred(d), scratch) });
+    const list = this.sortedAccumulators();
+    const results = this.finishAccumulated(list);
+    list.forEach(({ key }, k) => keys.push({ key, result: () => results[k] }));
+    // Merged keys are folded one at a time, so that merging holds one key's co-moments at once.
+    for (const d of this.deferred?.values() ?? []) keys.push({ key: d.key, result: () => this.finishAccumulated([{ key: d.key, m: foldDeferred(d) }])[0] });
     const rows: CorrelationRow[] = [];
     const summaries: CorrelationSummary[] = [];
     for (const { result } of keys.sort((a, b) => compareKeys(a.key, b.key))) {
@@ -586,39 +518,34 @@ export class CorrelationEstimator implements Estimator<ActivationChunk, Correlat
     return { rows, summaries };
   }
 
-  /** Pearson r of every pair i<j of one accumulator, binned, ranked and clustered. */
-  private finishOne(key: ActivationKey, m: CoMoments, scratch: DistanceScratch): { rows: CorrelationRow[]; summary: CorrelationSummary } {
+  private finishSettings(): FinishSettings {
+    return { topK: this.topK, threshold: this.threshold, cluster: this.clusterMode };
+  }
+
+  /** Results of accumulated keys, in the order given; their pair passes split with a worker when it pays. */
+  private finishAccumulated(list: { key: ActivationKey; m: CoMoments }[]): { rows: CorrelationRow[]; summary: CorrelationSummary }[] {
+    const { numbers, workerKeys } = finishKeys(list.map((e) => e.m), this.finishSettings(), this.finishOptions);
+    this.finishWorkerKeys = workerKeys;
+    return list.map(({ key, m }, k) => this.resultOf(key, m, numbers[k]));
+  }
+
+  /** One key's rows and summary from its numbers (correlation-finish.ts). */
+  private resultOf(key: ActivationKey, m: CoMoments, x: KeyNumbers): { rows: CorrelationRow[]; summary: CorrelationSummary } {
     const d = m.width;
-    const constant = new Uint8Array(d);
-    const sd = new Float64Array(d);
-    const defined: number[] = [];
-    for (let i = 0; i < d; i++) {
-      constant[i] = m.isConstant(i) ? 1 : 0;
-      sd[i] = Math.sqrt(m.upper[packedIndex(d, i, i)]);
-      if (!constant[i]) defined.push(i);
-    }
-    const doCluster = this.clusterMode === true || (this.clusterMode === 'auto' && defined.length <= CLUSTER_AUTO_LIMIT);
-    const md = defined.length;
-    const components = doCluster ? new ThresholdComponents(d) : null;
-    const top = new TopPairs(this.topK);
-    const { hist, undefinedPairs } = binPairs({ width: d, upper: m.upper, constant, sd }, top, components ? { components, threshold: this.threshold } : null);
-    const counted = components ? clusterCounts(m, sd, components.groups(), md, this.threshold, scratch) : null;
-    const clusters = counted?.clusters ?? null;
-    const independent = counted?.independent ?? null;
     const base = { layer: key.layer, tensor: key.tensor, precision: key.precision };
-    const rows: CorrelationRow[] = [{ ...base, bin_lo: null, bin_hi: null, pairs: undefinedPairs }];
-    for (let b = 0; b < HISTOGRAM_BINS; b++) rows.push({ ...base, bin_lo: b / HISTOGRAM_BINS, bin_hi: (b + 1) / HISTOGRAM_BINS, pairs: hist[b] });
+    const rows: CorrelationRow[] = [{ ...base, bin_lo: null, bin_hi: null, pairs: x.undefinedPairs }];
+    for (let b = 0; b < HISTOGRAM_BINS; b++) rows.push({ ...base, bin_lo: b / HISTOGRAM_BINS, bin_hi: (b + 1) / HISTOGRAM_BINS, pairs: x.hist[b] });
     return {
       rows,
       summary: {
         ...base,
         tokens: m.n,
         neurons: d,
-        constant_neurons: d - md,
-        undefined_pairs: undefinedPairs,
-        top_pairs: top.sorted(),
-        clusters,
-        independent_neurons: independent,
+        constant_neurons: x.constantNeurons,
+        undefined_pairs: x.undefinedPairs,
+        top_pairs: x.top,
+        clusters: x.clusters,
+        independent_neurons: x.independent,
         cluster_threshold: this.threshold,
       },
     };

@@ -243,6 +243,37 @@ test('blocked upper-triangle Gram: ragged blocks hold every i ≤ j, equal to a 
   await blocked.release();
 });
 
+test('Gram graph column min/max equal a brute force exactly; a column constant per batch but not overall is not constant', async () => {
+  const d = 21, n = 19;
+  const r = rng(4);
+  // Column 3 constant, column 7 negative, column 11 with one large outlier, the rest Gaussian.
+  const make = (shift: number) =>
+    Float32Array.from({ length: n * d }, (_, k) => {
+      const c = k % d;
+      return c === 3 ? 0.25 : c === 5 ? shift : c === 7 ? -Math.abs(gaussian(r)) - 2 : c === 11 && k === 11 ? 1e6 : gaussian(r);
+    });
+  for (const compute of ['float32', 'float64'] as const) {
+    for (const rows of [1, n]) {
+      const x = make(1);
+      const g = await new GramRunner(undefined, 8).run(x, rows, d, compute);
+      for (let c = 0; c < d; c++) {
+        let lo = Infinity, hi = -Infinity;
+        for (let t = 0; t < rows; t++) (lo = Math.min(lo, x[t * d + c])), (hi = Math.max(hi, x[t * d + c]));
+        assert.is(g.min[c], lo, `${compute} rows ${rows} min[${c}]`);
+        assert.is(g.max[c], hi, `${compute} rows ${rows} max[${c}]`);
+      }
+    }
+  }
+  // Column 5 is constant within each batch (1, then 2): only the range across batches tells it apart.
+  const e = new CorrelationEstimator({ runner });
+  await e.update(chunk('fp32', 0, 'act', make(1), d, 0));
+  await e.update(chunk('fp32', 0, 'act', make(2), d, 1));
+  const s = e.finish().summaries[0];
+  assert.is(s.constant_neurons, 1, 'only column 3 is constant');
+  assert.is(e.pairCorrelation({ precision: 'fp32', layer: 0, tensor: 'act' }, 3, 4), null);
+  assert.ok(e.pairCorrelation({ precision: 'fp32', layer: 0, tensor: 'act' }, 5, 4) !== null);
+});
+
 test('timing: ORT centred Gram vs a JS triple loop at d=512 (printed, not asserted)', async () => {
   const d = 512, n = 512;
   const r = rng(5);
