@@ -7,9 +7,9 @@
  * in (and, in a multi-pass correlation run, which pass comes next). Correlation's co-moments are
  * a binary file beside it (state/correlation-b<batches>.f64), named per checkpoint so that the
  * previous checkpoint's file stays valid until the new checkpoint.json has replaced the old. The
- * ledger's examples are binary files too, one per checkpoint holding only its new examples, so a
- * checkpoint's size does not grow with the examples before it (pipelines/ledger.ts). Batching is
- * deterministic (same data and options → same batch sequence), so resuming reads
+ * ledger's examples are binary files too, one per checkpoint holding only its new examples and
+ * bound by a hash chain, so a checkpoint's size does not grow with the run (pipelines/ledger.ts).
+ * Batching is deterministic (same data and options → same batch sequence), so resuming reads
  * and tokenizes the first N batches again but skips their inference. The predictions written so
  * far live beside it as part files predictions-<k>.parquet; the run keeps appending to the next
  * part. A fresh run writes predictions.parquet as it goes too, so only a resumed run concatenates
@@ -34,12 +34,16 @@ import type { MeasureStates, RunMeasures } from './measures.ts';
 import { PREDICTIONS_COLUMNS, openPredictionsSink } from '../sinks/output-schemas.ts';
 import { StateChecker } from './state-check.ts';
 import { RunLedger, type CheckpointLedger, type LedgerState } from './ledger.ts';
+import { findLedgerFiles, type LedgerFileRange } from './ledger-chain.ts';
 
 export const STATE_DIR = 'state';
 export const CHECKPOINT_FILE = 'checkpoint.json';
 export const SHARD_STATE_FILE = 'state.json';
-/** 4: the ledger's examples in per-checkpoint files (pipelines/ledger.ts), no longer inline. */
-const CHECKPOINT_FORMAT = 'quantlens-checkpoint/4';
+/**
+ * 4: the ledger's examples in per-checkpoint files (pipelines/ledger.ts), no longer inline;
+ * 5: those files found by listing the state folder and bound by a SHA-256 chain, no longer listed.
+ */
+const CHECKPOINT_FORMAT = 'quantlens-checkpoint/5';
 /** Correlation state files in a state folder (checkpoint generations and retired passes). */
 const CORRELATION_FILE = /^correlation-.+\.f64$/;
 export const SHARD_STATE_FORMAT = 'quantlens-shard-state/1';
@@ -218,7 +222,7 @@ function readCheckpoint(file: string, plan: Plan): Checkpoint | null {
   } catch (e) {
     throw new QuantlensError('STATE', `checkpoint is not valid JSON (${(e as Error).message}); ${START_OVER}`, file);
   }
-  // Older formats are not read: their ledger is inline, and a resume across versions is refused anyway.
+  // Older formats are not read: their ledger is inline or listed, and a resume across versions is refused anyway.
   if (ck?.format !== CHECKPOINT_FORMAT)
     throw new QuantlensError('STATE', `not a quantlens checkpoint of this version (format ${String(ck?.format)}, this quantlens reads ${CHECKPOINT_FORMAT}); ${START_OVER}`, file);
   const c = new StateChecker(file);
@@ -318,9 +322,10 @@ export class RunCheckpoints {
     if (changed) throw new QuantlensError('STATE', `${changed}; ${START_OVER}`, file);
     if (ck.configHash !== hash)
       throw new QuantlensError('STATE', `checkpoint belongs to a different pipeline or model (config hash ${ck.configHash.slice(0, 12)} ≠ ${hash.slice(0, 12)}); ${START_OVER}`, file);
-    keepListedParts(dir, ck, file);
+    const ledgerFiles = findLedgerFiles(dir, ck.ledger.examples, CHECKPOINT_FILE);
+    keepListedParts(dir, ck, ledgerFiles.tiles, file);
     new StateChecker(file).mergeStates(ck.states, plan.cfg, measures, plan.sites.length, 'states', keysThrough(plan, ck.correlationPass ?? 0, ck.passBatches ?? 0));
-    ledger.restore(ck.ledger, dir, measures.tally, file);
+    ledger.restore(ck.ledger, dir, ledgerFiles.tiles, measures.tally, file);
     opts.log?.(`quantlens: resuming after batch ${ck.batches} (${ck.ledger.tally[plan.cfg.precisions[0]]?.examples ?? 0} examples done) from ${file}`);
     return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, ck.batches, ck.parts, ck.fingerprint.dataset.rows, ck.correlationPass ?? 0, ck.passBatches ?? 0, ck.saliencePass ?? null);
   }
@@ -459,11 +464,12 @@ function listedCorrelationFiles(ck: Checkpoint): Set<string> {
 }
 
 /**
- * Keep the part, correlation and ledger files a checkpoint lists (refusing if a part is missing;
- * the ledger files are checked as they are read); remove the rest.
+ * Keep the part and correlation files a checkpoint lists and the ledger files holding its
+ * examples (refusing if a part is missing; the ledger files are checked as they are read);
+ * remove the rest.
  */
-function keepListedParts(dir: string, ck: Checkpoint, file: string): void {
-  const keep = new Set([CHECKPOINT_FILE, ...listedCorrelationFiles(ck), ...ck.ledger.examples.files.map((f) => f.file)]);
+function keepListedParts(dir: string, ck: Checkpoint, ledgerFiles: LedgerFileRange[], file: string): void {
+  const keep = new Set([CHECKPOINT_FILE, ...listedCorrelationFiles(ck), ...ledgerFiles.map((f) => f.file)]);
   for (let k = 0; k < ck.parts; k++) {
     const part = `predictions-${k}.parquet`;
     if (!existsSync(path.join(dir, part))) throw new QuantlensError('STATE', `checkpoint lists ${part}, which is missing; ${START_OVER}`, file);
