@@ -358,7 +358,17 @@ export interface ModelFolderOptions {
   files?: Record<string, string | Uint8Array>;
   /** Weight bytes above which model.onnx.data is used (default 1.5e9; tests lower it). */
   inlineLimitBytes?: number;
+  /**
+   * Caches: called when `dir` exists at the moment of the swap; true keeps that folder and drops
+   * the one just built. Two processes filling the same cache at once then never move a complete
+   * folder aside (which left `dir` absent between the two renames, and the other process's
+   * session failing to find it).
+   */
+  keepExisting?: (dir: string) => boolean;
 }
+
+/** Thrown inside writeAtomically's callback to drop the folder just built (keepExisting). */
+const KEEP_EXISTING = new Error('kept the existing folder');
 
 /**
  * Write a complete model folder — config.json, tokenizer.json, tokenizer_config.json,
@@ -378,7 +388,8 @@ export async function writeModelFolder(
   const weightBytes = 4 * llamaParameterCount(cfg);
   const modelOpts: ModelOptions = { opset: 17, irVersion: 8, producer: 'quantlens', metadata: opts.metadata };
   const stash = `${dir}.old-${process.pid}`;
-  await writeAtomically(dir, async (tmp) => {
+  let kept = false;
+  const written = writeAtomically(dir, async (tmp) => {
     await fsp.mkdir(tmp, { recursive: true });
     const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
     await fsp.writeFile(path.join(tmp, 'config.json'), json(hfConfigJson(cfg, extraConfig)));
@@ -392,7 +403,21 @@ export async function writeModelFolder(
       await graph.finishSpill(path.join(tmp, 'model.onnx'), modelOpts);
     }
     // rename() cannot replace a non-empty folder: move the old one aside just before the swap.
-    if (existsSync(dir)) await fsp.rename(dir, stash);
+    if (existsSync(dir)) {
+      if (opts.keepExisting?.(dir)) {
+        kept = true;
+        throw KEEP_EXISTING;
+      }
+      await fsp.rename(dir, stash);
+    }
   });
+  try {
+    await written;
+  } catch (e) {
+    // writeAtomically has removed the temporary folder; the existing one stays as it is. The
+    // other build may also have landed between the check above and the swap (rename then fails).
+    if (kept || (opts.keepExisting && existsSync(dir) && opts.keepExisting(dir))) return;
+    throw e;
+  }
   await fsp.rm(stash, { recursive: true, force: true });
 }

@@ -81,15 +81,19 @@ export async function ensureDemoModel(opts: DemoModelOptions = {}): Promise<stri
   const cfg = demoConfig(size, vocabSize);
   const settings = JSON.stringify({ format: DEMO_FORMAT, size, seed, cfg });
   const hash = createHash('sha256').update(settings).digest('hex');
-  const stampFile = path.join(dir, STAMP_FILE);
-  if (existsSync(stampFile) && existsSync(path.join(dir, 'model.onnx'))) {
+  const fresh = (d: string) => {
+    const stampFile = path.join(d, STAMP_FILE);
+    if (!existsSync(stampFile) || !existsSync(path.join(d, 'model.onnx'))) return false;
     try {
-      if (JSON.parse(readFileSync(stampFile, 'utf8')).settings_sha256 === hash) return dir;
+      return JSON.parse(readFileSync(stampFile, 'utf8')).settings_sha256 === hash;
     } catch {
-      // unreadable stamp: regenerate
+      return false; // unreadable stamp: regenerate
     }
-  }
+  };
+  if (fresh(dir)) return dir;
+  // Another process may fill the same cache meanwhile: a fresh folder found at the swap is kept.
   await writeModelFolder(dir, cfg, demoWeights(cfg, seed), tokenizerJson, tokenizerConfig, { quantlens_demo: DEMO_LABEL }, {
+    keepExisting: fresh,
     metadata: { quantlens_demo: DEMO_LABEL },
     files: {
       'prompts.jsonl': demoPromptsJsonl(),

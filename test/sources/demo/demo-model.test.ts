@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as ort from 'onnxruntime-node';
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { DEMO_LABEL, demoConfig, demoWeights, ensureDemoModel } from '../../../sources/demo/demo-model.ts';
@@ -34,6 +34,25 @@ test('an existing folder with matching settings is reused; a stale stamp trigger
   writeFileSync(path.join(dir, 'quantlens-demo.json'), '{"settings_sha256":"other"}');
   await ensureDemoModel({ dir, seed: 1 });
   assert.ok(statSync(path.join(dir, 'model.onnx')).mtimeMs > t0, 'regenerated');
+});
+
+test('two builds of one cache at once: the first complete folder stays in place, the second build is dropped', async () => {
+  // Both start before either finishes (each yields at its first file write). Moving the first
+  // folder aside to swap in the second left the path absent between two renames, where another
+  // process opening the model failed ("model folder not found").
+  const dir = path.join(tmp, 'race');
+  let firstInode = -1;
+  const done = (d: string) => {
+    if (firstInode < 0) firstInode = statSync(d).ino;
+    return d;
+  };
+  const dirs = await Promise.all([ensureDemoModel({ dir, seed: 3 }).then(done), ensureDemoModel({ dir, seed: 3 }).then(done)]);
+  assert.equal(dirs, [dir, dir]);
+  assert.is(statSync(dir).ino, firstInode, 'the folder the first caller got is the one left in place');
+  assert.equal(readdirSync(tmp).filter((n) => n.startsWith('race')), ['race'], 'no temporary or moved-aside folder left');
+  const session = await ort.InferenceSession.create(path.join(dir, 'model.onnx'));
+  assert.ok(session.inputNames.includes('input_ids'));
+  await session.release();
 });
 
 test('labelled as random in config.json and in ONNX metadata_props; prompts.jsonl beside it', async () => {
