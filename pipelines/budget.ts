@@ -205,6 +205,7 @@ export function correlationPasses(cfg: PipelineConfig, sites: ActivationSite[], 
     otherBytes,
     rows: cfg.batch.max_tokens,
     compute: cfg.correlation.compute,
+    clusters: cfg.correlation.clusters,
   });
 }
 

@@ -7,7 +7,8 @@
  * few precisions as it can), and every group after the first is one more pass over the dataset
  * (pipelines/correlation-passes.ts). A key that cannot fit even alone is refused before any work.
  */
-import { correlationMemoryBytes } from '../operators/estimators/correlation.ts';
+import { CLUSTER_AUTO_LIMIT, correlationMemoryBytes } from '../operators/estimators/correlation.ts';
+import { PARALLEL_MIN_WIDTH } from '../operators/estimators/correlation-finish-parallel.ts';
 import { DEFAULT_GRAM_BLOCK, gramBlocks, type GramCompute } from '../operators/estimators/correlation-graph.ts';
 
 const GiB = 1024 ** 3;
@@ -30,7 +31,9 @@ export interface CorrelationPassPlan {
   allowanceBytes: number;
   /** One batch's Gram at the widest key (held while it is folded in). */
   gramBytes: number;
-  /** Co-moments of the largest pass + one Gram: the correlation part of the estimate. */
+  /** The most any pass's finish holds for clustering (finishScratchBytes). */
+  finishBytes: number;
+  /** The largest of a pass's co-moments + one Gram + its finish: the correlation part of the estimate. */
   peakBytes: number;
   /** Set when one key cannot fit even alone: the one-line reason, and the budget key that binds. */
   refusal?: { message: string; key: 'memory_budget_gb' | 'correlation.memory_budget_gb' };
@@ -58,6 +61,23 @@ export interface PassBudget {
   /** Tokens of the largest batch (batch.max_tokens). */
   rows: number;
   compute: GramCompute;
+  /** `correlation.clusters` (default true): the finish clusters, on a distance matrix per thread. */
+  clusters?: boolean;
+}
+
+/**
+ * Bytes a pass's finish holds besides the co-moments: each finishing thread clusters one
+ * component at a time on a full c×c float64 distance matrix (correlation-finish.ts,
+ * DistanceScratch), c at most min(width, CLUSTER_AUTO_LIMIT) neurons (above that many non-constant
+ * neurons clustering is skipped), and the finish runs on two threads when the pass has two keys or
+ * more and one is at least PARALLEL_MIN_WIDTH wide (correlation-finish-parallel.ts). Counted on
+ * top of the Gram, whose ONNX Runtime buffers its session keeps until the run releases it.
+ */
+export function finishScratchBytes(pass: readonly { width: number }[], clusters = true): number {
+  if (!clusters || !pass.length) return 0;
+  const c = Math.min(CLUSTER_AUTO_LIMIT, Math.max(...pass.map((k) => k.width)));
+  const threads = pass.length >= 2 && pass.some((k) => k.width >= PARALLEL_MIN_WIDTH) ? 2 : 1;
+  return threads * c * c * 8;
 }
 
 /** Groups of keys whose co-moments fit the allowance together, in key order. */
@@ -69,34 +89,30 @@ export function planCorrelationPasses(keys: CorrelationKey[], b: PassBudget): Co
   const allowanceBytes = Math.min(b.correlationBudgetBytes, runLeft);
   const total = keys.reduce((s, k) => s + correlationMemoryBytes(k.width, 1), 0);
   // When the other parts alone exceed the run's budget, the run's own check names them.
-  if (runLeft <= 0 && binding === 'memory_budget_gb') return { passes: [keys], allowanceBytes, gramBytes, peakBytes: total + gramBytes };
-  const room = allowanceBytes - gramBytes;
+  if (runLeft <= 0 && binding === 'memory_budget_gb') return { passes: [keys], allowanceBytes, gramBytes, finishBytes: finishScratchBytes(keys, b.clusters), peakBytes: total + gramBytes + finishScratchBytes(keys, b.clusters) };
+  const finishOf = (pass: CorrelationKey[]) => finishScratchBytes(pass, b.clusters);
+  const holds = (pass: CorrelationKey[]) => pass.reduce((s, k) => s + correlationMemoryBytes(k.width, 1), 0) + gramBytes + finishOf(pass);
   const widest = keys.reduce((a, k) => (k.width > a.width ? k : a), keys[0]);
-  const one = widest ? correlationMemoryBytes(widest.width, 1) : 0;
-  if (keys.length && one > room) {
+  if (keys.length && holds([widest]) > allowanceBytes) {
+    const one = correlationMemoryBytes(widest.width, 1), finish = finishOf([widest]);
     const why = binding === 'correlation.memory_budget_gb' ? 'correlation.memory_budget_gb' : `memory_budget_gb ${size(b.runBudgetBytes)} less the other parts' ${size(b.otherBytes)}`;
     const message =
-      `correlation of ${widest.precision} layer ${widest.layer} (width ${widest.width}) needs ${size(one + gramBytes)} ` +
-      `(${widest.width}·${widest.width + 1}/2 × 8 B co-moments + ${size(gramBytes)} for one batch's Gram), ${size(one + gramBytes - allowanceBytes)} over the ${size(allowanceBytes)} left for correlation (${why}); ` +
+      `correlation of ${widest.precision} layer ${widest.layer} (width ${widest.width}) needs ${size(one + gramBytes + finish)} ` +
+      `(${widest.width}·${widest.width + 1}/2 × 8 B co-moments + ${size(gramBytes)} for one batch's Gram${finish ? ` + ${size(finish)} to cluster at the finish` : ''}), ${size(one + gramBytes + finish - allowanceBytes)} over the ${size(allowanceBytes)} left for correlation (${why}); ` +
       'raise the budget, lower batch.max_tokens or capture a narrower layer';
-    return { passes: [keys], allowanceBytes, gramBytes, peakBytes: total + gramBytes, refusal: { message, key: binding } };
+    return { passes: [keys], allowanceBytes, gramBytes, finishBytes: finishOf(keys), peakBytes: holds(keys), refusal: { message, key: binding } };
   }
   const passes: CorrelationKey[][] = [];
   let current: CorrelationKey[] = [];
-  let used = 0;
   for (const k of keys) {
-    const need = correlationMemoryBytes(k.width, 1);
-    if (current.length && used + need > room) {
+    if (current.length && holds([...current, k]) > allowanceBytes) {
       passes.push(current);
       current = [];
-      used = 0;
     }
     current.push(k);
-    used += need;
   }
   if (current.length) passes.push(current);
-  const largest = Math.max(0, ...passes.map((p) => p.reduce((s, k) => s + correlationMemoryBytes(k.width, 1), 0)));
-  return { passes, allowanceBytes, gramBytes, peakBytes: largest + gramBytes };
+  return { passes, allowanceBytes, gramBytes, finishBytes: Math.max(0, ...passes.map(finishOf)), peakBytes: Math.max(0, ...passes.map(holds)) };
 }
 
 /** One line for `validate` and the estimate's detail: keys, passes, what each holds. */
@@ -105,7 +121,7 @@ export function describePasses(p: CorrelationPassPlan): string {
   const width = Math.max(0, ...p.passes.flat().map((k) => k.width));
   const per = correlationMemoryBytes(width, 1);
   const passes = p.passes.length === 1 ? '1 pass' : `${p.passes.length} passes of ≤ ${Math.max(...p.passes.map((g) => g.length))} keys`;
-  return `${keys} layer×precision keys × ${width}·${width + 1}/2 × 8 B = ${gib(per * keys)} GiB in ${passes} (allowance ${gib(p.allowanceBytes)} GiB) + Gram ${gib(p.gramBytes)} GiB`;
+  return `${keys} layer×precision keys × ${width}·${width + 1}/2 × 8 B = ${gib(per * keys)} GiB in ${passes} (allowance ${gib(p.allowanceBytes)} GiB) + Gram ${gib(p.gramBytes)} GiB + finish ≤ ${gib(p.finishBytes)} GiB`;
 }
 
 /** summary.json's record of the passes. */

@@ -91,9 +91,10 @@ test('the estimate adds its parts; correlation uses the estimator formula; the d
     const width = Math.max(...sites.map((s) => s.width!));
     // Issue 11: the upper triangle of every key (one pass fits here) plus one batch's float32 Gram
     // (one 192-wide block, twice: ORT's buffer and its JS copy; the centred batch of max_tokens
-    // rows with its transpose and input).
+    // rows with its transpose and input), plus the finish's one 192×192 float64 distance matrix
+    // (one thread: the keys are narrower than 2,048).
     assert.is(correlationMemoryBytes(width, 1), ((width * (width + 1)) / 2) * 8);
-    assert.is(e.parts.find((p) => p.name === 'correlation')!.bytes, ((width * (width + 1)) / 2) * 8 * sites.length * 2 + (2 * width * width + 3 * cfg.batch.max_tokens * width) * 4);
+    assert.is(e.parts.find((p) => p.name === 'correlation')!.bytes, ((width * (width + 1)) / 2) * 8 * sites.length * 2 + (2 * width * width + 3 * cfg.batch.max_tokens * width) * 4 + width * width * 8);
     assert.is(e.correlation!.passes.length, 1);
     // Attribution: one session at a time, so the fp32 weights once (the larger precision), not 2 × 3 graphs.
     const attribution = e.parts.find((p) => p.name === 'attribution')!.bytes;

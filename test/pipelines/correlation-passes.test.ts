@@ -15,7 +15,7 @@ import { runPipeline } from '../../pipelines/run.ts';
 import { mergeShards } from '../../pipelines/merge.ts';
 import { correlationMemoryBytes, type CoMomentFileEntry } from '../../operators/estimators/correlation.ts';
 import { CoMomentReader } from '../../operators/estimators/correlation-state-file.ts';
-import { gramTransientBytes } from '../../pipelines/correlation-budget.ts';
+import { finishScratchBytes, gramTransientBytes } from '../../pipelines/correlation-budget.ts';
 import { tableDifferences, TABLE_KEYS } from '../helpers/run-tables.ts';
 import { runCli, yamlPipeline } from '../helpers/pipeline.ts';
 import { expectRejects } from '../helpers/expect-error.ts';
@@ -27,8 +27,8 @@ const MAX_TOKENS = 256;
 const root = tempDir('ql-corr-passes-');
 const cache = path.join(root, 'cache');
 const quiet = { quiet: true, report: false, cacheDir: cache, log: () => undefined } as const;
-/** Room for one batch's Gram and two keys' co-moments (plus a little): 6 keys → 3 passes. */
-const twoKeysGb = (gramTransientBytes(WIDTH, MAX_TOKENS, 'float32') + correlationMemoryBytes(WIDTH, 2) + 1000) / GiB;
+/** Room for one batch's Gram, two keys' co-moments and their finish (plus a little): 6 keys → 3 passes. */
+const twoKeysGb = (gramTransientBytes(WIDTH, MAX_TOKENS, 'float32') + correlationMemoryBytes(WIDTH, 2) + finishScratchBytes([{ width: WIDTH }, { width: WIDTH }]) + 1000) / GiB;
 
 function pipeline(name: string, correlationGb: number, extra: string[] = []) {
   return yamlPipeline(root, name, [
@@ -145,7 +145,7 @@ test('validate shows the passes; a key that cannot fit alone is refused before a
   assert.match(v.stdout, /correlation passes over the dataset: 3/);
   const tiny = pipeline('tiny', correlationMemoryBytes(WIDTH, 1) / GiB);
   const err = await expectRejects(runPipeline(tiny.cfg(), quiet), { code: 'BUDGET' });
-  assert.match(err.message, /^tiny\.yaml: correlation\.memory_budget_gb: correlation of fp32 layer 0 \(width 192\) needs [\d.]+ KiB .*, [\d.]+ KiB over the [\d.]+ KiB left for correlation \(correlation\.memory_budget_gb\)/);
+  assert.match(err.message, /^tiny\.yaml: correlation\.memory_budget_gb: correlation of fp32 layer 0 \(width 192\) needs [\d.]+ [KM]iB .*, [\d.]+ [KM]iB over the [\d.]+ KiB left for correlation \(correlation\.memory_budget_gb\)/);
   assert.not.ok(err.message.includes('\n'));
   assert.not.ok(existsSync(path.join(root, 'tiny')), 'no output folder');
 });
