@@ -43,7 +43,7 @@ const wanted = (section: string) => (only ? only.has(section) : (section !== 'pa
 
 const SIZES = quick
   ? { throughputPrompts: 200, rounds: 2, endOfRun: [1_000, 2_000, 5_000], memory: [2_000, 20_000] as [number, number], memoryRounds: 3, prompts: 100, widePrompts: 24, quantizeArgs: ['1'], convertArgs: ['1'], attributionArgs: ['4'], parquetArgs: ['200000'] }
-  : { throughputPrompts: 600, rounds: 5, endOfRun: [10_000, 100_000], memory: [10_000, 100_000] as [number, number], memoryRounds: 1, prompts: 300, widePrompts: 64, quantizeArgs: [] as string[], convertArgs: [] as string[], attributionArgs: [] as string[], parquetArgs: [] as string[] };
+  : { throughputPrompts: 600, rounds: 5, endOfRun: [10_000, 100_000], memory: [10_000, 100_000] as [number, number], memoryRounds: 3, prompts: 300, widePrompts: 64, quantizeArgs: [] as string[], convertArgs: [] as string[], attributionArgs: [] as string[], parquetArgs: [] as string[] };
 
 const log = (line: string) => process.stderr.write(`  · ${line}\n`);
 const verdict = (met: boolean) => (met ? 'goal met' : 'GOAL MISSED');
