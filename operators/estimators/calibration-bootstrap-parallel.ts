@@ -17,7 +17,8 @@
  * process the first 10 resamples at n = 100k took 17–28 ms cold against 4.5 ms after it (the
  * warm-up itself 13–25 ms, which a warmed worker spends while the run closes and reads predictions).
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startEvalWorker } from '../../core/eval-worker.ts';
 import { bootstrapAccuracyAce, bootstrapKernelSource, bootstrapRange, type BootstrapDraws } from './calibration-bootstrap.ts';
 
 /**
@@ -117,14 +118,7 @@ function workerProgram(): string {
 
 /** A worker waiting for jobs (posted, so it can start before the job exists); null if it cannot start. */
 function startWorker(): Worker | null {
-  try {
-    const worker = new Worker(workerProgram(), { eval: true });
-    worker.unref();
-    worker.on('error', () => undefined); // this thread computes whatever the worker leaves
-    return worker;
-  } catch {
-    return null;
-  }
+  return startEvalWorker(workerProgram());
 }
 
 let warmWorker: Worker | null = null;

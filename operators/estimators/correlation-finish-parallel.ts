@@ -14,7 +14,8 @@
  * The worker is eval'd source for the reason calibration-bootstrap-parallel.ts gives (a .ts
  * worker file does not load under tsx on Node 20).
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startEvalWorker } from '../../core/eval-worker.ts';
 import { DistanceScratch, finishSource, keyNumbers, type FinishSettings, type KeyMoments, type KeyNumbers } from './correlation-finish.ts';
 import { HISTOGRAM_BINS } from './correlation-pairs.ts';
 
@@ -100,14 +101,7 @@ function workerProgram(): string {
 }
 
 function startWorker(): Worker | null {
-  try {
-    const worker = new Worker(workerProgram(), { eval: true });
-    worker.unref();
-    worker.on('error', () => undefined); // this thread finishes whatever the worker leaves
-    return worker;
-  } catch {
-    return null;
-  }
+  return startEvalWorker(workerProgram());
 }
 
 /** keyNumbers of every key, in order, on two threads when it pays. */
