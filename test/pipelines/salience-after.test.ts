@@ -168,7 +168,9 @@ test('auto: during when the sum fits; after when only max(stream, salience pass)
   assert.is(v2.code, 0, v2.stderr);
   // The pass's need itemized, the allocator's retention of the released sessions on its own line.
   assert.match(v2.stdout, new RegExp(`\\n  salience pass +[\\d.]+ GiB  attribution [\\d.]+ \\+ correlation [\\d.]+ \\+ baseline 0\\.30 \\+ retained ${(retained / GiB).toFixed(2)} GiB\\n    retained +${(retained / GiB).toFixed(2)} GiB  `));
-  assert.match(v2.stdout, /salience schedule: after \(auto: attribution during the stream does not fit \(the sum would be [\d.]+ GiB, over the [\d.]+ GiB budget\); after it the run needs max\(stream [\d.]+, salience pass [\d.]+\) GiB\)/);
+  // Which reason 'during' fails for depends on the demo's tiny parts: the sum over the budget, or
+  // (with the correlation finish counted) no room left for one correlation key beside attribution.
+  assert.match(v2.stdout, /salience schedule: after \(auto: attribution during the stream does not fit \((the sum would be [\d.]+ GiB, over the [\d.]+ GiB budget|a correlation key does not fit beside attribution)\); after it the run needs max\(stream [\d.]+, salience pass [\d.]+\) GiB\)/);
   // Without correlation (which would be refused first, for the room the other parts leave it).
   const over = pipeline('auto-over', [`memory_budget_gb: ${floor / GiB}`], 'limit: 9, schedule: auto', 'predictions, salience');
   const r = runCli(['run', over.file, '--quiet'], { env: { QUANTLENS_CACHE: cache } });
