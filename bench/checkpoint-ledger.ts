@@ -74,7 +74,7 @@ try {
   const t1 = performance.now();
   const restored = new RunLedger();
   const ck = JSON.parse(readFileSync(jsonFile, 'utf8'));
-  restored.restore(ck, dir, findLedgerFiles(dir, ck.examples, 'checkpoint.json').tiles, tally(), jsonFile);
+  restored.restore(ck, dir, findLedgerFiles(dir, ck.examples, 'checkpoint.json'), tally(), jsonFile);
   const resumeSeconds = (performance.now() - t1) / 1000;
   if (restored.exampleIds().length !== prompts) throw new Error(`restored ${restored.exampleIds().length} examples, expected ${prompts}`);
   console.log(`prompts ${prompts}, batches of ${batchSize}, a checkpoint every ${every} batches: ${checkpoints} checkpoints`);

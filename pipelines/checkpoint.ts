@@ -323,9 +323,9 @@ export class RunCheckpoints {
     if (ck.configHash !== hash)
       throw new QuantlensError('STATE', `checkpoint belongs to a different pipeline or model (config hash ${ck.configHash.slice(0, 12)} ≠ ${hash.slice(0, 12)}); ${START_OVER}`, file);
     const ledgerFiles = findLedgerFiles(dir, ck.ledger.examples, CHECKPOINT_FILE);
-    keepListedParts(dir, ck, ledgerFiles.tiles, file);
+    keepListedParts(dir, ck, ledgerFiles, file);
     new StateChecker(file).mergeStates(ck.states, plan.cfg, measures, plan.sites.length, 'states', keysThrough(plan, ck.correlationPass ?? 0, ck.passBatches ?? 0));
-    ledger.restore(ck.ledger, dir, ledgerFiles.tiles, measures.tally, file);
+    ledger.restore(ck.ledger, dir, ledgerFiles, measures.tally, file);
     opts.log?.(`quantlens: resuming after batch ${ck.batches} (${ck.ledger.tally[plan.cfg.precisions[0]]?.examples ?? 0} examples done) from ${file}`);
     return new RunCheckpoints(plan, outDir, measures, enabled, ledger, hash, ck.batches, ck.parts, ck.fingerprint.dataset.rows, ck.correlationPass ?? 0, ck.passBatches ?? 0, ck.saliencePass ?? null);
   }

@@ -57,18 +57,14 @@ export interface LedgerFileRange {
 }
 
 /** The ledger files of a state folder: those tiling [0, count), in order, and those a kill left after it. */
-export interface FoundLedgerFiles {
-  tiles: LedgerFileRange[];
-  unrecorded: string[];
-}
-
 const START_OVER = 'run without --resume to start over';
 
 /**
- * The ledger files in `dir` that hold a checkpoint's `count` examples in `files` files, or one
- * error naming the file that is missing, overlaps another or does not belong.
+ * The ledger files in `dir` that hold a checkpoint's `count` examples in `files` files, in order,
+ * or one error naming the file that is missing, overlaps another or does not belong. A file
+ * starting at `count` is let through: it is left for the resume's removal of stray files.
  */
-export function findLedgerFiles(dir: string, recorded: { count: number; files: number }, checkpoint: string): FoundLedgerFiles {
+export function findLedgerFiles(dir: string, recorded: { count: number; files: number }, checkpoint: string): LedgerFileRange[] {
   const { count, files } = recorded;
   const refuse = (file: string, what: string): never => {
     throw new QuantlensError('STATE', `ledger file ${what}; ${START_OVER}`, path.join(dir, file));
@@ -98,17 +94,15 @@ export function findLedgerFiles(dir: string, recorded: { count: number; files: n
     at = f.to;
   }
   const used = new Set(tiles);
-  const unrecorded: string[] = [];
   for (const f of found) {
-    if (used.has(f)) continue;
     // The one file a kill can leave: the next checkpoint's, written before its checkpoint.json.
-    if (f.from === count) unrecorded.push(f.file);
-    else if (f.from > count) refuse(f.file, `starts past the ${count} examples ${checkpoint} records (only the next checkpoint's file, starting at ${count}, can be left by a kill)`);
+    if (used.has(f) || f.from === count) continue;
+    if (f.from > count) refuse(f.file, `starts past the ${count} examples ${checkpoint} records (only the next checkpoint's file, starting at ${count}, can be left by a kill)`);
     else refuse(f.file, `overlaps ${tiles.find((t) => t.from < f.to && f.from < t.to)?.file ?? 'another ledger file'}; it is not one of the files holding ${checkpoint}'s examples`);
   }
   if (tiles.length !== files)
     throw new QuantlensError('STATE', `records ${files} ledger files, but the state folder's files holding its ${count} examples are ${tiles.length}; ${START_OVER}`, path.join(dir, checkpoint));
-  return { tiles, unrecorded };
+  return tiles;
 }
 
 /**
