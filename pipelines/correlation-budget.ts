@@ -87,11 +87,11 @@ export function planCorrelationPasses(keys: CorrelationKey[], b: PassBudget): Co
   const runLeft = b.runBudgetBytes - b.otherBytes;
   const binding = b.correlationBudgetBytes <= runLeft ? 'correlation.memory_budget_gb' : 'memory_budget_gb';
   const allowanceBytes = Math.min(b.correlationBudgetBytes, runLeft);
-  const total = keys.reduce((s, k) => s + correlationMemoryBytes(k.width, 1), 0);
-  // When the other parts alone exceed the run's budget, the run's own check names them.
-  if (runLeft <= 0 && binding === 'memory_budget_gb') return { passes: [keys], allowanceBytes, gramBytes, finishBytes: finishScratchBytes(keys, b.clusters), peakBytes: total + gramBytes + finishScratchBytes(keys, b.clusters) };
   const finishOf = (pass: CorrelationKey[]) => finishScratchBytes(pass, b.clusters);
+  /** What a pass holds at its peak: its keys' co-moments, one Gram and its finish. */
   const holds = (pass: CorrelationKey[]) => pass.reduce((s, k) => s + correlationMemoryBytes(k.width, 1), 0) + gramBytes + finishOf(pass);
+  // When the other parts alone exceed the run's budget, the run's own check names them.
+  if (runLeft <= 0 && binding === 'memory_budget_gb') return { passes: [keys], allowanceBytes, gramBytes, finishBytes: finishOf(keys), peakBytes: holds(keys) };
   const widest = keys.reduce((a, k) => (k.width > a.width ? k : a), keys[0]);
   if (keys.length && holds([widest]) > allowanceBytes) {
     const one = correlationMemoryBytes(widest.width, 1), finish = finishOf([widest]);
