@@ -252,10 +252,11 @@ test('Gram graph column min/max equal a brute force exactly; a column constant p
       const c = k % d;
       return c === 3 ? 0.25 : c === 5 ? shift : c === 7 ? -Math.abs(gaussian(r)) - 2 : c === 11 && k === 11 ? 1e6 : gaussian(r);
     });
+  const blocked = new GramRunner(undefined, 8);
   for (const compute of ['float32', 'float64'] as const) {
     for (const rows of [1, n]) {
       const x = make(1);
-      const g = await new GramRunner(undefined, 8).run(x, rows, d, compute);
+      const g = await blocked.run(x, rows, d, compute);
       for (let c = 0; c < d; c++) {
         let lo = Infinity, hi = -Infinity;
         for (let t = 0; t < rows; t++) (lo = Math.min(lo, x[t * d + c])), (hi = Math.max(hi, x[t * d + c]));
@@ -264,6 +265,7 @@ test('Gram graph column min/max equal a brute force exactly; a column constant p
       }
     }
   }
+  await blocked.release();
   // Column 5 is constant within each batch (1, then 2): only the range across batches tells it apart.
   const e = new CorrelationEstimator({ runner });
   await e.update(chunk('fp32', 0, 'act', make(1), d, 0));
