@@ -17,7 +17,8 @@
  * against a cache load (operators/attribution/graph-cache.ts). Every model also alternates rounds of
  * the grouped mixed mode on this graph and on the graph without the backward branch
  * (onnx/backward/backward-branch.ts: every run, the activation and top-1 ones too, ran the reverse
- * sweep), for a before/after in one run. With QUANTLENS_BENCH_OUT set
+ * sweep), and the same graph with ORT prepacking off (the sessions here prepack, as a pipeline does
+ * when its budget holds the packed copy), for a before/after in one run. With QUANTLENS_BENCH_OUT set
  * (bench/run.ts does), the results are written there as JSON for runs/bench/results.json.
  *
  *   node --import tsx bench/attribution.ts [examples=8] [steps=50]
@@ -88,6 +89,8 @@ interface ModelResult {
    */
   branchRounds: Timed[];
   noBranchRounds: Timed[];
+  /** Grouped by length (mixed), alternating with branchRounds: the same graph with ORT prepacking off (the mapped weights only; what a pipeline whose budget lacks the packed copy runs). */
+  unpackedRounds: Timed[];
   tailNodes: number;
   completenessMedian: number;
 }
@@ -170,10 +173,11 @@ async function benchModel(name: string, dir: string, layer: number, b: BenchSett
   const cacheDir = mkdtempSync(path.join(os.tmpdir(), 'quantlens-bench-graphs-'));
   try {
     let t0 = performance.now();
-    const built = await createAttributionSession(modelPath, tensor, { cacheDir });
+    // Prepacked, as a pipeline runs when its budget holds the packed copy (pipelines/budget.ts).
+    const built = await createAttributionSession(modelPath, tensor, { cacheDir, prepack: true });
     const buildSeconds = (performance.now() - t0) / 1000;
     t0 = performance.now();
-    const s = await createAttributionSession(modelPath, tensor, { cacheDir });
+    const s = await createAttributionSession(modelPath, tensor, { cacheDir, prepack: true });
     const cacheLoadSeconds = (performance.now() - t0) / 1000;
     if (s.graphCache !== 'hit') throw new Error(`graph cache: expected a hit, got ${s.graphCache}`);
     await built.session.release();
@@ -192,9 +196,11 @@ async function benchModel(name: string, dir: string, layer: number, b: BenchSett
     const groupedMixedFullHead = b.compareFullHead ? await timedVariant(modelPath, tensor, cacheDir, bare, cost, mixed, opts, { lastPosition: false }) : undefined;
     // Rounds alternate (branch, no branch, branch, no branch): the machine's load drifts.
     const noBranch: Timed[] = [];
+    const unpacked: Timed[] = [];
     const branch: Timed[] = [groupedMixed];
     for (let round = 0; round < 2; round++) {
       noBranch.push(await timedVariant(modelPath, tensor, cacheDir, bare, cost, mixed, opts, { backwardBranch: false }));
+      unpacked.push(await timedVariant(modelPath, tensor, cacheDir, bare, cost, mixed, opts, { prepack: false }));
       if (round === 0) branch.push(await timed(s, bare, cost, async () => (await attributeByLength(s, mixed, tensor, opts)).length));
     }
     await s.session.release();
@@ -202,7 +208,7 @@ async function benchModel(name: string, dir: string, layer: number, b: BenchSett
     return {
       model: name, layer: tensor, steps: STEPS, examples: N, meanTokens: T, width: s.width, vocab: s.vocab, buildSeconds, cacheLoadSeconds,
       bareTokensPerSecond: median([batch1, groupedMixed, groupedEqual].flatMap((t) => t.bareTokensPerSecond)),
-      batch1, groupedMixed, groupedEqual, groupedMixedFullHead, branchRounds: branch, noBranchRounds: noBranch, tailNodes: s.tailNodes,
+      batch1, groupedMixed, groupedEqual, groupedMixedFullHead, branchRounds: branch, noBranchRounds: noBranch, unpackedRounds: unpacked, tailNodes: s.tailNodes,
       completenessMedian: median(errs),
     };
   } finally {
@@ -210,9 +216,9 @@ async function benchModel(name: string, dir: string, layer: number, b: BenchSett
   }
 }
 
-/** groupedMixed on another build of the graph: without the last-position tail, or without the backward branch (the graphs before each existed). */
-async function timedVariant(modelPath: string, tensor: string, cacheDir: string, bare: () => Promise<number>, cost: number, mixed: { ids: Int32Array }[], opts: { steps: number }, variant: { lastPosition?: boolean; backwardBranch?: boolean }): Promise<Timed> {
-  const full = await createAttributionSession(modelPath, tensor, { cacheDir, ...variant });
+/** groupedMixed on another build of the graph (without the last-position tail, or without the backward branch: the graphs before each existed), or with prepacking off. */
+async function timedVariant(modelPath: string, tensor: string, cacheDir: string, bare: () => Promise<number>, cost: number, mixed: { ids: Int32Array }[], opts: { steps: number }, variant: { lastPosition?: boolean; backwardBranch?: boolean; prepack?: boolean }): Promise<Timed> {
+  const full = await createAttributionSession(modelPath, tensor, { cacheDir, prepack: true, ...variant });
   try {
     return await timed(full, bare, cost, async () => (await attributeByLength(full, mixed, tensor, { ...opts, onWarning: () => {} })).length);
   } finally {
@@ -250,13 +256,15 @@ function print(r: ModelResult): void {
         row('grouped by length, mixed lengths', r.groupedMixed),
         row('grouped by length, equal lengths (one group)', r.groupedEqual),
         ...(r.groupedMixedFullHead ? [row('grouped, mixed, LM head at every position (before)', r.groupedMixedFullHead)] : []),
-        ...r.branchRounds.flatMap((t, k) => [row(`round ${k + 1}: grouped, mixed, backward branch (now)`, t), row(`round ${k + 1}: grouped, mixed, backward on every run (before)`, r.noBranchRounds[k])]),
+        ...r.branchRounds.flatMap((t, k) => [row(`round ${k + 1}: grouped, mixed, backward branch (now)`, t), row(`round ${k + 1}: grouped, mixed, backward on every run (before)`, r.noBranchRounds[k]), row(`round ${k + 1}: grouped, mixed, prepacking off`, r.unpackedRounds[k])]),
       ],
     ),
   );
   const speedup = median(r.branchRounds.map((t) => t.examplesPerSecond)) / median(r.noBranchRounds.map((t) => t.examplesPerSecond));
   const other = (ts: Timed[]) => median(ts.map((t) => t.otherRunSeconds / t.seconds));
   console.log(`backward branch: examples/s ${fixed(speedup, 3)} × the graph without it (median of rounds); activation + top-1 runs ${fixed(100 * other(r.branchRounds), 1)} % of the time (was ${fixed(100 * other(r.noBranchRounds), 1)} %)`);
+  const packing = median(r.branchRounds.map((t) => t.examplesPerSecond)) / median(r.unpackedRounds.map((t) => t.examplesPerSecond));
+  console.log(`prepacked weights: examples/s ${fixed(packing, 3)} × the same graph with prepacking off (median of rounds)`);
   console.log(`completeness error median (batch 1): ${r.completenessMedian.toExponential(2)}; last-position tail: ${r.tailNodes} nodes`);
 }
 

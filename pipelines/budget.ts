@@ -96,6 +96,10 @@ export interface MemoryEstimate {
     passBytes: number;
     /** Of passBytes: what the allocator keeps of the released inference sessions (retainedAfterRelease; 0 `during`). */
     retainedBytes: number;
+    /** Attribution sessions prepack their MatMul weights: the budget holds the packed copy (attributionPackedBytes), counted in the attribution part. */
+    prepack: boolean;
+    /** Why prepacking is on or off. */
+    prepackReason: string;
   };
 }
 
@@ -235,6 +239,19 @@ export function attributionPart(m: OnnxModel, weightsOf: PrecisionWeights[], cfg
   };
 }
 
+/**
+ * Bytes of ONNX Runtime's prepacked copy of an attribution session's weights (lig.ts `prepack`):
+ * MLAS packs each constant float MatMul/Gemm weight into its own layout, about the float32 size
+ * (fp16 and quantized weights are dequantized to float32 inside the graph first, so the float32
+ * size bounds them too). null when the model has weights already quantized by its exporter, whose
+ * packed size the graph does not tell: prepacking stays off for them.
+ */
+export function attributionPackedBytes(m: OnnxModel): number | null {
+  const sel = selectTargets(m, true);
+  if (sel.linear.some((l) => l.status === 'prequantized')) return null;
+  return sel.targets.reduce((s, t) => s + t.K * t.N * 4, 0);
+}
+
 /** The parts no schedule changes: the stream's sessions (and quantization) and attribution, computed once. */
 interface FixedParts {
   stream: MemoryPart[];
@@ -275,8 +292,31 @@ function estimateFor(cfg: PipelineConfig, sites: ActivationSite[], fixed: FixedP
   const stream = sum - attribution.bytes;
   if (schedule === 'after') e.totalBytes = Math.max(stream, pass);
   const after = schedule === 'after';
-  e.salience = { schedule, reason: '', streamBytes: after ? stream : sum, passBytes: after ? pass : 0, retainedBytes: after ? retained : 0 };
+  e.salience = { schedule, reason: '', streamBytes: after ? stream : sum, passBytes: after ? pass : 0, retainedBytes: after ? retained : 0, prepack: false, prepackReason: '' };
   return e;
+}
+
+/**
+ * The estimate with attribution's prepacked copy when the budget holds it without changing
+ * anything else (the same schedule and the same correlation passes); else `e` with prepacking off.
+ */
+function withPrepacking(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], fixed: FixedParts, e: MemoryEstimate): MemoryEstimate {
+  const attribution = fixed.attribution;
+  if (!e.salience || !attribution) return e;
+  const packed = attributionPackedBytes(m);
+  const off = (why: string) => {
+    e.salience!.prepackReason = why;
+    return e;
+  };
+  if (packed === null) return off('off: the model has exporter-quantized weights, whose packed size is not known');
+  const packedPart: MemoryPart = { ...attribution, bytes: attribution.bytes + packed, detail: `${attribution.detail} + prepacked weights ${gib(packed)} GiB` };
+  const withPack = estimateFor(cfg, sites, { ...fixed, attribution: packedPart }, e.salience.schedule);
+  if (!fits(withPack)) return off(`off: the prepacked copy of the weights (${gib(packed)} GiB) does not fit in the budget`);
+  if ((withPack.correlation?.passes.length ?? 0) !== (e.correlation?.passes.length ?? 0)) return off(`off: the prepacked copy of the weights (${gib(packed)} GiB) would add a correlation pass`);
+  withPack.salience!.reason = e.salience.reason;
+  withPack.salience!.prepack = true;
+  withPack.salience!.prepackReason = `on: the budget holds the prepacked copy of the weights (${gib(packed)} GiB)`;
+  return withPack;
 }
 
 const fits = (e: MemoryEstimate) => !e.correlation?.refusal && e.totalBytes <= e.budgetBytes;
@@ -294,11 +334,12 @@ export function estimateMemory(m: OnnxModel, cfg: PipelineConfig, sites: Activat
   const fixed: FixedParts = { stream: sessionParts(weights, cfg, sites, shape), attribution: attributionPart(m, weights, cfg, sites, shape) };
   const during = estimateFor(cfg, sites, fixed, want === 'after' ? 'after' : 'during');
   if (!during.salience) return during;
-  if (want !== 'auto') return withReason(during, `salience.schedule: ${want}`);
-  if (fits(during)) return withReason(during, `auto: attribution during the stream fits (${gib(during.totalBytes)} of ${gib(during.budgetBytes)} GiB)`);
+  const chosen = (e: MemoryEstimate, reason: string) => withPrepacking(m, cfg, sites, fixed, withReason(e, reason));
+  if (want !== 'auto') return chosen(during, `salience.schedule: ${want}`);
+  if (fits(during)) return chosen(during, `auto: attribution during the stream fits (${gib(during.totalBytes)} of ${gib(during.budgetBytes)} GiB)`);
   const after = estimateFor(cfg, sites, fixed, 'after');
   const why = during.correlation?.refusal ? 'a correlation key does not fit beside attribution' : `the sum would be ${gib(during.totalBytes)} GiB, over the ${gib(during.budgetBytes)} GiB budget`;
-  return withReason(after, `auto: attribution during the stream does not fit (${why}); after it the run needs max(stream ${gib(after.salience!.streamBytes)}, salience pass ${gib(after.salience!.passBytes)}) GiB`);
+  return chosen(after, `auto: attribution during the stream does not fit (${why}); after it the run needs max(stream ${gib(after.salience!.streamBytes)}, salience pass ${gib(after.salience!.passBytes)}) GiB`);
 }
 
 function withReason(e: MemoryEstimate, reason: string): MemoryEstimate {
@@ -324,7 +365,7 @@ export function checkMemoryBudget(e: MemoryEstimate, where: string): void {
 export function formatMemoryEstimate(e: MemoryEstimate): string {
   const rows = e.parts.map((p) => `  ${p.name.padEnd(12)} ${gib(p.bytes).padStart(8)} GiB  ${p.detail}`);
   const passes = e.correlation ? [`correlation passes over the dataset: ${e.correlation.passes.length}`] : [];
-  const schedule = e.salience ? [`salience schedule: ${e.salience.schedule} (${e.salience.reason})`, ...salienceLines(e)] : [];
+  const schedule = e.salience ? [`salience schedule: ${e.salience.schedule} (${e.salience.reason})`, ...salienceLines(e), `attribution prepacking: ${e.salience.prepackReason}`] : [];
   return [`memory estimate: ${gib(e.totalBytes)} GiB of a ${gib(e.budgetBytes)} GiB budget (memory_budget_gb)`, ...rows, ...passes, ...schedule].join('\n');
 }
 
@@ -344,6 +385,6 @@ function salienceLines(e: MemoryEstimate): string[] {
 /** The estimate as summary.json records it (GiB, 3 decimals). */
 export function memoryRecord(e: MemoryEstimate): Record<string, unknown> {
   const r = (b: number) => Math.round((b / GiB) * 1000) / 1000;
-  const salience = e.salience ? { salience: { schedule: e.salience.schedule, reason: e.salience.reason, stream_gib: r(e.salience.streamBytes), salience_pass_gib: r(e.salience.passBytes) } } : {};
+  const salience = e.salience ? { salience: { schedule: e.salience.schedule, reason: e.salience.reason, stream_gib: r(e.salience.streamBytes), salience_pass_gib: r(e.salience.passBytes), prepack: e.salience.prepack, prepack_reason: e.salience.prepackReason } } : {};
   return { budget_gib: r(e.budgetBytes), estimate_gib: r(e.totalBytes), parts: Object.fromEntries(e.parts.map((p) => [p.name, { gib: r(p.bytes), detail: p.detail }])), ...salience };
 }

@@ -71,16 +71,18 @@ function lazyRunner(precision: string, site: ActivationSite, prepared: Attributi
  * P·C times. SalienceMeasure reopens one at a time from the graph bytes already built or read
  * from the cache (operators/attribution/graph-cache.ts); a single runner stays open.
  */
-export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisions' | 'sites' | 'session' | 'tokenizer' | 'cacheDir'> & Partial<Pick<Plan, 'runners'>>): Promise<AttributionRunner[]> {
+export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisions' | 'sites' | 'session' | 'tokenizer' | 'cacheDir'> & Partial<Pick<Plan, 'runners' | 'memory'>>): Promise<AttributionRunner[]> {
   const budget = plan.cfg.salience.memory_budget_gb;
   if (!(budget > 0)) throw new QuantlensError('CONFIG', `salience.memory_budget_gb: must be > 0 (got ${budget})`, path.basename(plan.cfg.file || 'pipeline'));
   const cacheDir = plan.cacheDir ?? defaultCacheDir();
+  // Prepacked weights only where the budget counted their copy (pipelines/budget.ts withPrepacking).
+  const prepack = plan.memory?.salience?.prepack ?? false;
   const out: AttributionRunner[] = [];
   for (const p of plan.precisions)
     for (const site of plan.sites) {
       // The inference runner's input plan knows the model's padding side and past layout (genai models).
       const inputPlan = plan.runners?.find((r) => r.precision === p.precision)?.plan;
-      const prepared = await createAttributionSession(p.path, site.tensor, { settings: plan.session, padId: plan.tokenizer.padId, externalDataDir: path.dirname(p.path), inputPlan, cacheDir });
+      const prepared = await createAttributionSession(p.path, site.tensor, { settings: plan.session, padId: plan.tokenizer.padId, externalDataDir: path.dirname(p.path), inputPlan, cacheDir, prepack });
       const runner = lazyRunner(p.precision, site, prepared, plan.precisions.length * plan.sites.length === 1);
       await runner.park();
       out.push(runner);

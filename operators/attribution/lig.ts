@@ -65,6 +65,8 @@ export interface AttributionSession {
   graphCache: 'hit' | 'miss' | 'off';
   /** The reverse sweep sits behind an If (onnx/backward/backward-branch.ts): runs fed FORWARD_ONLY_TARGET skip it. */
   backwardBranch: boolean;
+  /** ONNX Runtime prepacks the constant MatMul weights (a packed copy beside the mapped ones; createAttributionSession's `prepack`). */
+  prepacked: boolean;
   /**
    * A new ORT session of the same graph, for a caller that released `session` to free its mapped
    * weights: the model is not parsed, the cache not read and the probe and checks not run again.
@@ -75,7 +77,7 @@ export interface AttributionSession {
 export async function createAttributionSession(
   model: string | OnnxModel,
   tensor: string,
-  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string; feeds?: FeedBuilder; /** The inference session's input plan (padding side, past layout), when the caller has it. */ inputPlan?: InputPlan; /** Attribution graphs are cached here (graph-cache.ts). */ cacheDir?: string; /** false: the LM head and what precedes it run at every position (AttributionGraphOptions.lastPosition). */ lastPosition?: boolean; /** false: every run runs the reverse sweep (AttributionGraphOptions.backwardBranch). */ backwardBranch?: boolean } = {},
+  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string; feeds?: FeedBuilder; /** The inference session's input plan (padding side, past layout), when the caller has it. */ inputPlan?: InputPlan; /** Attribution graphs are cached here (graph-cache.ts). */ cacheDir?: string; /** false: the LM head and what precedes it run at every position (AttributionGraphOptions.lastPosition). */ lastPosition?: boolean; /** false: every run runs the reverse sweep (AttributionGraphOptions.backwardBranch). */ backwardBranch?: boolean; /** true: let ONNX Runtime prepack the constant MatMul weights (faster kernels, a packed copy of those weights held in memory; the pipeline turns it on when its budget holds the copy, pipelines/budget.ts). Default false. */ prepack?: boolean } = {},
 ): Promise<AttributionSession> {
   const m = typeof model === 'string' ? readOnnxModel(model) : model;
   try {
@@ -90,17 +92,21 @@ export async function createAttributionSession(
     if ((shape.length !== 3 && !flat) || info.tensorMeta.type !== 'float32') {
       throw new QuantlensError('UNSUPPORTED', `LIG needs a float32 [batch, sequence, width] activation (or its [batch·sequence, width] flattening); "${tensor}" is ${info.tensorMeta.type} [${shape.join(', ')}] on the probe batch`);
     }
-    // Prepacking would copy every MatMul weight into ORT's own buffers; without it the weights the
-    // graph references stay the model file's mapped pages (weight-references.ts).
+    // Prepacking copies every constant MatMul weight into ORT's own layout; without it the weights
+    // the graph references stay the model file's mapped pages (weight-references.ts). The copy
+    // buys faster kernels (measured +1–22 %, most on the larger models), so it is the caller's
+    // choice by memory: the pipeline prepacks when its budget holds the copy.
     const settings = opts.settings ?? defaultSessionSettings();
     const externalDataDir = externalDataDirOf(m, opts);
-    const reopen = () => createSession(bytes, { ...settings, extra: { [NO_PREPACKING]: '1', ...settings.extra } }, { externalDataDir, where: `attribution graph for ${tensor}` });
+    const prepacked = opts.prepack ?? false;
+    const extra = prepacked ? settings.extra : { [NO_PREPACKING]: '1', ...settings.extra };
+    const reopen = () => createSession(bytes, { ...settings, extra }, { externalDataDir, where: `attribution graph for ${tensor}` });
     const session = await reopen();
     const ours = new Set([overrideName(tensor), TARGET_INPUT]);
     const metadata = (session.inputMetadata as readonly { name: string }[]).filter((x) => !ours.has(x.name));
     // With hand-made feeds the plan is unused (its inputs may be ones planInputs refuses).
     const plan = opts.feeds ? { idsName: 'input_ids', idsType: 'int64' as const, pastInputs: [] } : opts.inputPlan ?? planInputs({ inputMetadata: metadata } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
-    const s: AttributionSession = { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[shape.length - 1], flat, vocab: info.logitsShape[2], pathNodes: info.pathNodes, tailNodes: info.tailNodes ?? 0, backwardNodes: info.backwardNodes, graphCache: cache, backwardBranch, reopen };
+    const s: AttributionSession = { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[shape.length - 1], flat, vocab: info.logitsShape[2], pathNodes: info.pathNodes, tailNodes: info.tailNodes ?? 0, backwardNodes: info.backwardNodes, graphCache: cache, backwardBranch, prepacked, reopen };
     if (flat) {
       const original = async (rows: Int32Array[]) => (await runRows(s, rows, rows.map((r) => r.length), rows[0].length, null, new Array(rows.length).fill(0), [originalName(tensor)]))[originalName(tensor)].data as Float32Array;
       await checkBatchMajor(s, original).catch(async (e) => {
