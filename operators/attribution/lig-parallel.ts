@@ -34,6 +34,8 @@ export type WorkerLigOptions = Omit<LigOptions, 'onWarning' | 'targets'>;
 export interface WorkerRun {
   type: 'run';
   id: number;
+  /** The session to run on (the worker reopens or switches to it). */
+  setup: WorkerSetup;
   groups: { ids: Int32Array[]; targets?: (number | undefined)[] }[];
   opts: WorkerLigOptions;
 }
@@ -101,7 +103,8 @@ export class ParallelAttribution {
 
   private constructor(
     private slots: Slot[],
-    readonly tensor: string,
+    /** The session the workers open at start, and the one attribute() runs on unless given another. */
+    readonly setup: WorkerSetup,
   ) {}
 
   /** Workers in use (threads: each its own session). */
@@ -118,7 +121,7 @@ export class ParallelAttribution {
     if (!(workers >= 1) || !Number.isInteger(workers)) throw new QuantlensError('CONFIG', `attribution workers: must be an integer ≥ 1 (got ${workers})`);
     const source = workerSource();
     const slots: Slot[] = [];
-    const p = new ParallelAttribution(slots, setup.tensor);
+    const p = new ParallelAttribution(slots, setup);
     for (let k = 0; k < workers; k++) {
       const slot: Slot = { worker: new Worker(source, { eval: true, workerData: setup }), pending: null, inflight: Promise.resolve() };
       slots.push(slot);
@@ -136,7 +139,7 @@ export class ParallelAttribution {
       if (m instanceof Error) pending?.reject(m);
       else pending?.resolve(m);
     };
-    const who = `attribution worker ${k + 1} of ${n} (${this.tensor})`;
+    const who = `attribution worker ${k + 1} of ${n}`;
     slot.worker.on('message', (m: WorkerReply) => settle(m.type === 'error' ? new QuantlensError(m.code, `${who}: ${m.message}`) : m));
     slot.worker.on('error', (e: Error) => settle(new QuantlensError('UNSUPPORTED', `${who} failed: ${e.message}`, undefined, { cause: e })));
     slot.worker.on('exit', (code) => settle(new QuantlensError('UNSUPPORTED', `${who} exited (code ${code}) before it answered`)));
@@ -171,14 +174,16 @@ export class ParallelAttribution {
 
   /**
    * attributeByLength(examples) on the workers: same results, same order, and opts.onWarning
-   * called with the same warnings in the same order (after the run). A worker's error rejects
+   * called with the same warnings in the same order (after the run). `setup`: another session for
+   * the same workers (each closes its session and opens that one: one pool serves every
+   * (precision, layer) of a run, one session per worker at a time). A worker's error rejects
    * with that one error, once every worker has finished its part, and closes every worker; the
    * runner refuses later calls.
    */
-  async attribute(examples: { ids: Int32Array }[], layerTensor: string, opts: LigOptions = {}): Promise<LigResult[]> {
-    if (layerTensor !== this.tensor) throw new QuantlensError('CONFIG', `attribution workers are for "${this.tensor}", not "${layerTensor}"`);
+  async attribute(examples: { ids: Int32Array }[], layerTensor: string, opts: LigOptions = {}, setup: WorkerSetup = this.setup): Promise<LigResult[]> {
+    if (layerTensor !== setup.tensor) throw new QuantlensError('CONFIG', `attribution workers' session is for "${setup.tensor}", not "${layerTensor}"`);
     if (this.failed) throw this.failed;
-    if (this.closed) throw new QuantlensError('UNSUPPORTED', `attribution workers for "${this.tensor}" were released`);
+    if (this.closed) throw new QuantlensError('UNSUPPORTED', `attribution workers were released`);
     const groups = lengthGroups(examples);
     const plan = assignGroups(groups, this.slots.length);
     const { onWarning, targets, ...shared } = opts;
@@ -189,7 +194,7 @@ export class ParallelAttribution {
       await this.all(
         plan.map(async (gs, w) => {
           if (gs.length === 0) return;
-          const run: WorkerRun = { type: 'run', id: this.nextId++, groups: gs.map((g) => ({ ids: groups[g].indices.map((i) => examples[i].ids), targets: targets ? groups[g].indices.map((i) => targets[i]) : undefined })), opts: shared };
+          const run: WorkerRun = { type: 'run', id: this.nextId++, setup, groups: gs.map((g) => ({ ids: groups[g].indices.map((i) => examples[i].ids), targets: targets ? groups[g].indices.map((i) => targets[i]) : undefined })), opts: shared };
           const r = await this.ask(this.slots[w], run);
           if (r.type !== 'done' || r.id !== run.id) throw new QuantlensError('UNSUPPORTED', `attribution worker ${w + 1}: unexpected reply ${r.type}`);
           gs.forEach((g, k) => {

@@ -2,7 +2,7 @@
  * attributeByLength on worker sessions (operators/attribution/lig-parallel.ts): the balanced
  * assignment of length groups; on stories260K, bit-identical results (attributions, F, targets,
  * completeness, steps) in the same order and the same warnings as one session with the same
- * threads; a worker's error surfaces as one error and leaves no worker running.
+ * threads, also after parking and after switching the workers to another layer's session; a worker's error surfaces as one error and leaves no worker running.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadTokenizer } from '../../../sources/tokenizer.ts';
-import { attributeByLength, createAttributionSession } from '../../../operators/attribution/lig.ts';
+import { attributeByLength, createAttributionSession, type LigResult } from '../../../operators/attribution/lig.ts';
 import { assignGroups, lengthGroups, ParallelAttribution } from '../../../operators/attribution/lig-parallel.ts';
 import { defaultSessionSettings } from '../../../onnx/session.ts';
 import { sharedPath } from '../../helpers/shared.ts';
@@ -25,6 +25,18 @@ const QUESTIONS = [
   'is confectionary sugar the same as powdered sugar', // the same length as another: one group of two
   'is the federal court the same as the supreme court',
 ];
+
+function assertIdentical(got: LigResult[], want: LigResult[], examples: { ids: Int32Array }[], what: string): void {
+  assert.is(got.length, want.length);
+  got.forEach((g, i) => {
+    const w = want[i];
+    assert.is(g.positions, examples[i].ids.length, `${what}, example ${i} in its place`);
+    assert.equal([g.target, g.steps, g.F_input, g.F_baseline, g.completenessError, g.converged], [w.target, w.steps, w.F_input, w.F_baseline, w.completenessError, w.converged], `${what}, example ${i}`);
+    assert.equal(g.history, w.history);
+    const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    assert.ok(bytes(g.attributions).equals(bytes(w.attributions)), `${what}, example ${i}: attributions bit-identical`);
+  });
+}
 
 test('length groups: ascending lengths, indices in order; assignment: every group once, balanced by length × examples', () => {
   const ex = [5, 3, 5, 9, 3, 3, 7].map((n) => ({ ids: new Int32Array(n) }));
@@ -66,20 +78,21 @@ test('stories260K layer 2: 2 workers × 1 thread == one 1-thread session, bit fo
     const seqWarnings: string[] = [];
     const parWarnings: string[] = [];
     const want = await attributeByLength(one, examples, tensor, { ...opts, targets, onWarning: (w) => seqWarnings.push(w) });
+    const tensor0 = '/model/layers.0/mlp/act_fn/Mul_output_0';
+    const one0 = await createAttributionSession(modelPath, tensor0, options);
+    const want0 = await attributeByLength(one0, examples, tensor0, { ...opts, onWarning: () => {} });
+    await one0.session.release();
     for (let round = 0; round < 2; round++) {
       parWarnings.length = 0;
       const got = await runner.attribute(examples, tensor, { ...opts, targets, onWarning: (w) => parWarnings.push(w) });
       assert.is(got.length, want.length);
-      got.forEach((g, i) => {
-        const w = want[i];
-        assert.is(g.positions, examples[i].ids.length, `example ${i} in its place`);
-        assert.equal([g.target, g.steps, g.F_input, g.F_baseline, g.completenessError, g.converged], [w.target, w.steps, w.F_input, w.F_baseline, w.completenessError, w.converged], `example ${i}`);
-        assert.equal(g.history, w.history);
-        assert.ok(Buffer.from(g.attributions.buffer, g.attributions.byteOffset, g.attributions.byteLength).equals(Buffer.from(w.attributions.buffer, w.attributions.byteOffset, w.attributions.byteLength)), `example ${i}: attributions bit-identical`);
-      });
+      assertIdentical(got, want, examples, `round ${round}`);
       assert.equal(parWarnings, seqWarnings, 'same warnings, same order');
       // Parked between uses (sessions closed in the workers), reopened by the next call.
       await runner.park();
+      // The same workers switch to another layer's session and back (one pool serves every runner).
+      const other = { model: modelPath, tensor: tensor0, options };
+      assertIdentical(await runner.attribute(examples, tensor0, { ...opts, onWarning: () => {} }, other), want0, examples, `layer 0, round ${round}`);
     }
     assert.ok(seqWarnings.length >= examples.length);
     await runner.release();
@@ -99,11 +112,11 @@ test('stories260K: a worker error is one error naming the worker, and the worker
   const options = { settings: { ...defaultSessionSettings(), intraOpThreads: 1 }, cacheDir };
   try {
     // A tensor the model does not have: each worker's session fails to open; start rejects once.
-    await expectRejects(ParallelAttribution.start({ model: modelPath, tensor: '/model/no/such/tensor', options }, 2), { message: /^attribution worker [12] of 2 \(\/model\/no\/such\/tensor\): / });
+    await expectRejects(ParallelAttribution.start({ model: modelPath, tensor: '/model/no/such/tensor', options }, 2), { message: /^attribution worker [12] of 2: .*no\/such\/tensor/ });
     const runner = await ParallelAttribution.start({ model: modelPath, tensor, options }, 2);
     // Token ids beyond the vocabulary (512): ONNX Runtime's Gather refuses them in the worker.
     const bad = [{ ids: Int32Array.from([1, 2, 3]) }, { ids: Int32Array.from([1, 100_000, 3, 4]) }];
-    await expectRejects(runner.attribute(bad, tensor, { steps: 2, onWarning: () => {} }), { message: /^attribution worker [12] of 2 \(\/model\/layers\.1\/mlp\/act_fn\/Mul_output_0\): / });
+    await expectRejects(runner.attribute(bad, tensor, { steps: 2, onWarning: () => {} }), { message: /^attribution worker [12] of 2: .*Gather/ });
     assert.is(runner.workers, 0, 'workers terminated');
     await expectRejects(runner.attribute(bad.slice(0, 1), tensor, { steps: 2 }), { message: /^attribution worker/ });
   } finally {
