@@ -11,7 +11,8 @@
  * × 2 threads gave 1.24× examples/s on stories260K layer 2, 1.23× at layer 0 and 1.21× on the demo
  * bench model (hidden 256, d_ff 1024) layer 2: on kernels this small ONNX Runtime's intra-op pool
  * gains ~1.5× from its second thread (Softmax, the mask Where dominate), two sessions ~1.9×.
- * See workerCountFor for where that stops.
+ * The gain shrinks as kernels grow: 1.31× at the demo model's layer 0, 1.12× on the ~0.1B bench
+ * Llama (hidden 768, d_ff 2048, layer 0, 4 prompts, 8 steps). autoAttributionWorkers is that rule.
  */
 import { Worker } from 'node:worker_threads';
 import { QuantlensError, type ErrorCode } from '../../core/errors.ts';
@@ -45,6 +46,33 @@ type WorkerReply =
   | { type: 'parked' }
   | { type: 'done'; id: number; groups: { results: LigResult[]; warnings: string[] }[] }
   | { type: 'error'; id?: number; code: ErrorCode; message: string };
+
+/**
+ * The widest attributed activation (the MLP's d_ff) at which worker sessions were measured to beat
+ * one session's intra-op pool: 2048, the ~0.1B bench Llama (1.12×; stories260K's 172 gave
+ * 1.23–1.44×, the demo model's 1024 1.21–1.31×). Wider kernels are unmeasured, and ONNX Runtime's
+ * pool scales better on them: one session there.
+ */
+export const WORKERS_MAX_WIDTH = 2048;
+
+/**
+ * Worker sessions for attribution, by rule: one per intra-op thread (each session 1 thread) on the
+ * CPU when the attributed width is at most WORKERS_MAX_WIDTH; else 1 (one session with every
+ * thread: the path without workers). `forced` (salience.workers > 0) overrides the rule. The
+ * memory budget may lower the count (pipelines/budget.ts withWorkers).
+ */
+export function autoAttributionWorkers(o: { threads: number; width: number; executionProviders: string[]; forced?: number }): { workers: number; why: string } {
+  if (o.forced && o.forced > 0) return { workers: o.forced, why: `salience.workers: ${o.forced}` };
+  if (o.executionProviders.some((p) => p !== 'cpu')) return { workers: 1, why: `one session: execution providers ${o.executionProviders.join(', ')} (workers are measured on the CPU only)` };
+  if (o.threads < 2) return { workers: 1, why: 'one session: 1 intra-op thread' };
+  if (!(o.width > 0) || o.width > WORKERS_MAX_WIDTH) return { workers: 1, why: `one session: attributed width ${o.width || 'unknown'} > ${WORKERS_MAX_WIDTH} (larger kernels: the intra-op pool scales)` };
+  return { workers: o.threads, why: `${o.threads} worker sessions × 1 thread: attributed width ${o.width} ≤ ${WORKERS_MAX_WIDTH} (small kernels: the intra-op pool gains less than separate sessions)` };
+}
+
+/** Intra-op threads of each worker's session: the run's threads shared out, at least 1. */
+export function threadsPerWorker(threads: number, workers: number): number {
+  return Math.max(1, Math.floor(threads / workers));
+}
 
 /** attributeByLength's groups: example indices per exact length, lengths ascending, indices in order. */
 export function lengthGroups(examples: { ids: Int32Array }[]): { length: number; indices: number[] }[] {
