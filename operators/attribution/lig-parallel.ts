@@ -118,6 +118,8 @@ interface Slot {
   pending: { resolve: (r: WorkerReply) => void; reject: (e: Error) => void } | null;
   /** That reply's promise, settled either way (what release waits for). */
   inflight: Promise<unknown>;
+  /** The thread has ended (crashed, or closed). */
+  exited: boolean;
 }
 
 /** How long a worker asked to close may take before it is terminated. */
@@ -151,7 +153,7 @@ export class ParallelAttribution {
     const slots: Slot[] = [];
     const p = new ParallelAttribution(slots, setup);
     for (let k = 0; k < workers; k++) {
-      const slot: Slot = { worker: new Worker(source, { eval: true, workerData: setup }), pending: null, inflight: Promise.resolve() };
+      const slot: Slot = { worker: new Worker(source, { eval: true, workerData: setup }), pending: null, inflight: Promise.resolve(), exited: false };
       slots.push(slot);
       p.wire(slot, k, workers);
     }
@@ -170,7 +172,10 @@ export class ParallelAttribution {
     const who = `attribution worker ${k + 1} of ${n}`;
     slot.worker.on('message', (m: WorkerReply) => settle(m.type === 'error' ? new QuantlensError(m.code, `${who}: ${m.message}`) : m));
     slot.worker.on('error', (e: Error) => settle(new QuantlensError('UNSUPPORTED', `${who} failed: ${e.message}`, undefined, { cause: e })));
-    slot.worker.on('exit', (code) => settle(new QuantlensError('UNSUPPORTED', `${who} exited (code ${code}) before it answered`)));
+    slot.worker.on('exit', (code) => {
+      slot.exited = true;
+      settle(new QuantlensError('UNSUPPORTED', `${who} exited (code ${code}) before it answered`));
+    });
   }
 
   /** Posts `message` (none: the ready a new worker sends by itself) and resolves with the worker's reply. */
@@ -258,6 +263,7 @@ export class ParallelAttribution {
       slots.map(async (s) => {
         s.worker.ref(); // the wait for its exit keeps the process alive
         await s.inflight;
+        if (s.exited) return;
         s.worker.removeAllListeners('exit');
         const exited = new Promise<void>((resolve) => s.worker.once('exit', () => resolve()));
         s.worker.postMessage({ type: 'close' });
