@@ -18,7 +18,9 @@
  * the grouped mixed mode on this graph and on the graph without the backward branch
  * (onnx/backward/backward-branch.ts: every run, the activation and top-1 ones too, ran the reverse
  * sweep), and the same graph with ORT prepacking off (the sessions here prepack, as a pipeline does
- * when its budget holds the packed copy), for a before/after in one run. With QUANTLENS_BENCH_OUT set
+ * when its budget holds the packed copy), for a before/after in one run; and alternates that one session (every
+ * thread) with worker sessions of 1 thread each (operators/attribution/lig-parallel.ts, one per
+ * thread, at least 2), examples/s both ways. With QUANTLENS_BENCH_OUT set
  * (bench/run.ts does), the results are written there as JSON for runs/bench/results.json.
  *
  *   node --import tsx bench/attribution.ts [examples=8] [steps=50]
@@ -35,6 +37,7 @@ import { createSession, defaultSessionSettings } from '../onnx/session.ts';
 import { gradName } from '../onnx/backward/graph.ts';
 import { attributeExample, createAttributionSession, type AttributionSession } from '../operators/attribution/lig.ts';
 import { attributeByLength } from '../operators/attribution/lig.ts';
+import { ParallelAttribution, threadsPerWorker } from '../operators/attribution/lig-parallel.ts';
 import { benchGoal, fixed, formatTable, median } from './lib.ts';
 import { SCALE_SIZES } from './scale.ts';
 
@@ -91,6 +94,14 @@ interface ModelResult {
   noBranchRounds: Timed[];
   /** Grouped by length (mixed), alternating with branchRounds: the same graph with ORT prepacking off (the mapped weights only; what a pipeline whose budget lacks the packed copy runs). */
   unpackedRounds: Timed[];
+  /**
+   * Grouped by length (mixed), in alternating rounds: one session with every thread (as above) and
+   * `workers` worker sessions of 1 thread each (operators/attribution/lig-parallel.ts, what
+   * `measure: salience` runs when the rule or salience.workers picks workers).
+   */
+  workers: number;
+  oneSessionRounds: Timed[];
+  workerRounds: Timed[];
   tailNodes: number;
   completenessMedian: number;
 }
@@ -203,17 +214,45 @@ async function benchModel(name: string, dir: string, layer: number, b: BenchSett
       unpacked.push(await timedVariant(modelPath, tensor, cacheDir, bare, cost, mixed, opts, { prepack: false }));
       if (round === 0) branch.push(await timed(s, bare, cost, async () => (await attributeByLength(s, mixed, tensor, opts)).length));
     }
+    // One session (all threads) against N worker sessions × 1 thread, alternating (3 rounds each).
+    const threads = defaultSessionSettings().intraOpThreads;
+    const workers = Math.max(2, threads);
+    const pool = await ParallelAttribution.start({ model: modelPath, tensor, options: { cacheDir, prepack: true, settings: { ...defaultSessionSettings(), intraOpThreads: threadsPerWorker(threads, workers) } }, warmUp: true }, workers);
+    const oneSession: Timed[] = [];
+    const onWorkers: Timed[] = [];
+    try {
+      // One untimed pass: the worker sessions meet these shapes for the first time (ORT allocates per
+      // shape), as `s` did in the modes above; the first timed round ran at ~0.5–0.85× without it.
+      await pool.attribute(mixed, tensor, opts);
+      for (let round = 0; round < 3; round++) {
+        oneSession.push(await timed(s, bare, cost, async () => (await attributeByLength(s, mixed, tensor, opts)).length));
+        onWorkers.push(await timedOnWorkers(pool, bare, cost, mixed, tensor, opts));
+      }
+    } finally {
+      await pool.release();
+    }
     await s.session.release();
     await plain.release();
     return {
       model: name, layer: tensor, steps: STEPS, examples: N, meanTokens: T, width: s.width, vocab: s.vocab, buildSeconds, cacheLoadSeconds,
       bareTokensPerSecond: median([batch1, groupedMixed, groupedEqual].flatMap((t) => t.bareTokensPerSecond)),
-      batch1, groupedMixed, groupedEqual, groupedMixedFullHead, branchRounds: branch, noBranchRounds: noBranch, unpackedRounds: unpacked, tailNodes: s.tailNodes,
+      batch1, groupedMixed, groupedEqual, groupedMixedFullHead, branchRounds: branch, noBranchRounds: noBranch, unpackedRounds: unpacked, workers, oneSessionRounds: oneSession, workerRounds: onWorkers, tailNodes: s.tailNodes,
       completenessMedian: median(errs),
     };
   } finally {
     rmSync(cacheDir, { recursive: true, force: true });
   }
+}
+
+/** groupedMixed on the worker sessions: wall time only (their session.run calls are in other threads: the split columns read NaN). */
+async function timedOnWorkers(pool: ParallelAttribution, bare: () => Promise<number>, cost: number, mixed: { ids: Int32Array }[], tensor: string, opts: { steps: number; onWarning: () => void }): Promise<Timed> {
+  const before = await bare();
+  const t0 = performance.now();
+  const n = (await pool.attribute(mixed, tensor, opts)).length;
+  const seconds = (performance.now() - t0) / 1000;
+  const after = await bare();
+  const eps = n / seconds;
+  return { examplesPerSecond: eps, ratio: eps / ((before + after) / 2 / cost), bareTokensPerSecond: [before, after], seconds, integrandRunSeconds: NaN, otherRunSeconds: NaN };
 }
 
 /** groupedMixed on another build of the graph (without the last-position tail, or without the backward branch: the graphs before each existed), or with prepacking off. */
@@ -246,7 +285,7 @@ function print(r: ModelResult): void {
   console.log(`bare forward at ${r.steps + 2} rows × ${r.meanTokens} tokens: median ${fixed(r.bareTokensPerSecond, 0)} tokens/s → bound ${fixed(r.bareTokensPerSecond / cost, 2)} examples/s (3·S·T = ${cost} token-forwards each); each mode is compared with the bare forward measured right before and after it`);
   const row = (what: string, t: Timed) => {
     const rest = t.seconds - t.integrandRunSeconds - t.otherRunSeconds;
-    return [what, fixed(t.examplesPerSecond, 2), t.bareTokensPerSecond.map((x) => fixed(x, 0)).join(' / '), fixed(t.ratio, 3), t.ratio >= GOAL ? 'met' : 'MISSED', `${fixed((100 * t.integrandRunSeconds) / t.seconds, 0)} / ${fixed((100 * t.otherRunSeconds) / t.seconds, 0)} / ${fixed((100 * rest) / t.seconds, 0)} %`];
+    return [what, fixed(t.examplesPerSecond, 2), t.bareTokensPerSecond.map((x) => fixed(x, 0)).join(' / '), fixed(t.ratio, 3), t.ratio >= GOAL ? 'met' : 'MISSED', Number.isNaN(rest) ? '(runs in the workers)' : `${fixed((100 * t.integrandRunSeconds) / t.seconds, 0)} / ${fixed((100 * t.otherRunSeconds) / t.seconds, 0)} / ${fixed((100 * rest) / t.seconds, 0)} %`];
   };
   console.log(
     formatTable(
@@ -256,6 +295,7 @@ function print(r: ModelResult): void {
         row('grouped by length, mixed lengths', r.groupedMixed),
         row('grouped by length, equal lengths (one group)', r.groupedEqual),
         ...(r.groupedMixedFullHead ? [row('grouped, mixed, LM head at every position (before)', r.groupedMixedFullHead)] : []),
+        ...r.oneSessionRounds.flatMap((t, k) => [row(`round ${k + 1}: grouped, mixed, one session`, t), row(`round ${k + 1}: grouped, mixed, ${r.workers} worker sessions × 1 thread`, r.workerRounds[k])]),
         ...r.branchRounds.flatMap((t, k) => [row(`round ${k + 1}: grouped, mixed, backward branch (now)`, t), row(`round ${k + 1}: grouped, mixed, backward on every run (before)`, r.noBranchRounds[k]), row(`round ${k + 1}: grouped, mixed, prepacking off`, r.unpackedRounds[k])]),
       ],
     ),
@@ -265,6 +305,9 @@ function print(r: ModelResult): void {
   console.log(`backward branch: examples/s ${fixed(speedup, 3)} × the graph without it (median of rounds); activation + top-1 runs ${fixed(100 * other(r.branchRounds), 1)} % of the time (was ${fixed(100 * other(r.noBranchRounds), 1)} %)`);
   const packing = median(r.branchRounds.map((t) => t.examplesPerSecond)) / median(r.unpackedRounds.map((t) => t.examplesPerSecond));
   console.log(`prepacked weights: examples/s ${fixed(packing, 3)} × the same graph with prepacking off (median of rounds)`);
+  const eps = (ts: Timed[]) => ts.map((t) => t.examplesPerSecond);
+  const ratios = r.workerRounds.map((t, k) => t.examplesPerSecond / r.oneSessionRounds[k].examplesPerSecond);
+  console.log(`worker sessions: ${r.workers} × 1 thread: ${fixed(median(eps(r.workerRounds)), 2)} examples/s against one session's ${fixed(median(eps(r.oneSessionRounds)), 2)}: ${fixed(median(eps(r.workerRounds)) / median(eps(r.oneSessionRounds)), 3)} × (medians of ${ratios.length} alternating rounds; per round ${ratios.map((x) => fixed(x, 2)).join(', ')})`);
   console.log(`completeness error median (batch 1): ${r.completenessMedian.toExponential(2)}; last-position tail: ${r.tailNodes} nodes`);
 }
 

@@ -24,7 +24,9 @@
  *                 step batch: attributionStepFactor (≥ 9, grows with depth) × `salience.memory_budget_gb` when the pipeline sets it, else
  *                 R · 4 B · (3V + L·(10H + 5F)) with R = 2^22 / max(F, V) token rows per step
  *                 (lig.ts's default chunk: logits, their gradient and the softmax; per layer the
- *                 activations kept for the backward pass).
+ *                 activations kept for the backward pass);
+ *                 with N attribution worker sessions (salience.workers, lig-parallel.ts), N − 1
+ *                 more of everything but the mapped weights, plus 64 MiB a worker thread.
  *   baseline      0.3 GiB: Node, ONNX Runtime, tokenizer and the Parquet writers.
  * With `salience.schedule: during` the run holds the sum. `after` releases the inference
  * sessions before attributing (pipelines/salience-pass.ts), so it holds max(stream = every part
@@ -42,6 +44,7 @@ import { emitterFor } from '../onnx/quantize/index.ts';
 import { QUANT_VARIANTS, variantSettings, type QuantVariant } from '../onnx/quantize/variants.ts';
 import { describePasses, planCorrelationPasses, type CorrelationPassPlan } from './correlation-budget.ts';
 import type { PipelineConfig } from './schema.ts';
+import { autoAttributionWorkers, threadsPerWorker } from '../operators/attribution/lig-parallel.ts';
 
 const GiB = 1024 ** 3;
 export const BASELINE_BYTES = 0.3 * GiB;
@@ -100,6 +103,11 @@ export interface MemoryEstimate {
     prepack: boolean;
     /** Why prepacking is on or off. */
     prepackReason: string;
+    /** Attribution worker sessions (operators/attribution/lig-parallel.ts; 1: one session in the main thread), and threads each. */
+    workers: number;
+    threadsPerWorker: number;
+    /** Why that many (the rule, or the budget lowering it). */
+    workersReason: string;
   };
 }
 
@@ -225,19 +233,27 @@ export function correlationPasses(cfg: PipelineConfig, sites: ActivationSite[], 
 export function attributionPart(m: OnnxModel, weightsOf: PrecisionWeights[], cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape): MemoryPart | null {
   if (!cfg.measure.includes('salience')) return null;
   const weights = Math.max(...weightsOf.map((w) => w.bytes));
+  const { layerCopies, step, stepWhy, largestMatrix } = attributionSessionPieces(m, cfg, sites, shape);
+  return {
+    name: 'attribution',
+    bytes: weights + layerCopies + step,
+    detail: `one session at a time: weights ${gib(weights)} GiB + ${ATTRIBUTION_LAYER_COPIES} × largest matrix ${gib(largestMatrix)} GiB + step batch ${gib(step)} GiB (${stepWhy})`,
+  };
+}
+
+/** What each attribution session holds besides the mapped weights: the layer copies and the step batch (see attributionPart). */
+function attributionSessionPieces(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape) {
   const largestMatrix = Math.max(0, ...selectTargets(m, true).targets.map((t) => t.K * t.N * 4));
-  const F = Math.max(1, ...sites.map((s) => s.width ?? 0));
+  const F = attributedWidth(sites);
   const stepBudgetGb = (cfg.salience as { memory_budget_gb?: number }).memory_budget_gb;
   const rows = LIG_CHUNK_ELEMENTS / Math.max(F, shape.vocab);
   const factor = attributionStepFactor(shape, F);
   const step = stepBudgetGb !== undefined ? factor * stepBudgetGb * GiB : rows * 4 * (3 * shape.vocab + shape.layers * (10 * shape.hidden + 5 * F));
   const stepWhy = stepBudgetGb !== undefined ? `${factor.toFixed(1)} × salience.memory_budget_gb` : `~${Math.round(rows)} token rows per step`;
-  return {
-    name: 'attribution',
-    bytes: weights + ATTRIBUTION_LAYER_COPIES * largestMatrix + step,
-    detail: `one session at a time: weights ${gib(weights)} GiB + ${ATTRIBUTION_LAYER_COPIES} × largest matrix ${gib(largestMatrix)} GiB + step batch ${gib(step)} GiB (${stepWhy})`,
-  };
+  return { largestMatrix, layerCopies: ATTRIBUTION_LAYER_COPIES * largestMatrix, step, stepWhy };
 }
+
+const attributedWidth = (sites: ActivationSite[]) => Math.max(1, ...sites.map((s) => s.width ?? 0));
 
 /**
  * Bytes of ONNX Runtime's prepacked copy of an attribution session's weights (lig.ts `prepack`):
@@ -292,7 +308,7 @@ function estimateFor(cfg: PipelineConfig, sites: ActivationSite[], fixed: FixedP
   const stream = sum - attribution.bytes;
   if (schedule === 'after') e.totalBytes = Math.max(stream, pass);
   const after = schedule === 'after';
-  e.salience = { schedule, reason: '', streamBytes: after ? stream : sum, passBytes: after ? pass : 0, retainedBytes: after ? retained : 0, prepack: false, prepackReason: '' };
+  e.salience = { schedule, reason: '', streamBytes: after ? stream : sum, passBytes: after ? pass : 0, retainedBytes: after ? retained : 0, prepack: false, prepackReason: '', workers: 1, threadsPerWorker: threadsOf(cfg), workersReason: '' };
   return e;
 }
 
@@ -319,6 +335,43 @@ function withPrepacking(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite
   return withPack;
 }
 
+/** A worker thread's own memory besides its session: a V8 isolate and the modules it loads (measured ~40 MiB each under tsx). */
+export const ATTRIBUTION_WORKER_BASELINE_BYTES = 64 * 1024 ** 2;
+
+const threadsOf = (cfg: PipelineConfig) => (cfg.session.intra_op_threads > 0 ? cfg.session.intra_op_threads : os.availableParallelism());
+
+/**
+ * The estimate with the attribution worker sessions of the rule (lig-parallel.ts
+ * autoAttributionWorkers, or salience.workers), as many as the budget holds without changing
+ * anything else (schedule, prepacking, correlation passes): each worker beyond the first holds its
+ * own session's layer copies, step batch and prepacked copy (when on) and its thread's baseline;
+ * the mapped weights are the same file pages for every session, counted once.
+ */
+function withWorkers(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite[], shape: ModelShape, fixed: FixedParts, e: MemoryEstimate): MemoryEstimate {
+  const sal = e.salience;
+  const attribution = e.parts.find((p) => p.name === 'attribution');
+  if (!sal || !attribution) return e;
+  const threads = threadsOf(cfg);
+  const forced = cfg.salience.workers ?? 0;
+  const rule = autoAttributionWorkers({ threads, width: attributedWidth(sites), executionProviders: cfg.session.execution_providers, forced });
+  const set = (x: MemoryEstimate, workers: number, why: string) => {
+    x.salience = { ...sal, workers, threadsPerWorker: workers > 1 ? threadsPerWorker(threads, workers) : threads, workersReason: why };
+    return x;
+  };
+  if (rule.workers <= 1) return set(e, 1, rule.why);
+  const { layerCopies, step } = attributionSessionPieces(m, cfg, sites, shape);
+  const perWorker = ATTRIBUTION_WORKER_BASELINE_BYTES + layerCopies + step + (sal.prepack ? (attributionPackedBytes(m) ?? 0) : 0);
+  for (let n = rule.workers; n > 1; n--) {
+    const part: MemoryPart = { ...attribution, bytes: attribution.bytes + (n - 1) * perWorker, detail: `${attribution.detail}; ${n} worker sessions: + ${n - 1} × ${gib(perWorker)} GiB (each its layer copies, step batch${sal.prepack ? ', prepacked copy' : ''} and thread)` };
+    const withN = estimateFor(cfg, sites, { ...fixed, attribution: part }, sal.schedule);
+    if (!fits(withN) || (withN.correlation?.passes.length ?? 0) !== (e.correlation?.passes.length ?? 0)) continue;
+    const why = n === rule.workers ? rule.why : `${n} worker sessions (${rule.why}; the budget holds ${n}, not ${rule.workers})`;
+    return set(withN, n, why);
+  }
+  if (forced > 1) return set(e, 1, `one session: salience.workers ${forced} does not fit the budget (+ ${gib(perWorker)} GiB a worker)`);
+  return set(e, 1, `one session: a second worker session (+ ${gib(perWorker)} GiB) does not fit the budget`);
+}
+
 const fits = (e: MemoryEstimate) => !e.correlation?.refusal && e.totalBytes <= e.budgetBytes;
 
 /**
@@ -334,7 +387,8 @@ export function estimateMemory(m: OnnxModel, cfg: PipelineConfig, sites: Activat
   const fixed: FixedParts = { stream: sessionParts(weights, cfg, sites, shape), attribution: attributionPart(m, weights, cfg, sites, shape) };
   const during = estimateFor(cfg, sites, fixed, want === 'after' ? 'after' : 'during');
   if (!during.salience) return during;
-  const chosen = (e: MemoryEstimate, reason: string) => withPrepacking(m, cfg, sites, fixed, withReason(e, reason));
+  // Prepacking first (one session), then workers as the budget holds them, each with its copy.
+  const chosen = (e: MemoryEstimate, reason: string) => withWorkers(m, cfg, sites, shape, fixed, withPrepacking(m, cfg, sites, fixed, withReason(e, reason)));
   if (want !== 'auto') return chosen(during, `salience.schedule: ${want}`);
   if (fits(during)) return chosen(during, `auto: attribution during the stream fits (${gib(during.totalBytes)} of ${gib(during.budgetBytes)} GiB)`);
   const after = estimateFor(cfg, sites, fixed, 'after');
@@ -365,7 +419,7 @@ export function checkMemoryBudget(e: MemoryEstimate, where: string): void {
 export function formatMemoryEstimate(e: MemoryEstimate): string {
   const rows = e.parts.map((p) => `  ${p.name.padEnd(12)} ${gib(p.bytes).padStart(8)} GiB  ${p.detail}`);
   const passes = e.correlation ? [`correlation passes over the dataset: ${e.correlation.passes.length}`] : [];
-  const schedule = e.salience ? [`salience schedule: ${e.salience.schedule} (${e.salience.reason})`, ...salienceLines(e), `attribution prepacking: ${e.salience.prepackReason}`] : [];
+  const schedule = e.salience ? [`salience schedule: ${e.salience.schedule} (${e.salience.reason})`, ...salienceLines(e), `attribution prepacking: ${e.salience.prepackReason}`, `attribution workers: ${e.salience.workers} × ${e.salience.threadsPerWorker} thread(s) (${e.salience.workersReason})`] : [];
   return [`memory estimate: ${gib(e.totalBytes)} GiB of a ${gib(e.budgetBytes)} GiB budget (memory_budget_gb)`, ...rows, ...passes, ...schedule].join('\n');
 }
 
@@ -385,6 +439,6 @@ function salienceLines(e: MemoryEstimate): string[] {
 /** The estimate as summary.json records it (GiB, 3 decimals). */
 export function memoryRecord(e: MemoryEstimate): Record<string, unknown> {
   const r = (b: number) => Math.round((b / GiB) * 1000) / 1000;
-  const salience = e.salience ? { salience: { schedule: e.salience.schedule, reason: e.salience.reason, stream_gib: r(e.salience.streamBytes), salience_pass_gib: r(e.salience.passBytes), prepack: e.salience.prepack, prepack_reason: e.salience.prepackReason } } : {};
+  const salience = e.salience ? { salience: { schedule: e.salience.schedule, reason: e.salience.reason, stream_gib: r(e.salience.streamBytes), salience_pass_gib: r(e.salience.passBytes), prepack: e.salience.prepack, prepack_reason: e.salience.prepackReason, workers: e.salience.workers, threads_per_worker: e.salience.threadsPerWorker, workers_reason: e.salience.workersReason } } : {};
   return { budget_gib: r(e.budgetBytes), estimate_gib: r(e.totalBytes), parts: Object.fromEntries(e.parts.map((p) => [p.name, { gib: r(p.bytes), detail: p.detail }])), ...salience };
 }

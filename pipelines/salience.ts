@@ -7,7 +7,8 @@
 import path from 'node:path';
 import type { Plan } from './plan.ts';
 import type { BatchResult } from '../operators/infer.ts';
-import { attributeByLength, createAttributionSession, type AttributionSession } from '../operators/attribution/lig.ts';
+import { attributeByLength, createAttributionSession, type AttributionSession, type LigOptions, type LigResult } from '../operators/attribution/lig.ts';
+import { ParallelAttribution, type WorkerSetup } from '../operators/attribution/lig-parallel.ts';
 import { defaultCacheDir } from './precisions.ts';
 import { QuantlensError } from '../core/errors.ts';
 import { SalienceEstimator, type SalienceState, type SalienceResult } from '../operators/attribution/salience.ts';
@@ -37,6 +38,8 @@ export interface AttributionRunner {
   site: ActivationSite;
   /** The session, opened again (same graph, AttributionSession.reopen) after park() or release(). */
   open(): Promise<AttributionSession>;
+  /** attributeByLength on this runner's session, or on the run's worker sessions when it has them (same results as one session of their threads). */
+  attribute(examples: { ids: Int32Array }[], opts: LigOptions): Promise<LigResult[]>;
   /** Between uses: closes the session unless it is the run's only runner, which stays open. */
   park(): Promise<void>;
   release(): Promise<void>;
@@ -51,16 +54,50 @@ function lazyRunner(precision: string, site: ActivationSite, prepared: Attributi
     live = false;
     await s.session.release();
   };
+  const open = async () => {
+    if (!live) s = { ...s, session: await s.reopen() };
+    live = true;
+    return s;
+  };
   return {
     precision,
     site,
-    async open() {
-      if (!live) s = { ...s, session: await s.reopen() };
-      live = true;
-      return s;
-    },
+    open,
+    attribute: async (examples, opts) => attributeByLength(await open(), examples, site.tensor, opts),
     park: () => (keepOpen ? Promise.resolve() : release()),
     release,
+  };
+}
+
+/**
+ * The run's attribution worker sessions (operators/attribution/lig-parallel.ts), started on first
+ * use: every runner's attribution goes to the same N workers, each of which holds one session at a
+ * time (it switches to the runner's graph, read from the cache), so the run holds N sessions
+ * whatever P·C is; they stay open between batches (the budget counts them, pipelines/budget.ts)
+ * and end with the measure.
+ */
+class WorkerPool {
+  private pool: Promise<ParallelAttribution> | null = null;
+  constructor(readonly workers: number) {}
+  get(setup: WorkerSetup): Promise<ParallelAttribution> {
+    return (this.pool ??= ParallelAttribution.start(setup, this.workers));
+  }
+  async release(): Promise<void> {
+    const pool = this.pool;
+    this.pool = null;
+    if (pool) await (await pool.catch(() => null))?.release();
+  }
+}
+
+/** A runner whose attribution runs on the worker pool; its main-thread session (the prepared one, closed) serves open() only. */
+function pooledRunner(base: AttributionRunner, pool: WorkerPool, setup: WorkerSetup): AttributionRunner {
+  return {
+    ...base,
+    attribute: async (examples, opts) => (await pool.get(setup)).attribute(examples, setup.tensor, opts, setup),
+    release: async () => {
+      await base.release();
+      await pool.release();
+    },
   };
 }
 
@@ -69,7 +106,8 @@ function lazyRunner(precision: string, site: ActivationSite, prepared: Attributi
  * so errors come first, then its session is closed again: every session maps the model's weights
  * (graphs reference them, weight-references.ts), so holding P·C of them would count the weights
  * P·C times. SalienceMeasure reopens one at a time from the graph bytes already built or read
- * from the cache (operators/attribution/graph-cache.ts); a single runner stays open.
+ * from the cache (operators/attribution/graph-cache.ts); a single runner stays open. With worker
+ * sessions in the estimate (plan.memory.salience.workers > 1), attribution runs on them instead.
  */
 export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisions' | 'sites' | 'session' | 'tokenizer' | 'cacheDir'> & Partial<Pick<Plan, 'runners' | 'memory'>>): Promise<AttributionRunner[]> {
   const budget = plan.cfg.salience.memory_budget_gb;
@@ -77,15 +115,20 @@ export async function createAttributionRunners(plan: Pick<Plan, 'cfg' | 'precisi
   const cacheDir = plan.cacheDir ?? defaultCacheDir();
   // Prepacked weights only where the budget counted their copy (pipelines/budget.ts withPrepacking).
   const prepack = plan.memory?.salience?.prepack ?? false;
+  // Worker sessions only where the budget counted them (pipelines/budget.ts withWorkers).
+  const workers = plan.memory?.salience?.workers ?? 1;
+  const pool = workers > 1 ? new WorkerPool(workers) : null;
+  const workerSettings = { ...plan.session, intraOpThreads: plan.memory?.salience?.threadsPerWorker ?? 1 };
   const out: AttributionRunner[] = [];
   for (const p of plan.precisions)
     for (const site of plan.sites) {
       // The inference runner's input plan knows the model's padding side and past layout (genai models).
       const inputPlan = plan.runners?.find((r) => r.precision === p.precision)?.plan;
-      const prepared = await createAttributionSession(p.path, site.tensor, { settings: plan.session, padId: plan.tokenizer.padId, externalDataDir: path.dirname(p.path), inputPlan, cacheDir, prepack });
-      const runner = lazyRunner(p.precision, site, prepared, plan.precisions.length * plan.sites.length === 1);
+      const options = { padId: plan.tokenizer.padId, externalDataDir: path.dirname(p.path), inputPlan, cacheDir, prepack };
+      const prepared = await createAttributionSession(p.path, site.tensor, { ...options, settings: plan.session });
+      const runner = lazyRunner(p.precision, site, prepared, !pool && plan.precisions.length * plan.sites.length === 1);
       await runner.park();
-      out.push(runner);
+      out.push(pool ? pooledRunner(runner, pool, { model: p.path, tensor: site.tensor, options: { ...options, settings: workerSettings } }) : runner);
     }
   return out;
 }
@@ -118,8 +161,7 @@ export class SalienceMeasure {
       this.onProgress?.(i, this.runners.length);
       const t0 = performance.now();
       // Grouped by length, not by the inference batch's padding; rows per run bounded by the budget.
-      const session = await a.open();
-      const results = await attributeByLength(session, inputs, a.site.tensor, {
+      const results = await a.attribute(inputs, {
         memoryBudgetBytes: salience.memory_budget_gb * 1024 ** 3,
         steps: salience.steps,
         baselineTokenId: salience.baseline_token_id,

@@ -49,7 +49,7 @@ export interface PipelineConfig {
   dead: { lo: number; hi: number };
   correlation: { threshold: number; top_k: number; memory_budget_gb: number; clusters: boolean; compute: 'float32' | 'float64' };
   calibration: { bins: number; bootstrap: number; seed: number };
-  salience: { steps: number; threshold: number; normalise: 'abs' | 'signed'; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean; memory_budget_gb: number; schedule: SalienceSchedule };
+  salience: { steps: number; threshold: number; normalise: 'abs' | 'signed'; baseline_token_id: number; target: 'top1' | 'gold'; limit?: number; adaptive: boolean; memory_budget_gb: number; schedule: SalienceSchedule; workers: number };
   agreement: { reference?: string };
   /** `measure: perplexity`: which next-token positions of each sequence are scored. */
   perplexity: { positions: 'all' | 'second-half' };
@@ -155,6 +155,8 @@ export const SCHEMA: Record<string, Field> = {
       adaptive: { kind: 'bool', default: false },
       memory_budget_gb: { kind: 'number', default: 0.02, min: 0, max: 1 << 20 },
       schedule: { kind: 'string', default: 'auto', oneOf: SALIENCE_SCHEDULES },
+      /** Attribution worker sessions (operators/attribution/lig-parallel.ts); 0: by rule (autoAttributionWorkers, within the memory budget). */
+      workers: { kind: 'int', default: 0, min: 0, max: 64 },
     },
   },
   agreement: { kind: 'object', fields: { reference: { kind: 'string' } } },

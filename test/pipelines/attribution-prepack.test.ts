@@ -52,7 +52,8 @@ test('prepacking is on when the budget holds the copy, off (with the reason) whe
   const dir = tempDir('ql-prepack-');
   const { folder, m } = await demo();
   try {
-    const yaml = (budget: string) => `model: demo\ndataset: {path: demo}\nmeasure: [predictions, salience]\n${budget}`;
+    // One attribution session (no workers): this is the prepacking decision alone (workers: attribution-workers.test.ts).
+    const yaml = (budget: string) => `model: demo\ndataset: {path: demo}\nmeasure: [predictions, salience]\nsalience: {workers: 1}\n${budget}`;
     const cfg = parsePipeline(yaml(''), path.join(dir, 'p.yaml'));
     const sites = resolveLayers(m, cfg.layers, folder.config, 'layers');
     const shape = modelShape(m, folder.config, folder.vocabSize);
@@ -108,7 +109,7 @@ test('a prepacked attribution session gives the unpacked one\'s attributions (fl
 test('the pipeline\'s attribution runners follow the estimate: prepacked with room, unpacked without', async () => {
   const dir = tempDir('ql-prepack-plan-');
   for (const [budget, want] of [['', true], ['memory_budget_gb: TIGHT\n', false]] as const) {
-    const yaml = (b: string) => `model: demo\ndataset: {path: demo, limit: 2}\nmeasure: [predictions, salience]\nlayers: [1]\noutput: ${path.join(dir, 'out')}\n${b}`;
+    const yaml = (b: string) => `model: demo\ndataset: {path: demo, limit: 2}\nmeasure: [predictions, salience]\nsalience: {workers: 1}\nlayers: [1]\noutput: ${path.join(dir, 'out')}\n${b}`;
     let cfg = parsePipeline(yaml(''), path.join(dir, 'p.yaml'));
     if (budget) {
       // Between the need without the copy and with it (the estimate of the roomy plan, less half the copy).

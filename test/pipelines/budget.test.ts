@@ -79,7 +79,8 @@ test('quantized weight bytes, estimated before quantizing, = the bytes the quant
 
 test('the estimate adds its parts; correlation uses the estimator formula; the default budget is 80 % of RAM', async () => {
   const dir = tempDir('ql-budget-e-');
-  const cfg = parsePipeline('model: demo\ndataset: {path: demo}\nprecisions: [fp32, nf4]\nmeasure: [predictions, correlation, salience]\n', path.join(dir, 'p.yaml'));
+  // One attribution session (salience.workers: 1): worker sessions are attribution-workers.test.ts's.
+  const cfg = parsePipeline('model: demo\ndataset: {path: demo}\nprecisions: [fp32, nf4]\nmeasure: [predictions, correlation, salience]\nsalience: {workers: 1}\n', path.join(dir, 'p.yaml'));
   const folder = await openModelFolder(await ensureDemoModel({ size: 'tiny' }));
   const m = readOnnxModel(folder.onnxPath);
   try {
