@@ -50,12 +50,13 @@ function lazyRunner(precision: string, site: ActivationSite, prepared: Attributi
     if (!live) return;
     live = false;
     await s.session.release();
+    await s.prefix?.session.release();
   };
   return {
     precision,
     site,
     async open() {
-      if (!live) s = { ...s, session: await s.reopen() };
+      if (!live) s = { ...s, session: await s.reopen(), ...(s.prefix ? { prefix: { ...s.prefix, session: await s.prefix.reopen() } } : {}) };
       live = true;
       return s;
     },
