@@ -20,6 +20,7 @@ import { modelHashOnce } from '../../sources/model/hash.ts';
 import { packageInfo } from '../../core/package-info.ts';
 import { externalDataBeside } from '../../sources/model/folder.ts';
 import { isFlatSite } from './flat-site.ts';
+import { readGraphQuantization } from '../../onnx/quantize/graph-settings.ts';
 import { refusedSplit, splitPrefix, type PrefixInfo } from '../../onnx/backward/prefix-split.ts';
 
 /** Bump when what is cached (graph.onnx, info.json) changes meaning. */
@@ -123,6 +124,11 @@ async function buildNow(m: OnnxModel, opts: CachedGraphOptions): Promise<{ bytes
 async function prefixSplit(m: OnnxModel, bytes: Uint8Array, info: GraphInfo, opts: CachedGraphOptions): ReturnType<typeof splitPrefix> {
   if (opts.prefix === false) return { refused: 'prefix split off (asked)' };
   if (opts.backwardBranch === false) return { refused: 'prefix split needs the backward branch (backwardBranch false)' };
+  // Exporter-quantized kernels (MatMulNBits, MatMulInteger, …) may take another path at another
+  // batch size (measured on genai-llama-int4: F_input −1.73 vs −1.69 when its layer-0 cut came
+  // from the 2-row activation run instead of the α rows' own run, completeness 1.7 % vs 0.1 %),
+  // so their prefix is not computed once for all α rows.
+  if (readGraphQuantization(m).formats.length > 0) return { refused: 'prefix split: the model has exporter-quantized kernels, whose results may depend on the batch size of the run' };
   if (opts.weights !== 'referenced') return { refused: `prefix split needs weights referenced in the model's files (graph weights '${opts.weights ?? 'verbatim'}': a second session would copy them)` };
   const shape = info.tensorMeta.shape;
   const flat = isFlatSite(info.tensorMeta);

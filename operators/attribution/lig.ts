@@ -128,7 +128,7 @@ export async function createAttributionSession(
     const fullExtra = info.prefix ? { [NO_PREPACKING]: '1', [NO_SPINNING]: '0', ...settings.extra } : extra;
     const reopen = () => createSession(bytes, { ...settings, extra: fullExtra }, { externalDataDir, where: `attribution graph for ${tensor}` });
     const session = await reopen();
-    let prefix: PrefixSession | undefined;
+      let prefix: PrefixSession | undefined;
     if (info.prefix && suffix) {
       const reopenSuffix = () => createSession(suffix, { ...settings, extra }, { externalDataDir, where: `attribution suffix graph for ${tensor}` });
       prefix = { session: await reopenSuffix().catch(async (e) => { await session.release(); throw e; }), cut: info.prefix.cut, inputs: info.prefix.inputs, prefixNodes: info.prefix.prefixNodes, suffixNodes: info.prefix.suffixNodes, reopen: reopenSuffix };
@@ -266,7 +266,10 @@ export async function attributeBatch(
       let best = 0;
       for (let v = 1; v < Vo; v++) if (logits[off + v] > logits[off + best]) best = v;
       targets[start + i] = best;
-      fIn[start + i] = logSoftmaxAt(logits.subarray(off, off + Vo), best);
+      // With a prefix split the integrand rows run on the suffix session (other kernels, e.g.
+      // prepacked): F_input comes from its α = 1 row, so F_input − F_baseline and the gradients
+      // are one session's numbers (completeness would otherwise measure the sessions' difference).
+      if (!s.prefix) fIn[start + i] = logSoftmaxAt(logits.subarray(off, off + Vo), best);
     }
   }
   const prepared: Prepared[] = examples.map((e, i) => ({
@@ -341,6 +344,11 @@ export function attributionRowsPerRun(S: number, W: number, V: number, opts: Pic
     throw new QuantlensError('BUDGET', `attribution memory budget ${(opts.memoryBudgetBytes / 1024 ** 2).toFixed(1)} MiB (salience.memory_budget_gb) is below one row of ${S} tokens: ${(perRow / 1024 ** 2).toFixed(1)} MiB (activations and gradients of width ${W}, logits of vocab ${V}, float32${cutBytes ? `, ${(cutBytes / 1024 ** 2).toFixed(1)} MiB of fed prefix tensors` : ''})`);
   }
   return rows;
+}
+
+/** attributionRowBytes of a row of S tokens on this session (with its prefix split's fed cut tensors). */
+export function sessionRowBytes(s: Pick<AttributionSession, 'width' | 'vocab' | 'prefix'>, S: number): number {
+  return attributionRowBytes(S, s.width, s.vocab, s.prefix ? cutRowBytes(s.prefix.cut, S) : 0);
 }
 
 /**

@@ -8,7 +8,7 @@
  * kernels differently across the cut (another graph, other batch sizes): float32 reassociation, so
  * the bound is |Δ| ≤ 1e-5 · max|attr| + 1e-7 per example and 1e-5 on F (the bound lig-flat.test.ts
  * uses for two graphs of one function), far below the 1e-2 completeness the results are held to.
- * A refused split (flat cut, weights in the graph) is checked to say why.
+ * Every float export splits; refused splits (exporter-quantized kernels, weights in the graph) say why.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -25,6 +25,7 @@ import ort from 'onnxruntime-node';
 import { EXPORTERS_REL, exporterFolders, planFor, tokenRows } from '../../models/exporter-checks.ts';
 import { releasePlan } from '../../../pipelines/plan.ts';
 import { readOnnxModel } from '../../../onnx/model-reader.ts';
+import { readGraphQuantization } from '../../../onnx/quantize/graph-settings.ts';
 
 function sameAttributions(a: LigResult[], b: LigResult[], what: string): number {
   let worst = 0;
@@ -142,6 +143,12 @@ for (const dir of folders.filter((d) => !process.env.ONLY || d.includes(process.
           worst = Math.max(worst, sameAttributions(c, d, `${path.basename(dir)} layer ${site.layer} padded`));
         }
         if (!split.prefix) assert.ok(split.prefixRefused && split.prefixRefused.length > 10, 'a refused split says why');
+        // Every float export splits; exporter-quantized kernels are refused (graph-cache.ts prefixSplit).
+        const m = readOnnxModel(file);
+        const quantized = readGraphQuantization(m).formats.length > 0;
+        m.source.close();
+        if (quantized) assert.match(split.prefixRefused ?? '', 'exporter-quantized');
+        else assert.ok(split.prefix, `${path.basename(dir)} layer ${site.layer}: split (${split.prefixRefused})`);
         console.log(`${path.basename(dir)} layer ${site.layer}${split.flat ? ' (flat site)' : ''}${split.unpadded ? ' (unpadded)' : ''}: ${split.prefix ? `cut ${split.prefix.cut.map((c) => `[${c.dims5}]@${c.batchAxis}`).join(' ')}, prefix ${split.prefix.prefixNodes} / suffix ${split.prefix.suffixNodes} nodes` : `no split: ${split.prefixRefused}`}; max rel diff ${worst.toExponential(2)}`);
         for (const s of [split, full]) {
           await s.session.release();
