@@ -18,7 +18,7 @@ const TENSOR = (l: number) => `/model/layers.${l}/mlp/act_fn/Mul_output_0`;
 const ids = Int32Array.from([1, 17, 42, 99, 5, 230, 64]);
 
 async function attribute(model: string, cacheDir: string | undefined, layer = 1) {
-  const s = await createAttributionSession(model, TENSOR(layer), { cacheDir });
+  const s = await createAttributionSession(model, TENSOR(layer), { cacheDir, prefix: 'always' });
   const r = await attributeExample(s, { ids }, s.tensor, { steps: 8, onWarning: () => {} });
   await s.session.release();
   await s.prefix?.session.release();

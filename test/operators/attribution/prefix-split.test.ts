@@ -56,7 +56,7 @@ test('stories260K layers 0, 2, 4: prefix split == full graph (padded batch and g
   assert.ok(new Set(examples.map((e) => e.ids.length)).size > 2, 'mixed lengths');
   for (const layer of [0, 2, 4]) {
     const tensor = `/model/layers.${layer}/mlp/act_fn/Mul_output_0`;
-    const split = await createAttributionSession(path.join(stories, 'model.onnx'), tensor);
+    const split = await createAttributionSession(path.join(stories, 'model.onnx'), tensor, { prefix: 'always' });
     const full = await createAttributionSession(path.join(stories, 'model.onnx'), tensor, { prefix: false });
     assert.ok(split.prefix, `layer ${layer}: split (${split.prefixRefused})`);
     assert.is(split.prefixRefused, undefined);
@@ -83,7 +83,7 @@ test('stories260K layers 0, 2, 4: prefix split == full graph (padded batch and g
 test('budget: a row counts its fed cut tensors, as many bytes as a run is fed', async () => {
   if (!stories) return;
   const tensor = '/model/layers.1/mlp/act_fn/Mul_output_0';
-  const s = await createAttributionSession(path.join(stories, 'model.onnx'), tensor);
+  const s = await createAttributionSession(path.join(stories, 'model.onnx'), tensor, { prefix: 'always' });
   assert.ok(s.prefix);
   for (const S of [6, 11]) {
     const perRow = cutRowBytes(s.prefix.cut, S);
@@ -113,6 +113,19 @@ test('budget: a row counts its fed cut tensors, as many bytes as a run is fed', 
   await s.prefix.session.release();
 });
 
+test('where the prefix is a small share of the graph (stories260K layer 0), the default does not split, and says why', async () => {
+  if (!stories) return;
+  const low = await createAttributionSession(path.join(stories, 'model.onnx'), '/model/layers.0/mlp/act_fn/Mul_output_0');
+  assert.is(low.prefix, undefined);
+  assert.match(low.prefixRefused!, "of the graph's nodes");
+  const high = await createAttributionSession(path.join(stories, 'model.onnx'), '/model/layers.2/mlp/act_fn/Mul_output_0');
+  assert.ok(high.prefix, high.prefixRefused);
+  for (const s of [low, high]) {
+    await s.session.release();
+    await s.prefix?.session.release();
+  }
+});
+
 test('weights in the graph (an in-memory model): no split, and the session says why', async () => {
   if (!stories) return;
   const s = await createAttributionSession(readOnnxModel(new Uint8Array(readFileSync(path.join(stories, 'model.onnx')))), '/model/layers.1/mlp/act_fn/Mul_output_0');
@@ -130,7 +143,7 @@ for (const dir of folders.filter((d) => !process.env.ONLY || d.includes(process.
       const examples = tokenRows([9, 6, 9, 4]).map((ids) => ({ ids }));
       for (const site of plan.sites) {
         const common = { settings: plan.session, padId: plan.tokenizer.padId, externalDataDir: path.dirname(file), inputPlan: plan.runners[0].plan };
-        const split = await createAttributionSession(file, site.tensor, common);
+        const split = await createAttributionSession(file, site.tensor, { ...common, prefix: 'always' });
         const full = await createAttributionSession(file, site.tensor, { ...common, prefix: false });
         const opts = { steps: 8, onWarning: () => {} };
         const a = await attributeByLength(split, examples, site.tensor, opts);
