@@ -80,6 +80,24 @@ test('stories260K layers 0, 2, 4: prefix split == full graph (padded batch and g
   }
 });
 
+test('prepacked (the suffix packs its weights, the full graph stays unpacked): prefix split == full graph, stories260K layers 0, 2, 4', async () => {
+  if (!stories) return;
+  const tok = await loadTokenizer(stories);
+  const examples = ['Is the sky blue?', 'Do cats bark at night?', 'Can fish fly?'].map((q) => ({ ids: tok.encode(`Respond with True or False only.\n${q}\nAnswer:`) }));
+  for (const layer of [0, 2, 4]) {
+    const tensor = `/model/layers.${layer}/mlp/act_fn/Mul_output_0`;
+    const split = await createAttributionSession(path.join(stories, 'model.onnx'), tensor, { prepack: true, prefix: 'always' });
+    const full = await createAttributionSession(path.join(stories, 'model.onnx'), tensor, { prepack: true, prefix: false });
+    assert.ok(split.prefix && split.prepacked);
+    const opts = { steps: 12, onWarning: () => {} };
+    sameAttributions(await attributeByLength(split, examples, tensor, opts), await attributeByLength(full, examples, tensor, opts), `prepacked layer ${layer}`);
+    for (const s of [split, full]) {
+      await s.session.release();
+      await s.prefix?.session.release();
+    }
+  }
+});
+
 test('budget: a row counts its fed cut tensors, as many bytes as a run is fed', async () => {
   if (!stories) return;
   const tensor = '/model/layers.1/mlp/act_fn/Mul_output_0';
