@@ -266,10 +266,10 @@ export async function attributeBatch(
       let best = 0;
       for (let v = 1; v < Vo; v++) if (logits[off + v] > logits[off + best]) best = v;
       targets[start + i] = best;
-      // With a prefix split the integrand rows run on the suffix session (other kernels, e.g.
-      // prepacked): F_input comes from its α = 1 row, so F_input − F_baseline and the gradients
-      // are one session's numbers (completeness would otherwise measure the sessions' difference).
-      if (!s.prefix) fIn[start + i] = logSoftmaxAt(logits.subarray(off, off + Vo), best);
+      // With a prefix split this is the full graph's session (unpacked), the α rows the suffix's
+      // (packed when asked): for float graphs the same numbers to ~1e-7 (prefix-split.test.ts);
+      // exporter-quantized graphs, whose kernels differ more, are not split (graph-cache.ts).
+      fIn[start + i] = logSoftmaxAt(logits.subarray(off, off + Vo), best);
     }
   }
   const prepared: Prepared[] = examples.map((e, i) => ({
