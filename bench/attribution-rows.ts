@@ -17,7 +17,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadTokenizer } from '../sources/tokenizer.ts';
-import { attributeExample, attributionRowBytes, createAttributionSession } from '../operators/attribution/lig.ts';
+import { attributeExample, createAttributionSession, releaseAttributionSession, sessionRowBytes } from '../operators/attribution/lig.ts';
 import { attributionStepFactor } from '../pipelines/budget.ts';
 
 const MiB = 1024 ** 2;
@@ -34,14 +34,14 @@ async function child(dir: string, layer: number, steps: number, rows: number, ba
   const ids = (await loadTokenizer(dir)).encode(PROMPT);
   const s = await createAttributionSession(path.join(dir, 'model.onnx'), tensor, { backwardBranch });
   const open = status('VmRSS');
-  const rowBytes = attributionRowBytes(ids.length, s.width, s.vocab);
+  const rowBytes = sessionRowBytes(s, ids.length);
   const opts = { steps, onWarning: () => {} };
   await attributeExample(s, { ids }, tensor, { ...opts, memoryBudgetBytes: rowBytes });
   const oneRow = status('VmHWM');
   await attributeExample(s, { ids }, tensor, { ...opts, memoryBudgetBytes: rows * rowBytes });
   const peak = status('VmHWM');
   console.log(JSON.stringify({ rows, tokens: ids.length, width: s.width, vocab: s.vocab, rowBytes, open, oneRow, peak }));
-  await s.session.release();
+  await releaseAttributionSession(s);
 }
 
 function parent(dir: string, layer: number, steps: number, rowsList: number[], backwardBranch: boolean): void {

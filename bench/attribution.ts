@@ -35,7 +35,7 @@ import { ensureDemoModel } from '../sources/demo/demo-model.ts';
 import { buildFeeds, planInputs } from '../onnx/feeds.ts';
 import { createSession, defaultSessionSettings } from '../onnx/session.ts';
 import { gradName } from '../onnx/backward/graph.ts';
-import { attributeExample, createAttributionSession, type AttributionSession } from '../operators/attribution/lig.ts';
+import { attributeExample, createAttributionSession, releaseAttributionSession, type AttributionSession } from '../operators/attribution/lig.ts';
 import { attributeByLength } from '../operators/attribution/lig.ts';
 import { ParallelAttribution, threadsPerWorker } from '../operators/attribution/lig-parallel.ts';
 import { benchGoal, fixed, formatTable, median } from './lib.ts';
@@ -102,6 +102,11 @@ interface ModelResult {
   workers: number;
   oneSessionRounds: Timed[];
   workerRounds: Timed[];
+  /** Grouped by length (mixed), alternating with branchRounds: the same graph without the prefix split (every integrand row runs the full graph, as before onnx/backward/prefix-split.ts). */
+  noPrefixRounds: Timed[];
+  /** The split of this graph: nodes in the prefix / suffix, cut tensors; or why there is none. */
+  prefix: { prefixNodes: number; suffixNodes: number; cut: number } | { refused: string };
+  pathNodes: number;
   tailNodes: number;
   completenessMedian: number;
 }
@@ -116,20 +121,24 @@ interface BenchSettings {
 /** Σ seconds of the attribution session's runs by kind (wraps this instance's run, not the prototype). */
 function timeRuns(s: AttributionSession): { integrand: number; other: number; restore: () => void } {
   const acc = { integrand: 0, other: 0, restore: () => undefined as void };
-  const session = s.session as ort.InferenceSession & { run: ort.InferenceSession['run'] };
-  const original = session.run.bind(session);
   const grad = gradName(s.tensor);
-  session.run = (async (feeds: ort.InferenceSession.FeedsType, fetches?: unknown) => {
-    const t0 = performance.now();
-    const out = await original(feeds, fetches as string[]);
-    const dt = (performance.now() - t0) / 1000;
-    if (Array.isArray(fetches) && fetches.includes(grad)) acc.integrand += dt;
-    else acc.other += dt;
-    return out;
-  }) as ort.InferenceSession['run'];
-  acc.restore = () => {
-    session.run = original;
-  };
+  // The full graph's session and, with a prefix split, the suffix's (which runs the integrand rows).
+  const restores = [s.session, ...(s.prefix ? [s.prefix.session] : [])].map((x) => {
+    const session = x as ort.InferenceSession & { run: ort.InferenceSession['run'] };
+    const original = session.run.bind(session);
+    session.run = (async (feeds: ort.InferenceSession.FeedsType, fetches?: unknown) => {
+      const t0 = performance.now();
+      const out = await original(feeds, fetches as string[]);
+      const dt = (performance.now() - t0) / 1000;
+      if (Array.isArray(fetches) && fetches.includes(grad)) acc.integrand += dt;
+      else acc.other += dt;
+      return out;
+    }) as ort.InferenceSession['run'];
+    return () => {
+      session.run = original;
+    };
+  });
+  acc.restore = () => restores.forEach((r) => r());
   return acc;
 }
 
@@ -191,7 +200,7 @@ async function benchModel(name: string, dir: string, layer: number, b: BenchSett
     const s = await createAttributionSession(modelPath, tensor, { cacheDir, prepack: true });
     const cacheLoadSeconds = (performance.now() - t0) / 1000;
     if (s.graphCache !== 'hit') throw new Error(`graph cache: expected a hit, got ${s.graphCache}`);
-    await built.session.release();
+    await releaseAttributionSession(built);
     const plain = await bareForward(modelPath, equal[0].ids, STEPS + 2);
     const bare = plain.measure;
     const cost = 3 * STEPS * T;
@@ -205,11 +214,13 @@ async function benchModel(name: string, dir: string, layer: number, b: BenchSett
     const groupedMixed = await timed(s, bare, cost, async () => (await attributeByLength(s, mixed, tensor, opts)).length);
     const groupedEqual = await timed(s, bare, cost, async () => (await attributeByLength(s, equal, tensor, opts)).length);
     const groupedMixedFullHead = b.compareFullHead ? await timedVariant(modelPath, tensor, cacheDir, bare, cost, mixed, opts, { lastPosition: false }) : undefined;
-    // Rounds alternate (branch, no branch, branch, no branch): the machine's load drifts.
+    // Rounds alternate (now, no prefix split, no branch, unpacked, now, …): the machine's load drifts.
     const noBranch: Timed[] = [];
     const unpacked: Timed[] = [];
+    const noPrefix: Timed[] = [];
     const branch: Timed[] = [groupedMixed];
     for (let round = 0; round < 2; round++) {
+      noPrefix.push(await timedVariant(modelPath, tensor, cacheDir, bare, cost, mixed, opts, { prefix: false }));
       noBranch.push(await timedVariant(modelPath, tensor, cacheDir, bare, cost, mixed, opts, { backwardBranch: false }));
       unpacked.push(await timedVariant(modelPath, tensor, cacheDir, bare, cost, mixed, opts, { prepack: false }));
       if (round === 0) branch.push(await timed(s, bare, cost, async () => (await attributeByLength(s, mixed, tensor, opts)).length));
@@ -231,12 +242,13 @@ async function benchModel(name: string, dir: string, layer: number, b: BenchSett
     } finally {
       await pool.release();
     }
-    await s.session.release();
+    const prefix = s.prefix ? { prefixNodes: s.prefix.prefixNodes, suffixNodes: s.prefix.suffixNodes, cut: s.prefix.cut.length } : { refused: s.prefixRefused ?? '?' };
+    await releaseAttributionSession(s);
     await plain.release();
     return {
       model: name, layer: tensor, steps: STEPS, examples: N, meanTokens: T, width: s.width, vocab: s.vocab, buildSeconds, cacheLoadSeconds,
       bareTokensPerSecond: median([batch1, groupedMixed, groupedEqual].flatMap((t) => t.bareTokensPerSecond)),
-      batch1, groupedMixed, groupedEqual, groupedMixedFullHead, branchRounds: branch, noBranchRounds: noBranch, unpackedRounds: unpacked, workers, oneSessionRounds: oneSession, workerRounds: onWorkers, tailNodes: s.tailNodes,
+      batch1, groupedMixed, groupedEqual, groupedMixedFullHead, branchRounds: branch, noBranchRounds: noBranch, unpackedRounds: unpacked, noPrefixRounds: noPrefix, prefix, pathNodes: s.pathNodes, workers, oneSessionRounds: oneSession, workerRounds: onWorkers, tailNodes: s.tailNodes,
       completenessMedian: median(errs),
     };
   } finally {
@@ -256,12 +268,12 @@ async function timedOnWorkers(pool: ParallelAttribution, bare: () => Promise<num
 }
 
 /** groupedMixed on another build of the graph (without the last-position tail, or without the backward branch: the graphs before each existed), or with prepacking off. */
-async function timedVariant(modelPath: string, tensor: string, cacheDir: string, bare: () => Promise<number>, cost: number, mixed: { ids: Int32Array }[], opts: { steps: number }, variant: { lastPosition?: boolean; backwardBranch?: boolean; prepack?: boolean }): Promise<Timed> {
+async function timedVariant(modelPath: string, tensor: string, cacheDir: string, bare: () => Promise<number>, cost: number, mixed: { ids: Int32Array }[], opts: { steps: number }, variant: { lastPosition?: boolean; backwardBranch?: boolean; prepack?: boolean; prefix?: boolean }): Promise<Timed> {
   const full = await createAttributionSession(modelPath, tensor, { cacheDir, prepack: true, ...variant });
   try {
     return await timed(full, bare, cost, async () => (await attributeByLength(full, mixed, tensor, { ...opts, onWarning: () => {} })).length);
   } finally {
-    await full.session.release();
+    await releaseAttributionSession(full);
   }
 }
 
@@ -296,18 +308,21 @@ function print(r: ModelResult): void {
         row('grouped by length, equal lengths (one group)', r.groupedEqual),
         ...(r.groupedMixedFullHead ? [row('grouped, mixed, LM head at every position (before)', r.groupedMixedFullHead)] : []),
         ...r.oneSessionRounds.flatMap((t, k) => [row(`round ${k + 1}: grouped, mixed, one session`, t), row(`round ${k + 1}: grouped, mixed, ${r.workers} worker sessions × 1 thread`, r.workerRounds[k])]),
-        ...r.branchRounds.flatMap((t, k) => [row(`round ${k + 1}: grouped, mixed, backward branch (now)`, t), row(`round ${k + 1}: grouped, mixed, backward on every run (before)`, r.noBranchRounds[k]), row(`round ${k + 1}: grouped, mixed, prepacking off`, r.unpackedRounds[k])]),
+        ...r.branchRounds.flatMap((t, k) => [row(`round ${k + 1}: grouped, mixed, prefix split + backward branch (now)`, t), row(`round ${k + 1}: grouped, mixed, no prefix split (full graph per row)`, r.noPrefixRounds[k]), row(`round ${k + 1}: grouped, mixed, neither (backward on every run)`, r.noBranchRounds[k]), row(`round ${k + 1}: grouped, mixed, prepacking off`, r.unpackedRounds[k])]),
       ],
     ),
   );
-  const speedup = median(r.branchRounds.map((t) => t.examplesPerSecond)) / median(r.noBranchRounds.map((t) => t.examplesPerSecond));
+  const eps = (ts: Timed[]) => median(ts.map((t) => t.examplesPerSecond));
   const other = (ts: Timed[]) => median(ts.map((t) => t.otherRunSeconds / t.seconds));
-  console.log(`backward branch: examples/s ${fixed(speedup, 3)} × the graph without it (median of rounds); activation + top-1 runs ${fixed(100 * other(r.branchRounds), 1)} % of the time (was ${fixed(100 * other(r.noBranchRounds), 1)} %)`);
-  const packing = median(r.branchRounds.map((t) => t.examplesPerSecond)) / median(r.unpackedRounds.map((t) => t.examplesPerSecond));
+  const split = 'refused' in r.prefix ? `none (${r.prefix.refused})` : `${r.prefix.prefixNodes} prefix / ${r.prefix.suffixNodes} suffix nodes, ${r.prefix.cut} cut tensors`;
+  console.log(`graph: ${r.pathNodes} path nodes; prefix split: ${split}`);
+  // Without a split both kinds of rounds run the same graph: their ratio is the machine's noise.
+  console.log(`prefix split: examples/s ${fixed(eps(r.branchRounds) / eps(r.noPrefixRounds), 3)} × the full graph per row (median of rounds)${'refused' in r.prefix ? ' — no split on this graph, so both ran the full graph: the ratio is run-to-run noise' : ''}`);
+  console.log(`backward branch: examples/s ${fixed(eps(r.noPrefixRounds) / eps(r.noBranchRounds), 3)} × the graph without it (both without the prefix split; median of rounds); activation + top-1 runs ${fixed(100 * other(r.noPrefixRounds), 1)} % of the time (was ${fixed(100 * other(r.noBranchRounds), 1)} %)`);
+  const packing = eps(r.branchRounds) / eps(r.unpackedRounds);
   console.log(`prepacked weights: examples/s ${fixed(packing, 3)} × the same graph with prepacking off (median of rounds)`);
-  const eps = (ts: Timed[]) => ts.map((t) => t.examplesPerSecond);
   const ratios = r.workerRounds.map((t, k) => t.examplesPerSecond / r.oneSessionRounds[k].examplesPerSecond);
-  console.log(`worker sessions: ${r.workers} × 1 thread: ${fixed(median(eps(r.workerRounds)), 2)} examples/s against one session's ${fixed(median(eps(r.oneSessionRounds)), 2)}: ${fixed(median(eps(r.workerRounds)) / median(eps(r.oneSessionRounds)), 3)} × (medians of ${ratios.length} alternating rounds; per round ${ratios.map((x) => fixed(x, 2)).join(', ')})`);
+  console.log(`worker sessions: ${r.workers} × 1 thread: ${fixed(eps(r.workerRounds), 2)} examples/s against one session's ${fixed(eps(r.oneSessionRounds), 2)}: ${fixed(eps(r.workerRounds) / eps(r.oneSessionRounds), 3)} × (medians of ${ratios.length} alternating rounds; per round ${ratios.map((x) => fixed(x, 2)).join(', ')})`);
   console.log(`completeness error median (batch 1): ${r.completenessMedian.toExponential(2)}; last-position tail: ${r.tailNodes} nodes`);
 }
 

@@ -7,7 +7,7 @@
 import path from 'node:path';
 import type { Plan } from './plan.ts';
 import type { BatchResult } from '../operators/infer.ts';
-import { attributeByLength, createAttributionSession, type AttributionSession, type LigOptions, type LigResult } from '../operators/attribution/lig.ts';
+import { attributeByLength, createAttributionSession, releaseAttributionSession, reopenAttributionSession, type AttributionSession, type LigOptions, type LigResult } from '../operators/attribution/lig.ts';
 import { ParallelAttribution, type WorkerSetup } from '../operators/attribution/lig-parallel.ts';
 import { defaultCacheDir } from './precisions.ts';
 import { QuantlensError } from '../core/errors.ts';
@@ -52,10 +52,10 @@ function lazyRunner(precision: string, site: ActivationSite, prepared: Attributi
   const release = async () => {
     if (!live) return;
     live = false;
-    await s.session.release();
+    await releaseAttributionSession(s);
   };
   const open = async () => {
-    if (!live) s = { ...s, session: await s.reopen() };
+    if (!live) s = await reopenAttributionSession(s);
     live = true;
     return s;
   };

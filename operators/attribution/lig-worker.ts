@@ -10,7 +10,7 @@
  * thread turns it into one error).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { attributeBatch, attributeExample, createAttributionSession, type AttributionSession, type LigOptions } from './lig.ts';
+import { attributeBatch, attributeExample, createAttributionSession, releaseAttributionSession, reopenAttributionSession, type AttributionSession, type LigOptions } from './lig.ts';
 import { QuantlensError } from '../../core/errors.ts';
 import type { WorkerSetup, WorkerRun } from './lig-parallel.ts';
 
@@ -27,7 +27,7 @@ const keyOf = (setup: WorkerSetup) => JSON.stringify([setup.model, setup.tensor,
 async function close(): Promise<void> {
   if (current?.open) {
     current.open = false;
-    await current.s.session.release().catch(() => undefined);
+    await releaseAttributionSession(current.s).catch(() => undefined);
   }
 }
 
@@ -38,7 +38,7 @@ async function sessionFor(setup: WorkerSetup): Promise<AttributionSession> {
     current = null;
     current = { key, s: await createAttributionSession(setup.model, setup.tensor, setup.options), open: true };
   } else if (!current.open) {
-    current.s = { ...current.s, session: await current.s.reopen() };
+    current.s = await reopenAttributionSession(current.s);
     current.open = true;
   }
   return current.s;

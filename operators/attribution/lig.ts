@@ -30,8 +30,11 @@ import type { FeedBuilder } from '../../onnx/backward/probe.ts';
 import { gaussLegendre } from './gauss-legendre.ts';
 import { cachedAttributionGraph } from './graph-cache.ts';
 import { checkBatchMajor, isFlatSite } from './flat-site.ts';
+import { cutRowBytes, type CutTensor } from '../../onnx/backward/prefix-split.ts';
+import { CutValues } from './cut-values.ts';
 
 const NO_PREPACKING = 'session.disable_prepacking';
+const NO_SPINNING = 'session.intra_op.allow_spinning';
 
 export interface AttributionSession {
   session: ort.InferenceSession;
@@ -72,12 +75,30 @@ export interface AttributionSession {
    * weights: the model is not parsed, the cache not read and the probe and checks not run again.
    */
   reopen(): Promise<ort.InferenceSession>;
+  /**
+   * The integrand runs skip the α-independent prefix (onnx/backward/prefix-split.ts): a second
+   * session of the suffix graph, fed the cut tensors the activation run fetches. Absent: every run
+   * uses the full graph, and `prefixRefused` says why.
+   */
+  prefix?: PrefixSession;
+  prefixRefused?: string;
+}
+
+export interface PrefixSession {
+  session: ort.InferenceSession;
+  /** Tensors fed from the activation run, each with its batch axis (null: fed once). */
+  cut: CutTensor[];
+  /** Inputs of the model the suffix reads itself (fed as the full graph's). */
+  inputs: string[];
+  prefixNodes: number;
+  suffixNodes: number;
+  reopen(): Promise<ort.InferenceSession>;
 }
 
 export async function createAttributionSession(
   model: string | OnnxModel,
   tensor: string,
-  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string; feeds?: FeedBuilder; /** The inference session's input plan (padding side, past layout), when the caller has it. */ inputPlan?: InputPlan; /** Attribution graphs are cached here (graph-cache.ts). */ cacheDir?: string; /** false: the LM head and what precedes it run at every position (AttributionGraphOptions.lastPosition). */ lastPosition?: boolean; /** false: every run runs the reverse sweep (AttributionGraphOptions.backwardBranch). */ backwardBranch?: boolean; /** true: let ONNX Runtime prepack the constant MatMul weights (faster kernels, a packed copy of those weights held in memory; the pipeline turns it on when its budget holds the copy, pipelines/budget.ts). Default false. */ prepack?: boolean } = {},
+  opts: { settings?: SessionSettings; padId?: number; externalDataDir?: string; feeds?: FeedBuilder; /** The inference session's input plan (padding side, past layout), when the caller has it. */ inputPlan?: InputPlan; /** Attribution graphs are cached here (graph-cache.ts). */ cacheDir?: string; /** false: the LM head and what precedes it run at every position (AttributionGraphOptions.lastPosition). */ lastPosition?: boolean; /** false: every run runs the reverse sweep (AttributionGraphOptions.backwardBranch). */ backwardBranch?: boolean; /** false: every run uses the full graph (no prefix split; AttributionSession.prefixRefused says so); 'always': split even where the prefix is small (graph-cache.ts MIN_PREFIX_SHARE). */ prefix?: boolean | 'always'; /** true: let ONNX Runtime prepack the constant MatMul weights (faster kernels, a packed copy of those weights held in memory; the pipeline turns it on when its budget holds the copy, pipelines/budget.ts). Default false. */ prepack?: boolean } = {},
 ): Promise<AttributionSession> {
   const m = typeof model === 'string' ? readOnnxModel(model) : model;
   try {
@@ -86,7 +107,7 @@ export async function createAttributionSession(
     const backwardBranch = opts.backwardBranch ?? true;
     const probeFeeds: FeedBuilder | undefined = opts.feeds ?? (inputPlan ? (batch, padId) => buildFeeds(inputPlan, batch, padId) : undefined);
     // With a cache dir, the graph is built once per (model content, tensor, builder) (graph-cache.ts).
-    const { bytes, info, cache } = await cachedAttributionGraph(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir, feeds: probeFeeds, lastPosition: opts.lastPosition, backwardBranch }, opts.cacheDir);
+    const { bytes, info, cache, suffix } = await cachedAttributionGraph(m, { layerTensors: [tensor], externalDataDir: opts.externalDataDir, feeds: probeFeeds, lastPosition: opts.lastPosition, backwardBranch, prefix: opts.prefix }, opts.cacheDir);
     const shape = info.tensorMeta.shape;
     const flat = isFlatSite(info.tensorMeta);
     if ((shape.length !== 3 && !flat) || info.tensorMeta.type !== 'float32') {
@@ -100,17 +121,28 @@ export async function createAttributionSession(
     const externalDataDir = externalDataDirOf(m, opts);
     const prepacked = opts.prepack ?? false;
     const extra = prepacked ? settings.extra : { [NO_PREPACKING]: '1', ...settings.extra };
-    const reopen = () => createSession(bytes, { ...settings, extra }, { externalDataDir, where: `attribution graph for ${tensor}` });
+    // With a prefix split the suffix session runs the integrand rows and holds the packed copy; the
+    // full graph (activation and top-1 runs) stays unpacked, so no weight is packed twice. Its
+    // threads do not spin after a run either: they would take the cores from the suffix run that
+    // follows (each session has its own pool; measured 0.85× → 1.3× on stories260K at 2 threads).
+    const fullExtra = info.prefix ? { [NO_PREPACKING]: '1', [NO_SPINNING]: '0', ...settings.extra } : extra;
+    const reopen = () => createSession(bytes, { ...settings, extra: fullExtra }, { externalDataDir, where: `attribution graph for ${tensor}` });
     const session = await reopen();
+      let prefix: PrefixSession | undefined;
+    if (info.prefix && suffix) {
+      const reopenSuffix = () => createSession(suffix, { ...settings, extra }, { externalDataDir, where: `attribution suffix graph for ${tensor}` });
+      prefix = { session: await reopenSuffix().catch(async (e) => { await session.release(); throw e; }), cut: info.prefix.cut, inputs: info.prefix.inputs, prefixNodes: info.prefix.prefixNodes, suffixNodes: info.prefix.suffixNodes, reopen: reopenSuffix };
+    }
     const ours = new Set([overrideName(tensor), TARGET_INPUT]);
     const metadata = (session.inputMetadata as readonly { name: string }[]).filter((x) => !ours.has(x.name));
     // With hand-made feeds the plan is unused (its inputs may be ones planInputs refuses).
     const plan = opts.feeds ? { idsName: 'input_ids', idsType: 'int64' as const, pastInputs: [] } : opts.inputPlan ?? planInputs({ inputMetadata: metadata } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
-    const s: AttributionSession = { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[shape.length - 1], flat, vocab: info.logitsShape[2], pathNodes: info.pathNodes, tailNodes: info.tailNodes ?? 0, backwardNodes: info.backwardNodes, graphCache: cache, backwardBranch, prepacked, reopen };
+    const s: AttributionSession = { session, tensor, plan, feeds: opts.feeds, unpadded: info.unpadded, logits: info.logits, padId: opts.padId ?? 0, width: shape[shape.length - 1], flat, vocab: info.logitsShape[2], pathNodes: info.pathNodes, tailNodes: info.tailNodes ?? 0, backwardNodes: info.backwardNodes, graphCache: cache, backwardBranch, prepacked, reopen, prefix, prefixRefused: prefix ? undefined : info.prefixRefused ?? 'no prefix split in the cached graph' };
     if (flat) {
       const original = async (rows: Int32Array[]) => (await runRows(s, rows, rows.map((r) => r.length), rows[0].length, null, new Array(rows.length).fill(0), [originalName(tensor)]))[originalName(tensor)].data as Float32Array;
       await checkBatchMajor(s, original).catch(async (e) => {
         await session.release();
+        await prefix?.session.release();
         throw e;
       });
     }
@@ -118,6 +150,18 @@ export async function createAttributionSession(
   } finally {
     if (typeof model === 'string') m.source.close();
   }
+}
+
+/** Releases an attribution session's ORT sessions: the full graph's and, with a prefix split, the suffix's. */
+export async function releaseAttributionSession(s: Pick<AttributionSession, 'session' | 'prefix'>): Promise<void> {
+  await s.session.release();
+  await s.prefix?.session.release();
+}
+
+/** The same attribution session with its ORT sessions opened again after releaseAttributionSession (graphs not rebuilt). */
+export async function reopenAttributionSession(s: AttributionSession): Promise<AttributionSession> {
+  const session = await s.reopen();
+  return { ...s, session, ...(s.prefix ? { prefix: { ...s.prefix, session: await s.prefix.reopen() } } : {}) };
 }
 
 export interface LigOptions {
@@ -204,14 +248,18 @@ export async function attributeBatch(
 
   const W = s.width;
   const V = s.vocab;
-  const rowsPerRun = attributionRowsPerRun(S, W, V, opts);
+  const rowsPerRun = attributionRowsPerRun(S, W, V, opts, s.prefix ? cutRowBytes(s.prefix.cut, S) : 0);
   // Layer outputs on inputs and baselines (`__original` does not depend on the override).
   const allIds = [...examples.map((e) => e.ids), ...baselineIds];
   const origData = new Float32Array(2 * E * S * W);
+  // With a prefix split, the input rows' runs also fetch the cut tensors the suffix is fed.
+  const cut = s.prefix ? new CutValues(s.prefix.cut, E, S) : undefined;
   for (let start = 0; start < 2 * E; start += rowsPerRun) {
     const n = Math.min(rowsPerRun, 2 * E - start);
-    const out = await runRows(s, allIds.slice(start, start + n), Array.from(allIds.slice(start, start + n), (x) => x.length), S, null, new Array(n).fill(0), [originalName(s.tensor)]);
+    const cutFetches = cut && start < E ? s.prefix!.cut.map((c) => c.name) : [];
+    const out = await runRows(s, allIds.slice(start, start + n), Array.from(allIds.slice(start, start + n), (x) => x.length), S, null, new Array(n).fill(0), [originalName(s.tensor), ...cutFetches]);
     origData.set(out[originalName(s.tensor)].data as Float32Array, start * S * W);
+    if (cutFetches.length) cut!.take(out, start, Math.min(n, E - start));
   }
   const aIn = origData.subarray(0, E * S * W);
   const targets = examples.map((_, i) => opts.targets?.[i]);
@@ -230,6 +278,9 @@ export async function attributeBatch(
       let best = 0;
       for (let v = 1; v < Vo; v++) if (logits[off + v] > logits[off + best]) best = v;
       targets[start + i] = best;
+      // With a prefix split this is the full graph's session (unpacked), the α rows the suffix's
+      // (packed when asked): for float graphs the same numbers to ~1e-7 (prefix-split.test.ts);
+      // exporter-quantized graphs, whose kernels differ more, are not split (graph-cache.ts).
       fIn[start + i] = logSoftmaxAt(logits.subarray(off, off + Vo), best);
     }
   }
@@ -246,12 +297,12 @@ export async function attributeBatch(
   const tolerance = opts.adaptiveTolerance ?? 0.01;
   const maxSteps = opts.maxSteps ?? 1024;
   let steps = opts.steps ?? 50;
-  const results = await integrate(s, prepared, S, W, steps, rowsPerRun);
+  const results = await integrate(s, prepared, S, W, steps, rowsPerRun, cut);
   if (opts.adaptiveSteps) {
     let pending = results.map((r, i) => (r.completenessError > tolerance ? i : -1)).filter((i) => i >= 0);
     while (pending.length && steps < maxSteps) {
       steps = Math.min(maxSteps, steps * 2);
-      const again = await integrate(s, pending.map((i) => prepared[i]), S, W, steps, rowsPerRun);
+      const again = await integrate(s, pending.map((i) => prepared[i]), S, W, steps, rowsPerRun, cut?.subset(pending));
       pending.forEach((i, k) => (results[i] = { ...again[k], history: [...results[i].history, ...again[k].history] }));
       pending = pending.filter((i) => results[i].completenessError > tolerance);
     }
@@ -297,19 +348,28 @@ export async function attributeByLength(
 }
 
 /** Rows (example × α) per ONNX Runtime run within the budget of `opts`, for sequences of S tokens. */
-export function attributionRowsPerRun(S: number, W: number, V: number, opts: Pick<LigOptions, 'maxBatchElements' | 'memoryBudgetBytes'>): number {
-  if (opts.memoryBudgetBytes === undefined) return Math.max(1, Math.floor((opts.maxBatchElements ?? 1 << 22) / (S * Math.max(W, V))));
-  const perRow = attributionRowBytes(S, W, V);
+export function attributionRowsPerRun(S: number, W: number, V: number, opts: Pick<LigOptions, 'maxBatchElements' | 'memoryBudgetBytes'>, cutBytes = 0): number {
+  if (opts.memoryBudgetBytes === undefined) return Math.max(1, Math.floor((opts.maxBatchElements ?? 1 << 22) / (S * Math.max(W, V) + cutBytes / 4)));
+  const perRow = attributionRowBytes(S, W, V, cutBytes);
   const rows = Math.floor(opts.memoryBudgetBytes / perRow);
   if (rows < 1) {
-    throw new QuantlensError('BUDGET', `attribution memory budget ${(opts.memoryBudgetBytes / 1024 ** 2).toFixed(1)} MiB (salience.memory_budget_gb) is below one row of ${S} tokens: ${(perRow / 1024 ** 2).toFixed(1)} MiB (activations and gradients of width ${W}, logits of vocab ${V}, float32)`);
+    throw new QuantlensError('BUDGET', `attribution memory budget ${(opts.memoryBudgetBytes / 1024 ** 2).toFixed(1)} MiB (salience.memory_budget_gb) is below one row of ${S} tokens: ${(perRow / 1024 ** 2).toFixed(1)} MiB (activations and gradients of width ${W}, logits of vocab ${V}, float32${cutBytes ? `, ${(cutBytes / 1024 ** 2).toFixed(1)} MiB of fed prefix tensors` : ''})`);
   }
   return rows;
 }
 
-/** Bytes of one attribution row of S tokens: activation + gradient [S × W] and logits [S × V], float32. */
-export function attributionRowBytes(S: number, W: number, V: number): number {
-  return S * (2 * W + V) * 4;
+/** attributionRowBytes of a row of S tokens on this session (with its prefix split's fed cut tensors). */
+export function sessionRowBytes(s: Pick<AttributionSession, 'width' | 'vocab' | 'prefix'>, S: number): number {
+  return attributionRowBytes(S, s.width, s.vocab, s.prefix ? cutRowBytes(s.prefix.cut, S) : 0);
+}
+
+/**
+ * Bytes of one attribution row of S tokens: activation + gradient [S × W] and logits [S × V],
+ * float32, plus `cutBytes`, the row's copy of the prefix's cut tensors the suffix is fed
+ * (onnx/backward/prefix-split.ts cutRowBytes; 0 without a prefix split).
+ */
+export function attributionRowBytes(S: number, W: number, V: number, cutBytes = 0): number {
+  return S * (2 * W + V) * 4 + cutBytes;
 }
 
 /** log_softmax(logits)[t], in float64 (the objective the graph computes, from its logits). */
@@ -342,6 +402,27 @@ async function runRows(
   return s.session.run(feeds, fetches);
 }
 
+/** An integrand run on the suffix graph: the model inputs it reads, the cut tensors of each row's example. */
+async function runSuffix(
+  s: AttributionSession,
+  p: PrefixSession,
+  ids: Int32Array[],
+  lengths: number[],
+  S: number,
+  override: Float32Array,
+  targets: number[],
+  cutFeeds: Record<string, ort.Tensor>,
+): Promise<ort.InferenceSession.OnnxValueMapType> {
+  const R = ids.length;
+  const batch = { seqLen: S, lengths: Int32Array.from(lengths), ids };
+  const all = s.feeds ? s.feeds(batch, s.padId) : buildFeeds(s.plan, batch, s.padId);
+  const feeds: Record<string, ort.Tensor> = { ...cutFeeds };
+  for (const name of p.inputs) if (all[name]) feeds[name] = all[name];
+  feeds[overrideName(s.tensor)] = new ort.Tensor('float32', override, s.flat ? [R * S, s.width] : [R, S, s.width]);
+  feeds[TARGET_INPUT] = intTensor(targets);
+  return p.session.run(feeds, [OBJECTIVE_OUTPUT, gradName(s.tensor)]);
+}
+
 async function integrate(
   s: AttributionSession,
   prepared: Prepared[],
@@ -349,6 +430,7 @@ async function integrate(
   W: number,
   steps: number,
   chunk: number,
+  cut?: CutValues,
 ): Promise<Omit<LigResult, 'converged'>[]> {
   const { nodes, weights } = gaussLegendre(steps);
   // Row queue: (example, α, weight); weight < 0 marks the endpoint rows (α = 0 → F_base, 1 → F_in).
@@ -371,15 +453,12 @@ async function integrate(
       const off = r * S * W;
       for (let j = 0; j < S * W; j++) ov[off + j] = p.aBase[j] + row.alpha * (p.aIn[j] - p.aBase[j]);
     });
-    const out = await runRows(
-      s,
-      part.map((row) => prepared[row.e].ids),
-      part.map((row) => prepared[row.e].len),
-      S,
-      ov,
-      part.map((row) => prepared[row.e].target),
-      [OBJECTIVE_OUTPUT, gradName(s.tensor)],
-    );
+    const ids = part.map((row) => prepared[row.e].ids);
+    const lens = part.map((row) => prepared[row.e].len);
+    const targets = part.map((row) => prepared[row.e].target);
+    const out = cut && s.prefix
+      ? await runSuffix(s, s.prefix, ids, lens, S, ov, targets, cut.feeds(part.map((row) => row.e)))
+      : await runRows(s, ids, lens, S, ov, targets, [OBJECTIVE_OUTPUT, gradName(s.tensor)]);
     const F = out[OBJECTIVE_OUTPUT].data as Float32Array;
     const G = out[gradName(s.tensor)].data as Float32Array;
     part.forEach((row, r) => {

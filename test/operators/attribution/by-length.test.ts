@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import path from 'node:path';
 import { loadTokenizer } from '../../../sources/tokenizer.ts';
-import { attributeExample, attributionRowBytes, attributionRowsPerRun, createAttributionSession, type LigResult } from '../../../operators/attribution/lig.ts';
+import { attributeExample, attributionRowBytes, attributionRowsPerRun, createAttributionSession, sessionRowBytes, type LigResult } from '../../../operators/attribution/lig.ts';
 import { attributeByLength } from '../../../operators/attribution/lig.ts';
 import { sharedPath } from '../../helpers/shared.ts';
 import { expectRejects } from '../../helpers/expect-error.ts';
@@ -54,7 +54,7 @@ test('stories260K layer 2: grouped by length == each example alone, at any budge
   grouped.forEach((r, i) => assertSame(r, alone[i], 1e-4, `example ${i}`));
   // One row per run (the budget of exactly one row at the longest length) changes nothing either.
   const S = Math.max(...examples.map((e) => e.ids.length));
-  const oneRow = await attributeByLength(s, examples, s.tensor, { ...opts, memoryBudgetBytes: attributionRowBytes(S, s.width, s.vocab) });
+  const oneRow = await attributeByLength(s, examples, s.tensor, { ...opts, memoryBudgetBytes: sessionRowBytes(s, S) });
   oneRow.forEach((r, i) => assertSame(r, alone[i], 1e-4, `one row per run, example ${i}`));
   // Gold targets follow their examples through the grouping.
   const targets = [5, 6, 7, 8, 9];
@@ -62,6 +62,7 @@ test('stories260K layer 2: grouped by length == each example alone, at any budge
   assert.equal(withTargets.map((r) => r.target), targets);
   await expectRejects(attributeByLength(s, examples, s.tensor, { ...opts, memoryBudgetBytes: 1000 }), { code: 'BUDGET', message: /salience\.memory_budget_gb.*below one row/ });
   await s.session.release();
+  await s.prefix?.session.release();
 });
 
 test.run();

@@ -2,11 +2,12 @@
  * Attribution graphs cached across runs (operators/attribution/graph-cache.ts), on the tiny demo
  * model (no ../shared needed): the second session loads from the cache and attributes
  * identically; a changed model (other weights at the same path), another layer or no cache dir
- * misses; an unreadable entry is rebuilt.
+ * misses; an unreadable entry is rebuilt. The entry holds the suffix graph of the prefix split
+ * (onnx/backward/prefix-split.ts) beside the full graph, and a hit opens both.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ensureDemoModel } from '../../../sources/demo/demo-model.ts';
 import { attributeExample, createAttributionSession } from '../../../operators/attribution/lig.ts';
@@ -17,10 +18,11 @@ const TENSOR = (l: number) => `/model/layers.${l}/mlp/act_fn/Mul_output_0`;
 const ids = Int32Array.from([1, 17, 42, 99, 5, 230, 64]);
 
 async function attribute(model: string, cacheDir: string | undefined, layer = 1) {
-  const s = await createAttributionSession(model, TENSOR(layer), { cacheDir });
+  const s = await createAttributionSession(model, TENSOR(layer), { cacheDir, prefix: 'always' });
   const r = await attributeExample(s, { ids }, s.tensor, { steps: 8, onWarning: () => {} });
   await s.session.release();
-  return { cache: s.graphCache, r };
+  await s.prefix?.session.release();
+  return { cache: s.graphCache, r, split: !!s.prefix };
 }
 
 test('second session loads from the cache with identical attributions; a changed model misses', async () => {
@@ -33,10 +35,12 @@ test('second session loads from the cache with identical attributions; a changed
   const entries = readdirSync(path.join(cacheDir, 'attribution'));
   assert.is(entries.length, 1);
   assert.ok(existsSync(path.join(cacheDir, 'attribution', entries[0], 'graph.onnx')) && existsSync(path.join(cacheDir, 'attribution', entries[0], 'info.json')));
-  assert.equal(readdirSync(path.join(cacheDir, 'attribution', entries[0])).sort(), ['graph.onnx', 'info.json'], 'no temporaries left');
+  assert.equal(readdirSync(path.join(cacheDir, 'attribution', entries[0])).sort(), ['graph.onnx', 'info.json', 'suffix.onnx'], 'no temporaries left');
+  assert.ok(first.split, 'prefix split built');
 
   const second = await attribute(model, cacheDir);
   assert.is(second.cache, 'hit');
+  assert.ok(second.split, 'a hit opens the suffix graph too');
   assert.equal(Array.from(second.r.attributions), Array.from(first.r.attributions));
   assert.is(second.r.F_input, first.r.F_input);
   assert.is(second.r.target, first.r.target);
@@ -45,6 +49,8 @@ test('second session loads from the cache with identical attributions; a changed
   assert.is(fresh.cache, 'off');
   assert.equal(Array.from(fresh.r.attributions), Array.from(first.r.attributions));
 
+  // The full-graph-only variant is another key.
+  assert.is.not(await attributionGraphKey(model, { layerTensors: [TENSOR(1)], prefix: false }), await attributionGraphKey(model, { layerTensors: [TENSOR(1)] }));
   // Another layer is another entry.
   assert.is((await attribute(model, cacheDir, 2)).cache, 'miss');
   // Other weights written to the same path: the content hash changes, so the cache misses.
@@ -68,6 +74,10 @@ test('an unreadable cache entry is rebuilt', async () => {
   const again = await attribute(model, cacheDir);
   assert.is(again.cache, 'miss');
   assert.equal(Array.from(again.r.attributions), Array.from(first.r.attributions));
+  assert.is((await attribute(model, cacheDir)).cache, 'hit');
+  // An entry whose info names a split but whose suffix graph is gone is rebuilt too.
+  rmSync(path.join(entry, 'suffix.onnx'));
+  assert.is((await attribute(model, cacheDir)).cache, 'miss');
   assert.is((await attribute(model, cacheDir)).cache, 'hit');
 });
 
