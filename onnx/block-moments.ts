@@ -53,6 +53,15 @@
  * 16; b = 1 is the cast of every value. That Cast runs on one thread in ORT 1.30 (2.0 ms for one
  * [2304, 1024] tensor with 1 or 2 intra-op threads, where min/max, Sub and Mul take 0.6–0.7 of
  * their one-thread time with 2), which is why it leads the profile.
+ *
+ * Measured and not taken: an exact float32 split of each value, hi = fl(x + C) − C and lo = x − hi
+ * with C = 32·max|x| per column (hi on one grid, so a block's 8 hi sum exactly; the mean within
+ * 1e-12·max|x| of the scan, and the test's bounds held with its worst mean error 0), in place of the
+ * Cast. Alone on an Identity model (3 sites of [2304, 1024], 2 threads) the fragment went 1.50–1.59
+ * → 1.34–1.39 ns a value, but inside the demo bench model's session ORT's profile gave the same
+ * fragment share (three paired rounds: 16.6 % old, 16.2–16.9 % split; the 51M model 2.9–3.1 %
+ * both): five float32 passes cost what the Cast and its float64 sum cost. It might win with more
+ * intra-op threads than this 2-core machine has (the Cast does not use them).
  */
 import ort from 'onnxruntime-node';
 import type { BatchMoments } from '../core/types.ts';
