@@ -109,7 +109,9 @@ function workerSource(): string {
   const ts = import.meta.url.endsWith('.ts');
   const url = new URL(`./lig-worker.${ts ? 'ts' : 'js'}`, import.meta.url).href;
   // A .ts worker file does not load under tsx's --import hook on Node 20 (core/eval-worker.ts): tsx's API does.
-  return ts ? `import('tsx/esm/api').then(({ tsImport }) => tsImport(${JSON.stringify(url)}, ${JSON.stringify(import.meta.url)}))` : `import(${JSON.stringify(url)})`;
+  // Its URL is resolved here: an eval'd worker resolves bare names from the working directory,
+  // where a run started outside the clone finds no tsx.
+  return ts ? `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({ tsImport }) => tsImport(${JSON.stringify(url)}, ${JSON.stringify(import.meta.url)}))` : `import(${JSON.stringify(url)})`;
 }
 
 interface Slot {
@@ -118,8 +120,11 @@ interface Slot {
   pending: { resolve: (r: WorkerReply) => void; reject: (e: Error) => void } | null;
   /** That reply's promise, settled either way (what release waits for). */
   inflight: Promise<unknown>;
-  /** The thread has ended (crashed, or closed). */
+  /** The thread has ended (crashed, or closed), with this exit code. */
   exited: boolean;
+  exitCode?: number;
+  /** "attribution worker k of n", how its errors name it. */
+  who: string;
 }
 
 /** How long a worker asked to close may take before it is terminated. */
@@ -153,33 +158,36 @@ export class ParallelAttribution {
     const slots: Slot[] = [];
     const p = new ParallelAttribution(slots, setup);
     for (let k = 0; k < workers; k++) {
-      const slot: Slot = { worker: new Worker(source, { eval: true, workerData: setup }), pending: null, inflight: Promise.resolve(), exited: false };
+      const slot: Slot = { worker: new Worker(source, { eval: true, workerData: setup }), pending: null, inflight: Promise.resolve(), exited: false, who: `attribution worker ${k + 1} of ${workers}` };
       slots.push(slot);
-      p.wire(slot, k, workers);
+      p.wire(slot);
     }
     await p.all(slots.map((s) => p.ask(s)));
     p.idle();
     return p;
   }
 
-  private wire(slot: Slot, k: number, n: number): void {
+  private wire(slot: Slot): void {
     const settle = (m: WorkerReply | Error) => {
       const pending = slot.pending;
       slot.pending = null;
       if (m instanceof Error) pending?.reject(m);
       else pending?.resolve(m);
     };
-    const who = `attribution worker ${k + 1} of ${n}`;
+    const who = slot.who;
     slot.worker.on('message', (m: WorkerReply) => settle(m.type === 'error' ? new QuantlensError(m.code, `${who}: ${m.message}`) : m));
     slot.worker.on('error', (e: Error) => settle(new QuantlensError('UNSUPPORTED', `${who} failed: ${e.message}`, undefined, { cause: e })));
     slot.worker.on('exit', (code) => {
       slot.exited = true;
+      slot.exitCode = code;
       settle(new QuantlensError('UNSUPPORTED', `${who} exited (code ${code}) before it answered`));
     });
   }
 
   /** Posts `message` (none: the ready a new worker sends by itself) and resolves with the worker's reply. */
   private ask(slot: Slot, message?: object): Promise<WorkerReply> {
+    // A thread that ended while idle answers nothing: posting to it would wait forever.
+    if (slot.exited) return Promise.reject(new QuantlensError('UNSUPPORTED', `${slot.who} exited (code ${slot.exitCode}) while idle`));
     const reply = new Promise<WorkerReply>((resolve, reject) => (slot.pending = { resolve, reject }));
     slot.inflight = reply.catch(() => undefined);
     if (message) slot.worker.postMessage(message);

@@ -12,6 +12,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { attributeBatch, attributeExample, createAttributionSession, releaseAttributionSession, reopenAttributionSession, type AttributionSession, type LigOptions } from './lig.ts';
 import { QuantlensError } from '../../core/errors.ts';
+import { workerFaultPoint } from '../../core/fault-point.ts';
 import type { WorkerSetup, WorkerRun } from './lig-parallel.ts';
 
 const port = parentPort;
@@ -71,6 +72,7 @@ async function handle(m: Message): Promise<void> {
     port!.postMessage({ type: 'parked' });
     return;
   }
+  workerFaultPoint('start');
   try {
     const s = await sessionFor(m.setup);
     const groups = [];
@@ -85,4 +87,5 @@ async function handle(m: Message): Promise<void> {
   } catch (e) {
     port!.postMessage(errorOf(e, m.id));
   }
+  workerFaultPoint('after');
 }

@@ -94,6 +94,13 @@ test('npm pack → offline install → CLI, quickstart, .mjs import, tsc on a .t
     assert.equal(installed.filter((f) => /(^|\/)(runs|\.cache)(\/|$)/.test(f)), [], 'nothing written into the installed package');
     assert.ok(existsSync(path.join(cache, 'demo')), 'the demo model went to the user cache');
 
+    // Attribution on worker threads from the built files (lig-worker.js loads by URL, not through tsx).
+    writeFileSync(path.join(project, 'salience.yaml'), 'model: demo\ndataset: {path: demo, limit: 2}\nprecisions: [fp32]\nmeasure: [predictions, salience]\nlayers: [0]\nsession: {intra_op_threads: 2}\nsalience: {steps: 2, workers: 2}\noutput: runs/salience\n');
+    npx('run', 'salience.yaml', '--quiet', '--no-report');
+    const sal = JSON.parse(readFileSync(path.join(project, 'runs', 'salience', 'summary.json'), 'utf8'));
+    assert.is(sal.memory.salience.workers, 2, 'two attribution workers');
+    assert.ok(existsSync(path.join(project, 'runs', 'salience', 'salience.parquet')));
+
     writeFileSync(path.join(project, 'consumer.mjs'), CONSUMER_MJS);
     const mjs = JSON.parse(sh(process.execPath, ['consumer.mjs'], { cwd: project }));
     assert.equal(mjs, { load: 'function', run: 'function', model: 'demo', precisions: ['fp32', 'nf4', 'llm-int8'] });
