@@ -34,10 +34,29 @@ export async function demoBenchModel(): Promise<PipelineBenchModel> {
   return { label: 'demo bench model', dir, config, parameters: llamaParameterCount(config) };
 }
 
+/**
+ * hidden 2048, d_ff 5632, 8 layers, 32 heads (4 kv): TinyLlama-1.1B's layer shape (its 22 layers
+ * cut to 8, ~0.35B parameters with the demo's small vocabulary), so the forward pass per captured
+ * activation value is a real 1B-class model's: the statistics' share of a token's time is the
+ * share they would have there, which the two smaller models overstate.
+ */
+export function realisticConfig(vocabSize: number): LlamaConfig {
+  return { ...demoConfig('bench', vocabSize), hiddenSize: 2048, intermediateSize: 5632, numLayers: 8, numHeads: 32, numKvHeads: 4, headDim: 64 };
+}
+
 /** The larger model's folder, generated (a few seconds) when absent or built with other settings. */
 export async function largeBenchModel(seed = 0): Promise<PipelineBenchModel> {
+  return generatedBenchModel(largeConfig, seed);
+}
+
+/** The ~0.35B model of realisticConfig, generated (about a minute) when absent or built with other settings. */
+export async function realisticBenchModel(seed = 0): Promise<PipelineBenchModel> {
+  return generatedBenchModel(realisticConfig, seed);
+}
+
+async function generatedBenchModel(configOf: (vocabSize: number) => LlamaConfig, seed: number): Promise<PipelineBenchModel> {
   const { tokenizerJson, tokenizerConfig, vocabSize } = demoTokenizerFiles(512);
-  const config = largeConfig(vocabSize);
+  const config = configOf(vocabSize);
   const hash = createHash('sha256').update(JSON.stringify({ config, seed, v: 1 })).digest('hex');
   const dir = path.join(REPO, '.cache', 'bench', `pipeline-h${config.hiddenSize}-f${config.intermediateSize}-l${config.numLayers}`);
   const stamp = path.join(dir, STAMP);

@@ -1,6 +1,7 @@
 /**
- * Pipeline throughput against a bare ONNX Runtime loop, on the demo bench model and a larger
- * generated Llama (bench/pipeline-models.ts), and where a run's time goes.
+ * Pipeline throughput against a bare ONNX Runtime loop, on the demo bench model, a larger
+ * generated Llama and one of TinyLlama's layer shape (bench/pipeline-models.ts), and where a
+ * run's time goes.
  *
  * The bare loop is the ceiling: the SAME batches (the pipeline's own dataset → prompt → tokenize →
  * batchByTokens, built once up front), feeds built once, a session with the same settings and the
@@ -34,7 +35,7 @@ import { CorrelationEstimator } from '../operators/estimators/correlation.ts';
 import { AgreementEstimator } from '../operators/estimators/agreement.ts';
 import type { Batch } from '../core/types.ts';
 import { benchGoal, TimeAccount, median, roundRobin, wrapMethod, writeSyntheticJsonl, type BenchGoal, type SyntheticOptions } from './lib.ts';
-import { demoBenchModel, largeBenchModel, type PipelineBenchModel } from './pipeline-models.ts';
+import { demoBenchModel, largeBenchModel, realisticBenchModel, type PipelineBenchModel } from './pipeline-models.ts';
 import { stageBreakdown, type StageBreakdown } from './pipeline-stages.ts';
 import { profileStatistics, type StatisticsProfile } from './pipeline-profile.ts';
 import { benchEndOfRun, type EndOfRunResult } from './end-of-run.ts';
@@ -293,6 +294,9 @@ export async function benchPipelineThroughput(opts: ThroughputOptions): Promise<
   // LARGE_MAX_TOKENS padded tokens (the default length-sorted batching, smaller batches), so a loop
   // is ≥ 20 batches, not 3, and one slow stretch of a shared machine moves a wall ratio less.
   models.push(await benchModelThroughput(await largeBenchModel(), Math.max(16, Math.round(opts.prompts / 4)), opts.rounds, opts.tmpDir, words, log, LARGE_MAX_TOKENS));
+  // TinyLlama's layer shape (bench/pipeline-models.ts realisticConfig): ~30× the 51M model's
+  // forward pass per token, so a twelfth of the prompts (600 → 50: 8 batches, ~2.1k tokens, ~4 s a loop).
+  models.push(await benchModelThroughput(await realisticBenchModel(), Math.max(16, Math.round(opts.prompts / 12)), opts.rounds, opts.tmpDir, words, log, LARGE_MAX_TOKENS));
   const endOfRun = await benchEndOfRun({ sizes: opts.endOfRunSizes, tmpDir: opts.tmpDir, log });
   const goals = models.map((m) =>
     benchGoal(`pipeline ÷ bare session.run, ${m.model.label}`, m.medianRatio, '>=', PIPELINE_GOAL, `median of ${m.rounds.length} rounds; CPU-time ratio ${m.medianCpuRatio.toFixed(3)}; ${m.measures.join(' + ')} on layers ${m.capturedLayers.join(', ')}; in ORT's profile the statistics take ${(m.statsProfile.share * 100).toFixed(1)} % of the model's kernel time, float64 Σx + min/max alone ${(m.statsProfile.floorShare * 100).toFixed(1)} %`),
