@@ -44,6 +44,7 @@ import { emitterFor } from '../onnx/quantize/index.ts';
 import { QUANT_VARIANTS, variantSettings, type QuantVariant } from '../onnx/quantize/variants.ts';
 import { describePasses, planCorrelationPasses, type CorrelationPassPlan } from './correlation-budget.ts';
 import type { PipelineConfig } from './schema.ts';
+import { defaultSessionSettings } from '../onnx/session.ts';
 import { autoAttributionWorkers, threadsPerWorker } from '../operators/attribution/lig-parallel.ts';
 
 const GiB = 1024 ** 3;
@@ -338,7 +339,8 @@ function withPrepacking(m: OnnxModel, cfg: PipelineConfig, sites: ActivationSite
 /** A worker thread's own memory besides its session: a V8 isolate and the modules it loads (measured ~40 MiB each under tsx). */
 export const ATTRIBUTION_WORKER_BASELINE_BYTES = 64 * 1024 ** 2;
 
-const threadsOf = (cfg: PipelineConfig) => (cfg.session.intra_op_threads > 0 ? cfg.session.intra_op_threads : os.availableParallelism());
+// As plan.ts opens sessions: session.intra_op_threads when set, else the session default.
+const threadsOf = (cfg: PipelineConfig) => (cfg.session.intra_op_threads > 0 ? cfg.session.intra_op_threads : defaultSessionSettings().intraOpThreads);
 
 /**
  * The estimate with the attribution worker sessions of the rule (lig-parallel.ts

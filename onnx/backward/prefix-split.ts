@@ -25,12 +25,12 @@ import ort from 'onnxruntime-node';
 import { appendGraphOutputs, encodeRankedValueInfo } from '../builder.ts';
 import { buildFeeds, planInputs, type FeedBatch } from '../feeds.ts';
 import { readOnnxModel, type NodeInfo, type OnnxModel } from '../model-reader.ts';
-import { createSession, defaultSessionSettings } from '../session.ts';
+import { createSession } from '../session.ts';
 import { DTYPE } from '../dtypes.ts';
 import { fields, ProtoWriter, str } from '../wire.ts';
 import { FORWARD_ONLY_TARGET } from './backward-branch.ts';
 import { TARGET_INPUT } from './emitter.ts';
-import { PROBE_BATCH, type FeedBuilder } from './probe.ts';
+import { PROBE_BATCH, probeSessionSettings, type FeedBuilder } from './probe.ts';
 
 /** One tensor crossing from the prefix into the suffix. */
 export interface CutTensor {
@@ -105,8 +105,7 @@ async function probeRuns(
   override: { name: string; shape: (rows: number, seq: number) => number[]; type: string },
   opts: { externalDataDir?: string; feeds?: FeedBuilder },
 ): Promise<Record<string, ort.Tensor>[]> {
-  const settings = { ...defaultSessionSettings(), graphOptimizationLevel: 'disabled' as const, intraOpThreads: 1, extra: { 'session.disable_prepacking': '1' } };
-  const session = await createSession(appendGraphOutputs(bytes, names.map((name) => ({ name }))), settings, { externalDataDir: opts.externalDataDir, where: 'attribution prefix probe' });
+  const session = await createSession(appendGraphOutputs(bytes, names.map((name) => ({ name }))), probeSessionSettings(), { externalDataDir: opts.externalDataDir, where: 'attribution prefix probe' });
   try {
     const ours = new Set([override.name, TARGET_INPUT]);
     const plan = opts.feeds ? undefined : planInputs({ inputMetadata: (session.inputMetadata as readonly { name: string }[]).filter((x) => !ours.has(x.name)) } as unknown as Pick<ort.InferenceSession, 'inputMetadata'>);
@@ -133,6 +132,17 @@ function sameValues(a: ort.Tensor, b: ort.Tensor): boolean {
   return true;
 }
 
+/** Elements before and after `axis` of a row-major tensor of `dims`. */
+export function aroundAxis(dims: readonly number[], axis: number): { outer: number; inner: number } {
+  let outer = 1;
+  let inner = 1;
+  dims.forEach((d, i) => {
+    if (i < axis) outer *= d;
+    else if (i > axis) inner *= d;
+  });
+  return { outer, inner };
+}
+
 /**
  * The entries of `small` (2 rows) along `axis` equal the first ones of `big` (3 rows, the same
  * two first): within 1e-4 of the scale, as flat-site.ts checks the site itself.
@@ -140,12 +150,7 @@ function sameValues(a: ort.Tensor, b: ort.Tensor): boolean {
 function leadingRowsAgree(small: ort.Tensor, big: ort.Tensor, axis: number): boolean {
   const a = small.data as ArrayLike<number>;
   const b = big.data as ArrayLike<number>;
-  let outer = 1;
-  let inner = 1;
-  small.dims.forEach((d, i) => {
-    if (i < axis) outer *= d;
-    else if (i > axis) inner *= d;
-  });
+  const { outer, inner } = aroundAxis(small.dims, axis);
   const n = small.dims[axis] * inner;
   const m = big.dims[axis] * inner;
   let scale = 0;

@@ -39,6 +39,15 @@ function floatValues(t: ort.Tensor): Float32Array | undefined {
   return undefined;
 }
 
+/**
+ * Settings of a probe session: no graph optimisation, so every requested intermediate exists as
+ * the graph computes it; no prepacking, which would copy every MatMul weight (unpacked, referenced
+ * weights stay mapped file pages); one thread.
+ */
+export function probeSessionSettings() {
+  return { ...defaultSessionSettings(), graphOptimizationLevel: 'disabled' as const, intraOpThreads: 1, extra: { 'session.disable_prepacking': '1' } };
+}
+
 export async function probeTensors(
   m: OnnxModel,
   modelBytes: Uint8Array,
@@ -48,9 +57,7 @@ export async function probeTensors(
   const existing = new Set(m.outputs.map((o) => o.name));
   const extra = [...new Set(names)].filter((n) => !existing.has(n)).map((name) => ({ name }));
   const bytes = appendGraphOutputs(modelBytes, extra);
-  // No graph optimisation: every requested intermediate must exist as computed by the graph.
-  // Nor prepacking: it would copy every MatMul weight; unpacked, referenced weights stay mapped file pages.
-  const settings = { ...defaultSessionSettings(), graphOptimizationLevel: 'disabled' as const, intraOpThreads: 1, extra: { 'session.disable_prepacking': '1' } };
+  const settings = probeSessionSettings();
   const where = { externalDataDir: opts.externalDataDir, where: 'backward graph probe' };
   // Some exports load only after ORT's basic rewrites (transformers.js fp16 models declare float
   // casts as float16 in value_info); basic keeps every graph output, so the probe still sees them.

@@ -7,7 +7,7 @@
  */
 import ort from 'onnxruntime-node';
 import { QuantlensError } from '../../core/errors.ts';
-import type { CutTensor } from '../../onnx/backward/prefix-split.ts';
+import { aroundAxis, type CutTensor } from '../../onnx/backward/prefix-split.ts';
 
 type Data = Float32Array | Uint16Array | Float64Array;
 
@@ -19,13 +19,7 @@ interface Layout {
 }
 
 function layoutOf(dims: readonly number[], axis: number): Layout {
-  let outer = 1;
-  let inner = 1;
-  dims.forEach((d, i) => {
-    if (i < axis) outer *= d;
-    else if (i > axis) inner *= d;
-  });
-  return { dims: [...dims], outer, inner };
+  return { dims: [...dims], ...aroundAxis(dims, axis) };
 }
 
 export class CutValues {

@@ -128,7 +128,7 @@ export async function createAttributionSession(
     const fullExtra = info.prefix ? { [NO_PREPACKING]: '1', [NO_SPINNING]: '0', ...settings.extra } : extra;
     const reopen = () => createSession(bytes, { ...settings, extra: fullExtra }, { externalDataDir, where: `attribution graph for ${tensor}` });
     const session = await reopen();
-      let prefix: PrefixSession | undefined;
+    let prefix: PrefixSession | undefined;
     if (info.prefix && suffix) {
       const reopenSuffix = () => createSession(suffix, { ...settings, extra }, { externalDataDir, where: `attribution suffix graph for ${tensor}` });
       prefix = { session: await reopenSuffix().catch(async (e) => { await session.release(); throw e; }), cut: info.prefix.cut, inputs: info.prefix.inputs, prefixNodes: info.prefix.prefixNodes, suffixNodes: info.prefix.suffixNodes, reopen: reopenSuffix };
@@ -141,8 +141,7 @@ export async function createAttributionSession(
     if (flat) {
       const original = async (rows: Int32Array[]) => (await runRows(s, rows, rows.map((r) => r.length), rows[0].length, null, new Array(rows.length).fill(0), [originalName(tensor)]))[originalName(tensor)].data as Float32Array;
       await checkBatchMajor(s, original).catch(async (e) => {
-        await session.release();
-        await prefix?.session.release();
+        await releaseAttributionSession(s);
         throw e;
       });
     }
