@@ -10,6 +10,14 @@
  * The graph also gives each column's min and max over the batch (of the float32 input, so exact),
  * which the estimator's constant-neuron test needs: ORT reduces them on its threads in a few ms,
  * where a JS pass over the batch took ~30 ms a key at 2,675 × 4,096 in the d_ff 4096 bench.
+ *
+ * Measured and not taken (2,821 × 4,096 float32, the d_ff 4096 bench's batch, 2-core AVX-512 VM):
+ * this graph took about 190 ms a key, where half of one full MatMul of the same shape is about
+ * 155 ms. Gemm with transA = 1 on Split or on Slice column blocks, in place of Transpose, Split and
+ * MatMul, took the same time (medians 206.7–218.3 ms for the three forms in one paired run), and
+ * blocks of 1,024 or 2,048 neurons were no faster than 512. The JS fold of the blocks into the
+ * packed triangle (addBlocks) costs about 26 ms a key warm; a row-major walk of the triangle made
+ * it 23 ms.
  */
 import ort from 'onnxruntime-node';
 import { GraphBuilder, ints, tensor } from '../../onnx/builder.ts';
